@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv with everything Cairn and its tests need. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! command -v uv >/dev/null 2>&1; then
+    "$PY" -m pip install --quiet --user uv 2>/dev/null || "$PY" -m pip install --quiet uv
+    export PATH="$HOME/.local/bin:$PATH"
+fi
+export UV_PYTHON_DOWNLOADS=never
+[ -x .venv/bin/python ] || uv venv --quiet --python "$PY" .venv
+uv pip install --quiet --python .venv/bin/python -e ".[dev]"
+echo "cairn: .venv ready ($(.venv/bin/python --version))"

@@ -1,0 +1,1 @@
+"""Cairn: version the data ML work reads and writes."""

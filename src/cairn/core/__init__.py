@@ -1,0 +1,1 @@
+"""Pure building blocks: digests, names, records. No I/O beyond hashing bytes."""

@@ -1,0 +1,153 @@
+"""Plain value types that cross every boundary (service, SDK, server, CLI).
+
+They carry no behaviour beyond ``to_dict``/``from_dict`` so the server can send them as JSON.
+Timestamps are timezone-aware UTC datetimes; JSON fields are plain dicts/lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+RunState = Literal["running", "finished", "failed", "crashed"]
+T = TypeVar("T")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = _encode(self)
+        return result
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if isinstance(value, str) and f.type in ("datetime", "datetime | None"):
+                value = datetime.fromisoformat(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclass
+class ProjectInfo(_Record):
+    name: str
+    created_at: datetime
+    artifact_count: int = 0
+    run_count: int = 0
+
+
+@dataclass
+class RunInfo(_Record):
+    id: str
+    project: str
+    name: str
+    job_type: str | None
+    state: RunState
+    started_at: datetime
+    finished_at: datetime | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    host: str = ""
+    python_version: str = ""
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    git_diff_digest: str | None = None
+    user: str | None = None
+
+
+@dataclass
+class MetricRow(_Record):
+    step: int
+    data: dict[str, Any]
+    at: datetime
+
+
+@dataclass
+class ArtifactInfo(_Record):
+    project: str
+    name: str
+    type: str
+    created_at: datetime
+    updated_at: datetime
+    version_count: int = 0
+    latest_version: int | None = None
+    latest_size: int | None = None
+    description: str = ""
+
+
+@dataclass
+class VersionInfo(_Record):
+    id: int
+    project: str
+    name: str
+    type: str
+    version: int  # the N of vN
+    digest: str  # artifact digest (paths + contents + references); equals the root tree digest
+    size: int
+    file_count: int
+    description: str
+    metadata: dict[str, Any]
+    aliases: list[str]  # user aliases plus "latest" when this is the newest version
+    tags: list[str]
+    created_at: datetime
+    run_id: str | None  # the run that logged (created) it
+    state: Literal["committed", "deleted"] = "committed"
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.project}/{self.name}:v{self.version}"
+
+
+@dataclass
+class HistoryEntry(_Record):
+    version_id: int
+    field: str  # "description" | "metadata" | "aliases" | "tags" | "created" | "deleted"
+    old: Any
+    new: Any
+    at: datetime
+    run_id: str | None = None
+    user: str | None = None
+
+
+@dataclass
+class LineageNode(_Record):
+    id: str  # "run:<run id>" or "version:<version id>"
+    kind: Literal["run", "version"]
+    label: str  # run name / "name:vN"
+    project: str
+    type: str | None = None  # artifact type or run job type
+    depth: int = 0  # signed distance from the start node: negative upstream, positive downstream
+
+
+@dataclass
+class LineageEdge(_Record):
+    source: str  # node ids; data flows source -> target
+    target: str
+
+
+@dataclass
+class LineageGraph(_Record):
+    root: str
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]

@@ -1,0 +1,1 @@
+"""Service layer: the operations both the embedded mode and the server run."""

@@ -1,0 +1,192 @@
+"""The metadata contract: projects, runs, artifacts, versions, aliases, history, lineage.
+
+`Registry` is what the SDK calls. `SqlRegistry` (cairn.service.sql_registry) implements it on
+SQLAlchemy for the embedded mode and the server; the remote client implements it over HTTP.
+Every method validates its input and raises the typed errors of `cairn.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from cairn.core.records import (
+    ArtifactInfo,
+    HistoryEntry,
+    LineageGraph,
+    MetricRow,
+    ProjectInfo,
+    RunInfo,
+    RunState,
+    VersionInfo,
+)
+
+Direction = Literal["up", "down", "both"]
+
+
+class Registry(Protocol):
+    # --- projects -------------------------------------------------------------------------
+    def list_projects(self) -> list[ProjectInfo]: ...
+
+    # --- runs -----------------------------------------------------------------------------
+    def create_run(
+        self,
+        project: str,
+        *,
+        name: str | None = None,
+        job_type: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        notes: str = "",
+        host: str = "",
+        python_version: str = "",
+        git_commit: str | None = None,
+        git_dirty: bool | None = None,
+        git_diff_digest: str | None = None,
+    ) -> RunInfo:
+        """Create the project if needed and a run in state 'running'. name defaults to a
+        generated readable name unique within the project."""
+        ...
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        state: RunState | None = None,
+        summary: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        notes: str | None = None,
+    ) -> RunInfo:
+        """Setting a final state also sets finished_at. Raises RunFinishedError when the run
+        is already finished/failed/crashed (except updating summary/notes/tags)."""
+        ...
+
+    def log_metrics(self, run_id: str, rows: Sequence[tuple[int, dict[str, Any]]]) -> None: ...
+
+    def get_run(self, run_id: str) -> RunInfo: ...
+
+    def list_runs(
+        self,
+        project: str,
+        *,
+        job_type: str | None = None,
+        state: RunState | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunInfo]:
+        """Newest first."""
+        ...
+
+    def run_metrics(self, run_id: str) -> list[MetricRow]: ...
+
+    # --- artifacts and versions -------------------------------------------------------------
+    def commit_version(
+        self,
+        project: str,
+        name: str,
+        type: str,
+        *,
+        digest: str,
+        size: int,
+        file_count: int,
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        run_id: str | None = None,
+    ) -> tuple[VersionInfo, bool]:
+        """Record a version whose objects are already stored. Atomic, safe under concurrency.
+
+        If a live version of this artifact already has `digest`, no version is made: the
+        aliases/tags asked for are applied to it (recorded in history) and (it, False) is
+        returned. Otherwise the next version number (max ever used + 1, never reused) is taken
+        and (new, True) returned. Aliases move from other versions. The run gets an output
+        edge in both cases. Raises InvalidNameError for a type that differs from the
+        artifact's existing type.
+        """
+        ...
+
+    def resolve(self, project: str, name: str, ref: str = "latest") -> VersionInfo:
+        """ref: 'latest', 'vN', an alias, or a digest ('blake3:...'). ArtifactNotFoundError
+        names what exists when nothing matches."""
+        ...
+
+    def get_version(self, version_id: int) -> VersionInfo: ...
+
+    def list_artifacts(
+        self,
+        project: str,
+        *,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ArtifactInfo]: ...
+
+    def list_versions(
+        self, project: str, name: str, *, limit: int = 100, offset: int = 0
+    ) -> list[VersionInfo]:
+        """Live versions, newest first."""
+        ...
+
+    def update_version(
+        self,
+        version_id: int,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> VersionInfo:
+        """Set the given fields (aliases/tags are the full desired lists, without 'latest').
+        Each changed field appends one HistoryEntry."""
+        ...
+
+    def delete_version(
+        self, version_id: int, *, force: bool = False, run_id: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        """Mark deleted (its number is never reused). Refuses a version with user aliases
+        unless force (StateError)."""
+        ...
+
+    def history(self, version_id: int) -> list[HistoryEntry]:
+        """Oldest first; the first entry is field='created'."""
+        ...
+
+    # --- lineage ----------------------------------------------------------------------------
+    def record_use(self, run_id: str, version_id: int) -> None:
+        """Input edge run <- version. Idempotent."""
+        ...
+
+    def logged_by(self, version_id: int) -> RunInfo | None: ...
+
+    def used_by(self, version_id: int) -> list[RunInfo]: ...
+
+    def run_inputs(self, run_id: str) -> list[VersionInfo]: ...
+
+    def run_outputs(self, run_id: str) -> list[VersionInfo]: ...
+
+    def lineage(
+        self, version_id: int, *, direction: Direction = "both", depth: int | None = None
+    ) -> LineageGraph:
+        """Runs and versions reachable from the version. Edges: version -> run that used it,
+        run -> version it logged. depth counts edges; None means unbounded."""
+        ...
+
+    def versions_with_digest(self, digest: str) -> list[VersionInfo]:
+        """Live versions of any artifact whose digest is `digest` (used by gc and dedup)."""
+        ...
+
+    def all_root_digests(self) -> list[str]:
+        """Digests of every live version (gc marks from these)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["Direction", "Registry", "datetime"]
