@@ -55,7 +55,9 @@ def check_path(path: object) -> str:
     Paths are relative, use '/', and may not contain '.', '..' or empty segments.
     """
     if not isinstance(path, str) or not path:
-        raise InvalidPathError(f"invalid artifact path {path!r}: give a relative path like 'a/b.csv'")
+        raise InvalidPathError(
+            f"invalid artifact path {path!r}: give a relative path like 'a/b.csv'"
+        )
     if "\x00" in path or "\\" in path:
         raise InvalidPathError(
             f"invalid artifact path {path!r}: use '/' as the separator and no NUL characters"

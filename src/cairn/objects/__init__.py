@@ -1,0 +1,1 @@
+"""Content-addressed objects: blobs, chunk lists and trees, on top of a `Storage`."""

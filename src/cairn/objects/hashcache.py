@@ -1,0 +1,88 @@
+"""Remembers file digests by (device, inode, size, mtime_ns), so unchanged files are not
+re-read. A local SQLite file; losing it costs only time."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# a file modified within this window of being hashed may change again within the same
+# timestamp tick; such files are not cached (git's "racy clean" problem)
+_RACY_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class CachedDigest:
+    digest: str
+    chunks: str | None
+
+
+StatKey = tuple[int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class HashCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER,"
+                " mtime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
+                " PRIMARY KEY (dev, ino))"
+            )
+        except sqlite3.DatabaseError:
+            # a damaged cache is only a lost optimisation: start a new one
+            self._db.close()
+            path.unlink(missing_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=30, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER,"
+                " mtime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
+                " PRIMARY KEY (dev, ino))"
+            )
+
+    def get_many(self, keys: list[StatKey]) -> dict[StatKey, CachedDigest]:
+        found: dict[StatKey, CachedDigest] = {}
+        with self._lock:
+            cur = self._db.cursor()
+            for key in keys:
+                row = cur.execute(
+                    "SELECT size, mtime_ns, digest, chunks FROM digests WHERE dev=? AND ino=?",
+                    key[:2],
+                ).fetchone()
+                if row and row[0] == key[2] and row[1] == key[3]:
+                    found[key] = CachedDigest(row[2], row[3])
+        return found
+
+    def put_many(self, items: list[tuple[StatKey, CachedDigest]]) -> None:
+        now = time.time_ns()
+        rows = [(*k, v.digest, v.chunks) for k, v in items if now - k[3] > _RACY_NS]
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError:
+                # another process holds the cache for long: skip, it is only a cache
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._db.close()

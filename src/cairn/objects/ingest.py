@@ -1,0 +1,346 @@
+"""The hot path of logging: hash users' files straight from where they are and store what the
+store lacks. No staging copy is made.
+
+Phase 1 (`hash_files`): every file is looked up in the hash cache; the rest are read once,
+hashed, and their missing objects stored while the bytes are in memory. Small files are read
+whole in groups (one existence check per group); large files stream through FastCDC.
+Phase 2 (`store_tree`): after the caller built the tree, write the tree objects the store lacks,
+children first, re-storing any cached file whose objects have gone missing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cairn.core.digest import format_digest, hash_bytes, new_hasher
+from cairn.errors import FileChangedError, SourceFileError
+from cairn.objects import chunking
+from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
+from cairn.objects.odb import ObjectDB
+from cairn.objects.tree import BuiltTree, FileEntry
+
+GROUP_FILES = 256
+GROUP_BYTES = 16 << 20
+BLOCK = 16 << 20
+
+ProgressFn = Callable[[int, int], None]  # (files done, bytes done) increments
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A file on disk that will appear at ``path`` inside the artifact."""
+
+    path: str
+    source: Path
+
+
+@dataclass
+class IngestStats:
+    files: int = 0
+    bytes: int = 0
+    hashed_files: int = 0
+    hashed_bytes: int = 0
+    new_objects: int = 0
+    new_bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise SourceFileError(f"file {path} does not exist; check the path", str(path)) from None
+    except PermissionError:
+        raise SourceFileError(
+            f"file {path} is not readable; fix its permissions", str(path)
+        ) from None
+    except IsADirectoryError:
+        raise SourceFileError(f"{path} is a directory; use add_dir()", str(path)) from None
+    except OSError as exc:
+        raise SourceFileError(f"cannot open {path}: {exc.strerror}", str(path)) from None
+
+
+def _changed(path: Path) -> FileChangedError:
+    return FileChangedError(
+        f"file {path} changed while Cairn was reading it; nothing was logged. "
+        "Log it again once it is no longer being written.",
+        str(path),
+    )
+
+
+def _check_unchanged(fd: int, before: os.stat_result, read: int, path: Path) -> None:
+    after = os.fstat(fd)
+    if (
+        read != before.st_size
+        or after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+    ):
+        raise _changed(path)
+
+
+def _read_all(path: Path) -> tuple[bytes, os.stat_result]:
+    fd = _open(path)
+    try:
+        st = os.fstat(fd)
+        parts = []
+        remaining = st.st_size
+        while True:
+            chunk = os.read(fd, max(remaining, 1 << 16) if remaining > 0 else 1 << 16)
+            if not chunk:
+                break
+            parts.append(chunk)
+            remaining -= len(chunk)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        _check_unchanged(fd, st, len(data), path)
+        return data, st
+    finally:
+        os.close(fd)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        odb: ObjectDB,
+        cache: HashCache | None,
+        *,
+        threads: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.odb = odb
+        self.cache = cache
+        self.threads = threads or min(8, (os.cpu_count() or 2) * 2)
+        self.progress = progress or (lambda files, nbytes: None)
+        self.stats = IngestStats()
+        # files whose digest came from the cache: their objects may be missing from the store
+        self._unverified: dict[str, StagedFile] = {}
+        self._new_cache: list[tuple[StatKey, CachedDigest]] = []
+        self._cache_lock = threading.Lock()
+
+    # --- phase 1 ---------------------------------------------------------------------------
+    def hash_files(self, staged: list[StagedFile]) -> list[FileEntry]:
+        stats: list[os.stat_result] = []
+        for sf in staged:
+            try:
+                stats.append(os.stat(sf.source))
+            except FileNotFoundError:
+                raise SourceFileError(
+                    f"file {sf.source} does not exist; check the path", str(sf.source)
+                ) from None
+            except OSError as exc:
+                raise SourceFileError(f"cannot read {sf.source}: {exc}", str(sf.source)) from None
+        keys = [stat_key(st) for st in stats]
+        cached = self.cache.get_many(keys) if self.cache else {}
+
+        results: dict[str, FileEntry] = {}
+        todo_small: list[tuple[StagedFile, int]] = []
+        todo_large: list[StagedFile] = []
+        for sf, st, key in zip(staged, stats, keys, strict=True):
+            hit = cached.get(key)
+            self.stats.add(files=1, bytes=st.st_size)
+            if hit is not None:
+                results[sf.path] = FileEntry(sf.path, hit.digest, st.st_size, hit.chunks)
+                self._unverified[sf.path] = sf
+                self.progress(1, st.st_size)
+            elif st.st_size >= chunking.CHUNK_THRESHOLD:
+                todo_large.append(sf)
+            else:
+                todo_small.append((sf, st.st_size))
+
+        groups: list[list[StagedFile]] = []
+        group: list[StagedFile] = []
+        group_bytes = 0
+        for sf, size in todo_small:
+            group.append(sf)
+            group_bytes += size
+            if len(group) >= GROUP_FILES or group_bytes >= GROUP_BYTES:
+                groups.append(group)
+                group, group_bytes = [], 0
+        if group:
+            groups.append(group)
+
+        if groups or todo_large:
+            with ThreadPoolExecutor(self.threads) as pool:
+                futures: list[Future[list[FileEntry]]] = [
+                    pool.submit(self._store_large, sf) for sf in todo_large
+                ]
+                futures += [pool.submit(self._store_small_group, g) for g in groups]
+                try:
+                    for fut in futures:
+                        for entry in fut.result():
+                            results[entry.path] = entry
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+        return [results[sf.path] for sf in staged]
+
+    def _remember(self, st: os.stat_result, digest: str, chunks: str | None) -> None:
+        with self._cache_lock:
+            self._new_cache.append((stat_key(st), CachedDigest(digest, chunks)))
+
+    def _store_small_group(self, group: list[StagedFile]) -> list[FileEntry]:
+        loaded: list[tuple[StagedFile, bytes, str, os.stat_result]] = []
+        for sf in group:
+            data, st = _read_all(sf.source)
+            loaded.append((sf, data, hash_bytes(data), st))
+        missing = self.odb.missing({digest for _, _, digest, _ in loaded})
+        entries = []
+        for sf, data, digest, st in loaded:
+            if digest in missing:
+                missing.discard(digest)
+                if self.odb.put(digest, data):
+                    self.stats.add(new_objects=1, new_bytes=len(data))
+            self._remember(st, digest, None)
+            self.stats.add(hashed_files=1, hashed_bytes=len(data))
+            self.progress(1, len(data))
+            entries.append(FileEntry(sf.path, digest, len(data)))
+        return entries
+
+    def _store_large(self, sf: StagedFile) -> list[FileEntry]:
+        fd = _open(sf.source)
+        try:
+            st = os.fstat(fd)
+            digest, chunks_digest, read = self._chunk_stream(fd, sf.source)
+            _check_unchanged(fd, st, read, sf.source)
+        finally:
+            os.close(fd)
+        self._remember(st, digest, chunks_digest)
+        self.stats.add(hashed_files=1, hashed_bytes=read)
+        return [FileEntry(sf.path, digest, read, chunks_digest)]
+
+    def _chunk_stream(self, fd: int, path: Path) -> tuple[str, str, int]:
+        """Read a large file once: whole-file BLAKE3 on a helper thread while the file is cut
+        into chunks here and the chunks the store lacks are written."""
+        hasher = new_hasher(threaded=True)
+        cdc = chunking.chunker()
+        chunk_list: list[tuple[str, int]] = []
+        bufs = [bytearray(BLOCK + chunking.MAX_CHUNK) for _ in range(2)]
+        pending: list[Future[None] | None] = [None, None]
+        total = 0
+        left: memoryview | None = None
+        i = 0
+        with ThreadPoolExecutor(1) as hash_thread:
+            while True:
+                view = memoryview(bufs[i])
+                waiting = pending[i]
+                if waiting is not None:
+                    waiting.result()
+                keep = 0
+                if left is not None:
+                    keep = len(left)
+                    view[:keep] = left
+                n = os.readv(fd, [view[keep : keep + BLOCK]])
+                while 0 < n < BLOCK:  # short read: keep filling the block
+                    more = os.readv(fd, [view[keep + n : keep + BLOCK]])
+                    if not more:
+                        break
+                    n += more
+                eof = n < BLOCK
+                if n:
+                    pending[i] = hash_thread.submit(hasher.update, view[keep : keep + n])
+                    total += n
+                data = view[: keep + n]
+                cuts = [(c.offset, c.length) for c in cdc.cut_buf(data)] if len(data) else []
+                if not eof and cuts:
+                    last_off, last_len = cuts.pop()
+                    left = data[last_off : last_off + last_len]
+                else:
+                    left = None
+                self._store_chunks(data, cuts, chunk_list)
+                self.progress(0, n)
+                i ^= 1
+                if eof:
+                    break
+            for fut in pending:
+                if fut is not None:
+                    fut.result()
+        body = chunking.encode_chunk_list(total, chunk_list)
+        chunks_digest = hash_bytes(body)
+        if self.odb.missing([chunks_digest]):
+            self.odb.put(chunks_digest, body)
+            self.stats.add(new_objects=1, new_bytes=len(body))
+        self.progress(1, 0)
+        return format_digest(hasher.hexdigest()), chunks_digest, total
+
+    def _store_chunks(
+        self, data: memoryview, cuts: list[tuple[int, int]], chunk_list: list[tuple[str, int]]
+    ) -> None:
+        digests = [hash_bytes(data[off : off + n]) for off, n in cuts]
+        missing = self.odb.missing(digests)
+        for (off, n), digest in zip(cuts, digests, strict=True):
+            chunk_list.append((digest, n))
+            if digest in missing:
+                missing.discard(digest)
+                if self.odb.put(digest, data[off : off + n]):
+                    self.stats.add(new_objects=1, new_bytes=n)
+
+    # --- phase 2 ---------------------------------------------------------------------------
+    def store_tree(self, built: BuiltTree) -> None:
+        """Write the tree objects the store lacks, children before parents, after making sure
+        every file they list is stored. Objects that exist are trusted to be complete."""
+        missing_trees = self.odb.missing(built.objects)
+        if missing_trees:
+            candidates: dict[str, FileEntry] = {}
+            for tree_digest in missing_trees:
+                for fe in built.files.get(tree_digest, ()):
+                    if fe.path in self._unverified:
+                        candidates[fe.chunks or fe.digest] = fe
+            lost = self.odb.missing(candidates)
+            for key in lost:
+                self._restore(candidates[key])
+            for digest in self._post_order(built):
+                if digest in missing_trees and self.odb.put(digest, built.objects[digest]):
+                    self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
+        self.flush_cache()
+
+    def _post_order(self, built: BuiltTree) -> Iterable[str]:
+        order: list[str] = []
+        seen: set[str] = set()
+        stack: list[tuple[str, bool]] = [(built.root, False)]
+        while stack:
+            digest, expanded = stack.pop()
+            if expanded:
+                order.append(digest)
+                continue
+            if digest in seen:
+                continue
+            seen.add(digest)
+            stack.append((digest, True))
+            for child in built.children.get(digest, ()):
+                stack.append((child, False))
+        return order
+
+    def _restore(self, entry: FileEntry) -> None:
+        """A cached file whose objects are gone from the store: read and store it again."""
+        sf = self._unverified[entry.path]
+        if entry.chunks:
+            fd = _open(sf.source)
+            try:
+                st = os.fstat(fd)
+                digest, chunks_digest, read = self._chunk_stream(fd, sf.source)
+                _check_unchanged(fd, st, read, sf.source)
+            finally:
+                os.close(fd)
+            if (digest, chunks_digest) != (entry.digest, entry.chunks):
+                raise _changed(sf.source)
+        else:
+            data, _ = _read_all(sf.source)
+            if hash_bytes(data) != entry.digest:
+                raise _changed(sf.source)
+            if self.odb.put(entry.digest, data):
+                self.stats.add(new_objects=1, new_bytes=len(data))
+
+    def flush_cache(self) -> None:
+        if self.cache and self._new_cache:
+            self.cache.put_many(self._new_cache)
+            self._new_cache = []

@@ -1,0 +1,549 @@
+"""`Artifact`: a draft you fill with files, then a logged, immutable version."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from cairn import config
+from cairn.core import names
+from cairn.core.records import HistoryEntry, LineageGraph, RunInfo, VersionInfo
+from cairn.errors import (
+    ArtifactStateError,
+    IntegrityError,
+    InvalidMetadataError,
+    InvalidPathError,
+    NotFoundError,
+    SourceFileError,
+)
+from cairn.objects import tree
+from cairn.objects.hashcache import stat_key
+from cairn.objects.ingest import StagedFile
+from cairn.objects.materialize import Wanted
+from cairn.objects.tree import FileEntry
+from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.progress import progress_bar
+from cairn.sdk.walk import walk_files
+
+if TYPE_CHECKING:
+    from cairn.service.registry import Direction
+
+
+def check_json(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidMetadataError(
+            f"{what} must be a dict of JSON values, got {type(value).__name__}"
+        )
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidMetadataError(f"{what} keys must be strings, got {key!r}")
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidMetadataError(
+                f"{what}[{key!r}] is not JSON-serialisable ({exc}); convert it to str, int, "
+                "float, bool, list or dict"
+            ) from None
+    return dict(value)
+
+
+class ArtifactFile:
+    """One file of a logged version."""
+
+    def __init__(self, artifact: Artifact, path: str, entry: dict[str, Any]) -> None:
+        self.artifact = artifact
+        self.path = path
+        self.size: int = entry["s"]
+        self.digest: str = entry["d"]
+        self._entry = entry
+
+    def __repr__(self) -> str:
+        return f"<ArtifactFile {self.path} {self.size} bytes>"
+
+    def download(self, root: str | os.PathLike[str] | None = None, *, copy: bool = False) -> str:
+        """Download this one file; returns its local path."""
+        dest = self.artifact._download_root(root)
+        self.artifact._materialize([self._wanted()], dest, copy=copy)
+        return str(dest / self.path)
+
+    def _wanted(self) -> Wanted:
+        return Wanted(self.path, self.digest, self.size, self._entry.get("c"))
+
+
+class Artifact:
+    """A set of files versioned together.
+
+    A new ``Artifact(name, type)`` is a draft: add files, then ``run.log_artifact(art)``. After
+    logging (or when obtained from ``use_artifact``/``Api``) it is a version: its files are
+    fixed; metadata, description, aliases and tags can still be edited and ``save()``d.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = names.check_artifact_name(name)
+        self.type = names.check_type(type)
+        self.description = description or ""
+        self.metadata: dict[str, Any] = check_json(metadata, "metadata")
+        self.aliases: list[str] = []
+        self.tags: list[str] = []
+        self.project: str | None = None
+        self._entries: dict[str, StagedFile | FileEntry] = {}
+        self._info: VersionInfo | None = None
+        self._backend: Backend | None = None
+        self._staging: Path | None = None
+        self._open_files = 0
+
+    # --- construction from a stored version --------------------------------------------------
+    @classmethod
+    def _from_info(cls, info: VersionInfo, backend: Backend) -> Artifact:
+        art = cls.__new__(cls)
+        art.name = info.name
+        art.type = info.type
+        art.project = info.project
+        art._entries = {}
+        art._staging = None
+        art._open_files = 0
+        art._backend = backend
+        art._set_info(info)
+        return art
+
+    def _set_info(self, info: VersionInfo) -> None:
+        self._info = info
+        self.project = info.project
+        self.description = info.description
+        self.metadata = dict(info.metadata)
+        self.aliases = list(info.aliases)
+        self.tags = list(info.tags)
+
+    # --- identity ----------------------------------------------------------------------------
+    @property
+    def is_draft(self) -> bool:
+        return self._info is None
+
+    def _logged(self) -> VersionInfo:
+        if self._info is None:
+            raise ArtifactStateError(
+                f"artifact {self.name!r} has not been logged yet; call run.log_artifact(art) first"
+            )
+        return self._info
+
+    @property
+    def id(self) -> int:
+        return self._logged().id
+
+    @property
+    def version(self) -> str:
+        return self._logged().label
+
+    @property
+    def digest(self) -> str:
+        return self._logged().digest
+
+    @property
+    def size(self) -> int:
+        return self._logged().size
+
+    @property
+    def file_count(self) -> int:
+        return self._logged().file_count
+
+    @property
+    def created_at(self) -> datetime:
+        return self._logged().created_at
+
+    @property
+    def qualified_name(self) -> str:
+        return self._logged().qualified_name
+
+    @property
+    def state(self) -> str:
+        return "draft" if self._info is None else self._info.state
+
+    def __repr__(self) -> str:
+        if self._info is None:
+            return f"<Artifact {self.name} (draft, {len(self._entries)} files)>"
+        return f"<Artifact {self._info.qualified_name} {self._info.digest[:19]}>"
+
+    # --- filling a draft ---------------------------------------------------------------------
+    def _draft_only(self) -> None:
+        if self._info is not None:
+            raise ArtifactStateError(
+                f"{self._info.qualified_name} is logged and its files cannot change; "
+                "call new_draft() to make a new version from it"
+            )
+
+    def _put(self, path: str, value: StagedFile | FileEntry, overwrite: bool) -> None:
+        if not overwrite and path in self._entries:
+            raise InvalidPathError(
+                f"two files at one path: {path!r} is already in artifact {self.name!r}; "
+                "pass overwrite=True to replace it or name= to put it elsewhere"
+            )
+        self._entries[path] = value
+
+    def _check_no_clash(self, path: str) -> None:
+        """A path may not be both a file and a folder."""
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in self._entries:
+                raise InvalidPathError(
+                    f"{path!r} would put a file inside {'/'.join(parts[:i])!r}, which is a file"
+                )
+        prefix = path + "/"
+        if any(p.startswith(prefix) for p in self._entries):
+            raise InvalidPathError(f"{path!r} is already a folder in artifact {self.name!r}")
+
+    def add_file(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> ArtifactFile | None:
+        """Add one file; ``name`` is its path inside the artifact (default: its file name)."""
+        self._draft_only()
+        source = Path(local_path)
+        target = names.check_path(name if name is not None else source.name)
+        if not source.exists():
+            raise SourceFileError(f"file {source} does not exist; check the path", str(source))
+        if source.is_dir():
+            raise SourceFileError(f"{source} is a folder; use add_dir()", str(source))
+        if not os.access(source, os.R_OK):
+            raise SourceFileError(
+                f"file {source} is not readable; fix its permissions", str(source)
+            )
+        if target not in self._entries:
+            self._check_no_clash(target)
+        self._put(target, StagedFile(target, source.absolute()), overwrite)
+        return None
+
+    def add_dir(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> None:
+        """Add every file below a folder, at ``name/`` inside the artifact (default: the root)."""
+        self._draft_only()
+        root = Path(local_path).absolute()
+        prefix = names.check_path(name) + "/" if name else ""
+        found = [(names.check_path(prefix + rel), src) for rel, src in walk_files(root)]
+        if not overwrite:
+            clashes = [p for p, _ in found if p in self._entries]
+            if clashes:
+                raise InvalidPathError(
+                    f"two files at one path: {clashes[0]!r} (and {len(clashes) - 1} more) already "
+                    f"in artifact {self.name!r}; pass overwrite=True or name= to put them elsewhere"
+                )
+        for path, src in found:
+            if path not in self._entries:
+                self._check_no_clash(path) if len(found) < 1000 else None
+            self._entries[path] = StagedFile(path, src)
+
+    @contextmanager
+    def new_file(
+        self, name: str, mode: str = "w", encoding: str | None = "utf-8"
+    ) -> Iterator[IO[Any]]:
+        """Write a new file straight into the artifact: ``with art.new_file("x.json") as f:``."""
+        self._draft_only()
+        path = names.check_path(name)
+        if path in self._entries:
+            raise InvalidPathError(f"two files at one path: {path!r} is already in the artifact")
+        self._check_no_clash(path)
+        if "r" in mode or "+" in mode:
+            raise ValueError("new_file opens files for writing: use mode 'w', 'wb', 'x' or 'xb'")
+        if self._staging is None:
+            base = config.cairn_dir() / "staging"
+            base.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=base))
+        local = self._staging / uuid.uuid4().hex
+        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
+        with open(local, mode.replace("x", "w"), **kwargs) as f:
+            yield f
+        self._entries[path] = StagedFile(path, local)
+
+    def remove(self, path: str) -> None:
+        """Remove a file, or every file under a folder, from the draft."""
+        self._draft_only()
+        path = names.check_path(path)
+        prefix = path + "/"
+        doomed = [p for p in self._entries if p == path or p.startswith(prefix)]
+        if not doomed:
+            raise InvalidPathError(f"{path!r} is not in artifact {self.name!r}; nothing removed")
+        for p in doomed:
+            del self._entries[p]
+
+    def new_draft(self) -> Artifact:
+        """A draft holding this version's files (without downloading them), to change and log
+        as a new version."""
+        info = self._logged()
+        draft = Artifact(info.name, info.type, info.description, info.metadata)
+        draft.project = info.project
+        for path, entry in self._iter_entries():
+            draft._entries[path] = FileEntry(path, entry["d"], entry["s"], entry.get("c"))
+        return draft
+
+    def _cleanup_staging(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    # --- logging (called by Run.log_artifact) ------------------------------------------------
+    def _commit(
+        self,
+        backend: Backend,
+        project: str,
+        run_id: str | None,
+        aliases: list[str],
+        tags: list[str],
+    ) -> bool:
+        """Store the draft's files and record the version. True when a new version was made."""
+        self._draft_only()
+        for a in aliases:
+            names.check_alias(a)
+        for t in tags:
+            names.check_tag(t)
+        staged = [v for v in self._entries.values() if isinstance(v, StagedFile)]
+        known = [v for v in self._entries.values() if isinstance(v, FileEntry)]
+        total = 0
+        for sf in staged:
+            try:
+                total += sf.source.stat().st_size
+            except OSError:
+                pass  # reported with a clear message by the ingestor
+        with progress_bar(f"logging {self.name}", len(staged), total) as advance:
+            ingestor = backend.ingestor(advance)
+            entries = ingestor.hash_files(staged) + known
+        built = tree.build(entries)
+        try:
+            backend.registry.resolve(project, self.name, built.root)
+            exists = True
+        except NotFoundError:
+            exists = False
+        if exists:
+            ingestor.flush_cache()
+        else:
+            ingestor.store_tree(built)
+            backend.odb.sync()
+        info, created = backend.registry.commit_version(
+            project,
+            self.name,
+            self.type,
+            digest=built.root,
+            size=built.size,
+            file_count=built.file_count,
+            description=self.description,
+            metadata=check_json(self.metadata, "metadata"),
+            aliases=aliases,
+            tags=list(dict.fromkeys([*self.tags, *tags])),
+            run_id=run_id,
+        )
+        self._backend = backend
+        self._entries = {}
+        self._cleanup_staging()
+        self._set_info(info)
+        self.stats = ingestor.stats
+        return created
+
+    def wait(self, timeout: float | None = None) -> Artifact:
+        """Logging is synchronous; kept so scripts written for asynchronous tools run as-is."""
+        self._logged()
+        return self
+
+    # --- reading a version -------------------------------------------------------------------
+    def _be(self) -> Backend:
+        if self._backend is None:
+            self._backend = get_backend()
+        return self._backend
+
+    def _load(self, digest: str) -> bytes:
+        return self._be().odb.get(digest)
+
+    def _iter_entries(self, prefix: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        info = self._logged()
+        if prefix:
+            prefix = names.check_path(prefix)
+            entry = tree.lookup(info.digest, prefix, self._load)
+            if entry is None:
+                return
+            if entry["t"] != "d":
+                yield prefix, entry
+                return
+            yield from tree.iter_files(entry["d"], self._load, prefix + "/")
+            return
+        yield from tree.iter_files(info.digest, self._load)
+
+    def files(self, prefix: str | None = None) -> list[ArtifactFile]:
+        """The files of a logged version (or the paths staged in a draft)."""
+        if self._info is None:
+            return [
+                ArtifactFile(self, p, {"s": v.size if isinstance(v, FileEntry) else 0, "d": ""})
+                for p, v in sorted(self._entries.items())
+            ]
+        return [ArtifactFile(self, p, e) for p, e in self._iter_entries(prefix)]
+
+    def get_entry(self, path: str) -> ArtifactFile:
+        info = self._logged()
+        path = names.check_path(path)
+        entry = tree.lookup(info.digest, path, self._load)
+        if entry is None or entry["t"] == "d":
+            raise NotFoundError(
+                f"{info.qualified_name} has no file {path!r}; list them with art.files()"
+            )
+        return ArtifactFile(self, path, entry)
+
+    def _download_root(self, root: str | os.PathLike[str] | None) -> Path:
+        info = self._logged()
+        return Path(root) if root is not None else Path("artifacts") / f"{info.name}:{info.label}"
+
+    def _materialize(self, wanted: list[Wanted], dest: Path, *, copy: bool) -> None:
+        total = sum(w.size for w in wanted)
+        with progress_bar(f"downloading {self.name}", len(wanted), total) as advance:
+            self._be().materializer(advance).materialize(wanted, dest, copy=copy)
+
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        path_prefix: str | None = None,
+        copy: bool = False,
+    ) -> str:
+        """Put the version's files in ``root`` (default ``./artifacts/NAME:vN``); returns it.
+
+        Files are hard links to the local cache (read-only) unless ``copy=True`` or the cache
+        is on another filesystem. Every file is verified against its digest.
+        """
+        dest = self._download_root(root)
+        wanted = [Wanted(p, e["d"], e["s"], e.get("c")) for p, e in self._iter_entries(path_prefix)]
+        self._materialize(wanted, dest, copy=copy)
+        return str(dest)
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Download a single-file artifact and return the file's path."""
+        files = self.files()
+        if len(files) != 1:
+            raise ArtifactStateError(
+                f"{self.qualified_name} has {len(files)} files; file() is for single-file "
+                "artifacts, use download() instead"
+            )
+        return files[0].download(root)
+
+    def verify(self, root: str | os.PathLike[str] | None = None) -> None:
+        """Check that ``root`` holds exactly this version's files with the right content;
+        raise IntegrityError listing every difference."""
+        from cairn.core.digest import new_hasher
+
+        dest = self._download_root(root)
+        problems: list[str] = []
+        seen: set[str] = set()
+        backend = self._be()
+        cache = getattr(backend, "hash_cache", None)
+        for path, entry in self._iter_entries():
+            seen.add(path)
+            local = dest / path
+            try:
+                st = local.stat()
+            except OSError:
+                problems.append(f"missing: {path}")
+                continue
+            if st.st_size != entry["s"]:
+                problems.append(f"size differs: {path} ({st.st_size} != {entry['s']})")
+                continue
+            hit = cache.get_many([stat_key(st)]).get(stat_key(st)) if cache else None
+            if hit is not None:
+                digest = hit.digest
+            else:
+                hasher = new_hasher(threaded=st.st_size >= 1 << 20)
+                with open(local, "rb") as f:
+                    while block := f.read(16 << 20):
+                        hasher.update(block)
+                digest = "blake3:" + hasher.hexdigest()
+            if digest != entry["d"]:
+                problems.append(f"content differs: {path}")
+        for dirpath, _dirs, filenames in os.walk(dest):
+            for fn in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, fn), dest).replace(os.sep, "/")
+                if rel not in seen:
+                    problems.append(f"not in the artifact: {rel}")
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise IntegrityError(
+                f"{dest} does not match {self.qualified_name}:\n  {shown}{more}\n"
+                "download() again to restore it",
+                path=str(dest),
+                digest=self.digest,
+            )
+
+    # --- editing a version -------------------------------------------------------------------
+    def save(self) -> Artifact:
+        """Persist changes to metadata, description, aliases and tags (each change goes into
+        the version's history)."""
+        info = self._logged()
+        from cairn.sdk import run as run_module
+
+        current = run_module.current_run()
+        aliases = [a for a in dict.fromkeys(self.aliases) if a != "latest"]
+        for a in aliases:
+            names.check_alias(a)
+        tags = list(dict.fromkeys(self.tags))
+        for t in tags:
+            names.check_tag(t)
+        metadata = check_json(self.metadata, "metadata")
+        old_aliases = [a for a in info.aliases if a != "latest"]
+        new = self._be().registry.update_version(
+            info.id,
+            description=self.description if self.description != info.description else None,
+            metadata=metadata if metadata != info.metadata else None,
+            aliases=aliases if aliases != old_aliases else None,
+            tags=tags if tags != info.tags else None,
+            run_id=current.id if current else None,
+        )
+        self._set_info(new)
+        return self
+
+    def delete(self, delete_aliases: bool = False) -> None:
+        """Delete this version (its number is not reused). Refuses a version with aliases
+        unless ``delete_aliases=True``."""
+        info = self._logged()
+        self._be().registry.delete_version(info.id, force=delete_aliases)
+        self._set_info(self._be().registry.get_version(info.id))
+
+    # --- lineage and history -----------------------------------------------------------------
+    def logged_by(self) -> Run | None:
+        from cairn.sdk.run import Run
+
+        info = self._be().registry.logged_by(self._logged().id)
+        return Run._view(info, self._be()) if info else None
+
+    def used_by(self) -> list[Run]:
+        from cairn.sdk.run import Run
+
+        return [Run._view(r, self._be()) for r in self._be().registry.used_by(self._logged().id)]
+
+    def history(self) -> list[HistoryEntry]:
+        return self._be().registry.history(self._logged().id)
+
+    def lineage(self, direction: Direction = "both", depth: int | None = None) -> LineageGraph:
+        return self._be().registry.lineage(self._logged().id, direction=direction, depth=depth)
+
+
+if TYPE_CHECKING:
+    from cairn.sdk.run import Run
+
+__all__ = ["Artifact", "ArtifactFile", "RunInfo"]

@@ -1,0 +1,86 @@
+"""Where the SDK's calls go. The SDK only sees `Backend`; it never knows whether the registry
+and objects are local (embedded) or behind a server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from cairn import config
+from cairn.objects.hashcache import HashCache
+from cairn.objects.ingest import Ingestor, ProgressFn
+from cairn.objects.materialize import Materializer
+from cairn.objects.odb import ObjectDB
+from cairn.service.registry import Registry
+from cairn.storage.local import LocalStorage
+
+
+class Backend(Protocol):
+    registry: Registry
+    odb: ObjectDB
+    home: Path
+
+    def ingestor(self, progress: ProgressFn | None = None) -> Ingestor: ...
+
+    def materializer(self, progress: ProgressFn | None = None) -> Materializer: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedBackend:
+    """Registry in SQL (SQLite under CAIRN_DIR by default), objects on local disk."""
+
+    def __init__(self, home: Path | None = None, database_url: str | None = None) -> None:
+        from cairn.service.sql_registry import SqlRegistry
+
+        self.home = home or config.cairn_dir()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.odb = ObjectDB(LocalStorage(self.home / "store"))
+        url = database_url or config.database_url()
+        self.registry: Registry = SqlRegistry(url)
+        self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
+        self._files_cache: LocalStorage | None = None
+
+    def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
+        return Ingestor(self.odb, self.hash_cache, progress=progress)
+
+    def materializer(self, progress: ProgressFn | None = None) -> Materializer:
+        if self._files_cache is None:
+            self._files_cache = LocalStorage(self.home / "cache" / "files")
+        return Materializer(self.odb, self._files_cache, self.hash_cache, progress=progress)
+
+    def close(self) -> None:
+        self.registry.close()
+        self.hash_cache.close()
+
+
+_lock = threading.Lock()
+_backends: dict[tuple[str, str, str | None], Backend] = {}
+
+
+def get_backend() -> Backend:
+    """The backend the environment asks for (CAIRN_URL → server, else embedded), shared per
+    process and per configuration."""
+    key = (str(config.cairn_dir()), config.database_url(), config.server_url())
+    with _lock:
+        backend = _backends.get(key)
+        if backend is None:
+            if key[2]:
+                from cairn.errors import StoreError
+
+                raise StoreError(
+                    "CAIRN_URL is set but this build has no server client yet; unset CAIRN_URL "
+                    "to use the embedded store"
+                )
+            backend = EmbeddedBackend()
+            _backends[key] = backend
+        return backend
+
+
+def reset_backends() -> None:
+    """Close every cached backend (tests, and after fork)."""
+    with _lock:
+        for backend in _backends.values():
+            backend.close()
+        _backends.clear()

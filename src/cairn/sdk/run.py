@@ -1,0 +1,310 @@
+"""`Run`: one execution of a script: its config, metrics, and the artifacts it used and logged."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from cairn import config as cairn_config
+from cairn.core import names
+from cairn.core.records import RunInfo, RunState, VersionInfo
+from cairn.errors import InvalidInputError, RunFinishedError
+from cairn.sdk.artifact import Artifact, check_json
+from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.gitinfo import read_git_info
+
+_current: Run | None = None
+_current_lock = threading.Lock()
+_FLUSH_ROWS = 200
+_FLUSH_SECONDS = 2.0
+
+
+def current_run() -> Run | None:
+    return _current
+
+
+class Run:
+    """A run of a script. Create with ``cairn.init(...)``; finish with ``run.finish()`` or by
+    leaving a ``with`` block (an exception marks it failed)."""
+
+    def __init__(self, info: RunInfo, backend: Backend, *, active: bool) -> None:
+        self._info = info
+        self._backend = backend
+        self._active = active
+        self.config: dict[str, Any] = dict(info.config)
+        self.summary: dict[str, Any] = dict(info.summary)
+        self._metrics: list[tuple[int, dict[str, Any]]] = []
+        self._step = 0
+        self._last_flush = time.monotonic()
+
+    @classmethod
+    def _view(cls, info: RunInfo, backend: Backend) -> Run:
+        """A read-only handle on a stored run."""
+        return cls(info, backend, active=False)
+
+    # --- identity ----------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._info.id
+
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def project(self) -> str:
+        return self._info.project
+
+    @property
+    def job_type(self) -> str | None:
+        return self._info.job_type
+
+    @property
+    def state(self) -> RunState:
+        return self._info.state
+
+    @property
+    def info(self) -> RunInfo:
+        return self._info
+
+    def __repr__(self) -> str:
+        return f"<Run {self.project}/{self.name} ({self.id}) {self.state}>"
+
+    def _check_open(self) -> None:
+        if not self._active or self._info.state != "running":
+            raise RunFinishedError(
+                f"run {self.name} ({self.id}) is {self._info.state}; start a new run with "
+                "cairn.init() to log more"
+            )
+
+    # --- metrics -----------------------------------------------------------------------------
+    def log(self, data: dict[str, Any], step: int | None = None, commit: bool = True) -> None:
+        """Record metrics for a step (default: the next one); the latest value of each key
+        also goes into ``summary``."""
+        self._check_open()
+        row = check_json(data, "logged metrics")
+        if step is not None:
+            if step < self._step - 1:
+                raise InvalidInputError(f"step {step} is before the last logged step")
+            self._step = step
+        self._metrics.append((self._step, row))
+        if commit:
+            self._step += 1
+        self.summary.update(row)
+        if (
+            len(self._metrics) >= _FLUSH_ROWS
+            or time.monotonic() - self._last_flush > _FLUSH_SECONDS
+        ):
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._metrics:
+            self._backend.registry.log_metrics(self.id, self._metrics)
+            self._metrics = []
+        self._last_flush = time.monotonic()
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every logged row, oldest first, as ``{"_step": n, **values}``."""
+        if self._active:
+            self._flush()
+        return [{"_step": m.step, **m.data} for m in self._backend.registry.run_metrics(self.id)]
+
+    # --- artifacts ---------------------------------------------------------------------------
+    def log_artifact(
+        self,
+        artifact: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Log a draft as this run's output. A path is logged as a new artifact (``name``
+        defaults to the file or folder name, ``type`` to "dataset"). Logging content identical
+        to an existing version makes no new version: the aliases are applied to that one."""
+        self._check_open()
+        if not isinstance(artifact, Artifact):
+            path = os.fspath(artifact)
+            art = Artifact(name or os.path.basename(os.path.abspath(path)), type or "dataset")
+            if os.path.isdir(path):
+                art.add_dir(path)
+            else:
+                art.add_file(path)
+            artifact = art
+        if isinstance(aliases, str) or isinstance(tags, str):
+            raise InvalidInputError("aliases and tags are lists, e.g. aliases=['best']")
+        if artifact.project is not None and artifact.project != self.project:
+            raise InvalidInputError(
+                f"artifact {artifact.name!r} belongs to project {artifact.project!r}, this run "
+                f"to {self.project!r}"
+            )
+        artifact._commit(
+            self._backend, self.project, self.id, list(aliases or []), list(tags or [])
+        )
+        return artifact
+
+    def use_artifact(self, artifact: str | Artifact, type: str | None = None) -> Artifact:
+        """Declare an input: ``"name"``, ``"name:v3"``, ``"name:alias"`` or
+        ``"project/name:alias"``. Records the lineage edge and returns the version."""
+        self._check_open()
+        if isinstance(artifact, Artifact):
+            info = artifact._logged()
+        else:
+            ref = names.parse_ref(artifact)
+            info = self._backend.registry.resolve(ref.project or self.project, ref.name, ref.ref)
+        if type is not None and info.type != type:
+            raise InvalidInputError(f"{info.qualified_name} has type {info.type!r}, not {type!r}")
+        self._backend.registry.record_use(self.id, info.id)
+        return Artifact._from_info(info, self._backend)
+
+    def used_artifacts(self) -> list[Artifact]:
+        return [self._wrap(v) for v in self._backend.registry.run_inputs(self.id)]
+
+    def logged_artifacts(self) -> list[Artifact]:
+        return [self._wrap(v) for v in self._backend.registry.run_outputs(self.id)]
+
+    def _wrap(self, info: VersionInfo) -> Artifact:
+        return Artifact._from_info(info, self._backend)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def finish(self, exit_code: int = 0, *, state: RunState | None = None) -> None:
+        """Mark the run finished (or failed for a non-zero exit code). Idempotent."""
+        global _current
+        if not self._active or self._info.state != "running":
+            return
+        final: RunState = state or ("finished" if exit_code == 0 else "failed")
+        self._flush()
+        self._info = self._backend.registry.update_run(
+            self.id,
+            state=final,
+            summary=check_json(self.summary, "summary"),
+            config=check_json(self.config, "config"),
+        )
+        with _current_lock:
+            if _current is self:
+                _current = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.finish()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish(state="crashed")
+        else:
+            self.finish(state="failed")
+
+
+def init(
+    project: str | None = None,
+    job_type: str | None = None,
+    *,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    notes: str = "",
+    save_code: bool = True,
+) -> Run:
+    """Start a run. ``project`` defaults to ``CAIRN_PROJECT``, else "default"."""
+    global _current
+    project = names.check_project(project or cairn_config.default_project() or "default")
+    if job_type is not None:
+        names.check_type(job_type)
+    for t in tags:
+        names.check_tag(t)
+    cfg = check_json(config, "config")
+    backend = get_backend()
+    git = read_git_info() if save_code else None
+    diff_digest = None
+    if git is not None and git.diff:
+        diff_digest = backend.odb.add(git.diff)
+        backend.odb.sync()
+    info = backend.registry.create_run(
+        project,
+        name=name,
+        job_type=job_type,
+        config=cfg,
+        tags=list(tags),
+        notes=notes,
+        host=socket.gethostname(),
+        python_version=platform.python_version(),
+        git_commit=git.commit if git else None,
+        git_dirty=git.dirty if git else None,
+        git_diff_digest=diff_digest,
+    )
+    run = Run(info, backend, active=True)
+    with _current_lock:
+        if _current is not None and _current._info.state == "running":
+            _current.finish()
+        _current = run
+    return run
+
+
+def _require_current() -> Run:
+    if _current is None:
+        raise RunFinishedError("no active run; call cairn.init() first")
+    return _current
+
+
+def log(data: dict[str, Any], step: int | None = None) -> None:
+    _require_current().log(data, step=step)
+
+
+def log_artifact(
+    artifact: Artifact | str | os.PathLike[str],
+    name: str | None = None,
+    type: str | None = None,
+    aliases: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+) -> Artifact:
+    return _require_current().log_artifact(artifact, name, type, aliases, tags)
+
+
+def use_artifact(artifact: str | Artifact, type: str | None = None) -> Artifact:
+    return _require_current().use_artifact(artifact, type)
+
+
+def finish(exit_code: int = 0) -> None:
+    if _current is not None:
+        _current.finish(exit_code)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    run = _current
+    if run is not None and run._info.state == "running":
+        try:
+            run.finish(state="crashed" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        except Exception:
+            pass
+    _previous_excepthook(exc_type, exc, tb)
+
+
+def _at_exit() -> None:
+    run = _current
+    if run is not None and run._info.state == "running":
+        try:
+            run.finish()
+        except Exception:
+            pass
+
+
+sys.excepthook = _excepthook
+atexit.register(_at_exit)

@@ -1,0 +1,61 @@
+"""The storage interface every backend implements.
+
+Keys are '/'-separated strings such as ``objects/ab/cdef...``. Contracts:
+
+- ``put`` is atomic (readers see the whole value or nothing) and idempotent: writing a key
+  that exists is a no-op that returns False, so content-addressed writers never clobber.
+- ``get``/``open`` raise ``ObjectNotFoundError`` for a missing key.
+- ``missing`` answers for many keys at once (one round trip where the backend allows).
+- ``sync`` makes every completed ``put`` durable; callers invoke it before they publish a
+  record that refers to the written keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class Storage(Protocol):
+    url: str
+
+    def exists(self, key: str) -> bool: ...
+
+    def missing(self, keys: Iterable[str]) -> set[str]: ...
+
+    def put(self, key: str, data: bytes | memoryview) -> bool: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def sync(self) -> None: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The file holding the key when the backend is a local disk (for hard links)."""
+        ...
+
+
+def open_storage(url: str) -> Storage:
+    """A backend for ``url``: a plain path or ``file://`` (local disk), ``memory://``."""
+    if url.startswith("memory://"):
+        from cairn.storage.memory import MemoryStorage
+
+        return MemoryStorage(url)
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if "://" in url:
+        from cairn.errors import StoreError
+
+        scheme = url.split("://", 1)[0]
+        raise StoreError(f"storage scheme {scheme!r} is not supported yet; use a local folder path")
+    from cairn.storage.local import LocalStorage
+
+    return LocalStorage(Path(url))
