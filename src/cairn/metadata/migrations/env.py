@@ -1,0 +1,28 @@
+"""Alembic environment for Cairn's metadata schema.
+
+Run through `cairn.metadata.migrate`, which passes an open connection (inside a transaction)
+as ``config.attributes["connection"]``; there is no alembic.ini.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from cairn.metadata.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if not isinstance(connection, Connection):
+    raise RuntimeError(
+        "Cairn's migrations run through cairn.metadata.migrate "
+        "(python -m cairn.metadata.migrate upgrade URL), not the alembic command"
+    )
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,225 @@
+"""The metadata schema as SQLAlchemy 2 typed declarative models.
+
+The migrations in ``cairn/metadata/migrations/versions`` create exactly this schema (a test
+compares them); change both together and add a migration for every change.
+
+Conventions:
+* timestamps are stored and handed back as timezone-aware UTC (`UTCDateTime`);
+* JSON columns use the portable ``JSON`` type (PostgreSQL ``json``, which keeps key order);
+* integer surrogate keys are 64-bit on PostgreSQL and ``INTEGER PRIMARY KEY`` on SQLite;
+* rows of versions, history and lineage edges are never physically deleted by the registry.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: 64-bit on PostgreSQL; plain INTEGER on SQLite so that it aliases the rowid (autoincrement)
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+NAME_LENGTH = 128
+DIGEST_LENGTH = 80  # "blake3:" + 64 hex digits, with room to spare
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC and made aware again when read.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Cairn stores timezone-aware UTC times")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('running', 'finished', 'failed', 'crashed')", name="state"),
+        sa.Index("ix_runs_project_started", "project_id", "started_at"),
+        sa.Index("ix_runs_project_name", "project_id", "name"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    job_type: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    config: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    tags: Mapped[list[str]] = mapped_column(sa.JSON)
+    notes: Mapped[str] = mapped_column(sa.Text)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    python_version: Mapped[str | None] = mapped_column(sa.String(64))
+    git_commit: Mapped[str | None] = mapped_column(sa.String(64))
+    git_dirty: Mapped[bool | None] = mapped_column(sa.Boolean)
+    git_diff_digest: Mapped[str | None] = mapped_column(sa.String(DIGEST_LENGTH))
+    user: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class RunMetric(Base):
+    __tablename__ = "run_metrics"
+    __table_args__ = (sa.Index("ix_run_metrics_run_step", "run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"))
+    step: Mapped[int] = mapped_column(sa.BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "name", name="uq_artifacts_project_name"),
+        sa.Index("ix_artifacts_project_type", "project_id", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    type: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    description: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        sa.UniqueConstraint("artifact_id", "version", name="uq_versions_artifact_version"),
+        sa.CheckConstraint("state IN ('committed', 'deleted')", name="state"),
+        sa.Index("ix_versions_digest", "digest"),
+        sa.Index("ix_versions_run", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(sa.ForeignKey("artifacts.id"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    file_count: Mapped[int] = mapped_column(sa.BigInteger)
+    description: Mapped[str] = mapped_column(sa.Text)
+    # `metadata` is reserved on declarative classes, hence the attribute name
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+    state: Mapped[str] = mapped_column(sa.String(16))
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+    __table_args__ = (
+        sa.UniqueConstraint("artifact_id", "alias", name="uq_aliases_artifact_alias"),
+        sa.Index("ix_aliases_version", "version_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(sa.ForeignKey("artifacts.id"))
+    alias: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"))
+
+
+class VersionTag(Base):
+    __tablename__ = "version_tags"
+    __table_args__ = (sa.Index("ix_version_tags_tag", "tag"),)
+
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), primary_key=True)
+
+
+class History(Base):
+    """Append-only log of changes to versions."""
+
+    __tablename__ = "history"
+    __table_args__ = (sa.Index("ix_history_version", "version_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"))
+    field: Mapped[str] = mapped_column(sa.String(32))
+    old: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    new: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+    user: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class RunArtifact(Base):
+    """A lineage edge: the run used (input) or logged (output) the version."""
+
+    __tablename__ = "run_artifacts"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "version_id", "direction", name="uq_run_artifacts_edge"),
+        sa.CheckConstraint("direction IN ('input', 'output')", name="direction"),
+        sa.Index("ix_run_artifacts_version", "version_id", "direction"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"))
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"))
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+metadata = Base.metadata
+
+__all__ = [
+    "Alias",
+    "Artifact",
+    "Base",
+    "BigId",
+    "History",
+    "Project",
+    "Run",
+    "RunArtifact",
+    "RunMetric",
+    "UTCDateTime",
+    "Version",
+    "VersionTag",
+    "metadata",
+]
