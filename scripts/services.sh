@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the real services the tests talk to are here and running:
-# PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`) and Chromium for the dashboard.
+# PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`).
 # Installs Debian packages when missing (needs root or sudo). Safe to run again.
 set -euo pipefail
 
@@ -38,7 +38,4 @@ if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname
 fi
 echo "services: PostgreSQL ready on 127.0.0.1:5432"
 
-if [ "${CAIRN_SKIP_BROWSER:-}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
-    echo "services: installing Chromium"
-    apt_install chromium
-fi
+# Chromium (for the dashboard tests) is added here when those tests arrive.
