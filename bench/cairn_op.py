@@ -1,7 +1,7 @@
 """One Cairn operation as a whole process, for the benchmark: log a path or download a version.
 
-    python bench/cairn_op.py log NAME PATH
-    python bench/cairn_op.py download NAME:VER DEST
+python bench/cairn_op.py log NAME PATH
+python bench/cairn_op.py download NAME:VER DEST
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ def main() -> None:
                 art.add_file(path)
             run.log_artifact(art)
             stats = art.stats
-            out = {"version": art.version, "new_bytes": stats.new_bytes,
-                   "new_objects": stats.new_objects, "hashed_files": stats.hashed_files}
+            out = {
+                "version": art.version,
+                "new_bytes": stats.new_bytes,
+                "new_objects": stats.new_objects,
+                "hashed_files": stats.hashed_files,
+            }
         else:
             art = run.use_artifact(target)
             art.download(root=path)

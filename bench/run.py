@@ -37,8 +37,9 @@ def drop_caches_hint() -> None:
 
 def cairn_op(env: dict[str, str], *args: str) -> tuple[float, dict[str, object]]:
     t = time.perf_counter()
-    out = subprocess.run([PY, str(HERE / "cairn_op.py"), *args], env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [PY, str(HERE / "cairn_op.py"), *args], env=env, check=True, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - t
     return elapsed, json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -87,20 +88,33 @@ def main() -> None:
     before = 0
     t, out = cairn_op(env, "log", "d1", str(d1))
     after = du(store)
-    record("S1", "first log of D1", t, f"{out['version']}, stored {(after - before) / 2**20:.0f} MiB")
+    record(
+        "S1", "first log of D1", t, f"{out['version']}, stored {(after - before) / 2**20:.0f} MiB"
+    )
     before = after
     t, out = cairn_op(env, "log", "d1", str(d1))
     after = du(store)
-    record("S2", "re-log D1 unchanged", t,
-           f"{out['version']}, hashed {out['hashed_files']} files, stored {after - before} B")
-    subprocess.run([PY, str(GEN), "mutate-d1", str(d1), "--files", str(args.files)], check=True,
-                   stdout=subprocess.DEVNULL)
+    record(
+        "S2",
+        "re-log D1 unchanged",
+        t,
+        f"{out['version']}, hashed {out['hashed_files']} files, stored {after - before} B",
+    )
+    subprocess.run(
+        [PY, str(GEN), "mutate-d1", str(d1), "--files", str(args.files)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     before = after
     t, out = cairn_op(env, "log", "d1", str(d1))
     after = du(store)
-    record("S3", "log after one D1 file changed", t,
-           f"{out['version']}, hashed {out['hashed_files']} files, stored "
-           f"{(after - before) / 1024:.0f} KiB")
+    record(
+        "S3",
+        "log after one D1 file changed",
+        t,
+        f"{out['version']}, hashed {out['hashed_files']} files, stored "
+        f"{(after - before) / 1024:.0f} KiB",
+    )
     dest = work / "download"
     shutil.rmtree(dest, ignore_errors=True)
     t, out = cairn_op(env, "download", "d1:v0", str(dest))
@@ -119,8 +133,12 @@ def main() -> None:
         before = after
         t, out = cairn_op(env, "log", "d2", str(d2))
         after = du(store)
-        record("S5", "log after 1 MiB of D2 overwritten", t,
-               f"{out['version']}, stored {(after - before) / 2**20:.2f} MiB")
+        record(
+            "S5",
+            "log after 1 MiB of D2 overwritten",
+            t,
+            f"{out['version']}, stored {(after - before) / 2**20:.2f} MiB",
+        )
 
     print("\n| scenario | what | seconds | notes |\n|---|---|---|---|")
     for sid, what, seconds, note in rows:
