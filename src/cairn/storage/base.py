@@ -4,8 +4,12 @@ Keys are '/'-separated strings such as ``objects/ab/cdef...``. Contracts:
 
 - ``put`` is atomic (readers see the whole value or nothing) and idempotent: writing a key
   that exists is a no-op that returns False, so content-addressed writers never clobber.
-- ``get``/``open`` raise ``ObjectNotFoundError`` for a missing key.
+- ``get``/``open``/``size`` raise ``ObjectNotFoundError`` for a missing key. A key is only
+  ever a whole key: ``a`` does not exist just because ``a/b`` does.
 - ``missing`` answers for many keys at once (one round trip where the backend allows).
+- ``delete`` of a missing key is a no-op.
+- ``list(prefix)`` yields every key that starts with ``prefix`` (a plain string prefix, not
+  only a folder), each once, in lexicographic order.
 - ``sync`` makes every completed ``put`` durable; callers invoke it before they publish a
   record that refers to the written keys.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -45,11 +46,15 @@ class LocalStorage:
         return self.root / key
 
     def exists(self, key: str) -> bool:
-        return os.path.exists(self.root / key)
+        # a folder is not a key: 'a' does not exist because 'a/b' does
+        return os.path.isfile(self.root / key)
 
     def missing(self, keys: Iterable[str]) -> set[str]:
         root = str(self.root) + "/"
-        return {k for k in keys if not os.path.exists(root + k)}
+        return {k for k in keys if not os.path.isfile(root + k)}
+
+    def _not_found(self, key: str) -> ObjectNotFoundError:
+        return ObjectNotFoundError(f"object {key} is not in the store {self.root}", key)
 
     def put(self, key: str, data: bytes | memoryview) -> bool:
         final = self._path(key)
@@ -72,59 +77,79 @@ class LocalStorage:
             raise
         os.close(fd)
         try:
-            # link() refuses to replace: a concurrent writer of the same key wins, harmlessly
-            os.link(tmp, final)
+            try:
+                # link() refuses to replace: a concurrent writer of the same key wins, harmlessly
+                os.link(tmp, final)
+            except FileNotFoundError:
+                # the folder was removed since we made it (an emptied store): make it again
+                os.makedirs(parent, exist_ok=True)
+                os.link(tmp, final)
             written = True
         except FileExistsError:
             written = False
         finally:
             tmp.unlink(missing_ok=True)
-        self._dirty = self._dirty or written
+        if written:
+            self._dirty = True
         return written
 
     def get(self, key: str) -> bytes:
-        try:
-            with open(self._path(key), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise ObjectNotFoundError(
-                f"object {key} is not in the store {self.root}", key
-            ) from None
+        with self.open(key) as f:
+            return f.read()
 
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except FileNotFoundError:
-            raise ObjectNotFoundError(
-                f"object {key} is not in the store {self.root}", key
-            ) from None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._not_found(key) from None
 
     def size(self, key: str) -> int:
         try:
-            return self._path(key).stat().st_size
-        except FileNotFoundError:
-            raise ObjectNotFoundError(
-                f"object {key} is not in the store {self.root}", key
-            ) from None
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._not_found(key) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self._not_found(key)
+        return st.st_size
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pass
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        # walk only the folders that can hold matching keys, in key order: a folder 'a' sorts
+        # as 'a/' so that 'a/b' comes before 'a0', as in a plain sort of the keys
+        folder, _, _ = prefix.rpartition("/")
+        yield from self._list_in(folder + "/" if folder else "", prefix)
+
+    def _list_in(self, rel: str, prefix: str) -> Iterator[str]:
+        try:
+            with os.scandir(self.root / rel if rel else self.root) as it:
+                found = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for dirpath, _dirs, files in os.walk(base):
-            rel = os.path.relpath(dirpath, self.root)
-            if rel == "tmp" or rel.startswith("tmp/"):
-                continue
-            for name in sorted(files):
-                yield name if rel == "." else f"{rel}/{name}"
+        for name in sorted(found):
+            key = rel + name
+            if name.endswith("/"):
+                if (not rel and name == "tmp/") or not (
+                    key.startswith(prefix) or prefix.startswith(key)
+                ):
+                    continue  # the store's own temp folder, or no key below can match
+                yield from self._list_in(key, prefix)
+            elif key.startswith(prefix):
+                yield key
 
     def sync(self) -> None:
         if self._dirty:
-            _syncfs(self.root)
+            # clear first: a put that completes while syncfs runs marks the store dirty again
             self._dirty = False
+            try:
+                _syncfs(self.root)
+            except BaseException:
+                self._dirty = True
+                raise
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
