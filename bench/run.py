@@ -73,6 +73,7 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "CAIRN_DIR": str(home), "CAIRN_QUIET": "1"}
     env.pop("CAIRN_DATABASE_URL", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure as users run it: with cached bytecode
     store = home / "store"
     rows: list[tuple[str, str, float, str]] = []
 

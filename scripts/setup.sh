@@ -17,5 +17,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 export UV_PYTHON_DOWNLOADS=never
 [ -x .venv/bin/python ] || uv venv --quiet --python "$PY" .venv
-uv pip install --quiet --python .venv/bin/python -e ".[dev]"
+uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[dev]"
+# precompile: some environments set PYTHONDONTWRITEBYTECODE, which makes every start slow
+.venv/bin/python -m compileall -q -j 0 src .venv/lib/python3*/site-packages >/dev/null 2>&1 || true
 echo "setup: .venv ready ($(.venv/bin/python --version))"

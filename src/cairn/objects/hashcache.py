@@ -41,6 +41,7 @@ class HashCache:
                 " mtime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
                 " PRIMARY KEY (dev, ino))"
             )
+            self._db.execute("CREATE INDEX IF NOT EXISTS digests_ino ON digests (ino)")
         except sqlite3.DatabaseError:
             # a damaged cache is only a lost optimisation: start a new one
             self._db.close()
@@ -56,15 +57,20 @@ class HashCache:
 
     def get_many(self, keys: list[StatKey]) -> dict[StatKey, CachedDigest]:
         found: dict[StatKey, CachedDigest] = {}
+        wanted = set(keys)
+        inodes = sorted({k[1] for k in keys})
         with self._lock:
-            cur = self._db.cursor()
-            for key in keys:
-                row = cur.execute(
-                    "SELECT size, mtime_ns, digest, chunks FROM digests WHERE dev=? AND ino=?",
-                    key[:2],
-                ).fetchone()
-                if row and row[0] == key[2] and row[1] == key[3]:
-                    found[key] = CachedDigest(row[2], row[3])
+            for i in range(0, len(inodes), 500):
+                batch = inodes[i : i + 500]
+                rows = self._db.execute(
+                    "SELECT dev, ino, size, mtime_ns, digest, chunks FROM digests WHERE ino IN "
+                    f"({','.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+                for dev, ino, size, mtime_ns, digest, chunks in rows:
+                    key = (dev, ino, size, mtime_ns)
+                    if key in wanted:
+                        found[key] = CachedDigest(digest, chunks)
         return found
 
     def put_many(self, items: list[tuple[StatKey, CachedDigest]]) -> None:

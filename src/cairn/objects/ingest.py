@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cairn.core.digest import format_digest, hash_bytes, new_hasher
 from cairn.errors import FileChangedError, SourceFileError
@@ -107,6 +108,10 @@ def _read_all(path: Path) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
+def _update(hasher: Any, data: memoryview) -> None:
+    hasher.update(data)
+
+
 class Ingestor:
     def __init__(
         self,
@@ -189,38 +194,67 @@ class Ingestor:
             self._new_cache.append((stat_key(st), CachedDigest(digest, chunks)))
 
     def _store_small_group(self, group: list[StagedFile]) -> list[FileEntry]:
-        loaded: list[tuple[StagedFile, bytes, str, os.stat_result]] = []
+        loaded: list[tuple[StagedFile, int, str, os.stat_result]] = []
         for sf in group:
             data, st = _read_all(sf.source)
-            loaded.append((sf, data, hash_bytes(data), st))
+            loaded.append((sf, len(data), hash_bytes(data), st))
         missing = self.odb.missing({digest for _, _, digest, _ in loaded})
         entries = []
-        for sf, data, digest, st in loaded:
+        for sf, size, digest, st in loaded:
             if digest in missing:
                 missing.discard(digest)
-                if self.odb.put(digest, data):
-                    self.stats.add(new_objects=1, new_bytes=len(data))
+                self._copy_whole(sf.source, digest, st)
             self._remember(st, digest, None)
-            self.stats.add(hashed_files=1, hashed_bytes=len(data))
-            self.progress(1, len(data))
-            entries.append(FileEntry(sf.path, digest, len(data)))
+            self.stats.add(hashed_files=1, hashed_bytes=size)
+            self.progress(1, size)
+            entries.append(FileEntry(sf.path, digest, size))
         return entries
+
+    def _copy_whole(self, path: Path, digest: str, st: os.stat_result) -> None:
+        """Store a small file already hashed, copying it inside the kernel; if it changed
+        since it was hashed, remove what was stored and fail."""
+        fd = _open(path)
+        try:
+            written = self.odb.put_range(digest, fd, 0, st.st_size)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
+            if written:
+                self.odb.delete(digest)
+            raise _changed(path)
+        if written:
+            self.stats.add(new_objects=1, new_bytes=st.st_size)
 
     def _store_large(self, sf: StagedFile) -> list[FileEntry]:
         fd = _open(sf.source)
         try:
             st = os.fstat(fd)
-            digest, chunks_digest, read = self._chunk_stream(fd, sf.source)
-            _check_unchanged(fd, st, read, sf.source)
+            digest, chunks_digest, read = self._chunk_stream(fd, sf.source, st)
         finally:
             os.close(fd)
         self._remember(st, digest, chunks_digest)
         self.stats.add(hashed_files=1, hashed_bytes=read)
         return [FileEntry(sf.path, digest, read, chunks_digest)]
 
-    def _chunk_stream(self, fd: int, path: Path) -> tuple[str, str, int]:
+    def _chunk_stream(self, fd: int, path: Path, st: os.stat_result) -> tuple[str, str, int]:
         """Read a large file once: whole-file BLAKE3 on a helper thread while the file is cut
-        into chunks here and the chunks the store lacks are written."""
+        into chunks here and the chunks the store lacks are copied into the store. If the file
+        changes meanwhile, the chunks written for it are removed and FileChangedError raised."""
+        written: list[str] = []
+        try:
+            result = self._chunk_stream_inner(fd, st, written)
+            _check_unchanged(fd, st, result[2], path)
+            return result
+        except (FileChangedError, EOFError):
+            # the chunks written may hold bytes that do not match their names: remove them
+            for digest in written:
+                self.odb.delete(digest)
+            raise _changed(path) from None
+
+    def _chunk_stream_inner(
+        self, fd: int, st: os.stat_result, written: list[str]
+    ) -> tuple[str, str, int]:
         hasher = new_hasher(threaded=True)
         cdc = chunking.chunker()
         chunk_list: list[tuple[str, int]] = []
@@ -247,16 +281,19 @@ class Ingestor:
                     n += more
                 eof = n < BLOCK
                 if n:
-                    pending[i] = hash_thread.submit(hasher.update, view[keep : keep + n])
+                    pending[i] = hash_thread.submit(_update, hasher, view[keep : keep + n])
                     total += n
                 data = view[: keep + n]
+                data_start = total - n - keep  # file offset of data[0]
                 cuts = [(c.offset, c.length) for c in cdc.cut_buf(data)] if len(data) else []
                 if not eof and cuts:
                     last_off, last_len = cuts.pop()
                     left = data[last_off : last_off + last_len]
                 else:
                     left = None
-                self._store_chunks(data, cuts, chunk_list)
+                self._store_chunks(fd, data, data_start, cuts, chunk_list, written)
+                if os.fstat(fd).st_mtime_ns != st.st_mtime_ns:
+                    raise EOFError("file changed while being read")
                 self.progress(0, n)
                 i ^= 1
                 if eof:
@@ -273,7 +310,13 @@ class Ingestor:
         return format_digest(hasher.hexdigest()), chunks_digest, total
 
     def _store_chunks(
-        self, data: memoryview, cuts: list[tuple[int, int]], chunk_list: list[tuple[str, int]]
+        self,
+        fd: int,
+        data: memoryview,
+        data_start: int,
+        cuts: list[tuple[int, int]],
+        chunk_list: list[tuple[str, int]],
+        written: list[str],
     ) -> None:
         digests = [hash_bytes(data[off : off + n]) for off, n in cuts]
         missing = self.odb.missing(digests)
@@ -281,7 +324,8 @@ class Ingestor:
             chunk_list.append((digest, n))
             if digest in missing:
                 missing.discard(digest)
-                if self.odb.put(digest, data[off : off + n]):
+                if self.odb.put_range(digest, fd, data_start + off, n):
+                    written.append(digest)
                     self.stats.add(new_objects=1, new_bytes=n)
 
     # --- phase 2 ---------------------------------------------------------------------------
@@ -327,18 +371,16 @@ class Ingestor:
             fd = _open(sf.source)
             try:
                 st = os.fstat(fd)
-                digest, chunks_digest, read = self._chunk_stream(fd, sf.source)
-                _check_unchanged(fd, st, read, sf.source)
+                digest, chunks_digest, _read = self._chunk_stream(fd, sf.source, st)
             finally:
                 os.close(fd)
             if (digest, chunks_digest) != (entry.digest, entry.chunks):
                 raise _changed(sf.source)
         else:
-            data, _ = _read_all(sf.source)
+            data, st = _read_all(sf.source)
             if hash_bytes(data) != entry.digest:
                 raise _changed(sf.source)
-            if self.odb.put(entry.digest, data):
-                self.stats.add(new_objects=1, new_bytes=len(data))
+            self._copy_whole(sf.source, entry.digest, st)
 
     def flush_cache(self) -> None:
         if self.cache and self._new_cache:

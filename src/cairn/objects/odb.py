@@ -40,6 +40,10 @@ class ObjectDB:
         """Store ``data`` under its (already computed) digest. True when bytes were written."""
         return self.storage.put(object_key(digest), data)
 
+    def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
+        """Store bytes of an open file under their (already computed) digest."""
+        return self.storage.put_range(object_key(digest), fd, offset, length)
+
     def add(self, data: bytes) -> str:
         digest = hash_bytes(data)
         self.put(digest, data)

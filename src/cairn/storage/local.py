@@ -7,7 +7,7 @@ import ctypes.util
 import os
 import stat
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +57,33 @@ class LocalStorage:
         return ObjectNotFoundError(f"object {key} is not in the store {self.root}", key)
 
     def put(self, key: str, data: bytes | memoryview) -> bool:
+        def write(fd: int) -> None:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+
+        return self._write(key, write)
+
+    def put_range(self, key: str, fd: int, offset: int, length: int) -> bool:
+        def copy(out: int) -> None:
+            # in-kernel copy: several times faster than write() of the bytes already read
+            done = 0
+            while done < length:
+                try:
+                    n = os.copy_file_range(fd, out, length - done, offset + done)
+                except OSError:
+                    n = 0
+                if n == 0:
+                    data = os.pread(fd, length - done, offset + done)
+                    if not data:
+                        raise EOFError(f"source ended before {length} bytes")
+                    n = os.write(out, data)
+                done += n
+
+        return self._write(key, copy)
+
+    def _write(self, key: str, fill: Callable[[int], None]) -> bool:
         final = self._path(key)
         if final.exists():
             return False
@@ -67,10 +94,7 @@ class LocalStorage:
         tmp = self._tmp / uuid.uuid4().hex
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            fill(fd)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)

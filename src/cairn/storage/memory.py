@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,6 +30,9 @@ class MemoryStorage:
                 return False
             self._data[key] = bytes(data)
             return True
+
+    def put_range(self, key: str, fd: int, offset: int, length: int) -> bool:
+        return self.put(key, os.pread(fd, length, offset))
 
     def get(self, key: str) -> bytes:
         try:
