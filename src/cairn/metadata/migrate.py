@@ -38,7 +38,8 @@ def _read_revisions(conn: Connection) -> list[str] | None:
     """The revisions stamped in the database; None when it has no schema at all."""
     if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
-    return [str(r) for r in conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))]
+    query = sa.text(f"SELECT version_num FROM {VERSION_TABLE}")
+    return [str(r) for r in conn.execute(query).scalars()]
 
 
 def current_revision(engine: Engine) -> str | None:

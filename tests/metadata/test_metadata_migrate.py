@@ -1,0 +1,114 @@
+"""Schema creation and migration, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cairn.errors import StoreError
+from cairn.metadata import migrate
+from cairn.metadata.engine import create_engine
+from cairn.metadata.tables import metadata
+from cairn.service.sql_registry import SqlRegistry, open_registry
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert script.get_heads() == [migrate.HEAD_REVISION]
+
+
+def test_migrations_create_exactly_the_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    SqlRegistry(database_url).close()
+    engine = create_engine(database_url)
+    try:
+        assert migrate.current_revision(engine) == migrate.HEAD_REVISION
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_opening_a_current_database_does_not_import_alembic(database_url: str) -> None:
+    SqlRegistry(database_url).close()
+    code = (
+        "import sys\n"
+        "from cairn.service.sql_registry import SqlRegistry\n"
+        f"r = SqlRegistry({database_url!r})\n"
+        "r.create_run('p')\n"
+        "r.close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_opening_twice_is_harmless(database_url: str) -> None:
+    with SqlRegistry(database_url) as first:
+        first.create_run("p")
+    with SqlRegistry(database_url) as second:
+        assert len(second.list_runs("p")) == 1
+
+
+def test_a_newer_schema_is_refused_with_advice(database_url: str) -> None:
+    SqlRegistry(database_url).close()
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"9999.*Upgrade Cairn"):
+        SqlRegistry(database_url)
+
+
+def test_open_registry_defaults_to_a_file_under_cairn_dir(cairn_env: Path) -> None:
+    assert not cairn_env.exists()
+    registry = open_registry()
+    try:
+        registry.create_run("p")
+    finally:
+        registry.close()
+    assert (cairn_env / "cairn.db").is_file()
+
+
+def test_open_registry_follows_cairn_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "deep" / "er" / "meta.db"
+    monkeypatch.setenv("CAIRN_DATABASE_URL", f"sqlite:///{target}")
+    with open_registry() as registry:
+        registry.create_run("p")
+    assert target.is_file()
+
+
+def test_unusable_databases_raise_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="exists and is writable"):
+        SqlRegistry(f"sqlite:///{tmp_path}/missing/dir/meta.db")
+    with pytest.raises(StoreError, match="CAIRN_DATABASE_URL"):
+        SqlRegistry("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(StoreError) as info:
+        SqlRegistry("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+    assert "secret" not in str(info.value)
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/meta.db"
+    SqlRegistry(url).close()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    finally:
+        engine.dispose()
