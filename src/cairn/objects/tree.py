@@ -20,14 +20,18 @@ the digest of its root object, so it covers every path, size and content, and no
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
 
 from cairn.core.digest import hash_bytes
+from cairn.core.names import check_path
+from cairn.errors import InvalidPathError
 
 MAX_ENTRIES = 4096
 MIN_PAGE = 256
@@ -82,12 +86,21 @@ def _is_boundary(name: str) -> bool:
     return (int.from_bytes(blake3.blake3(name.encode()).digest(4), "little") & _BOUNDARY_MASK) == 0
 
 
+def _subtrees(entries: list[dict[str, Any]]) -> list[str]:
+    return [e["d"] for e in entries if e["t"] == "d"]
+
+
 def _paginate(
-    items: list[tuple[str, dict[str, Any]]], put: Callable[[bytes], str]
+    items: list[tuple[str, dict[str, Any]]],
+    put: Callable[[bytes], str],
+    children: dict[str, list[str]],
 ) -> tuple[bytes, list[str]]:
-    """Split (name, entry-json) pairs into pages; return the top object and its page digests."""
+    """Split (name, entry-json) pairs into pages; return the top object and the tree objects it
+    points to. Every page written is recorded in ``children`` with the objects it points to
+    (a page of entries: its subdirectories; an index page: its pages)."""
     if len(items) <= MAX_ENTRIES:
-        return encode({"cairn": "tree", "v": 1, "entries": [e for _, e in items]}), []
+        entries = [e for _, e in items]
+        return encode({"cairn": "tree", "v": 1, "entries": entries}), _subtrees(entries)
     level: list[tuple[str, dict[str, Any]]] = items
     kind = "tree"
     while True:
@@ -96,13 +109,17 @@ def _paginate(
         for i, (name, _) in enumerate(level):
             n = i - start + 1
             if (n >= MIN_PAGE and _is_boundary(name)) or n >= MAX_ENTRIES or i == len(level) - 1:
-                chunk = level[start : i + 1]
+                chunk = [e for _, e in level[start : i + 1]]
                 if kind == "tree":
-                    body = encode({"cairn": "tree", "v": 1, "entries": [e for _, e in chunk]})
+                    body = encode({"cairn": "tree", "v": 1, "entries": chunk})
+                    refs, count = _subtrees(chunk), len(chunk)
                 else:
-                    body = encode({"cairn": "pages", "v": 1, "pages": [e for _, e in chunk]})
-                first = chunk[0][0]
-                pages.append((first, {"first": first, "d": put(body), "k": len(chunk)}))
+                    body = encode({"cairn": "pages", "v": 1, "pages": chunk})
+                    refs, count = [p["d"] for p in chunk], sum(p["k"] for p in chunk)
+                digest = put(body)
+                children[digest] = refs
+                first = level[start][0]
+                pages.append((first, {"first": first, "d": digest, "k": count}))
                 start = i + 1
         if len(pages) <= MAX_ENTRIES:
             top = encode({"cairn": "pages", "v": 1, "pages": [e for _, e in pages]})
@@ -111,14 +128,25 @@ def _paginate(
 
 
 def build(entries: list[FileEntry]) -> BuiltTree:
-    """Build the tree objects for a flat list of file entries (paths already validated and
-    unique)."""
+    """Build the tree objects for a flat list of file entries. Raises InvalidPathError for an
+    invalid path, two entries at one path, or a path that is both a file and a folder."""
     root = _Dir()
     for entry in entries:
+        if check_path(entry.path) != entry.path:
+            raise InvalidPathError(f"artifact path {entry.path!r} is not in normal form ('a/b')")
         node = root
         *parents, leaf = entry.path.split("/")
-        for part in parents:
+        for i, part in enumerate(parents):
+            if part in node.files:
+                raise InvalidPathError(
+                    f"{entry.path!r} would put a file inside {'/'.join(parents[: i + 1])!r}, "
+                    "which is a file"
+                )
             node = node.dirs.setdefault(part, _Dir())
+        if leaf in node.dirs:
+            raise InvalidPathError(f"{entry.path!r} is both a file and a folder")
+        if leaf in node.files:
+            raise InvalidPathError(f"two files at one path: {entry.path!r}")
         node.files[leaf] = entry
 
     objects: dict[str, bytes] = {}
@@ -132,13 +160,11 @@ def build(entries: list[FileEntry]) -> BuiltTree:
 
     def visit(node: _Dir) -> tuple[str, int, int]:
         items: list[tuple[str, dict[str, Any]]] = []
-        subtree_digests: list[str] = []
         total_size = 0
         total_count = 0
         for name, sub in node.dirs.items():
             digest, size, count = visit(sub)
             items.append((name, {"n": name, "t": "d", "d": digest, "s": size, "k": count}))
-            subtree_digests.append(digest)
             total_size += size
             total_count += count
         for name, f in node.files.items():
@@ -146,10 +172,10 @@ def build(entries: list[FileEntry]) -> BuiltTree:
             total_size += f.size
             total_count += 1
         items.sort(key=lambda item: item[0])
-        body, pages = _paginate(items, put)
+        body, refs = _paginate(items, put, children)
         digest = put(body)
-        # pages are written before the top object; files and subtrees hang off the top
-        children[digest] = subtree_digests + pages
+        # the top object of a paginated directory points to its pages, they to subdirectories
+        children[digest] = refs
         files[digest] = list(node.files.values())
         return digest, total_size, total_count
 
@@ -164,17 +190,39 @@ def parse(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def iter_entries(
-    digest: str, load: Callable[[str], bytes], prefix: str = ""
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (path, entry-json) for every entry below the object, depth first, in path order.
-    Directory entries are yielded too (before their contents)."""
+def _iter_dir(digest: str, load: Callable[[str], bytes]) -> Iterator[dict[str, Any]]:
+    """The direct entries of one directory object in name order, one page loaded at a time."""
     doc = parse(load(digest))
     if doc["cairn"] == "pages":
         for page in doc["pages"]:
-            yield from iter_entries(page["d"], load, prefix)
+            yield from _iter_dir(page["d"], load)
         return
-    for entry in doc["entries"]:
+    yield from doc["entries"]
+
+
+def _in_path_order(entries: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Entries given in name order, re-ordered so that each directory comes where its paths
+    sort: 'a/x' sorts after 'a-b' and 'a.txt' but before 'a0'. Holds back only directories."""
+    held: list[tuple[str, int, dict[str, Any]]] = []
+    for i, entry in enumerate(entries):
+        name = entry["n"]
+        while held and held[0][0] < name:
+            yield heapq.heappop(held)[2]
+        if entry["t"] == "d":
+            heapq.heappush(held, (name + "/", i, entry))
+        else:
+            yield entry
+    while held:
+        yield heapq.heappop(held)[2]
+
+
+def iter_entries(
+    digest: str, load: Callable[[str], bytes], prefix: str = ""
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (path, entry-json) for every entry below the object, depth first, in path order
+    (the files come out as ``sorted()`` of their paths). Directory entries are yielded too,
+    just before their contents."""
+    for entry in _in_path_order(_iter_dir(digest, load)):
         path = prefix + entry["n"]
         yield path, entry
         if entry["t"] == "d":
@@ -190,15 +238,20 @@ def iter_files(
 
 
 def list_dir(digest: str, load: Callable[[str], bytes]) -> list[dict[str, Any]]:
-    """The direct entries of one directory object (pages joined)."""
+    """The direct entries of one directory object (pages joined), in name order."""
+    return list(_iter_dir(digest, load))
+
+
+def _find(digest: str, name: str, load: Callable[[str], bytes]) -> dict[str, Any] | None:
+    """The entry called ``name`` in one directory, loading only the page that can hold it."""
     doc = parse(load(digest))
-    if doc["cairn"] == "pages":
-        out: list[dict[str, Any]] = []
-        for page in doc["pages"]:
-            out.extend(list_dir(page["d"], load))
-        return out
-    entries: list[dict[str, Any]] = doc["entries"]
-    return entries
+    while doc["cairn"] == "pages":
+        pages = doc["pages"]
+        i = bisect.bisect_right([p["first"] for p in pages], name) - 1
+        if i < 0:
+            return None
+        doc = parse(load(pages[i]["d"]))
+    return next((e for e in doc["entries"] if e["n"] == name), None)
 
 
 def lookup(digest: str, path: str, load: Callable[[str], bytes]) -> dict[str, Any] | None:
@@ -206,7 +259,7 @@ def lookup(digest: str, path: str, load: Callable[[str], bytes]) -> dict[str, An
     parts = path.split("/")
     current = digest
     for i, part in enumerate(parts):
-        match = next((e for e in list_dir(current, load) if e["n"] == part), None)
+        match = _find(current, part, load)
         if match is None:
             return None
         if i == len(parts) - 1:
@@ -225,34 +278,61 @@ class Change:
     new: dict[str, Any] | None
 
 
+def _entries_except(
+    doc: dict[str, Any], load: Callable[[str], bytes], skip: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The entries of a directory object by name, leaving out the pages in ``skip``."""
+    if doc["cairn"] == "tree":
+        return {e["n"]: e for e in doc["entries"]}
+    out: dict[str, dict[str, Any]] = {}
+    for page in doc["pages"]:
+        if page["d"] not in skip:
+            out.update(_entries_except(parse(load(page["d"])), load, skip))
+    return out
+
+
 def diff(
     old: str | None, new: str | None, load: Callable[[str], bytes], prefix: str = ""
 ) -> Iterator[Change]:
-    """Files added, removed and modified between two trees; identical subtrees are skipped
-    without being read."""
+    """Files added, removed and modified between two trees, in path order; identical subtrees
+    (and identical pages of wide directories) are skipped without being read."""
     if old == new:
         return
-    old_entries = {e["n"]: e for e in list_dir(old, load)} if old else {}
-    new_entries = {e["n"]: e for e in list_dir(new, load)} if new else {}
-    for name in sorted(old_entries.keys() | new_entries.keys()):
+    old_doc = parse(load(old)) if old else None
+    new_doc = parse(load(new)) if new else None
+    shared: set[str] = set()
+    if old_doc and new_doc and old_doc["cairn"] == new_doc["cairn"] == "pages":
+        # a page found on both sides lists the same entries on both: none of them changed
+        shared = {p["d"] for p in old_doc["pages"]} & {p["d"] for p in new_doc["pages"]}
+    old_entries = _entries_except(old_doc, load, shared) if old_doc else {}
+    new_entries = _entries_except(new_doc, load, shared) if new_doc else {}
+    todo: list[tuple[str, str]] = []  # (sort key, name); a folder's key is 'name/'
+    for name in old_entries.keys() | new_entries.keys():
+        a = old_entries.get(name)
+        b = new_entries.get(name)
+        if a and b and a["d"] == b["d"] and a["t"] == b["t"] and a.get("s") == b.get("s"):
+            continue
+        if (a and a["t"] != "d") or (b and b["t"] != "d"):
+            todo.append((name, name))
+        if (a and a["t"] == "d") or (b and b["t"] == "d"):
+            todo.append((name + "/", name))
+    for key, name in sorted(todo):
         a = old_entries.get(name)
         b = new_entries.get(name)
         path = prefix + name
-        if a and b and a["d"] == b["d"] and a["t"] == b["t"] and a.get("s") == b.get("s"):
-            continue
-        a_dir = a is not None and a["t"] == "d"
-        b_dir = b is not None and b["t"] == "d"
-        if a_dir or b_dir:
+        if key.endswith("/"):
             yield from diff(
-                a["d"] if a_dir and a else None, b["d"] if b_dir and b else None, load, path + "/"
+                a["d"] if a and a["t"] == "d" else None,
+                b["d"] if b and b["t"] == "d" else None,
+                load,
+                path + "/",
             )
-            if a and not a_dir:
-                yield Change(path, "removed", a, None)
-            if b and not b_dir:
-                yield Change(path, "added", None, b)
-        elif a and b:
-            yield Change(path, "modified", a, b)
-        elif a:
-            yield Change(path, "removed", a, None)
+            continue
+        a_file = a if a and a["t"] != "d" else None
+        b_file = b if b and b["t"] != "d" else None
+        if a_file and b_file:
+            yield Change(path, "modified", a_file, b_file)
+        elif a_file:
+            yield Change(path, "removed", a_file, None)
         else:
-            yield Change(path, "added", None, b)
+            yield Change(path, "added", None, b_file)

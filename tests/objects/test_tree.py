@@ -1,0 +1,443 @@
+"""Merkle trees of directory objects: what goes in comes out, digests cover exactly the
+paths, sizes and contents, diff reads only what differs, and wide directories are paged."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from cairn.core.digest import hash_bytes
+from cairn.errors import InvalidPathError
+from cairn.objects import tree
+from cairn.objects.tree import BuiltTree, FileEntry
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class Loader:
+    """A load function over built objects that counts what it reads."""
+
+    def __init__(self, *builts: BuiltTree) -> None:
+        self.objects: dict[str, bytes] = {}
+        for b in builts:
+            self.objects.update(b.objects)
+        self.loaded: list[str] = []
+
+    def __call__(self, digest: str) -> bytes:
+        self.loaded.append(digest)
+        return self.objects[digest]
+
+
+def content(n: int) -> str:
+    return hash_bytes(b"content %d" % n)
+
+
+def entry(path: str, n: int, size: int, chunked: bool = False) -> FileEntry:
+    # a chunked file's chunk list is a function of its content, as in the real store
+    return FileEntry(path, content(n), size, hash_bytes(b"chunks %d" % n) if chunked else None)
+
+
+def drop_clashes(paths: Iterable[str]) -> list[str]:
+    """Leave out every path that is also a folder of another path (a file and a folder)."""
+    ps = set(paths)
+    folders = {"/".join(p.split("/")[:i]) for p in ps for i in range(1, p.count("/") + 1)}
+    return sorted(ps - folders)
+
+
+def reachable(root: str, load: Loader) -> set[str]:
+    """Every tree object below (and including) ``root``."""
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        d = todo.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        todo.extend(references(load.objects[d]))
+    return seen
+
+
+def references(body: bytes) -> set[str]:
+    """The tree objects an object points to, read from its bytes."""
+    doc = json.loads(body)
+    if doc["cairn"] == "pages":
+        return {p["d"] for p in doc["pages"]}
+    return {e["d"] for e in doc["entries"] if e["t"] == "d"}
+
+
+def width(body: bytes) -> int:
+    doc = json.loads(body)
+    return len(doc["pages"] if doc["cairn"] == "pages" else doc["entries"])
+
+
+def path_key(path: str, e: dict[str, Any]) -> str:
+    return path + "/" if e["t"] == "d" else path
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+# short names over an alphabet with characters on both sides of '/' (0x2F) in sort order, so
+# that 'a-b', 'a.b', 'a/...' and 'a0' all occur, and one non-ASCII letter
+segment = st.text(alphabet="ab-.0_é", min_size=1, max_size=3).filter(lambda s: s not in (".", ".."))
+path_st = st.lists(segment, min_size=1, max_size=4).map("/".join)
+file_st = st.tuples(st.integers(0, 30), st.integers(0, 10**12), st.booleans())
+
+
+@st.composite
+def file_sets(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> dict[str, FileEntry]:
+    paths = drop_clashes(draw(st.lists(path_st, min_size=min_size, max_size=max_size)))
+    return {p: entry(p, *draw(file_st)) for p in paths}
+
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+# --- building and iterating -------------------------------------------------------------------
+
+
+@SETTINGS
+@given(files=file_sets(), rnd=st.randoms(use_true_random=False))
+def test_iteration_yields_exactly_the_input_sorted(
+    files: dict[str, FileEntry], rnd: random.Random
+) -> None:
+    entries = list(files.values())
+    rnd.shuffle(entries)
+    built = tree.build(entries)
+    load = Loader(built)
+
+    out = list(tree.iter_files(built.root, load))
+    assert [p for p, _ in out] == sorted(files)
+    for path, e in out:
+        f = files[path]
+        assert e["n"] == path.rsplit("/", 1)[-1]
+        assert (e["t"], e["d"], e["s"], e.get("c")) == ("f", f.digest, f.size, f.chunks)
+    assert built.file_count == len(files)
+    assert built.size == sum(f.size for f in files.values())
+
+    # with the folders: each comes once, just before what it holds, with its totals
+    everything = list(tree.iter_entries(built.root, load))
+    keys = [path_key(p, e) for p, e in everything]
+    assert keys == sorted(keys)
+    folders = {p: e for p, e in everything if e["t"] == "d"}
+    assert set(folders) == {
+        "/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)
+    }
+    for folder, e in folders.items():
+        below = [f for p, f in files.items() if p.startswith(folder + "/")]
+        assert e["k"] == len(below)
+        assert e["s"] == sum(f.size for f in below)
+
+
+@SETTINGS
+@given(files=file_sets(), rnd=st.randoms(use_true_random=False))
+def test_root_digest_does_not_depend_on_input_order(
+    files: dict[str, FileEntry], rnd: random.Random
+) -> None:
+    entries = list(files.values())
+    first = tree.build(entries)
+    rnd.shuffle(entries)
+    second = tree.build(entries)
+    assert second.root == first.root
+    assert second.objects == first.objects
+
+
+@SETTINGS
+@given(files=file_sets(min_size=1), data=st.data())
+def test_any_change_to_a_file_changes_the_root(
+    files: dict[str, FileEntry], data: st.DataObject
+) -> None:
+    root = tree.build(list(files.values())).root
+    path = data.draw(st.sampled_from(sorted(files)))
+    f = files[path]
+    how = data.draw(st.sampled_from(["digest", "size", "rename", "remove", "add"]))
+    changed = dict(files)
+    if how == "digest":
+        changed[path] = FileEntry(path, hash_bytes(f.digest.encode()), f.size, f.chunks)
+    elif how == "size":
+        changed[path] = FileEntry(path, f.digest, f.size + data.draw(st.integers(1, 10)), f.chunks)
+    elif how == "remove":
+        del changed[path]
+    else:
+        new_path = data.draw(path_st)
+        # a new path that clashes with an existing one makes no valid tree
+        assume(
+            new_path not in files and drop_clashes([*files, new_path]) == sorted({*files, new_path})
+        )
+        if how == "rename":
+            del changed[path]
+        changed[new_path] = FileEntry(new_path, f.digest, f.size, f.chunks)
+    assert tree.build(list(changed.values())).root != root
+
+
+def test_empty_tree_and_single_file() -> None:
+    empty = tree.build([])
+    assert list(tree.iter_entries(empty.root, Loader(empty))) == []
+    assert (empty.size, empty.file_count) == (0, 0)
+    one = tree.build([entry("x.csv", 1, 5)])
+    assert one.root != empty.root
+    assert [p for p, _ in tree.iter_files(one.root, Loader(one))] == ["x.csv"]
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["a", "a/b"],  # a file and a folder at one path
+        ["a/b", "a"],
+        ["x/a", "x/a/b/c"],
+        ["a", "a"],  # two files at one path
+        ["a//b"],
+        ["/a"],
+        ["a/../b"],
+        ["a/./b"],
+        ["a/"],
+        [""],
+    ],
+)
+def test_build_refuses_paths_that_cannot_be_a_tree(paths: list[str]) -> None:
+    with pytest.raises(InvalidPathError):
+        tree.build([entry(p, i, 1) for i, p in enumerate(paths)])
+
+
+# --- lookup -----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(files=file_sets(min_size=1))
+def test_lookup_finds_files_and_folders(files: dict[str, FileEntry]) -> None:
+    built = tree.build(list(files.values()))
+    load = Loader(built)
+    for path, e in tree.iter_entries(built.root, load):
+        assert tree.lookup(built.root, path, load) == e
+    for path, f in files.items():
+        found = tree.lookup(built.root, path, load)
+        assert found is not None
+        assert (found["t"], found["d"], found["s"]) == ("f", f.digest, f.size)
+        # below a file, or a name that is only a prefix of an entry, there is nothing
+        assert tree.lookup(built.root, path + "/x", load) is None
+        assert tree.lookup(built.root, path + "zz", load) is None
+    assert tree.lookup(built.root, "no/such/path", load) is None
+
+
+# --- diff -------------------------------------------------------------------------------------
+
+
+def expected_changes(old: dict[str, FileEntry], new: dict[str, FileEntry]) -> list[tuple[str, str]]:
+    out = []
+    for p in sorted(old.keys() | new.keys()):
+        if p not in new:
+            out.append((p, "removed"))
+        elif p not in old:
+            out.append((p, "added"))
+        elif (old[p].digest, old[p].size) != (new[p].digest, new[p].size):
+            out.append((p, "modified"))
+    return out
+
+
+@st.composite
+def tree_pairs(draw: st.DrawFn) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:
+    old = draw(file_sets())
+    if draw(st.booleans()):
+        return old, draw(file_sets())  # unrelated trees
+    # an edited copy: most subtrees stay identical
+    new = dict(old)
+    for _ in range(draw(st.integers(0, 4))):
+        what = draw(st.sampled_from(["add", "remove", "modify"]))
+        if what == "add" or not new:
+            p = draw(path_st)
+            new[p] = entry(p, *draw(file_st))
+            new = {q: new[q] for q in drop_clashes(new)}
+        elif what == "remove":
+            del new[draw(st.sampled_from(sorted(new)))]
+        else:
+            p = draw(st.sampled_from(sorted(new)))
+            new[p] = entry(p, *draw(file_st))
+    return old, new
+
+
+@SETTINGS
+@given(pair=tree_pairs())
+def test_diff_is_exactly_the_set_difference(
+    pair: tuple[dict[str, FileEntry], dict[str, FileEntry]],
+) -> None:
+    old, new = pair
+    a, b = tree.build(list(old.values())), tree.build(list(new.values()))
+    load = Loader(a, b)
+    changes = list(tree.diff(a.root, b.root, load))
+    assert [(c.path, c.kind) for c in changes] == expected_changes(old, new)
+    for c in changes:
+        if c.old is not None:
+            assert (c.old["d"], c.old["s"]) == (old[c.path].digest, old[c.path].size)
+        if c.new is not None:
+            assert (c.new["d"], c.new["s"]) == (new[c.path].digest, new[c.path].size)
+    # the other way round, everything is mirrored
+    back = [(c.path, c.kind) for c in tree.diff(b.root, a.root, load)]
+    assert back == expected_changes(new, old)
+    # against nothing: everything added or removed
+    assert [(c.path, c.kind) for c in tree.diff(None, b.root, load)] == [
+        (p, "added") for p in sorted(new)
+    ]
+    assert [(c.path, c.kind) for c in tree.diff(a.root, None, load)] == [
+        (p, "removed") for p in sorted(old)
+    ]
+    load.loaded.clear()
+    assert list(tree.diff(a.root, a.root, load)) == []
+    assert load.loaded == []  # equal roots: nothing read at all
+
+
+@SETTINGS
+@given(shared=file_sets(min_size=1), old=file_sets(), new=file_sets())
+def test_diff_never_reads_an_identical_subtree(
+    shared: dict[str, FileEntry], old: dict[str, FileEntry], new: dict[str, FileEntry]
+) -> None:
+    # the same files under 'same/' in both trees; their contents occur nowhere else
+    same = {
+        f"same/{p}": FileEntry(f"same/{p}", hash_bytes(b"only here " + f.digest.encode()), f.size)
+        for p, f in shared.items()
+    }
+    old_files = {**{p: f for p, f in old.items() if not p.startswith("same")}, **same}
+    new_files = {**{p: f for p, f in new.items() if not p.startswith("same")}, **same}
+    a, b = tree.build(list(old_files.values())), tree.build(list(new_files.values()))
+    load = Loader(a, b)
+    same_dir = tree.lookup(a.root, "same", load)
+    assert same_dir is not None
+    untouchable = reachable(same_dir["d"], load)
+    load.loaded.clear()
+    changes = list(tree.diff(a.root, b.root, load))
+    assert [(c.path, c.kind) for c in changes] == expected_changes(old_files, new_files)
+    assert not untouchable & set(load.loaded)
+
+
+# --- wide directories -------------------------------------------------------------------------
+
+WIDE = 20_000
+
+
+def wide_names(n: int = WIDE) -> list[str]:
+    return [f"img_{i:06d}.png" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def wide() -> tuple[list[FileEntry], BuiltTree]:
+    entries = [entry(f"data/{name}", i, 100 + i) for i, name in enumerate(wide_names())]
+    entries.append(entry("README.md", -1, 10))
+    return entries, tree.build(entries)
+
+
+def test_wide_directory_is_split_into_bounded_pages(
+    wide: tuple[list[FileEntry], BuiltTree],
+) -> None:
+    entries, built = wide
+    load = Loader(built)
+    data = tree.lookup(built.root, "data", load)
+    assert data is not None and data["k"] == WIDE
+    top = json.loads(built.objects[data["d"]])
+    assert top["cairn"] == "pages"
+    assert len(top["pages"]) >= WIDE // tree.MAX_ENTRIES
+    assert sum(p["k"] for p in top["pages"]) == WIDE
+    for body in built.objects.values():
+        assert width(body) <= tree.MAX_ENTRIES
+    # the pages are in name order and start where they say
+    firsts = [p["first"] for p in top["pages"]]
+    assert firsts == sorted(firsts)
+    for p in top["pages"]:
+        assert json.loads(built.objects[p["d"]])["entries"][0]["n"] == p["first"]
+    assert [p for p, _ in tree.iter_files(built.root, load)] == sorted(e.path for e in entries)
+
+
+def test_lookup_in_a_wide_directory_reads_one_page(
+    wide: tuple[list[FileEntry], BuiltTree],
+) -> None:
+    _, built = wide
+    load = Loader(built)
+    for i in (0, 1, 4095, 4096, 12_345, WIDE - 1):
+        load.loaded.clear()
+        found = tree.lookup(built.root, f"data/{wide_names()[i]}", load)
+        assert found is not None and found["s"] == 100 + i
+        assert len(load.loaded) <= 3  # root, the folder's page index, one page
+    for missing in ("data/a", "data/img_0", "data/zzz", "data/img_999999.png"):
+        assert tree.lookup(built.root, missing, load) is None
+
+
+@settings(max_examples=5, deadline=None)
+@given(name=st.text(alphabet="abimg_.0123456789p", min_size=1, max_size=16))
+def test_inserting_one_name_in_a_wide_directory_changes_few_objects(
+    wide: tuple[list[FileEntry], BuiltTree], name: str
+) -> None:
+    entries, built = wide
+    assume(name not in wide_names() and name not in (".", ".."))
+    after = tree.build([*entries, entry(f"data/{name}", 7, 7)])
+    new_objects = set(after.objects) - set(built.objects)
+    # the page the name lands in, the folder's page index and the root; a forced page cut
+    # can move one more boundary
+    assert len(new_objects) <= 4
+    load = Loader(built, after)
+    changes = list(tree.diff(built.root, after.root, load))
+    assert [(c.path, c.kind) for c in changes] == [(f"data/{name}", "added")]
+    assert len(load.loaded) <= 2 + 2 * 3  # two roots, two indexes, the differing pages
+
+
+def test_removing_one_name_from_a_wide_directory_changes_few_objects(
+    wide: tuple[list[FileEntry], BuiltTree],
+) -> None:
+    entries, built = wide
+    after = tree.build([e for e in entries if e.path != "data/img_010000.png"])
+    assert len(set(after.objects) - set(built.objects)) <= 4
+    changes = list(tree.diff(built.root, after.root, Loader(built, after)))
+    assert [(c.path, c.kind) for c in changes] == [("data/img_010000.png", "removed")]
+
+
+def test_very_wide_directory_gets_index_pages_of_index_pages() -> None:
+    # shrink the page size so that the index itself must be split (the same code path as a
+    # directory of millions of entries)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tree, "MAX_ENTRIES", 8)
+        mp.setattr(tree, "MIN_PAGE", 2)
+        entries = [
+            entry(f"d/n{i:04d}/f" if i % 3 == 0 else f"d/n{i:04d}", i, i) for i in range(600)
+        ]
+        built = tree.build(entries)
+        load = Loader(built)
+        for body in built.objects.values():
+            assert width(body) <= 8
+        d = tree.lookup(built.root, "d", load)
+        assert d is not None and d["k"] == 600
+        top = json.loads(built.objects[d["d"]])
+        assert top["cairn"] == "pages"
+        assert json.loads(built.objects[top["pages"][0]["d"]])["cairn"] == "pages"
+        assert sum(p["k"] for p in top["pages"]) == 600  # 'k' counts entries at every level
+        assert [p for p, _ in tree.iter_files(built.root, load)] == sorted(e.path for e in entries)
+        for e in entries[::37]:
+            found = tree.lookup(built.root, e.path, load)
+            assert found is not None and found["d"] == e.digest
+        # what writers rely on to store children first: `children` lists exactly what each
+        # object points to, and every object is reachable from the root through it
+        for digest, body in built.objects.items():
+            assert set(built.children.get(digest, [])) == references(body)
+        seen: set[str] = set()
+        todo = [built.root]
+        while todo:
+            digest = todo.pop()
+            if digest not in seen:
+                seen.add(digest)
+                todo.extend(built.children.get(digest, []))
+        assert seen == set(built.objects)
+        other = tree.build([*entries, entry("d/n0300a", 1, 1)])
+        changes = list(tree.diff(built.root, other.root, Loader(built, other)))
+        assert [(c.path, c.kind) for c in changes] == [("d/n0300a", "added")]
+
+
+def test_children_list_exactly_what_each_object_points_to(
+    wide: tuple[list[FileEntry], BuiltTree],
+) -> None:
+    entries, _ = wide
+    # a wide folder whose pages hold subfolders, next to ordinary nested folders
+    extra = [entry(f"data/sub{i:05d}/x", i, 1) for i in range(0, 6000, 7)]
+    built = tree.build([*entries, *extra, entry("a/b/c", 1, 1)])
+    for digest, body in built.objects.items():
+        assert set(built.children.get(digest, [])) == references(body)
