@@ -73,9 +73,11 @@ class HashCache:
                         found[key] = CachedDigest(digest, chunks)
         return found
 
-    def put_many(self, items: list[tuple[StatKey, CachedDigest]]) -> None:
+    def put_many(self, items: list[tuple[StatKey, CachedDigest]], *, racy_ok: bool = False) -> None:
+        """Remember digests. Files modified within the last second are skipped unless
+        ``racy_ok`` (Cairn wrote and hashed them itself, as downloads do)."""
         now = time.time_ns()
-        rows = [(*k, v.digest, v.chunks) for k, v in items if now - k[3] > _RACY_NS]
+        rows = [(*k, v.digest, v.chunks) for k, v in items if racy_ok or now - k[3] > _RACY_NS]
         if not rows:
             return
         with self._lock:

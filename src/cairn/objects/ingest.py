@@ -22,7 +22,7 @@ from cairn.core.digest import format_digest, hash_bytes, new_hasher
 from cairn.errors import FileChangedError, SourceFileError
 from cairn.objects import chunking
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
-from cairn.objects.odb import ObjectDB
+from cairn.objects.odb import ObjectStore
 from cairn.objects.tree import BuiltTree, FileEntry
 
 GROUP_FILES = 256
@@ -37,7 +37,7 @@ class StagedFile:
     """A file on disk that will appear at ``path`` inside the artifact."""
 
     path: str
-    source: Path
+    source: str | Path
 
 
 @dataclass
@@ -56,7 +56,7 @@ class IngestStats:
                 setattr(self, name, getattr(self, name) + value)
 
 
-def _open(path: Path) -> int:
+def _open(path: str | Path) -> int:
     try:
         return os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -71,7 +71,7 @@ def _open(path: Path) -> int:
         raise SourceFileError(f"cannot open {path}: {exc.strerror}", str(path)) from None
 
 
-def _changed(path: Path) -> FileChangedError:
+def _changed(path: str | Path) -> FileChangedError:
     return FileChangedError(
         f"file {path} changed while Cairn was reading it; nothing was logged. "
         "Log it again once it is no longer being written.",
@@ -79,7 +79,7 @@ def _changed(path: Path) -> FileChangedError:
     )
 
 
-def _check_unchanged(fd: int, before: os.stat_result, read: int, path: Path) -> None:
+def _check_unchanged(fd: int, before: os.stat_result, read: int, path: str | Path) -> None:
     after = os.fstat(fd)
     if (
         read != before.st_size
@@ -89,7 +89,7 @@ def _check_unchanged(fd: int, before: os.stat_result, read: int, path: Path) -> 
         raise _changed(path)
 
 
-def _read_all(path: Path) -> tuple[bytes, os.stat_result]:
+def _read_all(path: str | Path) -> tuple[bytes, os.stat_result]:
     fd = _open(path)
     try:
         st = os.fstat(fd)
@@ -115,7 +115,7 @@ def _update(hasher: Any, data: memoryview) -> None:
 class Ingestor:
     def __init__(
         self,
-        odb: ObjectDB,
+        odb: ObjectStore,
         cache: HashCache | None,
         *,
         threads: int | None = None,
@@ -210,7 +210,7 @@ class Ingestor:
             entries.append(FileEntry(sf.path, digest, size))
         return entries
 
-    def _copy_whole(self, path: Path, digest: str, st: os.stat_result) -> None:
+    def _copy_whole(self, path: str | Path, digest: str, st: os.stat_result) -> None:
         """Store a small file already hashed, copying it inside the kernel; if it changed
         since it was hashed, remove what was stored and fail."""
         fd = _open(path)
@@ -237,7 +237,7 @@ class Ingestor:
         self.stats.add(hashed_files=1, hashed_bytes=read)
         return [FileEntry(sf.path, digest, read, chunks_digest)]
 
-    def _chunk_stream(self, fd: int, path: Path, st: os.stat_result) -> tuple[str, str, int]:
+    def _chunk_stream(self, fd: int, path: str | Path, st: os.stat_result) -> tuple[str, str, int]:
         """Read a large file once: whole-file BLAKE3 on a helper thread while the file is cut
         into chunks here and the chunks the store lacks are copied into the store. If the file
         changes meanwhile, the chunks written for it are removed and FileChangedError raised."""

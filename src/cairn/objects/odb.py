@@ -6,9 +6,10 @@ written once and never changed; writing one that exists stores nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, ObjectNotFoundError
@@ -25,7 +26,34 @@ def key_digest(key: str) -> str:
     return f"{algorithm}:{prefix}{rest}"
 
 
+class ObjectStore(Protocol):
+    """What ingest, download and the SDK need from an object database."""
+
+    def has(self, digest: str) -> bool: ...
+
+    def missing(self, digests: Iterable[str]) -> set[str]: ...
+
+    def put(self, digest: str, data: bytes | memoryview) -> bool: ...
+
+    def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool: ...
+
+    def add(self, data: bytes) -> str: ...
+
+    def get(self, digest: str, verify: bool = True) -> bytes: ...
+
+    def read_into(self, digest: str, out_fd: int, out_offset: int) -> int: ...
+
+    def delete(self, digest: str) -> None: ...
+
+    def all_digests(self) -> Iterable[str]: ...
+
+    def sync(self) -> None: ...
+
+
 class ObjectDB:
+    """One storage key per object: for object storage and tests (the local embedded store
+    uses `PackedObjectDB`)."""
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
@@ -58,6 +86,15 @@ class ObjectDB:
                 digest=digest,
             )
         return data
+
+    def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
+        data = self.get(digest, verify=False)
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(out_fd, view, out_offset)
+            view = view[n:]
+            out_offset += n
+        return len(data)
 
     def open(self, digest: str) -> BinaryIO:
         return self.storage.open(object_key(digest))

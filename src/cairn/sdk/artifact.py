@@ -73,7 +73,7 @@ class ArtifactFile:
     def download(self, root: str | os.PathLike[str] | None = None, *, copy: bool = False) -> str:
         """Download this one file; returns its local path."""
         dest = self.artifact._download_root(root)
-        self.artifact._materialize([self._wanted()], dest, copy=copy)
+        self.artifact._materialize([self._wanted()], dest)
         return str(dest / self.path)
 
     def _wanted(self) -> Wanted:
@@ -195,6 +195,20 @@ class Artifact:
             )
         self._entries[path] = value
 
+    def _check_no_clashes(self, paths: list[str]) -> None:
+        """Like _check_no_clash for many new paths at once, in time linear in their number."""
+        files = set(self._entries)
+        folders = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
+        for path in paths:
+            if path in folders:
+                raise InvalidPathError(f"{path!r} is already a folder in artifact {self.name!r}")
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in files:
+                    raise InvalidPathError(
+                        f"{path!r} would put a file inside {'/'.join(parts[:i])!r}, which is a file"
+                    )
+
     def _check_no_clash(self, path: str) -> None:
         """A path may not be both a file and a folder."""
         parts = path.split("/")
@@ -228,7 +242,7 @@ class Artifact:
             )
         if target not in self._entries:
             self._check_no_clash(target)
-        self._put(target, StagedFile(target, source.absolute()), overwrite)
+        self._put(target, StagedFile(target, str(source.absolute())), overwrite)
         return None
 
     def add_dir(
@@ -250,9 +264,9 @@ class Artifact:
                     f"two files at one path: {clashes[0]!r} (and {len(clashes) - 1} more) already "
                     f"in artifact {self.name!r}; pass overwrite=True or name= to put them elsewhere"
                 )
+        if self._entries:
+            self._check_no_clashes([p for p, _ in found if p not in self._entries])
         for path, src in found:
-            if path not in self._entries:
-                self._check_no_clash(path) if len(found) < 1000 else None
             self._entries[path] = StagedFile(path, src)
 
     @contextmanager
@@ -275,7 +289,7 @@ class Artifact:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
         with open(local, mode.replace("x", "w"), **kwargs) as f:
             yield f
-        self._entries[path] = StagedFile(path, local)
+        self._entries[path] = StagedFile(path, str(local))
 
     def remove(self, path: str) -> None:
         """Remove a file, or every file under a folder, from the draft."""
@@ -323,7 +337,7 @@ class Artifact:
         total = 0
         for sf in staged:
             try:
-                total += sf.source.stat().st_size
+                total += os.stat(sf.source).st_size
             except OSError:
                 pass  # reported with a clear message by the ingestor
         with progress_bar(f"logging {self.name}", len(staged), total) as advance:
@@ -411,10 +425,10 @@ class Artifact:
         info = self._logged()
         return Path(root) if root is not None else Path("artifacts") / f"{info.name}:{info.label}"
 
-    def _materialize(self, wanted: list[Wanted], dest: Path, *, copy: bool) -> None:
+    def _materialize(self, wanted: list[Wanted], dest: Path) -> None:
         total = sum(w.size for w in wanted)
         with progress_bar(f"downloading {self.name}", len(wanted), total) as advance:
-            self._be().materializer(advance).materialize(wanted, dest, copy=copy)
+            self._be().materializer(advance).materialize(wanted, dest)
 
     def download(
         self,
@@ -425,12 +439,13 @@ class Artifact:
     ) -> str:
         """Put the version's files in ``root`` (default ``./artifacts/NAME:vN``); returns it.
 
-        Files are hard links to the local cache (read-only) unless ``copy=True`` or the cache
-        is on another filesystem. Every file is verified against its digest.
+        Files are written as independent, writable copies (copied inside the kernel from the
+        local store) and each is verified against its digest; files already in place with the
+        right content are left alone. ``copy`` is accepted for compatibility; it is always True.
         """
         dest = self._download_root(root)
         wanted = [Wanted(p, e["d"], e["s"], e.get("c")) for p, e in self._iter_entries(path_prefix)]
-        self._materialize(wanted, dest, copy=copy)
+        self._materialize(wanted, dest)
         return str(dest)
 
     def file(self, root: str | os.PathLike[str] | None = None) -> str:

@@ -11,14 +11,14 @@ from cairn import config
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer
-from cairn.objects.odb import ObjectDB
+from cairn.objects.odb import ObjectStore
+from cairn.objects.packdb import PackedObjectDB
 from cairn.service.registry import Registry
-from cairn.storage.local import LocalStorage
 
 
 class Backend(Protocol):
     registry: Registry
-    odb: ObjectDB
+    odb: ObjectStore
     home: Path
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor: ...
@@ -36,23 +36,23 @@ class EmbeddedBackend:
 
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.odb = ObjectDB(LocalStorage(self.home / "store"))
+        self.odb: ObjectStore = PackedObjectDB(self.home / "store")
         url = database_url or config.database_url()
         self.registry: Registry = SqlRegistry(url)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
-        self._files_cache: LocalStorage | None = None
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
         return Ingestor(self.odb, self.hash_cache, progress=progress)
 
     def materializer(self, progress: ProgressFn | None = None) -> Materializer:
-        if self._files_cache is None:
-            self._files_cache = LocalStorage(self.home / "cache" / "files")
-        return Materializer(self.odb, self._files_cache, self.hash_cache, progress=progress)
+        return Materializer(self.odb, self.hash_cache, progress=progress)
 
     def close(self) -> None:
         self.registry.close()
         self.hash_cache.close()
+        close = getattr(self.odb, "close", None)
+        if close is not None:
+            close()
 
 
 _lock = threading.Lock()

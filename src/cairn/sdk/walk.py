@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -10,8 +11,13 @@ from pathlib import Path
 from cairn.errors import SourceFileError
 
 
-def walk_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (relative '/'-path, absolute path) for every file below ``root``, sorted."""
+def walk_files(root: Path) -> Iterator[tuple[str, str]]:
+    """Yield (relative '/'-path, absolute path) for every file below ``root``, sorted.
+
+    Plain entries are classified from the directory listing alone (no stat per file); only
+    symlinks are followed with a stat, and a symlink that leads back to a folder above it is
+    refused.
+    """
     try:
         root_st = os.stat(root)
     except FileNotFoundError:
@@ -20,44 +26,54 @@ def walk_files(root: Path) -> Iterator[tuple[str, Path]]:
         raise SourceFileError(f"cannot read folder {root}: {exc.strerror}", str(root)) from None
     if not stat.S_ISDIR(root_st.st_mode):
         raise SourceFileError(f"{root} is not a folder; use add_file()", str(root))
-    yield from _walk(root, "", {(root_st.st_dev, root_st.st_ino)})
+    yield from _walk(str(root), "", {(root_st.st_dev, root_st.st_ino)})
 
 
-def _walk(folder: Path, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator[tuple[str, Path]]:
+def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator[tuple[str, str]]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except PermissionError:
         raise SourceFileError(
-            f"folder {folder} is not readable; fix its permissions", str(folder)
+            f"folder {folder} is not readable; fix its permissions", folder
         ) from None
     for entry in entries:
-        path = Path(entry.path)
         rel = prefix + entry.name
+        if not entry.is_symlink():
+            if entry.is_file(follow_symlinks=False):
+                yield rel, entry.path
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                yield from _walk(entry.path, rel + "/", ancestors | {(st.st_dev, st.st_ino)})
+                continue
         try:
-            st = entry.stat(follow_symlinks=True)
+            st = os.stat(entry.path)
         except FileNotFoundError:
             raise SourceFileError(
-                f"{path} is a symlink to something that does not exist; remove it or fix it",
-                str(path),
+                f"{entry.path} is a symlink to something that does not exist; remove or fix it",
+                entry.path,
             ) from None
         except OSError as exc:
-            if exc.errno == 40:  # ELOOP
-                raise SourceFileError(f"{path} is a symlink loop; remove it", str(path)) from None
-            raise SourceFileError(f"cannot read {path}: {exc.strerror}", str(path)) from None
+            if exc.errno == errno.ELOOP:
+                raise SourceFileError(
+                    f"{entry.path} is a symlink loop; remove it", entry.path
+                ) from None
+            raise SourceFileError(f"cannot read {entry.path}: {exc.strerror}", entry.path) from None
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in ancestors:
                 raise SourceFileError(
-                    f"{path} is a symlink loop (it leads back to a folder above it); remove it",
-                    str(path),
+                    f"{entry.path} is a symlink loop (it leads back to a folder above it); "
+                    "remove it",
+                    entry.path,
                 )
-            yield from _walk(path, rel + "/", ancestors | {key})
+            yield from _walk(entry.path, rel + "/", ancestors | {key})
         elif stat.S_ISREG(st.st_mode):
-            yield rel, path
+            yield rel, entry.path
         else:
             raise SourceFileError(
-                f"{path} is not a regular file (a socket, FIFO or device); remove it or "
+                f"{entry.path} is not a regular file (a socket, FIFO or device); remove it or "
                 "add the files you want one by one",
-                str(path),
+                entry.path,
             )
