@@ -102,10 +102,9 @@ def test_unusable_databases_raise_store_error(tmp_path: Path) -> None:
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/meta.db"
-    SqlRegistry(url).close()
-    engine = create_engine(url)
+    engine = create_engine(f"sqlite:///{tmp_path}/meta.db")
     try:
+        migrate.ensure_schema(engine)  # creates the schema with foreign keys off for a moment
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

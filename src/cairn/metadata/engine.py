@@ -118,6 +118,8 @@ def lock_artifact(session: Session, artifact_id: int) -> None:
     """
     from cairn.metadata.tables import Artifact
 
+    if is_sqlite(session):
+        return
     session.execute(
         sa.select(Artifact.id).where(Artifact.id == artifact_id).with_for_update()
     ).one()

@@ -102,25 +102,46 @@ def _upgrade(engine: Engine) -> None:
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    with writer(engine).begin() as conn:  # BEGIN IMMEDIATE on SQLite
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key || current_schema()))"),
-                {"key": "cairn.migrate."},
-            )
-        revisions = _read_revisions(conn) or []
-        if revisions == [HEAD_REVISION]:
-            return  # another process got here first
-        script = ScriptDirectory.from_config(alembic_config())
-        known = {rev.revision for rev in script.walk_revisions()}
-        unknown = [rev for rev in revisions if rev not in known]
-        if unknown:
-            raise StoreError(
-                f"the metadata database {safe_url(engine.url)} has schema revision "
-                f"{unknown[0]}, newer than this version of Cairn knows (head {HEAD_REVISION}). "
-                "Upgrade Cairn (pip install -U cairn)."
-            )
-        command.upgrade(alembic_config(conn), "head")
+    with writer(engine).connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations copy and drop tables, which foreign keys would stop; the pragma
+            # only takes effect outside a transaction. Checked again before committing.
+            _sqlite_foreign_keys(conn, on=False)
+        try:
+            with conn.begin():  # BEGIN IMMEDIATE on SQLite
+                if conn.dialect.name == "postgresql":
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:key || current_schema()))"),
+                        {"key": "cairn.migrate."},
+                    )
+                revisions = _read_revisions(conn) or []
+                if revisions == [HEAD_REVISION]:
+                    return  # another process got here first
+                script = ScriptDirectory.from_config(alembic_config())
+                known = {rev.revision for rev in script.walk_revisions()}
+                unknown = [rev for rev in revisions if rev not in known]
+                if unknown:
+                    raise StoreError(
+                        f"the metadata database {safe_url(engine.url)} has schema revision "
+                        f"{unknown[0]}, newer than this version of Cairn knows (head "
+                        f"{HEAD_REVISION}). Upgrade Cairn (pip install -U cairn)."
+                    )
+                command.upgrade(alembic_config(conn), "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise StoreError(
+                        f"upgrading the schema of {safe_url(engine.url)} would break foreign "
+                        "keys; nothing was changed. Report this as a bug in Cairn."
+                    )
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=True)
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    raw = conn.connection.driver_connection
+    if raw is not None:
+        raw.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
 
 
 @contextmanager

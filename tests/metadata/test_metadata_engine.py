@@ -1,0 +1,139 @@
+"""Engines, write transactions and retries, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from cairn.errors import ConflictError
+from cairn.metadata import engine as meta_engine
+from cairn.metadata.engine import create_engine, lock_artifact, session_scope, transaction
+from cairn.metadata.migrate import ensure_schema
+from cairn.metadata.tables import Artifact, Project
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(database_url)
+    ensure_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+def _add_project(s: Session, name: str) -> int:
+    project = Project(name=name, created_at=datetime.now(UTC))
+    s.add(project)
+    s.flush()
+    return project.id
+
+
+def test_sqlite_write_transactions_take_the_write_lock_up_front(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/meta.db"
+    eng = create_engine(url)
+    ensure_schema(eng)
+    try:
+        with session_scope(eng, write=True) as s:
+            s.execute(sa.select(Project.id)).all()  # only a read so far
+            other = sqlite3.connect(tmp_path / "meta.db", timeout=0.05, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+        with session_scope(eng, write=False) as s:
+            s.execute(sa.select(Project.id)).all()
+            other = sqlite3.connect(tmp_path / "meta.db", timeout=0.05, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # readers do not block writers (WAL)
+            other.execute("ROLLBACK")
+            other.close()
+    finally:
+        eng.dispose()
+
+
+def test_postgres_lock_artifact_excludes_other_writers(postgres_url: str) -> None:
+    eng = create_engine(postgres_url)
+    ensure_schema(eng)
+    try:
+        with session_scope(eng, write=True) as s:
+            pid = _add_project(s, "p")
+            now = datetime.now(UTC)
+            artifact = Artifact(
+                project_id=pid, name="a", type="t", description="", created_at=now, updated_at=now
+            )
+            s.add(artifact)
+            s.flush()
+            artifact_id = artifact.id
+        with session_scope(eng, write=True) as s:
+            lock_artifact(s, artifact_id)
+            with eng.connect() as other:
+                other.exec_driver_sql("SET lock_timeout = '100ms'")
+                with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                    other.execute(
+                        sa.select(Artifact.id).where(Artifact.id == artifact_id).with_for_update()
+                    )
+    finally:
+        eng.dispose()
+
+
+def test_transaction_retries_work_that_lost_a_unique_race(engine: Engine) -> None:
+    attempts: list[int] = []
+
+    def work(s: Session) -> str:
+        attempts.append(1)
+        _add_project(s, f"racy{len(attempts)}")
+        if len(attempts) == 1:  # a unique violation, as when another process won a race
+            _add_project(s, "racy1")
+        return "done"
+
+    assert transaction(engine, work) == "done"
+    assert len(attempts) == 2
+    with session_scope(engine, write=False) as s:
+        assert s.scalars(sa.select(Project.name)).all() == ["racy2"]
+
+
+def test_transaction_gives_up_with_conflict_error(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(meta_engine, "MAX_ATTEMPTS", 3)
+    with session_scope(engine, write=True) as s:
+        _add_project(s, "taken")
+    calls: list[int] = []
+
+    def work(s: Session) -> None:
+        calls.append(1)
+        _add_project(s, "taken")
+
+    with pytest.raises(ConflictError, match="Retry"):
+        transaction(engine, work)
+    assert len(calls) == 3
+
+
+def test_transaction_rolls_back_on_errors(engine: Engine) -> None:
+    def work(s: Session) -> None:
+        _add_project(s, "half-done")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        transaction(engine, work)
+    with session_scope(engine, write=False) as s:
+        assert s.scalars(sa.select(Project.name)).all() == []
+
+
+def test_timestamps_are_stored_as_utc_and_read_back_aware(engine: Engine) -> None:
+    plus_two = datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    with session_scope(engine, write=True) as s:
+        s.add(Project(name="tz", created_at=plus_two))
+    with session_scope(engine, write=False) as s:
+        stored = s.scalars(sa.select(Project.created_at)).one()
+    assert stored == plus_two and stored.utcoffset() == timedelta(0)
+    assert stored.hour == 12
+    with (
+        pytest.raises(sa.exc.StatementError, match="naive datetime"),
+        session_scope(engine, write=True) as s,
+    ):
+        s.add(Project(name="naive", created_at=datetime(2024, 5, 1)))
