@@ -36,6 +36,9 @@ def drop_caches_hint() -> None:
 
 
 def cairn_op(env: dict[str, str], *args: str) -> tuple[float, dict[str, object]]:
+    # start every scenario with no dirty pages left by the one before: on a VM disk, writeback
+    # of earlier writes otherwise throttles whatever runs next
+    os.sync()
     t = time.perf_counter()
     out = subprocess.run(
         [PY, str(HERE / "cairn_op.py"), *args], env=env, check=True, capture_output=True, text=True

@@ -11,6 +11,7 @@ children first, re-storing any cached file whose objects have gone missing.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,8 +109,12 @@ def _read_all(path: str | Path) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
-def _update(hasher: Any, data: memoryview) -> None:
-    hasher.update(data)
+def _hash_block(
+    hasher: Any, data: memoryview, already_hashed: int, cuts: list[tuple[int, int]]
+) -> list[str]:
+    """Feed the block's new bytes to the whole-file hasher; return each chunk's digest."""
+    hasher.update(data[already_hashed:])
+    return [hash_bytes(data[off : off + n]) for off, n in cuts]
 
 
 class Ingestor:
@@ -143,6 +148,16 @@ class Ingestor:
                 ) from None
             except OSError as exc:
                 raise SourceFileError(f"cannot read {sf.source}: {exc}", str(sf.source)) from None
+            mode = stats[-1].st_mode
+            if stat.S_ISDIR(mode):
+                raise SourceFileError(f"{sf.source} is a folder; use add_dir()", str(sf.source))
+            if not stat.S_ISREG(mode):
+                # opening a FIFO would wait for a writer; a device may never end
+                raise SourceFileError(
+                    f"{sf.source} is not a regular file (a socket, FIFO or device); "
+                    "log regular files only",
+                    str(sf.source),
+                )
         keys = [stat_key(st) for st in stats]
         cached = self.cache.get_many(keys) if self.cache else {}
 
@@ -255,20 +270,20 @@ class Ingestor:
     def _chunk_stream_inner(
         self, fd: int, st: os.stat_result, written: list[str]
     ) -> tuple[str, str, int]:
-        hasher = new_hasher(threaded=True)
+        """A two-stage pipeline over 16 MiB blocks: this thread reads block k+1 and finds its
+        chunk boundaries while a helper thread hashes block k (whole-file BLAKE3 and one
+        BLAKE3 per chunk); then block k's missing chunks are stored."""
+        hasher = new_hasher(threaded=False)
         cdc = chunking.chunker()
         chunk_list: list[tuple[str, int]] = []
         bufs = [bytearray(BLOCK + chunking.MAX_CHUNK) for _ in range(2)]
-        pending: list[Future[None] | None] = [None, None]
         total = 0
         left: memoryview | None = None
         i = 0
+        previous: tuple[memoryview, int, list[tuple[int, int]], Future[list[str]]] | None = None
         with ThreadPoolExecutor(1) as hash_thread:
             while True:
                 view = memoryview(bufs[i])
-                waiting = pending[i]
-                if waiting is not None:
-                    waiting.result()
                 keep = 0
                 if left is not None:
                     keep = len(left)
@@ -280,9 +295,7 @@ class Ingestor:
                         break
                     n += more
                 eof = n < BLOCK
-                if n:
-                    pending[i] = hash_thread.submit(_update, hasher, view[keep : keep + n])
-                    total += n
+                total += n
                 data = view[: keep + n]
                 data_start = total - n - keep  # file offset of data[0]
                 cuts = [(c.offset, c.length) for c in cdc.cut_buf(data)] if len(data) else []
@@ -291,16 +304,16 @@ class Ingestor:
                     left = data[last_off : last_off + last_len]
                 else:
                     left = None
-                self._store_chunks(fd, data, data_start, cuts, chunk_list, written)
-                if os.fstat(fd).st_mtime_ns != st.st_mtime_ns:
-                    raise EOFError("file changed while being read")
+                job = hash_thread.submit(_hash_block, hasher, data, keep, cuts)
+                if previous is not None:
+                    self._finish_block(fd, st, previous, chunk_list, written)
+                previous = (data, data_start, cuts, job)
                 self.progress(0, n)
                 i ^= 1
                 if eof:
                     break
-            for fut in pending:
-                if fut is not None:
-                    fut.result()
+            if previous is not None:
+                self._finish_block(fd, st, previous, chunk_list, written)
         body = chunking.encode_chunk_list(total, chunk_list)
         chunks_digest = hash_bytes(body)
         if self.odb.missing([chunks_digest]):
@@ -309,16 +322,29 @@ class Ingestor:
         self.progress(1, 0)
         return format_digest(hasher.hexdigest()), chunks_digest, total
 
-    def _store_chunks(
+    def _finish_block(
         self,
         fd: int,
-        data: memoryview,
-        data_start: int,
-        cuts: list[tuple[int, int]],
+        st: os.stat_result,
+        block: tuple[memoryview, int, list[tuple[int, int]], Future[list[str]]],
         chunk_list: list[tuple[str, int]],
         written: list[str],
     ) -> None:
-        digests = [hash_bytes(data[off : off + n]) for off, n in cuts]
+        _data, data_start, cuts, job = block
+        digests = job.result()
+        self._store_chunks(fd, data_start, cuts, digests, chunk_list, written)
+        if os.fstat(fd).st_mtime_ns != st.st_mtime_ns:
+            raise EOFError("file changed while being read")
+
+    def _store_chunks(
+        self,
+        fd: int,
+        data_start: int,
+        cuts: list[tuple[int, int]],
+        digests: list[str],
+        chunk_list: list[tuple[str, int]],
+        written: list[str],
+    ) -> None:
         missing = self.odb.missing(digests)
         for (off, n), digest in zip(cuts, digests, strict=True):
             chunk_list.append((digest, n))
