@@ -1,0 +1,173 @@
+"""`cairn push` (also `cairn artifact put`): log files or a folder as a new version."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cairn.cli import output
+from cairn.cli.output import EXIT_USAGE, JsonOpt, ProjectOpt, QuietOpt, fail
+
+
+def parse_metadata(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value that parses as JSON is used as such, else as a string."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise typer.BadParameter(
+                f"{item!r} is not KEY=VALUE (e.g. --metadata rows=1000 --metadata source=s3)",
+                param_hint="'--metadata'",
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        result[key] = value
+    return result
+
+
+def _default_type(project: str, name: str) -> str:
+    """The artifact's existing type, else 'dataset'."""
+    from cairn.cli.common import backend
+    from cairn.errors import NotFoundError
+
+    try:
+        found = backend().registry.list_artifacts(project, search=name, limit=1000)
+    except NotFoundError:
+        return "dataset"
+    for info in found:
+        if info.name == name:
+            return info.type
+    return "dataset"
+
+
+def push(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="Files or folders to log. One folder: its contents are the artifact. Several "
+            "paths: each goes in under its own base name.",
+            exists=True,
+            show_default=False,
+        ),
+    ],
+    project: ProjectOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="Artifact name. Default: the first path's base name.",
+            show_default=False,
+        ),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            "-t",
+            help="Artifact type, e.g. dataset or model. Default: the existing artifact's type, "
+            "else 'dataset'.",
+            show_default=False,
+        ),
+    ] = None,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option("--alias", "-a", help="Alias for the version (repeatable), e.g. best."),
+    ] = None,
+    description: Annotated[
+        str | None,
+        typer.Option("--description", "-d", help="Description of the version.", show_default=False),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            "-m",
+            metavar="KEY=VALUE",
+            help="Metadata entry (repeatable). VALUE is parsed as JSON when it can be "
+            "(10, 0.5, true, [1,2], {...}), else kept as a string.",
+        ),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Log files or a folder as a new version of an artifact.
+
+    The files are logged by a run of job type 'push'. When they are identical to an existing
+    version, no new version is made (aliases and tags asked for are applied to that version).
+    """
+    from cairn.cli.common import version_info, version_json
+    from cairn.core import names
+    from cairn.errors import InvalidNameError
+    from cairn.sdk.artifact import Artifact
+    from cairn.sdk.run import init
+
+    meta = parse_metadata(metadata or [])
+    proj = output.resolve_project(project)
+    if name is None:
+        name = os.path.basename(os.path.abspath(paths[0]))
+        try:
+            names.check_artifact_name(name)
+        except InvalidNameError as exc:
+            fail(f"{exc}; choose a name with --name", EXIT_USAGE)
+    else:
+        names.check_artifact_name(name)
+    art_type = names.check_type(kind) if kind else _default_type(proj, name)
+    art = Artifact(name, art_type, description=description or "", metadata=meta)
+    if len(paths) == 1 and paths[0].is_dir():
+        art.add_dir(paths[0])
+    else:
+        for path in paths:
+            if path.is_dir():
+                art.add_dir(path, name=os.path.basename(os.path.abspath(path)))
+            else:
+                art.add_file(path)
+
+    config = {"paths": [str(p.absolute()) for p in paths]}
+    with init(project=proj, job_type="push", config=config) as run:
+        run.log_artifact(art, aliases=alias or [], tags=tag or [])
+        history = art.history()
+        created = bool(history) and history[0].field == "created" and history[0].run_id == run.id
+        run_id = run.id
+    info = version_info(art)
+    qn = info.qualified_name
+    if json_out:
+        stats = getattr(art, "stats", None)
+        output.print_json(
+            {
+                "created": created,
+                "version": version_json(info),
+                "run_id": run_id,
+                "stats": stats.__dict__
+                if stats is not None and hasattr(stats, "__dict__")
+                else None,
+            }
+        )
+        return
+    if output.quiet(quiet):
+        output.echo(qn)
+        return
+    extra = [a for a in info.aliases if a != "latest"]
+    if created:
+        output.echo(
+            f"Pushed {qn} ({info.file_count} files, {output.human_size(info.size)}; "
+            f"aliases: {', '.join(info.aliases)})"
+        )
+    else:
+        output.echo(f"Nothing changed: the files are identical to {qn}; no new version was made.")
+        if alias or tag:
+            output.echo(
+                f"Aliases now on {qn}: {output.comma(extra)}; tags: {output.comma(info.tags)}"
+            )
+    output.echo("Use it:")
+    output.echo(f'  in Python:     run.use_artifact("{qn}")')
+    output.echo(f"  from a shell:  cairn artifact get {qn}")
