@@ -44,7 +44,8 @@ class Materializer:
     ) -> None:
         self.odb = odb
         self.hash_cache = hash_cache
-        self.threads = threads or min(8, (os.cpu_count() or 2) * 2)
+        # creating files is kernel-bound; more threads than cores only contend
+        self.threads = threads or (os.cpu_count() or 2)
         self.progress = progress or (lambda files, nbytes: None)
         self._placed: list[tuple[StatKey, CachedDigest]] = []
 
@@ -58,6 +59,9 @@ class Materializer:
         for parent in sorted({os.path.dirname(w.path) for w in todo}):
             if parent:
                 (dest / parent).mkdir(parents=True, exist_ok=True)
+        warm = getattr(self.odb, "warm", None)
+        if warm is not None:  # look every object up in one pass, not one query per file
+            warm([w.chunks or w.digest for w in todo])
         try:
             with ThreadPoolExecutor(self.threads) as pool:
                 for _ in pool.map(lambda w: self._place(w, dest), todo):
@@ -87,8 +91,14 @@ class Materializer:
 
     def _place(self, w: Wanted, dest: Path) -> None:
         target = dest / w.path
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.cairn-tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        # a new file is written in place (a crash leaves a file the hash cache does not know,
+        # which the next download rewrites); an existing one is replaced atomically
+        try:
+            tmp = target
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.cairn-tmp")
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             if w.chunks is None:
                 self.odb.read_into(w.digest, fd, 0)
@@ -110,7 +120,8 @@ class Materializer:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        os.replace(tmp, target)
+        if tmp != target:
+            os.replace(tmp, target)
         self._placed.append((stat_key(st), CachedDigest(w.digest, w.chunks)))
         self.progress(1, w.size)
 

@@ -53,6 +53,7 @@ class PackedObjectDB:
         self._pending: dict[str, Location] = {}  # written, not yet indexed
         self._sealed: list[str] = []  # packs complete on disk, rows not yet indexed
         self._readers: dict[str, int] = {}
+        self._warm: dict[str, Location] = {}
 
     # --- lookups -----------------------------------------------------------------------------
     def _locate_many(self, digests: list[str]) -> dict[str, Location]:
@@ -73,8 +74,12 @@ class PackedObjectDB:
                     found[digest] = (pack, offset, length)
         return found
 
+    def warm(self, digests: list[str]) -> None:
+        """Look many objects up at once ahead of reading them (downloads)."""
+        self._warm = self._locate_many(digests)
+
     def _locate(self, digest: str) -> Location:
-        loc = self._locate_many([digest]).get(digest)
+        loc = self._warm.get(digest) or self._locate_many([digest]).get(digest)
         if loc is None:
             raise ObjectNotFoundError(
                 f"object {digest} is not in the store {self.root}; the store may have been "
@@ -217,6 +222,7 @@ class PackedObjectDB:
     def delete(self, digest: str) -> None:
         """Forget an object (its bytes stay in its pack until the pack is rewritten)."""
         with self._lock:
+            self._warm.pop(digest, None)
             self._pending.pop(digest, None)
             self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
 
