@@ -209,37 +209,25 @@ class Ingestor:
             self._new_cache.append((stat_key(st), CachedDigest(digest, chunks)))
 
     def _store_small_group(self, group: list[StagedFile]) -> list[FileEntry]:
-        loaded: list[tuple[StagedFile, int, str, os.stat_result]] = []
+        # the bytes stored are the bytes hashed, never a second read of the file: a file
+        # rewritten within one timestamp tick (unchanged mtime) cannot put bytes in the store
+        # under a digest they do not have
+        loaded: list[tuple[StagedFile, bytes, str, os.stat_result]] = []
         for sf in group:
             data, st = _read_all(sf.source)
-            loaded.append((sf, len(data), hash_bytes(data), st))
+            loaded.append((sf, data, hash_bytes(data), st))
         missing = self.odb.missing({digest for _, _, digest, _ in loaded})
         entries = []
-        for sf, size, digest, st in loaded:
+        for sf, data, digest, st in loaded:
             if digest in missing:
                 missing.discard(digest)
-                self._copy_whole(sf.source, digest, st)
+                if self.odb.put(digest, data):
+                    self.stats.add(new_objects=1, new_bytes=len(data))
             self._remember(st, digest, None)
-            self.stats.add(hashed_files=1, hashed_bytes=size)
-            self.progress(1, size)
-            entries.append(FileEntry(sf.path, digest, size))
+            self.stats.add(hashed_files=1, hashed_bytes=len(data))
+            self.progress(1, len(data))
+            entries.append(FileEntry(sf.path, digest, len(data)))
         return entries
-
-    def _copy_whole(self, path: str | Path, digest: str, st: os.stat_result) -> None:
-        """Store a small file already hashed, copying it inside the kernel; if it changed
-        since it was hashed, remove what was stored and fail."""
-        fd = _open(path)
-        try:
-            written = self.odb.put_range(digest, fd, 0, st.st_size)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
-            if written:
-                self.odb.delete(digest)
-            raise _changed(path)
-        if written:
-            self.stats.add(new_objects=1, new_bytes=st.st_size)
 
     def _store_large(self, sf: StagedFile) -> list[FileEntry]:
         fd = _open(sf.source)
@@ -254,22 +242,18 @@ class Ingestor:
 
     def _chunk_stream(self, fd: int, path: str | Path, st: os.stat_result) -> tuple[str, str, int]:
         """Read a large file once: whole-file BLAKE3 on a helper thread while the file is cut
-        into chunks here and the chunks the store lacks are copied into the store. If the file
-        changes meanwhile, the chunks written for it are removed and FileChangedError raised."""
-        written: list[str] = []
+        into chunks here and the chunks the store lacks are stored. If the file changes
+        meanwhile, FileChangedError is raised (the chunks stored are correct, and harmless)."""
         try:
-            result = self._chunk_stream_inner(fd, st, written)
+            result = self._chunk_stream_inner(fd, st)
             _check_unchanged(fd, st, result[2], path)
             return result
         except (FileChangedError, EOFError):
-            # the chunks written may hold bytes that do not match their names: remove them
-            for digest in written:
-                self.odb.delete(digest)
+            # the chunks stored are the bytes hashed, so they are correct and stay: deleting
+            # them could pull an object from under a concurrent logger that found it stored
             raise _changed(path) from None
 
-    def _chunk_stream_inner(
-        self, fd: int, st: os.stat_result, written: list[str]
-    ) -> tuple[str, str, int]:
+    def _chunk_stream_inner(self, fd: int, st: os.stat_result) -> tuple[str, str, int]:
         """A two-stage pipeline over 16 MiB blocks: this thread reads block k+1 and finds its
         chunk boundaries while a helper thread hashes block k (whole-file BLAKE3 and one
         BLAKE3 per chunk); then block k's missing chunks are stored."""
@@ -306,14 +290,14 @@ class Ingestor:
                     left = None
                 job = hash_thread.submit(_hash_block, hasher, data, keep, cuts)
                 if previous is not None:
-                    self._finish_block(fd, st, previous, chunk_list, written)
+                    self._finish_block(fd, st, previous, chunk_list)
                 previous = (data, data_start, cuts, job)
                 self.progress(0, n)
                 i ^= 1
                 if eof:
                     break
             if previous is not None:
-                self._finish_block(fd, st, previous, chunk_list, written)
+                self._finish_block(fd, st, previous, chunk_list)
         body = chunking.encode_chunk_list(total, chunk_list)
         chunks_digest = hash_bytes(body)
         if self.odb.missing([chunks_digest]):
@@ -328,30 +312,28 @@ class Ingestor:
         st: os.stat_result,
         block: tuple[memoryview, int, list[tuple[int, int]], Future[list[str]]],
         chunk_list: list[tuple[str, int]],
-        written: list[str],
     ) -> None:
-        _data, data_start, cuts, job = block
+        data, _data_start, cuts, job = block
         digests = job.result()
-        self._store_chunks(fd, data_start, cuts, digests, chunk_list, written)
+        self._store_chunks(data, cuts, digests, chunk_list)
         if os.fstat(fd).st_mtime_ns != st.st_mtime_ns:
             raise EOFError("file changed while being read")
 
     def _store_chunks(
         self,
-        fd: int,
-        data_start: int,
+        data: memoryview,
         cuts: list[tuple[int, int]],
         digests: list[str],
         chunk_list: list[tuple[str, int]],
-        written: list[str],
     ) -> None:
+        """Store the block's missing chunks from the very bytes that were hashed (not a second
+        read of the file, which may have changed since without its mtime showing it)."""
         missing = self.odb.missing(digests)
         for (off, n), digest in zip(cuts, digests, strict=True):
             chunk_list.append((digest, n))
             if digest in missing:
                 missing.discard(digest)
-                if self.odb.put_range(digest, fd, data_start + off, n):
-                    written.append(digest)
+                if self.odb.put(digest, data[off : off + n]):
                     self.stats.add(new_objects=1, new_bytes=n)
 
     # --- phase 2 ---------------------------------------------------------------------------
@@ -403,10 +385,11 @@ class Ingestor:
             if (digest, chunks_digest) != (entry.digest, entry.chunks):
                 raise _changed(sf.source)
         else:
-            data, st = _read_all(sf.source)
+            data, _st = _read_all(sf.source)
             if hash_bytes(data) != entry.digest:
                 raise _changed(sf.source)
-            self._copy_whole(sf.source, entry.digest, st)
+            if self.odb.put(entry.digest, data):
+                self.stats.add(new_objects=1, new_bytes=len(data))
 
     def flush_cache(self) -> None:
         if self.cache and self._new_cache:
