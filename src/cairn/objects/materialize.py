@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cairn.core.digest import new_hasher
-from cairn.errors import IntegrityError
+from cairn.core.names import check_path
+from cairn.errors import IntegrityError, InvalidPathError
 from cairn.objects import chunking
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
 from cairn.objects.odb import ObjectStore
@@ -50,6 +51,11 @@ class Materializer:
         self._placed: list[tuple[StatKey, CachedDigest]] = []
 
     def materialize(self, wanted: list[Wanted], dest: Path) -> None:
+        for w in wanted:
+            # paths come from tree objects, which anyone able to write objects can craft: never
+            # let one name a place outside ``dest`` ('../x', '/etc/x')
+            if check_path(w.path) != w.path:
+                raise InvalidPathError(f"artifact path {w.path!r} is not in normal form ('a/b')")
         dest.mkdir(parents=True, exist_ok=True)
         known = self._already_in_place(wanted, dest)
         todo = [w for w in wanted if w.path not in known]
