@@ -59,6 +59,12 @@ class CairnGroup(TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # a group run without a command: its help (already printed by Rich, else in
+                # the message) is the answer; the exit code still says "usage"
+                if exc.format_message():
+                    sys.stdout.write(exc.format_message() + "\n")
+                return exc.exit_code
             where = exc.ctx.command_path if exc.ctx is not None else "cairn"
             output.error_line(f"{exc.format_message()} (see '{where} --help')")
             return exc.exit_code

@@ -1,0 +1,118 @@
+"""Exit codes, the one-line error format, --debug, --version, --help."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cli_helpers import Invoke
+
+from cairn.cli import output
+
+
+def test_version(cli: Invoke) -> None:
+    import cairn
+
+    assert cli("--version").stdout == f"cairn {cairn.__version__}\n"
+
+
+def test_help_lists_commands_and_no_server_commands(cli: Invoke) -> None:
+    out = cli("--help").stdout
+    for name in ("push", "artifact", "lineage", "runs", "cache", "init-demo"):
+        assert name in out
+    for name in ("server", "login", "whoami", " gc "):
+        assert name not in out
+    assert "--install-completion" in out
+
+
+@pytest.mark.parametrize("args", [[], ["artifact"], ["artifact", "alias"], ["runs"]])
+def test_no_arguments_shows_help(cli: Invoke, args: list[str]) -> None:
+    result = cli(*args, code=2)
+    assert "Usage: cairn" in result.stdout
+    assert "Commands" in result.stdout
+    assert "error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "start"),
+    [
+        (["nosuch"], 2, "error: No such command 'nosuch'"),
+        (["artifact", "get"], 2, "error: Missing argument"),
+        (["artifact", "ls", "--jsonn"], 2, "error: No such option: --jsonn"),
+        (["lineage", "x", "--depth", "0"], 2, "error: Invalid value for '--depth'"),
+        (["artifact", "show", "bad name"], 2, "error: invalid artifact name 'bad name'"),
+        (["artifact", "show", "nothing"], 3, "error: project 'default'"),
+        (["runs", "show", "zzz"], 3, "error: "),
+    ],
+)
+def test_errors_are_one_line(cli: Invoke, args: list[str], code: int, start: str) -> None:
+    result = cli(*args, code=code)
+    assert result.stderr.startswith(start), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_not_found_lists_what_exists(cli: Invoke, folder: Callable[..., Path]) -> None:
+    cli("push", str(folder("data", {"a": "1"})))
+    result = cli("artifact", "show", "dat", code=3)
+    assert result.stderr.startswith("error: artifact 'dat' does not exist in project 'default'")
+    assert "data" in result.stderr
+    result = cli("artifact", "show", "data:v7", code=3)
+    assert "has no version or alias 'v7'" in result.stderr
+
+
+def test_exit_code_4_on_integrity_error(
+    cli: Invoke, folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    cli("push", str(folder("data", {"a": "1"})))
+    dest = tmp_path / "x"
+    dest.mkdir()
+    result = cli("artifact", "verify", "data", str(dest), code=4)
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_unexpected_error_exit_1_and_debug_traceback(
+    cli: Invoke, folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    cli("push", str(folder("data", {"a": "1"})))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = cli("artifact", "get", "data", "--root", str(blocker), code=1)
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+    assert "--debug" in result.stderr  # a non-Cairn error suggests --debug
+    debug = cli("--debug", "artifact", "get", "data", "--root", str(blocker), code=1)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("error: ")
+
+
+def test_cairn_error_with_debug_shows_traceback(cli: Invoke) -> None:
+    result = cli("--debug", "runs", "show", "zzz", code=3)
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "RunNotFoundError" in result.stderr
+
+
+def test_exit_code_mapping() -> None:
+    from cairn import errors
+
+    assert output.exit_code_for(errors.IntegrityError("x")) == 4
+    assert output.exit_code_for(errors.ArtifactNotFoundError("x")) == 3
+    assert output.exit_code_for(errors.InvalidPathError("x")) == 2
+    assert output.exit_code_for(errors.StateError("x")) == 1
+    assert output.exit_code_for(errors.StoreError("x")) == 1
+    assert output.exit_code_for(RuntimeError("x")) == 1
+
+
+def test_one_line_folds_multiline_messages() -> None:
+    assert output.one_line("a:\n  b\n  c\nd") == "a: b; c; d"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("10GB", 10**10), ("500MB", 5 * 10**8), ("2GiB", 2 << 30), ("1.5k", 1500), ("0", 0)],
+)
+def test_parse_size(text: str, value: int) -> None:
+    assert output.parse_size(text) == value

@@ -1,0 +1,97 @@
+"""`cairn artifact get|verify|diff`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cli_helpers import Invoke
+
+import cairn
+
+
+def test_get_to_default_folder(cli: Invoke, store: Path) -> None:
+    out = cli("artifact", "get", "demo/data:v1").stdout
+    assert out == "Downloaded demo/data:v1 (3 files, 9 B) to artifacts/data:v1\n"
+    root = Path("artifacts/data:v1")
+    assert (root / "a.csv").read_text() == "1\n"
+    assert (root / "sub" / "b.csv").read_text() == "22\n"
+    assert (root / "c.csv").read_text() == "333\n"
+
+
+def test_get_root_path_copy_and_quiet(cli: Invoke, store: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    out = cli("artifact", "get", "data:stable", "-p", "demo", "--root", str(dest), "-q").stdout
+    assert out == f"{dest}\n"
+    assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["a.csv", "b.csv"]
+    only = tmp_path / "only"
+    cli("artifact", "get", "demo/data:v1", "--root", str(only), "--path", "sub", "--copy")
+    assert [p.relative_to(only).as_posix() for p in only.rglob("*") if p.is_file()] == ["sub/b.csv"]
+    assert os.access(only / "sub" / "b.csv", os.W_OK)  # --copy: writable
+
+
+def test_get_unknown_path_is_not_found(cli: Invoke, store: Path) -> None:
+    result = cli("artifact", "get", "demo/data:v1", "--path", "nope", code=3)
+    assert result.stderr.startswith("error: demo/data:v1 has no file or folder 'nope'")
+
+
+def test_verify_ok_and_failed(cli: Invoke, store: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    cli("artifact", "get", "demo/data:v1", "--root", str(dest), "--copy")
+    ok = cli("artifact", "verify", "demo/data:v1", str(dest))
+    assert ok.stdout == f"OK: {dest} matches demo/data:v1 (3 files, 9 B)\n"
+    (dest / "a.csv").write_text("changed\n")
+    (dest / "extra.txt").write_text("x")
+    (dest / "c.csv").unlink()
+    bad = cli("artifact", "verify", "demo/data:v1", str(dest), code=4)
+    assert "missing: c.csv" in bad.stdout
+    assert "a.csv" in bad.stdout
+    assert "not in the artifact: extra.txt" in bad.stdout
+    assert bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith(f"error: {dest} does not match demo/data:v1 (3 differences)")
+    assert "cairn artifact get demo/data:v1 --root" in bad.stderr
+
+
+def test_verify_missing_folder_is_usage_error(cli: Invoke, store: Path) -> None:
+    result = cli("artifact", "verify", "demo/data:v1", "no-such-dir", code=2)
+    assert "does not exist" in result.stderr
+
+
+def test_diff(cli: Invoke, cli_json: Callable[..., Any], store: Path) -> None:
+    out = cli("artifact", "diff", "demo/data:v0", "demo/data:v1").stdout.splitlines()
+    assert out[0] == "demo/data:v0 -> demo/data:v1"
+    assert out[1] == "files: 1 added, 0 removed, 0 modified"
+    assert out[2].split() == ["+", "added", "c.csv", "4", "B"]
+    assert out[3:] == ["metadata:", "  ~ rows: 2 -> 3"]
+    data = cli_json("artifact", "diff", "data:v1", "data:v0", "-p", "demo")
+    assert data["counts"] == {"added": 0, "removed": 1, "modified": 0}
+    new = cairn.Api("demo").artifact("data:v1").get_entry("c.csv")
+    assert data["files"] == [
+        {
+            "path": "c.csv",
+            "change": "removed",
+            "old_size": new.size,
+            "new_size": None,
+            "old_digest": new.digest,
+            "new_digest": None,
+        }
+    ]
+    assert data["metadata"] == [{"key": "rows", "change": "changed", "old": 3, "new": 2}]
+
+
+def test_diff_modified_and_identical(
+    cli: Invoke, cli_json: Callable[..., Any], folder: Callable[..., Path]
+) -> None:
+    src = folder("d", {"x.txt": "aaaa", "keep.txt": "k"})
+    cli("push", str(src), "-m", "k=1")
+    (src / "x.txt").write_text("bbbbbb")
+    cli("push", str(src), "-m", "k=1")
+    out = cli("artifact", "diff", "d:v0", "d:v1").stdout
+    assert "~ modified  x.txt  4 B -> 6 B" in out
+    assert "keep.txt" not in out
+    assert "metadata: identical" in out
+    same = cli_json("artifact", "diff", "d:v1", "d:latest")
+    assert same["same_files"] is True and same["files"] == [] and same["metadata"] == []
+    assert "files: identical" in cli("artifact", "diff", "d:v1", "d:v1").stdout
