@@ -39,6 +39,10 @@ def test_nothing_changed_makes_no_new_version(cli: Invoke, folder: Callable[...,
     versions = cairn.Api().artifact_versions("data")
     assert [v.version for v in versions] == ["v0"]
     assert "best" in versions[0].aliases  # aliases asked for go to the existing version
+    noted = cli("push", str(data), "-m", "k=1")
+    assert "Nothing changed" in noted.stdout
+    assert "--metadata and --description" in noted.stderr
+    assert cairn.Api().artifact("data").metadata == {}
     (data / "a.csv").write_text("2\n")
     assert "Pushed default/data:v1" in cli("push", str(data)).stdout
 

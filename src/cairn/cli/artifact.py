@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,7 +58,8 @@ def get(
     copy: Annotated[
         bool,
         typer.Option(
-            "--copy", help="Write writable copies instead of read-only hard links to the cache."
+            "--copy",
+            help="Write independent, writable copies (never links into the local store or cache).",
         ),
     ] = False,
     quiet: QuietOpt = False,
@@ -196,22 +198,18 @@ def show(
 ) -> None:
     """Show a version: digest, size, aliases, tags, metadata, files, the run that logged it
     and the runs that used it."""
-    from cairn.cli.common import run_brief, run_label, version_info, version_json
+    from cairn.cli.common import iter_files, run_brief, run_label, version_info, version_json
 
     art = _open(ref, project)
     info = version_info(art)
     logged_by = art.logged_by()
     used_by = art.used_by()
-    files = []
-    for i, f in enumerate(art.files()):
-        if i >= max_files:
-            break
-        files.append(f)
+    files = list(itertools.islice(iter_files(art), max_files))
     if json_out:
         data = version_json(info)
         data["logged_by"] = run_brief(logged_by.info) if logged_by else None
         data["used_by"] = [run_brief(r.info) for r in used_by]
-        data["files"] = [{"path": f.path, "size": f.size, "digest": f.digest} for f in files]
+        data["files"] = [{"path": p, "size": n, "digest": d} for p, n, d in files]
         output.print_json(data)
         return
     output.heading(f"{info.qualified_name}  ({info.type})")
@@ -233,8 +231,8 @@ def show(
             [(k, output.json_value(v)) for k, v in info.metadata.items()], indent="  "
         )
     output.heading(f"files ({info.file_count})")
-    for f in files:
-        output.echo(f"  {output.human_size(f.size):>9}  {f.path}")
+    for path, size, _digest in files:
+        output.echo(f"  {output.human_size(size):>9}  {path}")
     if info.file_count > len(files):
         output.echo(
             f"  ... and {info.file_count - len(files)} more: "
@@ -252,16 +250,27 @@ def files(
     project: ProjectOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the files of a version with their sizes."""
+    """List the files of a version with their sizes, in path order."""
+    from cairn.cli.common import iter_files
+
     art = _open(ref, project)
-    found = art.files(prefix) if prefix else art.files()
-    if prefix and not found:
-        fail(f"{art.qualified_name} has no file or folder {prefix!r}", EXIT_NOT_FOUND)
+    found = iter_files(art, prefix)
     if json_out:
-        output.print_json([{"path": f.path, "size": f.size, "digest": f.digest} for f in found])
+        listed = [{"path": p, "size": n, "digest": d} for p, n, d in found]
+        if prefix and not listed:
+            _no_such_path(art.qualified_name, prefix)
+        output.print_json(listed)
         return
-    for f in found:
-        output.echo(f"{output.human_size(f.size):>9}  {f.path}")
+    count = 0
+    for path, size, _digest in found:
+        output.echo(f"{output.human_size(size):>9}  {path}")
+        count += 1
+    if prefix and not count:
+        _no_such_path(art.qualified_name, prefix)
+
+
+def _no_such_path(qualified_name: str, prefix: str) -> None:
+    fail(f"{qualified_name} has no file or folder {prefix!r}", EXIT_NOT_FOUND)
 
 
 @app.command("diff")

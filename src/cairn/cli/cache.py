@@ -1,8 +1,9 @@
 """`cairn cache ...`: the local cache under CAIRN_DIR/cache (never the store).
 
 ``cache/files`` holds files reassembled for downloads (deletable at any time: they are made
-again from the store when needed); ``cache/hashes.db`` remembers file digests by
-(device, inode, size, mtime) so unchanged files are not read again.
+again from the store when needed; stores that copy straight from their pack files leave it
+empty); ``cache/hashes.db`` remembers file digests by (device, inode, size, mtime) so
+unchanged files are not read again.
 """
 
 from __future__ import annotations
@@ -115,9 +116,9 @@ def clean(
     """Delete cached download files, least recently used first (by access or modification
     time), until the download cache fits in --max-size.
 
-    Only CAIRN_DIR/cache/files is touched, never the store: a deleted file is rebuilt from the
-    store the next time it is downloaded. Downloads hard-linked from the cache keep their
-    data, so the space of such files is freed only once those links are gone too.
+    Only CAIRN_DIR/cache/files is touched, never the store (CAIRN_DIR/store): whatever is
+    deleted there is rebuilt from the store when a download needs it. A file that is also
+    hard-linked elsewhere frees its space only once those links are gone too.
     """
     files = sorted(_objects(files_dir()), key=lambda f: f.last_used)
     total = sum(f.size for f in files)

@@ -3,6 +3,7 @@ turning records into JSON. Imported by commands at run time, so the SDK loads la
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from cairn.cli.output import EXIT_USAGE, fail, resolve_project
@@ -42,6 +43,28 @@ def open_version(ref: str, project: str | None, *, explicit: bool = False) -> Ar
 
 def version_info(art: Artifact) -> VersionInfo:
     return backend().registry.get_version(art.id)
+
+
+def iter_files(art: Artifact, prefix: str | None = None) -> Iterator[tuple[str, int, str]]:
+    """(path, size, digest) of a version's files in path order, read lazily from the store
+    (``Artifact.files()`` builds the whole list first). ``prefix`` is a file or a folder."""
+    from cairn.core import names
+    from cairn.objects import tree
+
+    load = backend().odb.get
+    root = art.digest
+    start = ""
+    if prefix:
+        path = names.check_path(prefix)
+        entry = tree.lookup(root, path, load)
+        if entry is None:
+            return
+        if entry["t"] != "d":
+            yield path, entry["s"], entry["d"]
+            return
+        root, start = entry["d"], path + "/"
+    for path, entry in tree.iter_files(root, load, start):
+        yield path, entry["s"], entry["d"]
 
 
 def split_name(ref: str, project: str | None) -> tuple[str, str]:

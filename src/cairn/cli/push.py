@@ -168,6 +168,11 @@ def push(
             output.echo(
                 f"Aliases now on {qn}: {output.comma(extra)}; tags: {output.comma(info.tags)}"
             )
+        if metadata or description is not None:
+            output.hint(
+                "note: --metadata and --description describe a new version, so they were not "
+                f"applied to {qn}"
+            )
     output.echo("Use it:")
     output.echo(f'  in Python:     run.use_artifact("{qn}")')
     output.echo(f"  from a shell:  cairn artifact get {qn}")
