@@ -22,7 +22,7 @@ from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.gitinfo import read_git_info
 
 _current: Run | None = None
-_current_lock = threading.Lock()
+_current_lock = threading.RLock()
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 2.0
 
