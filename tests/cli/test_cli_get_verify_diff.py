@@ -95,3 +95,14 @@ def test_diff_modified_and_identical(
     same = cli_json("artifact", "diff", "d:v1", "d:latest")
     assert same["same_files"] is True and same["files"] == [] and same["metadata"] == []
     assert "files: identical" in cli("artifact", "diff", "d:v1", "d:v1").stdout
+
+
+def test_verify_counts_every_difference(
+    cli: Invoke, folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    cli("push", str(folder("many", {f"f{i:02d}": str(i) for i in range(25)})))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("artifact", "verify", "many", str(empty), code=4)
+    assert "(25 differences)" in result.stderr
+    assert "... and 5 more" in result.stdout

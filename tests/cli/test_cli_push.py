@@ -125,6 +125,7 @@ def test_artifact_put_is_push_and_json(
     assert first["version"]["digest"] == sdk.digest
     assert first["version"]["size"] == sdk.size
     assert first["run_id"] == sdk.logged_by().id
+    assert first["stats"]["files"] == 1
     again = cli_json("artifact", "put", str(data), "-p", "proj")
     assert again["created"] is False
     assert again["version"]["id"] == first["version"]["id"]

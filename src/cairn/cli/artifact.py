@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -68,21 +69,27 @@ def get(
 
     Files are verified against their digests. Files already in place are not fetched again.
     """
+    from cairn.cli.common import iter_files
+
     art = _open(ref, project)
-    files = art.files(path) if path else art.files()
-    if path and not files:
-        fail(
-            f"{art.qualified_name} has no file or folder {path!r}; list its files with "
-            f"`cairn artifact files {art.qualified_name}`",
-            EXIT_NOT_FOUND,
-        )
+    count, size = art.file_count, art.size
+    if path:
+        count = size = 0
+        for _path, n, _digest in iter_files(art, path):
+            count += 1
+            size += n
+        if not count:
+            fail(
+                f"{art.qualified_name} has no file or folder {path!r}; list its files with "
+                f"`cairn artifact files {art.qualified_name}`",
+                EXIT_NOT_FOUND,
+            )
     dest = art.download(root, path_prefix=path, copy=copy)
     if output.quiet(quiet):
         output.echo(dest)
         return
-    size = sum(f.size for f in files)
     output.echo(
-        f"Downloaded {art.qualified_name} ({len(files)} files, {output.human_size(size)}) to {dest}"
+        f"Downloaded {art.qualified_name} ({count} files, {output.human_size(size)}) to {dest}"
     )
 
 
@@ -269,7 +276,7 @@ def files(
         _no_such_path(art.qualified_name, prefix)
 
 
-def _no_such_path(qualified_name: str, prefix: str) -> None:
+def _no_such_path(qualified_name: str, prefix: str) -> NoReturn:
     fail(f"{qualified_name} has no file or folder {prefix!r}", EXIT_NOT_FOUND)
 
 
@@ -396,14 +403,20 @@ def verify(
     try:
         art.verify(path)
     except IntegrityError as exc:
+        # the SDK lists the differences one per indented line (the first 20, then "... and
+        # N more"); it has no structured list of them
         lines = str(exc).splitlines()
         problems = [ln.strip() for ln in lines[1:] if ln.startswith("  ")] or lines
+        total = len(problems)
+        more = re.fullmatch(r"\.\.\. and (\d+) more", problems[-1])
+        if more:
+            total += int(more.group(1)) - 1
         if not output.quiet(quiet):
             for p in problems:
                 output.echo(f"  {p}")
         fail(
-            f"{path} does not match {qn} ({len(problems)} difference"
-            f"{'s' if len(problems) != 1 else ''}); restore it with "
+            f"{path} does not match {qn} ({total} difference"
+            f"{'s' if total != 1 else ''}); restore it with "
             f"`cairn artifact get {qn} --root {path}`",
             EXIT_INTEGRITY,
         )

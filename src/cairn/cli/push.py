@@ -141,16 +141,12 @@ def push(
     info = version_info(art)
     qn = info.qualified_name
     if json_out:
-        stats = getattr(art, "stats", None)
+        stats = getattr(art, "stats", None)  # IngestStats of this push, when the SDK has it
+        counts = None
+        if stats is not None:
+            counts = {k: v for k, v in vars(stats).items() if type(v) is int}
         output.print_json(
-            {
-                "created": created,
-                "version": version_json(info),
-                "run_id": run_id,
-                "stats": stats.__dict__
-                if stats is not None and hasattr(stats, "__dict__")
-                else None,
-            }
+            {"created": created, "version": version_json(info), "run_id": run_id, "stats": counts}
         )
         return
     if output.quiet(quiet):
