@@ -116,3 +116,16 @@ def test_one_line_folds_multiline_messages() -> None:
 )
 def test_parse_size(text: str, value: int) -> None:
     assert output.parse_size(text) == value
+
+
+def test_quiet_hides_progress_only_for_the_invocation(
+    cli: Invoke, folder: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("CAIRN_QUIET")
+    data = folder("data", {"a": "1"})
+    assert cli("push", str(data), "-q").stdout == "default/data:v0\n"
+    assert "CAIRN_QUIET" not in os.environ
+    assert cli("--quiet", "artifact", "get", "data").stdout == "artifacts/data:v0\n"
+    assert "CAIRN_QUIET" not in os.environ

@@ -71,6 +71,7 @@ def get(
     """
     from cairn.cli.common import iter_files
 
+    output.silence(quiet)
     art = _open(ref, project)
     count, size = art.file_count, art.size
     if path:

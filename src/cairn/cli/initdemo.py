@@ -27,6 +27,7 @@ def init_demo(
     from cairn.core import names
     from cairn.demo import require_numpy, run_demo, summary
 
+    output.silence(quiet)
     names.check_project(project)
     require_numpy()
     run_demo(project, rows)

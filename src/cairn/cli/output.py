@@ -33,7 +33,6 @@ class State:
     quiet: bool = False
     debug: bool = False
     console: Console | None = None
-    err_console: Console | None = None
 
 
 STATE = State()
@@ -43,7 +42,6 @@ def reset() -> None:
     STATE.quiet = False
     STATE.debug = os.environ.get("CAIRN_DEBUG") == "1"
     STATE.console = None
-    STATE.err_console = None
 
 
 # --- options shared by several commands ------------------------------------------------------
@@ -67,7 +65,15 @@ QuietOpt = Annotated[
 
 
 def quiet(local: bool = False) -> bool:
+    """Whether to print only the essential result: the command's --quiet or the global one."""
     return local or STATE.quiet
+
+
+def silence(local: bool) -> None:
+    """A command's --quiet also hides the SDK's progress bars (restored by ``main``)."""
+    if local:
+        STATE.quiet = True
+        os.environ["CAIRN_QUIET"] = "1"
 
 
 def resolve_project(project: str | None) -> str:
@@ -87,14 +93,6 @@ def console() -> Console:
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
         STATE.console = Console(width=width, highlight=False, soft_wrap=False)
     return STATE.console
-
-
-def err_console() -> Console:
-    if STATE.err_console is None:
-        from rich.console import Console
-
-        STATE.err_console = Console(stderr=True, highlight=False)
-    return STATE.err_console
 
 
 def echo(text: str = "") -> None:

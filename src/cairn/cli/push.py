@@ -111,6 +111,7 @@ def push(
     from cairn.sdk.artifact import Artifact
     from cairn.sdk.run import init
 
+    output.silence(quiet)
     meta = parse_metadata(metadata or [])
     proj = output.resolve_project(project)
     if name is None:
