@@ -84,6 +84,7 @@ def test_unexpected_error_exit_1_and_debug_traceback(
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
     assert "--debug" in result.stderr  # a non-Cairn error suggests --debug
+    assert result.stderr.count("\n") == 1
     debug = cli("--debug", "artifact", "get", "data", "--root", str(blocker), code=1)
     assert "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1].startswith("error: ")

@@ -96,10 +96,10 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, CairnError | output.CliError | OSError):
         message = str(exc)
     else:
-        message = f"{type(exc).__name__}: {exc}"
-    output.error_line(message or type(exc).__name__)
+        message = f"{type(exc).__name__}: {exc}".rstrip(": ")
     if not STATE.debug and not isinstance(exc, CairnError | output.CliError):
-        sys.stderr.write("(run again with --debug to see the traceback)\n")
+        message += " (run again with --debug to see the traceback)"
+    output.error_line(message)
     return output.exit_code_for(exc)
 
 
