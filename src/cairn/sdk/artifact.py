@@ -30,6 +30,7 @@ from cairn.objects.ingest import StagedFile
 from cairn.objects.materialize import Wanted
 from cairn.objects.tree import FileEntry
 from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.progress import enabled as progress_enabled
 from cairn.sdk.progress import progress_bar
 from cairn.sdk.walk import walk_files
 
@@ -335,11 +336,12 @@ class Artifact:
         staged = [v for v in self._entries.values() if isinstance(v, StagedFile)]
         known = [v for v in self._entries.values() if isinstance(v, FileEntry)]
         total = 0
-        for sf in staged:
-            try:
-                total += os.stat(sf.source).st_size
-            except OSError:
-                pass  # reported with a clear message by the ingestor
+        if progress_enabled():  # sizing the bar costs a stat per file: only when it is drawn
+            for sf in staged:
+                try:
+                    total += os.stat(sf.source).st_size
+                except OSError:
+                    pass  # reported with a clear message by the ingestor
         with progress_bar(f"logging {self.name}", len(staged), total) as advance:
             ingestor = backend.ingestor(advance)
             entries = ingestor.hash_files(staged) + known
