@@ -1,0 +1,119 @@
+"""Helpers shared by the SDK tests: looking at the object store on disk, making files.
+
+The embedded store keeps objects in pack files (``store/packs/``, the open one in
+``store/tmp/``) found through an index (``store/index.db``): see docs/architecture.md. The
+helpers read those files directly, never through the SDK under test.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from cairn import config
+
+
+def store_dir() -> Path:
+    return config.cairn_dir() / "store"
+
+
+def stored_objects() -> set[str]:
+    """The digest of every object the store's index lists (the objects a reader can see)."""
+    index = store_dir() / "index.db"
+    if not index.exists():
+        return set()
+    db = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    try:
+        return {d for (d,) in db.execute("SELECT digest FROM objects")}
+    finally:
+        db.close()
+
+
+def object_location(digest: str) -> tuple[Path, int, int]:
+    """(pack file, offset, length) of a stored object."""
+    db = sqlite3.connect(f"file:{store_dir() / 'index.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT pack, offset, length FROM objects WHERE digest = ?", (digest,)
+        ).fetchone()
+    finally:
+        db.close()
+    assert row is not None, f"{digest} is not in the store"
+    pack, offset, length = row
+    return store_dir() / "packs" / pack[:2] / pack, offset, length
+
+
+def pack_files(folder: str = "packs") -> dict[str, int]:
+    """{path relative to the store: size} of every file under ``store/<folder>``."""
+    root = store_dir()
+    out = {}
+    for d, _, files in os.walk(root / folder):
+        for f in files:
+            p = Path(d) / f
+            out[p.relative_to(root).as_posix()] = p.stat().st_size
+    return out
+
+
+def store_bytes() -> int:
+    """Bytes held in pack files, sealed and open."""
+    return sum(pack_files("packs").values()) + sum(pack_files("tmp").values())
+
+
+def snapshot() -> tuple[set[str], dict[str, int]]:
+    """What an unchanged store keeps: the indexed objects and the sealed packs (names, sizes)."""
+    return stored_objects(), pack_files("packs")
+
+
+def write(path: Path, content: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    return path
+
+
+def make_tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    for rel, content in files.items():
+        write(root / rel, content)
+    return root
+
+
+def tree_of(root: str | Path) -> dict[str, bytes]:
+    """{relative '/'-path: content} of every file below ``root``."""
+    root = Path(root)
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = Path(d) / f
+            out[p.relative_to(root).as_posix()] = p.read_bytes()
+    return out
+
+
+def referenced_objects(root_digest: str, load: Any) -> set[str]:
+    """Every object a version's root reaches: trees, page indexes, blobs, chunk lists and
+    chunks (``load(digest) -> bytes`` reads one object)."""
+    import json
+
+    found: set[str] = set()
+    todo = [root_digest]
+    while todo:
+        digest = todo.pop()
+        if digest in found:
+            continue
+        found.add(digest)
+        doc = json.loads(load(digest))
+        if doc["cairn"] == "pages":
+            todo.extend(p["d"] for p in doc["pages"])
+            continue
+        for entry in doc["entries"]:
+            if entry["t"] == "d":
+                todo.append(entry["d"])
+            elif "c" in entry:
+                found.add(entry["c"])
+                chunks = json.loads(load(entry["c"]))
+                found.update(d for d, _ in chunks["chunks"])
+            else:
+                found.add(entry["d"])
+    return found

@@ -1,0 +1,190 @@
+"""Runs: init, log, summary, finish, what a run records, and the git state of the code."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import cairn
+from cairn.errors import RunFinishedError
+from cairn.sdk.backend import get_backend
+
+
+def test_init_log_summary_finish_records_everything() -> None:
+    before = datetime.now().astimezone()
+    run = cairn.init(
+        project="proj",
+        job_type="training",
+        name="first-run",
+        config={"lr": 0.1, "layers": [64, 32]},
+        tags=["baseline", "cpu"],
+        notes="trying the small model",
+    )
+    assert cairn.current_run() is run
+    assert run.state == "running"
+    run.log({"loss": 1.0})
+    cairn.log({"loss": 0.5, "acc": 0.75})
+    run.log({"acc": 0.8}, step=5)
+    run.summary["best_acc"] = 0.8
+    run.finish()
+    assert cairn.current_run() is None
+    assert run.state == "finished"
+
+    stored = cairn.Api().run(run.id)
+    info = stored.info
+    assert (info.project, info.name, info.job_type) == ("proj", "first-run", "training")
+    assert info.config == {"lr": 0.1, "layers": [64, 32]}
+    assert info.tags == ["baseline", "cpu"]
+    assert info.notes == "trying the small model"
+    assert info.state == "finished"
+    assert info.host == socket.gethostname()
+    assert info.python_version == platform.python_version()
+    assert info.finished_at is not None
+    assert before <= info.started_at <= info.finished_at <= datetime.now().astimezone()
+    assert info.summary == {"loss": 0.5, "acc": 0.8, "best_acc": 0.8}
+    assert stored.metrics() == [
+        {"_step": 0, "loss": 1.0},
+        {"_step": 1, "loss": 0.5, "acc": 0.75},
+        {"_step": 5, "acc": 0.8},
+    ]
+    # finishing twice is harmless and changes nothing
+    run.finish()
+    assert cairn.Api().run(run.id).info.finished_at == info.finished_at
+
+
+def test_config_changed_during_the_run_is_saved_at_finish() -> None:
+    run = cairn.init(project="proj", config={"lr": 0.1})
+    run.config["epochs"] = 3
+    run.finish()
+    assert cairn.Api().run(run.id).info.config == {"lr": 0.1, "epochs": 3}
+
+
+def test_default_project_and_generated_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = cairn.init()
+    assert run.project == "default"
+    assert run.name and run.name == cairn.Api().run(run.id).name
+    run.finish()
+    monkeypatch.setenv("CAIRN_PROJECT", "from-env")
+    run = cairn.init()
+    assert run.project == "from-env"
+    run.finish()
+    assert [p.name for p in cairn.Api().projects()] == ["default", "from-env"]
+
+
+def test_with_block_marks_the_run_finished() -> None:
+    with cairn.init(project="proj", job_type="eval") as run:
+        run.log({"x": 1})
+        assert cairn.Api().run(run.id).state == "running"
+    info = cairn.Api().run(run.id).info
+    assert info.state == "finished"
+    assert info.finished_at is not None
+    assert info.summary == {"x": 1}
+    assert cairn.current_run() is None
+
+
+def test_exception_in_with_block_marks_the_run_failed() -> None:
+    with pytest.raises(ZeroDivisionError), cairn.init(project="proj") as run:
+        run.log({"loss": 2.0})
+        _ = 1 / 0
+    info = cairn.Api().run(run.id).info
+    assert info.state == "failed"
+    assert info.finished_at is not None
+    assert info.summary == {"loss": 2.0}
+    assert cairn.Api().run(run.id).metrics() == [{"_step": 0, "loss": 2.0}]
+
+
+def test_ctrl_c_in_with_block_marks_the_run_crashed() -> None:
+    with pytest.raises(KeyboardInterrupt), cairn.init(project="proj") as run:
+        raise KeyboardInterrupt
+    assert cairn.Api().run(run.id).state == "crashed"
+
+
+def test_a_new_init_finishes_the_previous_run() -> None:
+    first = cairn.init(project="proj")
+    second = cairn.init(project="proj")
+    assert cairn.Api().run(first.id).state == "finished"
+    assert cairn.current_run() is second
+    with pytest.raises(RunFinishedError):
+        first.log({"x": 1})
+    second.finish()
+
+
+def test_api_lists_runs_newest_first_and_by_job_type() -> None:
+    ids = []
+    for job in ("prep", "train", "train"):
+        with cairn.init(project="proj", job_type=job) as run:
+            ids.append(run.id)
+    api = cairn.Api()
+    assert [r.id for r in api.runs("proj")] == ids[::-1]
+    assert [r.id for r in api.runs("proj", job_type="train")] == ids[:0:-1]
+    assert api.run(ids[0]).job_type == "prep"
+
+
+def test_outside_a_git_repo_no_code_version_is_recorded() -> None:
+    with cairn.init(project="proj") as run:
+        pass
+    info = cairn.Api().run(run.id).info
+    assert (info.git_commit, info.git_dirty, info.git_diff_digest) == (None, None, None)
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def test_inside_a_git_repo_commit_dirty_flag_and_diff_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "train.py").write_text("print('hello')\n")
+    _git(repo, "add", "train.py")
+    _git(repo, "commit", "-q", "-m", "first")
+    head = _git(repo, "rev-parse", "HEAD")
+    monkeypatch.chdir(repo)
+
+    with cairn.init(project="proj") as clean:
+        pass
+    info = cairn.Api().run(clean.id).info
+    assert info.git_commit == head
+    assert info.git_dirty is False
+    assert info.git_diff_digest is None
+
+    (repo / "train.py").write_text("print('hello, world')\n")
+    with cairn.init(project="proj") as dirty:
+        pass
+    info = cairn.Api().run(dirty.id).info
+    assert info.git_commit == head
+    assert info.git_dirty is True
+    assert info.git_diff_digest is not None
+    diff = get_backend().odb.get(info.git_diff_digest).decode()
+    assert diff == _git(repo, "diff", "HEAD") + "\n"
+    assert "-print('hello')" in diff
+    assert "+print('hello, world')" in diff
+
+
+def test_save_code_false_records_no_git_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.txt").write_text("a\n")
+    _git(repo, "add", "a.txt")
+    _git(repo, "commit", "-q", "-m", "first")
+    monkeypatch.chdir(repo)
+    with cairn.init(project="proj", save_code=False) as run:
+        pass
+    assert cairn.Api().run(run.id).info.git_commit is None
