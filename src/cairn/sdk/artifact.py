@@ -515,9 +515,11 @@ class Artifact:
         from cairn.sdk import run as run_module
 
         current = run_module.current_run()
-        aliases = [a for a in dict.fromkeys(self.aliases) if a != "latest"]
+        aliases = list(dict.fromkeys(self.aliases))
+        if "latest" in aliases and "latest" in info.aliases:
+            aliases.remove("latest")  # computed by Cairn: kept by the newest version
         for a in aliases:
-            names.check_alias(a)
+            names.check_alias(a)  # refuses 'latest' put on an older version, and 'vN'
         tags = list(dict.fromkeys(self.tags))
         for t in tags:
             names.check_tag(t)
