@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from cairn.cli import artifact, cache, initdemo, lineage, output, projects, push, runs
+from cairn.cli import artifact, cache, initdemo, lineage, output, projects, push, runs, server
 from cairn.cli.output import STATE, QuietOpt
 
 try:  # Typer >= 0.2x ships its own copy of Click
@@ -154,6 +154,7 @@ app.add_typer(runs.app, name="runs")
 app.command("projects")(projects.projects)
 app.add_typer(cache.app, name="cache")
 app.command("init-demo")(initdemo.init_demo)
+app.add_typer(server.app, name="server")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+import cairn.metadata.accounts  # noqa: F401 - registers the server's tables in the metadata
 from cairn.errors import StoreError
 from cairn.metadata.engine import safe_url, sqlite_path, writer
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: the newest migration in ``migrations/versions``; a test checks it against Alembic's head
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 

@@ -56,24 +56,23 @@ class EmbeddedBackend:
 
 
 _lock = threading.Lock()
-_backends: dict[tuple[str, str, str | None], Backend] = {}
+_backends: dict[tuple[str, str, str | None, str | None], Backend] = {}
 
 
 def get_backend() -> Backend:
-    """The backend the environment asks for (CAIRN_URL → server, else embedded), shared per
-    process and per configuration."""
-    key = (str(config.cairn_dir()), config.database_url(), config.server_url())
+    """The backend the environment asks for (CAIRN_URL → server with CAIRN_API_KEY, else
+    embedded), shared per process and per configuration."""
+    url = config.server_url()
+    key = (str(config.cairn_dir()), config.database_url(), url, config.api_key())
     with _lock:
         backend = _backends.get(key)
         if backend is None:
-            if key[2]:
-                from cairn.errors import StoreError
+            if url:
+                from cairn.client.backend import RemoteBackend
 
-                raise StoreError(
-                    "CAIRN_URL is set but this build has no server client yet; unset CAIRN_URL "
-                    "to use the embedded store"
-                )
-            backend = EmbeddedBackend()
+                backend = RemoteBackend(url, config.api_key())
+            else:
+                backend = EmbeddedBackend()
             _backends[key] = backend
         return backend
 

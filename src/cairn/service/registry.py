@@ -44,9 +44,11 @@ class Registry(Protocol):
         git_commit: str | None = None,
         git_dirty: bool | None = None,
         git_diff_digest: str | None = None,
+        user: str | None = None,
     ) -> RunInfo:
         """Create the project if needed and a run in state 'running'. name defaults to a
-        generated readable name unique within the project."""
+        generated readable name unique within the project. ``user`` is who started it (the
+        server passes the API key's user)."""
         ...
 
     def update_run(
@@ -96,6 +98,7 @@ class Registry(Protocol):
         aliases: Sequence[str] = (),
         tags: Sequence[str] = (),
         run_id: str | None = None,
+        user: str | None = None,
     ) -> tuple[VersionInfo, bool]:
         """Record a version whose objects are already stored. Atomic, safe under concurrency.
 
@@ -104,7 +107,7 @@ class Registry(Protocol):
         returned. Otherwise the next version number (max ever used + 1, never reused) is taken
         and (new, True) returned. Aliases move from other versions. The run gets an output
         edge in both cases. Raises InvalidNameError for a type that differs from the
-        artifact's existing type.
+        artifact's existing type. History records ``user`` (default: the run's user).
         """
         ...
 
@@ -147,7 +150,11 @@ class Registry(Protocol):
         ...
 
     def delete_version(
-        self, version_id: int, *, force: bool = False, run_id: str | None = None,
+        self,
+        version_id: int,
+        *,
+        force: bool = False,
+        run_id: str | None = None,
         user: str | None = None,
     ) -> None:
         """Mark deleted (its number is never reused). Refuses a version with user aliases

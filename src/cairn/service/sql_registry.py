@@ -274,6 +274,11 @@ class SqlRegistry:
             self._engine.dispose()
             raise
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine (the server keeps its account tables in the same database)."""
+        return self._engine
+
     def __repr__(self) -> str:
         return f"SqlRegistry({self._engine.url.render_as_string(hide_password=True)!r})"
 
@@ -357,8 +362,11 @@ class SqlRegistry:
         git_commit: str | None = None,
         git_dirty: bool | None = None,
         git_diff_digest: str | None = None,
+        user: str | None = None,
     ) -> RunInfo:
         check_project(project)
+        if user is not None:
+            _check_str("user", user)
         if name is not None:
             _check_text("run name", name)
         if job_type is not None:
@@ -395,7 +403,7 @@ class SqlRegistry:
                 git_commit=git_commit,
                 git_dirty=git_dirty,
                 git_diff_digest=git_diff_digest,
-                user=None,
+                user=user,
             )
             s.add(run)
             s.flush()
@@ -534,14 +542,23 @@ class SqlRegistry:
 
         return self._read(work)
 
-    def run_metrics(self, run_id: str) -> list[MetricRow]:
+    def run_metrics(
+        self, run_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[MetricRow]:
+        """Every row in step order; ``limit``/``offset`` read one page (the server's API)."""
+        if limit is not None:
+            _check_page(limit, offset)
+
         def work(s: Session) -> list[MetricRow]:
             run = self._run(s, run_id)
-            rows = s.execute(
+            query = (
                 sa.select(RunMetric.step, RunMetric.data, RunMetric.at)
                 .where(RunMetric.run_id == run.id)
                 .order_by(RunMetric.step, RunMetric.id)
             )
+            if limit is not None:
+                query = query.limit(limit).offset(offset)
+            rows = s.execute(query)
             return [MetricRow(step=st, data=_decode_metric(d), at=at) for st, d, at in rows]
 
         return self._read(work)
@@ -562,8 +579,11 @@ class SqlRegistry:
         aliases: Sequence[str] = (),
         tags: Sequence[str] = (),
         run_id: str | None = None,
+        user: str | None = None,
     ) -> tuple[VersionInfo, bool]:
         check_project(project)
+        if user is not None:
+            _check_str("user", user)
         check_artifact_name(name)
         check_type(type)
         if not isinstance(digest, str) or not is_digest(digest):
@@ -579,7 +599,7 @@ class SqlRegistry:
 
         def work(s: Session) -> tuple[VersionInfo, bool]:
             run = self._run(s, run_id) if run_id is not None else None
-            user = run.user if run is not None else None
+            who = user if user is not None else (run.user if run is not None else None)
             proj = self._ensure_project(s, project)
             artifact = self._ensure_artifact(s, proj, name, type, description)
             now = _now()
@@ -594,8 +614,8 @@ class SqlRegistry:
                 .limit(1)
             ).one_or_none()
             if existing is not None:
-                changed = _add_aliases(s, artifact.id, existing, want_aliases, run_id, user, now)
-                changed |= _set_tags(s, existing, want_tags, run_id, user, now, replace=False)
+                changed = _add_aliases(s, artifact.id, existing, want_aliases, run_id, who, now)
+                changed |= _set_tags(s, existing, want_tags, run_id, who, now, replace=False)
                 if changed:
                     artifact.updated_at = now
                 if run is not None:
@@ -619,15 +639,15 @@ class SqlRegistry:
             )
             s.add(version)
             s.flush()
-            _add_aliases(s, artifact.id, version, want_aliases, run_id, user, now, record=False)
-            _set_tags(s, version, want_tags, run_id, user, now, replace=False, record=False)
+            _add_aliases(s, artifact.id, version, want_aliases, run_id, who, now, record=False)
+            _set_tags(s, version, want_tags, run_id, who, now, replace=False, record=False)
             created = {
                 "version": version.version,
                 "digest": digest,
                 "aliases": sorted(want_aliases),
                 "tags": sorted(want_tags),
             }
-            _add_history(s, version.id, "created", None, created, now, run_id, user)
+            _add_history(s, version.id, "created", None, created, now, run_id, who)
             artifact.updated_at = now
             if description:
                 artifact.description = description

@@ -1,0 +1,47 @@
+"""`RemoteBackend`: the SDK's backend when CAIRN_URL names a Cairn server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cairn import config
+from cairn.client.http import Http
+from cairn.client.objects import RemoteObjectStore
+from cairn.client.registry import RemoteRegistry
+from cairn.objects.hashcache import HashCache
+from cairn.objects.ingest import Ingestor, ProgressFn
+from cairn.objects.materialize import Materializer
+from cairn.objects.odb import ObjectStore
+from cairn.service.registry import Registry
+
+
+class RemoteBackend:
+    """Registry and objects on a server; the hash cache and a cache of downloaded objects under
+    CAIRN_DIR/cache (so a second download of the same files is local)."""
+
+    def __init__(self, url: str, api_key: str | None = None, home: Path | None = None) -> None:
+        self.home = home or config.cairn_dir()
+        self.url = url
+        self.http = Http(url, api_key)
+        self.remote_odb = RemoteObjectStore(self.http, self.home / "cache" / "objects")
+        self.odb: ObjectStore = self.remote_odb
+        self.registry: Registry = RemoteRegistry(self.http)
+        self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
+
+    def __repr__(self) -> str:
+        return f"RemoteBackend({self.url!r})"
+
+    def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
+        return Ingestor(self.odb, self.hash_cache, progress=progress)
+
+    def materializer(self, progress: ProgressFn | None = None) -> Materializer:
+        return Materializer(self.odb, self.hash_cache, progress=progress)
+
+    def close(self) -> None:
+        self.registry.close()
+        self.remote_odb.close()
+        self.hash_cache.close()
+        self.http.close()
+
+
+__all__ = ["RemoteBackend"]

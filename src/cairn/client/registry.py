@@ -1,0 +1,349 @@
+"""`RemoteRegistry`: the `Registry` contract over HTTP.
+
+Each method is one request (lists follow the server's pages), and raises the same
+`cairn.errors` class with the same message as `SqlRegistry` would: the server runs SqlRegistry
+and sends its errors back in the JSON error shape. Values JSON cannot carry are checked here
+with SqlRegistry's own checks, so their errors are the same too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from cairn.client.http import Http
+from cairn.core.names import check_artifact_name, check_project
+from cairn.core.records import (
+    ArtifactInfo,
+    HistoryEntry,
+    LineageEdge,
+    LineageGraph,
+    LineageNode,
+    MetricRow,
+    ProjectInfo,
+    RunInfo,
+    RunState,
+    VersionInfo,
+)
+from cairn.errors import InvalidInputError, InvalidNameError, RunNotFoundError
+from cairn.service.registry import Direction, Registry
+from cairn.service.sql_registry import (
+    _check_int,
+    _decode_metric,
+    _encode_metric,
+    _json_dict,
+)
+
+PAGE = 1000  # items asked per page (the server's largest)
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _run_seg(run_id: object) -> str:
+    if not isinstance(run_id, str) or not run_id:
+        raise RunNotFoundError(
+            f"no run with id {run_id!r}: check the id (list runs with list_runs(project))"
+        )
+    return _seg(run_id)
+
+
+def _version_seg(version_id: object) -> str:
+    _check_int("version id", version_id)
+    return str(version_id)
+
+
+def _json_or_none(kind: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else _json_dict(kind, value)
+
+
+def _listish(value: Sequence[str] | None) -> Any:
+    """A sequence as a JSON list; anything else as given (the server reports it)."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return list(value)
+    except TypeError:
+        return value
+
+
+class RemoteRegistry:
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"RemoteRegistry({self.http.origin!r})"
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _get(self, path: str, **params: Any) -> Any:
+        return self.http.json("GET", path, params=params)
+
+    def _list(
+        self, path: str, params: dict[str, Any], limit: Any = None, offset: Any = 0
+    ) -> list[Any]:
+        """Items of a list: ``limit`` of them from ``offset`` (None: all), across pages."""
+        first = PAGE if limit is None else (min(limit, PAGE) if isinstance(limit, int) else limit)
+        data = self._get(path, **params, limit=first, offset=offset)
+        items: list[Any] = list(data["items"])
+        while data.get("next") and (limit is None or len(items) < limit):
+            data = self.http.json("GET", data["next"])
+            if not data["items"]:
+                break
+            items.extend(data["items"])
+        return items if limit is None else items[:limit]
+
+    # --- projects -------------------------------------------------------------------------------
+    def list_projects(self) -> list[ProjectInfo]:
+        return [ProjectInfo.from_dict(p) for p in self._list("/projects", {})]
+
+    # --- runs -----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        project: str,
+        *,
+        name: str | None = None,
+        job_type: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        notes: str = "",
+        host: str = "",
+        python_version: str = "",
+        git_commit: str | None = None,
+        git_dirty: bool | None = None,
+        git_diff_digest: str | None = None,
+        user: str | None = None,
+    ) -> RunInfo:
+        check_project(project)
+        body = {
+            "name": name,
+            "job_type": job_type,
+            "config": _json_or_none("config", config),
+            "tags": _listish(tags),
+            "notes": notes,
+            "host": host,
+            "python_version": python_version,
+            "git_commit": git_commit,
+            "git_dirty": git_dirty,
+            "git_diff_digest": git_diff_digest,
+            "user": user,
+        }
+        data = self.http.json("POST", f"/projects/{project}/runs", json=body)
+        return RunInfo.from_dict(data)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        state: RunState | None = None,
+        summary: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        notes: str | None = None,
+    ) -> RunInfo:
+        body = {
+            "state": state,
+            "summary": _json_or_none("summary", summary),
+            "config": _json_or_none("config", config),
+            "tags": _listish(tags),
+            "notes": notes,
+        }
+        data = self.http.json("PATCH", f"/runs/{_run_seg(run_id)}", json=body)
+        return RunInfo.from_dict(data)
+
+    def log_metrics(self, run_id: str, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        prepared: list[tuple[int, dict[str, Any]]] = []
+        for row in rows:
+            if not isinstance(row, tuple | list) or len(row) != 2:
+                raise InvalidInputError(f"metric rows are (step, dict) pairs, not {row!r}")
+            step = _check_int("step", row[0], minimum=None)
+            prepared.append((step, _json_dict(f"metrics at step {step}", _encode_metric(row[1]))))
+        path = f"/runs/{_run_seg(run_id)}/metrics"
+        for start in range(0, max(len(prepared), 1), 5000):
+            self.http.json("POST", path, json={"rows": prepared[start : start + 5000]})
+
+    def get_run(self, run_id: str) -> RunInfo:
+        return RunInfo.from_dict(self._get(f"/runs/{_run_seg(run_id)}"))
+
+    def list_runs(
+        self,
+        project: str,
+        *,
+        job_type: str | None = None,
+        state: RunState | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunInfo]:
+        check_project(project)
+        params = {"job_type": job_type, "state": state}
+        items = self._list(f"/projects/{project}/runs", params, limit, offset)
+        return [RunInfo.from_dict(r) for r in items]
+
+    def run_metrics(self, run_id: str) -> list[MetricRow]:
+        items = self._list(f"/runs/{_run_seg(run_id)}/metrics", {})
+        return [MetricRow.from_dict({**m, "data": _decode_metric(m["data"])}) for m in items]
+
+    # --- artifacts and versions -----------------------------------------------------------------
+    def commit_version(
+        self,
+        project: str,
+        name: str,
+        type: str,
+        *,
+        digest: str,
+        size: int,
+        file_count: int,
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> tuple[VersionInfo, bool]:
+        check_project(project)
+        check_artifact_name(name)
+        body = {
+            "type": type,
+            "digest": digest,
+            "size": size,
+            "file_count": file_count,
+            "description": description,
+            "metadata": _json_or_none("metadata", metadata),
+            "aliases": _listish(aliases),
+            "tags": _listish(tags),
+            "run_id": run_id,
+            "user": user,
+        }
+        data = self.http.json("POST", f"/projects/{project}/artifacts/{name}/versions", json=body)
+        return VersionInfo.from_dict(data["version"]), bool(data["created"])
+
+    def resolve(self, project: str, name: str, ref: str = "latest") -> VersionInfo:
+        check_project(project)
+        check_artifact_name(name)
+        if not isinstance(ref, str) or not ref:
+            raise InvalidNameError(f"invalid version reference {ref!r}")
+        path = f"/projects/{project}/artifacts/{name}/versions/{_seg(ref)}"
+        return VersionInfo.from_dict(self._get(path))
+
+    def get_version(self, version_id: int) -> VersionInfo:
+        return VersionInfo.from_dict(self._get(f"/versions/{_version_seg(version_id)}"))
+
+    def list_artifacts(
+        self,
+        project: str,
+        *,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ArtifactInfo]:
+        check_project(project)
+        params = {"type": type, "search": search}
+        items = self._list(f"/projects/{project}/artifacts", params, limit, offset)
+        return [ArtifactInfo.from_dict(a) for a in items]
+
+    def list_versions(
+        self, project: str, name: str, *, limit: int = 100, offset: int = 0
+    ) -> list[VersionInfo]:
+        check_project(project)
+        check_artifact_name(name)
+        items = self._list(f"/projects/{project}/artifacts/{name}/versions", {}, limit, offset)
+        return [VersionInfo.from_dict(v) for v in items]
+
+    def update_version(
+        self,
+        version_id: int,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> VersionInfo:
+        body = {
+            "description": description,
+            "metadata": _json_or_none("metadata", metadata),
+            "aliases": _listish(aliases),
+            "tags": _listish(tags),
+            "run_id": run_id,
+            "user": user,
+        }
+        data = self.http.json("PATCH", f"/versions/{_version_seg(version_id)}", json=body)
+        return VersionInfo.from_dict(data)
+
+    def delete_version(
+        self,
+        version_id: int,
+        *,
+        force: bool = False,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        params = {"force": "true" if force else "false", "run_id": run_id, "user": user}
+        self.http.json("DELETE", f"/versions/{_version_seg(version_id)}", params=params)
+
+    def history(self, version_id: int) -> list[HistoryEntry]:
+        items = self._list(f"/versions/{_version_seg(version_id)}/history", {})
+        return [HistoryEntry.from_dict(h) for h in items]
+
+    # --- lineage --------------------------------------------------------------------------------
+    def record_use(self, run_id: str, version_id: int) -> None:
+        _check_int("version id", version_id)
+        self.http.json("POST", f"/runs/{_run_seg(run_id)}/inputs", json={"version_id": version_id})
+
+    def logged_by(self, version_id: int) -> RunInfo | None:
+        data = self._get(f"/versions/{_version_seg(version_id)}/logged-by")
+        return RunInfo.from_dict(data["run"]) if data["run"] else None
+
+    def used_by(self, version_id: int) -> list[RunInfo]:
+        items = self._list(f"/versions/{_version_seg(version_id)}/used-by", {})
+        return [RunInfo.from_dict(r) for r in items]
+
+    def run_inputs(self, run_id: str) -> list[VersionInfo]:
+        items = self._list(f"/runs/{_run_seg(run_id)}/inputs", {})
+        return [VersionInfo.from_dict(v) for v in items]
+
+    def run_outputs(self, run_id: str) -> list[VersionInfo]:
+        items = self._list(f"/runs/{_run_seg(run_id)}/outputs", {})
+        return [VersionInfo.from_dict(v) for v in items]
+
+    def lineage(
+        self, version_id: int, *, direction: Direction = "both", depth: int | None = None
+    ) -> LineageGraph:
+        if direction not in ("up", "down", "both"):
+            raise InvalidInputError(
+                f"invalid lineage direction {direction!r}: use 'up', 'down' or 'both'"
+            )
+        if depth is not None:
+            _check_int("depth", depth)
+        data = self._get(
+            f"/versions/{_version_seg(version_id)}/lineage", direction=direction, depth=depth
+        )
+        return LineageGraph(
+            root=data["root"],
+            nodes=[LineageNode.from_dict(n) for n in data["nodes"]],
+            edges=[LineageEdge.from_dict(e) for e in data["edges"]],
+        )
+
+    def versions_with_digest(self, digest: str) -> list[VersionInfo]:
+        if not isinstance(digest, str):
+            raise InvalidInputError(
+                f"invalid digest {digest!r}: expected 'blake3:' and 64 lowercase hex digits"
+            )
+        items = self._list("/versions", {"digest": digest})
+        return [VersionInfo.from_dict(v) for v in items]
+
+    def all_root_digests(self) -> list[str]:
+        return [str(d) for d in self._list("/root-digests", {})]
+
+
+def _conforms(registry: RemoteRegistry) -> Registry:
+    return registry  # mypy checks that RemoteRegistry implements the Registry protocol
+
+
+__all__ = ["RemoteRegistry"]

@@ -1,0 +1,80 @@
+"""Tables of the server's accounts and object permissions (migration 0002).
+
+* ``users``: people and robots that call the server; ``is_admin`` users manage accounts and see
+  every project.
+* ``api_keys``: a user's keys, stored as the SHA-256 of the secret token (shown once, never
+  stored); a revoked key keeps its row (``revoked_at``) so the audit trail stays.
+* ``project_members``: a user's role in a project: ``read``, ``write`` or ``admin``.
+* ``project_objects``: which objects a project's versions (and runs' code diffs) hold. A user
+  may read an object only when a project they may read holds it.
+* ``object_receipts``: objects a user uploaded (they proved they have the bytes), so they may
+  reference them in a version they log.
+
+Declared on the same declarative base as `cairn.metadata.tables`, so the migration test compares
+them too (`cairn.metadata.migrate` imports this module).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cairn.metadata.tables import DIGEST_LENGTH, NAME_LENGTH, Base, BigId, UTCDateTime
+
+ROLES = ("read", "write", "admin")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), unique=True)
+    is_admin: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.Index("ix_api_keys_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    label: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('read', 'write', 'admin')", name="role"),
+        sa.Index("ix_project_members_user", "user_id"),
+    )
+
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProjectObject(Base):
+    __tablename__ = "project_objects"
+    __table_args__ = (sa.Index("ix_project_objects_digest", "digest"),)
+
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH), primary_key=True)
+
+
+class ObjectReceipt(Base):
+    __tablename__ = "object_receipts"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+__all__ = ["ROLES", "ApiKey", "ObjectReceipt", "ProjectMember", "ProjectObject", "User"]

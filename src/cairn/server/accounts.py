@@ -1,0 +1,572 @@
+"""Users, API keys, project roles, and which objects each user may see.
+
+Nothing here is cached in memory: every request reads the database, so any number of server
+processes can share it and a revoked key stops working at once.
+
+* With no user at all the server runs **open** (single-user/dev mode): every request acts as an
+  anonymous administrator. Once a user exists, every request needs a key.
+* A key is ``cairn_`` + 43 URL-safe characters (32 random bytes); only its SHA-256 is stored.
+* Roles per project: ``read`` < ``write`` < ``admin``. Server administrators (``is_admin``) act
+  as ``admin`` everywhere. A user who logs to a project that does not exist yet creates it and
+  becomes its admin.
+* Objects: a user may read an object held by a project they may read (``project_objects``), or
+  one they uploaded themselves (``object_receipts``: they had the bytes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from cairn.core.names import check_project
+from cairn.core.records import _Record
+from cairn.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidNameError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProjectNotFoundError,
+)
+from cairn.metadata.accounts import ROLES, ApiKey, ObjectReceipt, ProjectMember, ProjectObject, User
+from cairn.metadata.engine import transaction
+from cairn.metadata.tables import Project
+from cairn.server.wire import AuthenticationError
+
+T = TypeVar("T")
+
+KEY_PREFIX = "cairn_"
+_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_RANK = {role: i for i, role in enumerate(ROLES)}
+_CHUNK = 500
+_SHOWN = 5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def check_user_name(name: object) -> str:
+    if not isinstance(name, str) or not _USER_RE.match(name):
+        raise InvalidNameError(
+            f"invalid user name {name!r}: use 1-128 characters: letters, digits, '.', '_', '@' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise InvalidInputError(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
+    return str(role)
+
+
+def _chunks(items: Iterable[T], size: int = _CHUNK) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (by their key), or anyone while the server has no users."""
+
+    user_id: int | None
+    name: str | None
+    is_admin: bool
+    open: bool = False
+
+    @staticmethod
+    def anonymous() -> Principal:
+        return Principal(user_id=None, name=None, is_admin=True, open=True)
+
+
+@dataclass
+class UserInfo(_Record):
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+@dataclass
+class KeyInfo(_Record):
+    id: int
+    user: str
+    prefix: str  # the first characters of the key, to tell keys apart
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass
+class MemberInfo(_Record):
+    project: str
+    user: str
+    role: str
+
+
+def _user_info(u: User) -> UserInfo:
+    return UserInfo(id=u.id, name=u.name, is_admin=u.is_admin, created_at=u.created_at)
+
+
+def _insert_ignore(s: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        s.execute(pg_insert(model).on_conflict_do_nothing(), rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        s.execute(sqlite_insert(model).on_conflict_do_nothing(), rows)
+
+
+class Accounts:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        return transaction(self.engine, work, write=False)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        return transaction(self.engine, work, write=True)
+
+    # --- users and keys ------------------------------------------------------------------------
+
+    def has_users(self) -> bool:
+        return self._read(lambda s: s.scalar(sa.select(User.id).limit(1)) is not None)
+
+    def _user(self, s: Session, name: str) -> User:
+        user = s.scalars(sa.select(User).where(User.name == name)).one_or_none()
+        if user is None:
+            raise NotFoundError(f"no user named {name!r}; list users with `cairn server users`")
+        return user
+
+    def create_user(self, name: str, *, admin: bool = False) -> UserInfo:
+        check_user_name(name)
+
+        def work(s: Session) -> UserInfo:
+            if s.scalar(sa.select(User.id).where(User.name == name)) is not None:
+                raise ConflictError(f"user {name!r} already exists; choose another name")
+            user = User(name=name, is_admin=bool(admin), created_at=_now())
+            s.add(user)
+            s.flush()
+            return _user_info(user)
+
+        return self._write(work)
+
+    def get_user(self, name: str) -> UserInfo:
+        check_user_name(name)
+        return self._read(lambda s: _user_info(self._user(s, name)))
+
+    def list_users(self) -> list[UserInfo]:
+        return self._read(
+            lambda s: [_user_info(u) for u in s.scalars(sa.select(User).order_by(User.name))]
+        )
+
+    def create_key(self, user: str, label: str = "") -> tuple[KeyInfo, str]:
+        """A new key for ``user``: (its record, the secret token, shown only now)."""
+        check_user_name(user)
+        if not isinstance(label, str) or len(label) > 128:
+            raise InvalidInputError("a key's label is a string of at most 128 characters")
+        token = new_token()
+
+        def work(s: Session) -> KeyInfo:
+            owner = self._user(s, user)
+            key = ApiKey(
+                user_id=owner.id,
+                key_hash=hash_key(token),
+                prefix=token[: len(KEY_PREFIX) + 6],
+                label=label,
+                created_at=_now(),
+                revoked_at=None,
+            )
+            s.add(key)
+            s.flush()
+            return KeyInfo(key.id, owner.name, key.prefix, key.label, key.created_at)
+
+        return self._write(work), token
+
+    def list_keys(self, user: str) -> list[KeyInfo]:
+        check_user_name(user)
+
+        def work(s: Session) -> list[KeyInfo]:
+            owner = self._user(s, user)
+            keys = s.scalars(
+                sa.select(ApiKey).where(ApiKey.user_id == owner.id).order_by(ApiKey.id)
+            )
+            return [
+                KeyInfo(k.id, owner.name, k.prefix, k.label, k.created_at, k.revoked_at)
+                for k in keys
+            ]
+
+        return self._read(work)
+
+    def get_key(self, key_id: int) -> KeyInfo:
+        def work(s: Session) -> KeyInfo:
+            row = s.execute(
+                sa.select(ApiKey, User.name)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.id == key_id)
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"no API key with id {key_id}")
+            k, owner = row
+            return KeyInfo(k.id, owner, k.prefix, k.label, k.created_at, k.revoked_at)
+
+        return self._read(work)
+
+    def revoke_key(self, key_id: int) -> KeyInfo:
+        """Revoke a key (at once, for every server process). Revoking twice is harmless."""
+
+        def work(s: Session) -> None:
+            key = s.get(ApiKey, key_id)
+            if key is None:
+                raise NotFoundError(f"no API key with id {key_id}")
+            if key.revoked_at is None:
+                key.revoked_at = _now()
+
+        self._write(work)
+        return self.get_key(key_id)
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The caller a request's key names. Raises AuthenticationError when the server has
+        users and the key is missing, unknown or revoked."""
+
+        def work(s: Session) -> Principal:
+            if token:
+                row = s.execute(
+                    sa.select(User.id, User.name, User.is_admin)
+                    .join(ApiKey, ApiKey.user_id == User.id)
+                    .where(ApiKey.key_hash == hash_key(token), ApiKey.revoked_at.is_(None))
+                ).one_or_none()
+                if row is not None:
+                    return Principal(user_id=row[0], name=row[1], is_admin=row[2])
+            if s.scalar(sa.select(User.id).limit(1)) is None:
+                return Principal.anonymous()
+            if token:
+                raise AuthenticationError(
+                    "the API key is not valid (mistyped, or revoked): check CAIRN_API_KEY, or "
+                    "ask an administrator for a new key"
+                )
+            raise AuthenticationError(
+                "this server needs an API key: set CAIRN_API_KEY (an administrator creates keys "
+                "with `cairn server create-key USER`)"
+            )
+
+        return self._read(work)
+
+    # --- projects and roles ----------------------------------------------------------------------
+
+    def _project_id(self, s: Session, project: str) -> int | None:
+        return s.scalar(sa.select(Project.id).where(Project.name == project))
+
+    def _role(
+        self, s: Session, principal: Principal, project: str
+    ) -> tuple[int | None, str | None]:
+        """(project id or None, the principal's role or None)."""
+        if principal.is_admin:
+            return self._project_id(s, project), "admin"
+        row = s.execute(
+            sa.select(Project.id, ProjectMember.role)
+            .outerjoin(
+                ProjectMember,
+                sa.and_(
+                    ProjectMember.project_id == Project.id,
+                    ProjectMember.user_id == principal.user_id,
+                ),
+            )
+            .where(Project.name == project)
+        ).one_or_none()
+        if row is None:
+            return None, None
+        return row[0], row[1]
+
+    def roles(self, principal: Principal) -> dict[str, str] | None:
+        """Project name -> role for the projects the principal may see; None means every
+        project (administrators)."""
+        if principal.is_admin:
+            return None
+
+        def work(s: Session) -> dict[str, str]:
+            rows = s.execute(
+                sa.select(Project.name, ProjectMember.role)
+                .join(ProjectMember, ProjectMember.project_id == Project.id)
+                .where(ProjectMember.user_id == principal.user_id)
+            )
+            return {name: role for name, role in rows}
+
+        return self._read(work)
+
+    def can_read(self, principal: Principal, projects: Iterable[str]) -> set[str]:
+        """Which of ``projects`` the principal may read."""
+        wanted = set(projects)
+        roles = self.roles(principal)
+        return wanted if roles is None else wanted & roles.keys()
+
+    def _not_visible(self, principal: Principal, project: str) -> ProjectNotFoundError:
+        visible = sorted(self.roles(principal) or {})
+        close = difflib.get_close_matches(project, visible, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        shown = ", ".join(visible[:_SHOWN]) + (
+            f" (and {len(visible) - _SHOWN} more)" if len(visible) > _SHOWN else ""
+        )
+        where = f" Projects you can see: {shown}." if visible else ""
+        return ProjectNotFoundError(
+            f"project {project!r} does not exist or you have no access to it.{hint}{where}"
+        )
+
+    def require(self, principal: Principal, project: str, need: str) -> None:
+        """Raise unless the principal has at least role ``need`` in an existing project: a
+        project they may not see is reported as not found (its existence is not told)."""
+        if principal.is_admin:
+            return
+        check_project(project)
+        _, role = self._read(lambda s: self._role(s, principal, project))
+        if role is None:
+            raise self._not_visible(principal, project)
+        if _RANK[role] < _RANK[need]:
+            raise PermissionDeniedError(
+                f"user {principal.name!r} has {role} access to project {project!r}; this needs "
+                f"{need} access (ask one of the project's admins)"
+            )
+
+    def require_writable(self, principal: Principal, project: str) -> None:
+        """Like require(project, 'write'), but a project that does not exist yet is created
+        with the principal as its admin (logging to a new project makes it yours)."""
+        if principal.is_admin:
+            return
+        check_project(project)
+
+        def work(s: Session) -> str | None:
+            pid, role = self._role(s, principal, project)
+            if pid is None:
+                pid = self._create_project(s, project)
+                if pid is not None:
+                    s.add(
+                        ProjectMember(
+                            project_id=pid,
+                            user_id=principal.user_id,
+                            role="admin",
+                            created_at=_now(),
+                        )
+                    )
+                    return "admin"
+                _, role = self._role(s, principal, project)  # created a moment ago by another
+            return role
+
+        role = self._write(work)
+        if role is None:
+            raise PermissionDeniedError(
+                f"project {project!r} belongs to other users and you are not a member: ask one "
+                "of its admins for write access, or log to another project"
+            )
+        if _RANK[role] < _RANK["write"]:
+            raise PermissionDeniedError(
+                f"user {principal.name!r} has {role} access to project {project!r}; logging, "
+                "editing and deleting need write access (ask one of the project's admins)"
+            )
+
+    def _create_project(self, s: Session, project: str) -> int | None:
+        """Insert the project; its id, or None when another transaction inserted it first."""
+        values = {"name": project, "created_at": _now()}
+        if s.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt: Any = pg_insert(Project).values(values).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(Project).values(values).on_conflict_do_nothing()
+        created: int | None = s.scalar(stmt.returning(Project.id))
+        return created
+
+    def create_project(self, principal: Principal, project: str) -> None:
+        """Create an empty project owned (admin) by the principal; ConflictError if it exists."""
+        check_project(project)
+
+        def work(s: Session) -> None:
+            pid = self._create_project(s, project)
+            if pid is None:
+                raise ConflictError(f"project {project!r} already exists")
+            if principal.user_id is not None:
+                s.add(
+                    ProjectMember(
+                        project_id=pid, user_id=principal.user_id, role="admin", created_at=_now()
+                    )
+                )
+
+        self._write(work)
+
+    def set_role(self, project: str, user: str, role: str, *, create: bool = False) -> MemberInfo:
+        """Give ``user`` ``role`` in ``project`` (replacing their old role). ``create`` makes
+        the project when it does not exist (server administrators, the CLI)."""
+        check_project(project)
+        check_user_name(user)
+        check_role(role)
+
+        def work(s: Session) -> MemberInfo:
+            pid = self._project_id(s, project)
+            if pid is None:
+                if not create:
+                    raise ProjectNotFoundError(f"project {project!r} does not exist")
+                pid = self._create_project(s, project) or self._project_id(s, project)
+            owner = self._user(s, user)
+            member = s.get(ProjectMember, (pid, owner.id))
+            if member is None:
+                s.add(ProjectMember(project_id=pid, user_id=owner.id, role=role, created_at=_now()))
+            else:
+                member.role = role
+            return MemberInfo(project, user, role)
+
+        return self._write(work)
+
+    def remove_member(self, project: str, user: str) -> None:
+        check_project(project)
+        check_user_name(user)
+
+        def work(s: Session) -> None:
+            pid = self._project_id(s, project)
+            if pid is None:
+                raise ProjectNotFoundError(f"project {project!r} does not exist")
+            owner = self._user(s, user)
+            s.execute(
+                sa.delete(ProjectMember).where(
+                    ProjectMember.project_id == pid, ProjectMember.user_id == owner.id
+                )
+            )
+
+        self._write(work)
+
+    def members(self, project: str) -> list[MemberInfo]:
+        check_project(project)
+
+        def work(s: Session) -> list[MemberInfo]:
+            pid = self._project_id(s, project)
+            if pid is None:
+                raise ProjectNotFoundError(f"project {project!r} does not exist")
+            rows = s.execute(
+                sa.select(User.name, ProjectMember.role)
+                .join(ProjectMember, ProjectMember.user_id == User.id)
+                .where(ProjectMember.project_id == pid)
+                .order_by(User.name)
+            )
+            return [MemberInfo(project, name, role) for name, role in rows]
+
+        return self._read(work)
+
+    def project_id(self, project: str) -> int | None:
+        return self._read(lambda s: self._project_id(s, project))
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def known(self, principal: Principal, digests: Iterable[str]) -> set[str]:
+        """The digests the principal may read or reference: held by a project they may read,
+        or uploaded by them. Administrators know every object (the caller checks the store)."""
+        wanted = sorted(set(digests))
+        if principal.is_admin:
+            return set(wanted)
+
+        def work(s: Session) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(wanted):
+                receipts = sa.select(ObjectReceipt.digest).where(
+                    ObjectReceipt.user_id == principal.user_id, ObjectReceipt.digest.in_(chunk)
+                )
+                held = (
+                    sa.select(ProjectObject.digest)
+                    .join(
+                        ProjectMember,
+                        sa.and_(
+                            ProjectMember.project_id == ProjectObject.project_id,
+                            ProjectMember.user_id == principal.user_id,
+                        ),
+                    )
+                    .where(ProjectObject.digest.in_(chunk))
+                )
+                found.update(s.scalars(sa.union(receipts, held)))
+            return found
+
+        return self._read(work)
+
+    def add_receipts(self, principal: Principal, digests: Iterable[str]) -> None:
+        """Remember that the principal uploaded these objects (so they may reference them)."""
+        if principal.user_id is None:
+            return
+        at = _now()
+        rows = [{"user_id": principal.user_id, "digest": d, "at": at} for d in sorted(set(digests))]
+
+        def work(s: Session) -> None:
+            for chunk in _chunks(rows, 1000):
+                _insert_ignore(s, ObjectReceipt, chunk)
+
+        if rows:
+            self._write(work)
+
+    def bound(self, project_id: int, digests: Iterable[str]) -> set[str]:
+        """The digests the project already holds."""
+        wanted = sorted(set(digests))
+
+        def work(s: Session) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(wanted):
+                found.update(
+                    s.scalars(
+                        sa.select(ProjectObject.digest).where(
+                            ProjectObject.project_id == project_id,
+                            ProjectObject.digest.in_(chunk),
+                        )
+                    )
+                )
+            return found
+
+        return self._read(work) if wanted else set()
+
+    def bind(self, project_id: int, digests: Iterable[str]) -> None:
+        """Record that the project holds these objects, all in one transaction (so a project
+        that holds a tree object holds everything below it)."""
+        rows = [{"project_id": project_id, "digest": d} for d in sorted(set(digests))]
+
+        def work(s: Session) -> None:
+            for chunk in _chunks(rows, 1000):
+                _insert_ignore(s, ProjectObject, chunk)
+
+        if rows:
+            self._write(work)
+
+
+__all__ = [
+    "Accounts",
+    "KeyInfo",
+    "MemberInfo",
+    "Principal",
+    "UserInfo",
+    "check_role",
+    "check_user_name",
+    "hash_key",
+]

@@ -1,0 +1,149 @@
+"""What every route needs: the server's settings and services, the caller, pagination."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cairn import config
+from cairn.errors import InvalidInputError
+from cairn.server.accounts import Accounts, Principal
+from cairn.server.objects import ServerObjects
+from cairn.service.sql_registry import SqlRegistry
+
+MAX_PAGE = 1000  # items per page at most; a larger limit is cut to this (follow `next`)
+DEFAULT_PAGE = 100
+
+
+@dataclass
+class ServerSettings:
+    database_url: str
+    store: Path
+    max_object_bytes: int = 64 << 20
+    max_batch_bytes: int = 256 << 20
+    max_json_bytes: int = 32 << 20
+    max_digests: int = 100_000  # per existence check or fetch
+
+    @classmethod
+    def from_env(cls) -> ServerSettings:
+        """Settings from CAIRN_SERVER_* (set by `cairn server` for its worker processes),
+        defaulting to the embedded store's places under CAIRN_DIR."""
+        env = os.environ
+        defaults = cls(database_url="", store=Path())
+        return cls(
+            database_url=env.get("CAIRN_SERVER_DATABASE_URL") or config.database_url(),
+            store=Path(env.get("CAIRN_SERVER_STORE") or config.cairn_dir() / "store"),
+            max_object_bytes=int(
+                env.get("CAIRN_SERVER_MAX_OBJECT_BYTES") or defaults.max_object_bytes
+            ),
+            max_batch_bytes=int(
+                env.get("CAIRN_SERVER_MAX_BATCH_BYTES") or defaults.max_batch_bytes
+            ),
+            max_json_bytes=int(env.get("CAIRN_SERVER_MAX_JSON_BYTES") or defaults.max_json_bytes),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            "CAIRN_SERVER_DATABASE_URL": self.database_url,
+            "CAIRN_SERVER_STORE": str(self.store),
+            "CAIRN_SERVER_MAX_OBJECT_BYTES": str(self.max_object_bytes),
+            "CAIRN_SERVER_MAX_BATCH_BYTES": str(self.max_batch_bytes),
+            "CAIRN_SERVER_MAX_JSON_BYTES": str(self.max_json_bytes),
+        }
+
+
+@dataclass
+class Services:
+    settings: ServerSettings
+    registry: SqlRegistry
+    accounts: Accounts
+    objects: ServerObjects
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> Services:
+        registry = SqlRegistry(settings.database_url)  # brings the schema to head
+        accounts = Accounts(registry.engine)
+        try:
+            objects = ServerObjects(settings.store, accounts)
+        except BaseException:
+            registry.close()
+            raise
+        return cls(settings, registry, accounts, objects)
+
+    def close(self) -> None:
+        self.objects.close()
+        self.registry.close()
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer cairn_...`")
+
+
+def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
+    return services(request).accounts.authenticate(token)
+
+
+Svc = Annotated[Services, Depends(services)]
+Caller = Annotated[Principal, Depends(principal)]
+Limit = Annotated[int, Query(description=f"items per page (at most {MAX_PAGE})")]
+Offset = Annotated[int, Query(description="items to skip")]
+
+
+def page_window(limit: int, offset: int) -> tuple[int, int]:
+    """(limit cut to MAX_PAGE, offset), validated."""
+    if limit < 0:
+        raise InvalidInputError(f"limit must be at least 0, not {limit}")
+    if offset < 0:
+        raise InvalidInputError(f"offset must be at least 0, not {offset}")
+    return min(limit, MAX_PAGE), offset
+
+
+def page(
+    request: Request, items: list[Any], limit: int, offset: int, *, more: bool
+) -> dict[str, Any]:
+    """A page of a list: ``items``, and ``next`` (the URL of the next page, or null)."""
+    following = None
+    if more and limit > 0:
+        url = request.url.include_query_params(limit=limit, offset=offset + len(items))
+        following = url.path + "?" + url.query
+    return {"items": items, "limit": limit, "offset": offset, "next": following}
+
+
+def slice_page(request: Request, items: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    """A page of a list held in full."""
+    limit, offset = page_window(limit, offset)
+    chosen = items[offset : offset + limit]
+    more = offset + len(chosen) < len(items) and limit > 0
+    result = page(request, chosen, limit, offset, more=more)
+    result["total"] = len(items)
+    return result
+
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_PAGE",
+    "Caller",
+    "Limit",
+    "Offset",
+    "ServerSettings",
+    "Services",
+    "Svc",
+    "page",
+    "page_window",
+    "principal",
+    "services",
+    "slice_page",
+]

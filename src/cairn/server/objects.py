@@ -1,0 +1,196 @@
+"""The server's side of the object store: existence checks per caller, verified uploads,
+reads, and binding a version's objects to its project.
+
+The store is the same `PackedObjectDB` the embedded mode uses, shared by every server process
+(its index is SQLite in WAL mode; each writer appends to a pack file of its own).
+
+* An **upload** request writes into a pack of its own (`UploadPack`); every object's bytes are
+  hashed and compared with its digest first. Only when the whole request has arrived and been
+  verified is the pack made durable and indexed: a request cut short, malformed or too large
+  leaves nothing behind, and its retry stores each object once. Objects the store already has
+  are verified and discarded.
+* **Existence** is answered per caller: an object counts as present only when the caller may
+  see it (`Accounts.known`), so a check never tells a stranger what another project holds.
+* **Binding**: when a version is committed its objects are recorded as held by its project
+  (`project_objects`), walking the tree from the root and skipping subtrees the project already
+  holds. Every object reached must be in the store and known to the committer, so nobody can
+  gain access to an object by referencing a digest they only know of.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cairn.core.digest import hash_bytes
+from cairn.errors import IntegrityError, InvalidInputError, ObjectNotFoundError
+from cairn.objects import chunking, tree
+from cairn.objects.packdb import PackedObjectDB
+from cairn.server.accounts import Accounts, Principal
+from cairn.server.wire import frame_header
+
+_SHOWN = 5
+
+
+class UploadPack(PackedObjectDB):
+    """A pack written by one upload request: committed (`sync`) as a whole, or `abort`ed
+    leaving nothing behind."""
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._writer_fd is not None:
+                os.close(self._writer_fd)
+                self._writer_fd = None
+                (self.root / "tmp" / self._writer_name).unlink(missing_ok=True)
+            for name in self._sealed:
+                self._pack_path(name).unlink(missing_ok=True)
+            self._sealed.clear()
+            self._pending.clear()
+            for fd in self._readers.values():
+                os.close(fd)
+            self._readers.clear()
+            self._db.close()
+
+    def commit(self) -> None:
+        self.close()  # seals, syncs, indexes
+
+
+def _missing_error(digests: Iterable[str], what: str) -> ObjectNotFoundError:
+    missing = sorted(digests)
+    shown = ", ".join(missing[:_SHOWN])
+    more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
+    exc = ObjectNotFoundError(
+        f"{len(missing)} object{'s' if len(missing) != 1 else ''} {what} not on the server or "
+        f"not yours to use: {shown}{more}. Upload them first.",
+        missing[0],
+    )
+    exc.detail = {"missing": missing[:1000]}  # type: ignore[attr-defined]
+    return exc
+
+
+class ServerObjects:
+    def __init__(self, root: Path, accounts: Accounts) -> None:
+        self.root = root
+        self.accounts = accounts
+        self.store = PackedObjectDB(root)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- existence -----------------------------------------------------------------------------
+    def missing(self, principal: Principal, digests: Iterable[str]) -> set[str]:
+        """The digests the caller must upload: not in the store, or not theirs to see."""
+        wanted = set(digests)
+        absent = self.store.missing(wanted)
+        present = wanted - absent
+        return absent | (present - self.accounts.known(principal, present))
+
+    def check_readable(self, principal: Principal, digests: Iterable[str]) -> None:
+        wanted = set(digests)
+        unreadable = self.missing(principal, wanted)
+        if unreadable:
+            raise _missing_error(unreadable, "are" if len(unreadable) != 1 else "is")
+
+    # --- uploads -------------------------------------------------------------------------------
+    def open_upload(self) -> UploadPack:
+        return UploadPack(self.root)
+
+    def store_group(self, pack: UploadPack, frames: list[tuple[str, bytearray]]) -> int:
+        """Verify each object against its digest, then write those the store lacks into the
+        request's pack. Returns the bytes written."""
+        for digest, data in frames:
+            if hash_bytes(data) != digest:
+                raise IntegrityError(
+                    f"the bytes sent for object {digest} hash to {hash_bytes(data)}: the upload "
+                    "was corrupted on the way; nothing of this request was stored, send it again",
+                    digest=digest,
+                )
+        lacking = self.store.missing(d for d, _ in frames)
+        written = 0
+        for digest, data in frames:
+            if digest in lacking and pack.put(digest, memoryview(data)):
+                written += len(data)
+        return written
+
+    # --- reads ---------------------------------------------------------------------------------
+    def read(self, digest: str) -> bytes:
+        return self.store.get(digest, verify=False)
+
+    def stream(self, digests: list[str]) -> Iterator[bytes]:
+        """Frames of the objects, read one at a time."""
+        for digest in digests:
+            data = self.store.get(digest, verify=False)
+            yield frame_header(digest, len(data)) + data
+
+    # --- binding -------------------------------------------------------------------------------
+    def bind_version(self, principal: Principal, project: str, root: str) -> int:
+        """Record every object of the version rooted at ``root`` as held by ``project``.
+        Returns how many objects were newly bound. Raises ObjectNotFoundError naming objects
+        that are missing or not the committer's to use."""
+        project_id = self.accounts.project_id(project)
+        if project_id is None:  # pragma: no cover - the caller created it
+            raise InvalidInputError(f"project {project!r} does not exist")
+        # kind of each object to look at: 't' tree/pages, 'c' chunk list, 'b' blob
+        frontier: dict[str, str] = {root: "t"}
+        to_bind: set[str] = set()
+        while frontier:
+            held = self.accounts.bound(project_id, frontier)
+            todo = {d: k for d, k in frontier.items() if d not in held and d not in to_bind}
+            if not todo:
+                break
+            bad = self.missing(principal, todo)
+            if bad:
+                raise _missing_error(bad, "of this version are")
+            to_bind.update(todo)
+            frontier = {}
+            for digest, kind in todo.items():
+                if kind == "b":
+                    continue
+                frontier.update(self._children(digest, kind))
+        self.accounts.bind(project_id, to_bind)
+        return len(to_bind)
+
+    def bind_objects(self, principal: Principal, project: str, digests: Iterable[str]) -> None:
+        """Bind single objects (a run's code diff) to the project."""
+        wanted = set(digests)
+        bad = self.missing(principal, wanted)
+        if bad:
+            raise _missing_error(bad, "are" if len(bad) != 1 else "is")
+        project_id = self.accounts.project_id(project)
+        if project_id is not None:
+            self.accounts.bind(project_id, wanted)
+
+    def _children(self, digest: str, kind: str) -> dict[str, str]:
+        data = self.store.get(digest, verify=False)
+        out: dict[str, str] = {}
+        try:
+            if kind == "c":
+                for chunk, _n in chunking.decode_chunk_list(data):
+                    out[chunk] = "b"
+                return out
+            doc: dict[str, Any] = tree.parse(data)
+            if doc["cairn"] == "pages":
+                for page in doc["pages"]:
+                    out[page["d"]] = "t"
+                return out
+            for entry in doc["entries"]:
+                if entry["t"] == "d":
+                    out[entry["d"]] = "t"
+                elif entry["t"] == "f":
+                    if entry.get("c"):
+                        out[entry["c"]] = "c"
+                    else:
+                        out[entry["d"]] = "b"
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError(
+                f"object {digest} is not a valid {'chunk list' if kind == 'c' else 'tree'} "
+                f"object ({exc}); it cannot be part of a version"
+            ) from None
+        return out
+
+
+__all__ = ["ServerObjects", "UploadPack"]

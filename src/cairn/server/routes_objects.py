@@ -1,0 +1,199 @@
+"""Objects: batch existence checks, streamed verified uploads, reads and batch downloads.
+
+The protocol (see docs/server.md) is shaped so that a store on object storage could hand out
+short-lived signed URLs instead of carrying the bytes itself: the existence check's answer says
+where to upload (``upload``; a per-object ``targets`` map is reserved for signed URLs), and
+clients only talk to the batch endpoints when no target is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from cairn.core.digest import hash_bytes, is_digest
+from cairn.errors import IntegrityError, InvalidInputError
+from cairn.server.deps import Caller, Services, Svc
+from cairn.server.objects import UploadPack
+from cairn.server.wire import API_PREFIX, OBJECTS_TYPE, FrameParser, PayloadTooLargeError
+
+router = APIRouter(tags=["objects"])
+
+GROUP_BYTES = 4 << 20  # objects verified and written per trip to a worker thread
+GROUP_FILES = 512
+
+
+class Digests(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digests: list[str]
+
+
+def _check_digests(svc: Services, digests: list[str]) -> list[str]:
+    if len(digests) > svc.settings.max_digests:
+        raise PayloadTooLargeError(
+            f"{len(digests)} digests in one request; send at most {svc.settings.max_digests}"
+        )
+    for d in digests:
+        if not is_digest(d):
+            raise InvalidInputError(
+                f"invalid digest {d!r}: expected 'blake3:' and 64 lowercase hex digits"
+            )
+    return list(dict.fromkeys(digests))
+
+
+def _check_digest(digest: str) -> str:
+    if not is_digest(digest):
+        raise InvalidInputError(
+            f"invalid digest {digest!r}: expected 'blake3:' and 64 lowercase hex digits"
+        )
+    return digest
+
+
+@router.post("/objects/missing", summary="Which of these objects must the caller upload?")
+def missing(body: Digests, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """An object counts as present only when the caller may see it (it is held by a project
+    they may read, or they uploaded it): an object held only by other projects is reported
+    missing, so nothing is told about other projects; uploading it costs a transfer the server
+    verifies and discards. ``targets`` (always null here) is where a store on object storage
+    would put a signed upload URL per object."""
+    digests = _check_digests(svc, body.digests)
+    absent = svc.objects.missing(caller, digests)
+    return {
+        "missing": [d for d in digests if d in absent],
+        "upload": {
+            "method": "POST",
+            "url": f"{API_PREFIX}/objects",
+            "content_type": OBJECTS_TYPE,
+            "max_batch_bytes": svc.settings.max_batch_bytes,
+            "max_object_bytes": svc.settings.max_object_bytes,
+        },
+        "targets": None,
+    }
+
+
+async def _shielded_abort(pack: UploadPack) -> None:
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(pack.abort)
+
+
+@router.post(
+    "/objects",
+    summary="Upload a batch of objects (framed, streamed)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "frames 'blake3:<hex> <length>\\n' + bytes, one per object",
+            "content": {OBJECTS_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload(request: Request, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """The body is read as it arrives, one object in memory at a time; each object is hashed
+    and compared with its digest before anything is stored. The batch is stored as a whole
+    once it has all arrived: a batch cut short, malformed or corrupt stores nothing."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind != OBJECTS_TYPE:
+        raise InvalidInputError(
+            f"send objects as {OBJECTS_TYPE} (frames 'blake3:<hex> <length>\\n' + bytes), "
+            f"not {kind or 'no content type'}"
+        )
+    pack = await run_in_threadpool(svc.objects.open_upload)
+    parser = FrameParser(svc.settings.max_object_bytes)
+    group: list[tuple[str, bytearray]] = []
+    group_bytes = 0
+    digests: list[str] = []
+    written = 0
+    try:
+        async for chunk in request.stream():
+            for digest, data in parser.feed(chunk):
+                group.append((digest, data))
+                digests.append(digest)
+                group_bytes += len(data)
+                if group_bytes >= GROUP_BYTES or len(group) >= GROUP_FILES:
+                    written += await run_in_threadpool(svc.objects.store_group, pack, group)
+                    group, group_bytes = [], 0
+        parser.close()
+        if group:
+            written += await run_in_threadpool(svc.objects.store_group, pack, group)
+        await run_in_threadpool(pack.commit)
+    except ClientDisconnect:
+        await _shielded_abort(pack)
+        return {"received": 0, "stored_bytes": 0}
+    except BaseException:
+        await _shielded_abort(pack)
+        raise
+    await run_in_threadpool(svc.accounts.add_receipts, caller, digests)
+    return {"received": len(digests), "stored_bytes": written}
+
+
+@router.put(
+    "/objects/{digest}",
+    summary="Upload one object (its raw bytes)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def put_object(digest: str, request: Request, svc: Svc, caller: Caller) -> dict[str, Any]:
+    _check_digest(digest)
+    limit = svc.settings.max_object_bytes
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLargeError(
+                f"object {digest} is larger than {limit} bytes, the most this server accepts"
+            )
+    if hash_bytes(data) != digest:
+        raise IntegrityError(
+            f"the bytes sent hash to {hash_bytes(data)}, not {digest}: nothing was stored",
+            digest=digest,
+        )
+    pack = await run_in_threadpool(svc.objects.open_upload)
+    try:
+        written = await run_in_threadpool(svc.objects.store_group, pack, [(digest, data)])
+        await run_in_threadpool(pack.commit)
+    except BaseException:
+        await _shielded_abort(pack)
+        raise
+    await run_in_threadpool(svc.accounts.add_receipts, caller, [digest])
+    return {"received": 1, "stored_bytes": written}
+
+
+@router.get(
+    "/objects/{digest}",
+    summary="Download one object",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def get_object(digest: str, svc: Svc, caller: Caller) -> Response:
+    _check_digest(digest)
+    svc.objects.check_readable(caller, [digest])
+    return Response(svc.objects.read(digest), media_type="application/octet-stream")
+
+
+@router.post(
+    "/objects/fetch",
+    summary="Download a batch of objects (framed, streamed)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {OBJECTS_TYPE: {}}}},
+)
+def fetch(body: Digests, svc: Svc, caller: Caller) -> StreamingResponse:
+    """The objects as frames, in the order asked, read from the store one at a time. Every
+    object must be readable by the caller, or nothing is sent (404 naming them)."""
+    digests = _check_digests(svc, body.digests)
+    svc.objects.check_readable(caller, digests)
+    return StreamingResponse(svc.objects.stream(digests), media_type=OBJECTS_TYPE)
+
+
+__all__ = ["router"]
