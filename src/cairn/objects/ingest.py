@@ -164,17 +164,21 @@ class Ingestor:
         results: dict[str, FileEntry] = {}
         todo_small: list[tuple[StagedFile, int]] = []
         todo_large: list[StagedFile] = []
+        hit_files = hit_bytes = 0
         for sf, st, key in zip(staged, stats, keys, strict=True):
             hit = cached.get(key)
-            self.stats.add(files=1, bytes=st.st_size)
             if hit is not None:
                 results[sf.path] = FileEntry(sf.path, hit.digest, st.st_size, hit.chunks)
                 self._unverified[sf.path] = sf
-                self.progress(1, st.st_size)
+                hit_files += 1
+                hit_bytes += st.st_size
             elif st.st_size >= chunking.CHUNK_THRESHOLD:
                 todo_large.append(sf)
             else:
                 todo_small.append((sf, st.st_size))
+        self.stats.add(files=len(staged), bytes=sum(st.st_size for st in stats))
+        if hit_files:
+            self.progress(hit_files, hit_bytes)
 
         groups: list[list[StagedFile]] = []
         group: list[StagedFile] = []
