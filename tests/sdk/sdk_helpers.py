@@ -31,6 +31,18 @@ def stored_objects() -> set[str]:
         db.close()
 
 
+def object_lengths() -> dict[str, int]:
+    """{digest: length in bytes} of every object the store's index lists."""
+    index = store_dir() / "index.db"
+    if not index.exists():
+        return {}
+    db = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT digest, length FROM objects").fetchall())
+    finally:
+        db.close()
+
+
 def object_location(digest: str) -> tuple[Path, int, int]:
     """(pack file, offset, length) of a stored object."""
     db = sqlite3.connect(f"file:{store_dir() / 'index.db'}?mode=ro", uri=True)
