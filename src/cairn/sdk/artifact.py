@@ -19,6 +19,7 @@ from cairn.core.records import HistoryEntry, LineageGraph, RunInfo, VersionInfo
 from cairn.errors import (
     ArtifactStateError,
     IntegrityError,
+    InvalidInputError,
     InvalidMetadataError,
     InvalidPathError,
     NotFoundError,
@@ -329,10 +330,17 @@ class Artifact:
     ) -> bool:
         """Store the draft's files and record the version. True when a new version was made."""
         self._draft_only()
+        # every check that can refuse the version comes before a byte is stored
         for a in aliases:
             names.check_alias(a)
-        for t in tags:
+        all_tags = list(dict.fromkeys([*self.tags, *tags]))
+        for t in all_tags:
             names.check_tag(t)
+        metadata = check_json(self.metadata, "metadata")
+        if not isinstance(self.description, str):
+            raise InvalidInputError(
+                f"description must be a string, not {type(self.description).__name__}"
+            )
         staged = [v for v in self._entries.values() if isinstance(v, StagedFile)]
         known = [v for v in self._entries.values() if isinstance(v, FileEntry)]
         total = 0
@@ -364,9 +372,9 @@ class Artifact:
             size=built.size,
             file_count=built.file_count,
             description=self.description,
-            metadata=check_json(self.metadata, "metadata"),
+            metadata=metadata,
             aliases=aliases,
-            tags=list(dict.fromkeys([*self.tags, *tags])),
+            tags=all_tags,
             run_id=run_id,
         )
         self._backend = backend

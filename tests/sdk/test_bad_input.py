@@ -1,0 +1,393 @@
+"""Bad input: each is refused with a typed error from cairn.errors and a message saying what
+to do, and leaves the store as it was (no new version, no new object)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sdk_helpers import object_location, snapshot, tree_of, write
+
+import cairn
+from cairn.errors import (
+    ArtifactNotFoundError,
+    CairnError,
+    FileChangedError,
+    IntegrityError,
+    InvalidMetadataError,
+    InvalidNameError,
+    InvalidPathError,
+    NotFoundError,
+    ProjectNotFoundError,
+    RunFinishedError,
+    SourceFileError,
+)
+from cairn.sdk.backend import get_backend
+
+
+def _versions() -> set[str]:
+    registry = get_backend().registry
+    out = set()
+    for project in registry.list_projects():
+        for art in registry.list_artifacts(project.name):
+            out |= {v.qualified_name for v in registry.list_versions(project.name, art.name)}
+    return out
+
+
+@contextmanager
+def store_unchanged() -> Iterator[None]:
+    """The block may fail, but must leave no new version and no new stored object."""
+    before = (_versions(), snapshot())
+    yield
+    assert (_versions(), snapshot()) == before
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[cairn.Run]:
+    """An open run in project 'proj' that has logged ds:v0."""
+    with cairn.init(project="proj") as r:
+        r.log_artifact(write(tmp_path / "seed" / "seed.txt", "seed"), name="ds")
+        yield r
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return write(tmp_path / "data" / "a.csv", "1,2\n")
+
+
+BAD_NAMES = ["a b", "", "../x", "x:y", "a/b", "-x", ".hidden", "x" * 129, "tab\t", "é"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_invalid_artifact_names_and_types(name: str) -> None:
+    with pytest.raises(InvalidNameError, match=r"invalid artifact name.*letters, digits"):
+        cairn.Artifact(name, type="dataset")
+    with pytest.raises(InvalidNameError, match=r"invalid artifact type.*letters, digits"):
+        cairn.Artifact("fine", type=name)
+
+
+@pytest.mark.parametrize("alias", ["a b", "", "../x", "x:y", "-x"])
+def test_invalid_aliases_and_tags_store_nothing(run: cairn.Run, data: Path, alias: str) -> None:
+    art = cairn.Artifact("ds", type="dataset")
+    art.add_file(data)
+    with store_unchanged():
+        with pytest.raises(InvalidNameError, match="invalid alias"):
+            run.log_artifact(art, aliases=["good", alias])
+        with pytest.raises(InvalidNameError, match="invalid tag"):
+            run.log_artifact(art, tags=[alias])
+        art.tags.append(alias)
+        with pytest.raises(InvalidNameError, match="invalid tag"):
+            run.log_artifact(art)
+    assert art.is_draft
+
+
+def test_invalid_project_names_and_references(run: cairn.Run) -> None:
+    for bad in ("a b", "../p", "x:y"):
+        with pytest.raises(InvalidNameError, match="invalid project name"):
+            cairn.init(project=bad)
+    assert cairn.current_run() is run
+    for ref in ("a b:v0", "ds:", "ds:x y", "../ds", "ds:v0:v1", ""):
+        with pytest.raises(InvalidNameError):
+            run.use_artifact(ref)
+    assert run.used_artifacts() == []
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "/x", "../x", "a/../../b", "a//b", "./a", "a/."])
+def test_paths_that_would_escape_the_artifact(run: cairn.Run, data: Path, name: str) -> None:
+    art = cairn.Artifact("ds", type="dataset")
+    with pytest.raises(InvalidPathError, match=r"absolute|'\.\.' segment"):
+        art.add_file(data, name=name)
+    with pytest.raises(InvalidPathError, match=r"absolute|'\.\.' segment"):
+        art.add_dir(data.parent, name=name)
+    with pytest.raises(InvalidPathError, match=r"absolute|'\.\.' segment"), art.new_file(name):
+        pass
+    assert art.files() == []
+
+
+def test_a_symlink_loop_inside_add_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    write(folder / "sub" / "a.txt", "a")
+    os.symlink(folder, folder / "sub" / "back-up")  # leads back to a folder above it
+    art = cairn.Artifact("ds", type="dataset")
+    with pytest.raises(SourceFileError, match=r"symlink loop.*remove it") as info:
+        art.add_dir(folder)
+    assert info.value.path == str(folder / "sub" / "back-up")
+    assert art.files() == []
+
+    (folder / "sub" / "back-up").unlink()
+    os.symlink("self", folder / "self")  # a link to itself: ELOOP
+    with pytest.raises(SourceFileError, match="symlink loop"):
+        art.add_dir(folder)
+    (folder / "self").unlink()
+    os.symlink(tmp_path / "nowhere", folder / "dangling")
+    with pytest.raises(SourceFileError, match="does not exist"):
+        art.add_dir(folder)
+    (folder / "dangling").unlink()
+    # a symlink to a folder elsewhere is followed
+    write(tmp_path / "elsewhere" / "b.txt", "b")
+    os.symlink(tmp_path / "elsewhere", folder / "linked")
+    art.add_dir(folder)
+    assert [f.path for f in art.files()] == ["linked/b.txt", "sub/a.txt"]
+
+
+def test_a_missing_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
+    art = cairn.Artifact("ds", type="dataset")
+    with pytest.raises(SourceFileError, match="does not exist; check the path"):
+        art.add_file(tmp_path / "nope.csv")
+    with pytest.raises(SourceFileError, match="does not exist; check the path"):
+        art.add_dir(tmp_path / "no-folder")
+    with pytest.raises(SourceFileError, match="is a folder; use add_dir"):
+        art.add_file(tmp_path)
+    with pytest.raises(SourceFileError, match="is not a folder; use add_file"):
+        art.add_dir(data)
+
+    # a file that disappears between add_file and logging
+    gone = write(tmp_path / "gone.csv", "soon gone")
+    art.add_file(data)
+    art.add_file(gone)
+    gone.unlink()
+    with store_unchanged(), pytest.raises(SourceFileError, match="does not exist") as info:
+        run.log_artifact(art)
+    assert info.value.path == str(gone)
+    assert art.is_draft
+    write(gone, "back again")  # the draft can be logged once the file is back
+    run.log_artifact(art)
+    assert art.version == "v1"
+
+
+def test_an_unreadable_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
+    secret = write(tmp_path / "secret" / "key.bin", "secret")
+    secret.chmod(0o000)
+    try:
+        with open(secret, "rb"):
+            pass
+    except PermissionError:
+        pass
+    else:
+        secret.chmod(0o600)
+        pytest.skip("running as root: chmod 000 does not stop root from reading a file")
+    try:
+        art = cairn.Artifact("ds", type="dataset")
+        with pytest.raises(SourceFileError, match="not readable; fix its permissions"):
+            art.add_file(secret)
+        art.add_file(data)
+        art.add_dir(secret.parent, name="secret")  # listed; read when logged
+        with store_unchanged(), pytest.raises(SourceFileError, match="not readable"):
+            run.log_artifact(art)
+    finally:
+        secret.chmod(0o600)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"labels": {"cat", "dog"}},
+        {"loss": float("nan")},
+        {"limit": math.inf},
+        {"nested": {"deep": [1, {2, 3}]}},
+        {"when": object()},
+        {1: "int key"},
+        ["not", "a", "dict"],
+    ],
+    ids=["set", "nan", "inf", "nested-set", "object", "int-key", "list"],
+)
+def test_metadata_that_is_not_json(run: cairn.Run, data: Path, metadata: Any) -> None:
+    with pytest.raises(InvalidMetadataError, match="metadata"):
+        cairn.Artifact("ds", type="dataset", metadata=metadata)
+    # set after the draft was made: refused when logging, before anything is stored
+    art = cairn.Artifact("ds", type="dataset")
+    art.add_file(data)
+    art.metadata = metadata
+    with store_unchanged(), pytest.raises(InvalidMetadataError, match="metadata"):
+        run.log_artifact(art)
+    assert art.is_draft
+    # and when editing a logged version
+    v0 = run.use_artifact("ds:v0")
+    v0.metadata = metadata
+    with pytest.raises(InvalidMetadataError, match="metadata"):
+        v0.save()
+    assert cairn.Api("proj").artifact("ds:v0").metadata == {}
+    assert [h.field for h in v0.history()] == ["created"]
+
+
+def test_config_and_metrics_that_are_not_json(run: cairn.Run) -> None:
+    runs_before = [r.id for r in cairn.Api().runs("proj")]
+    with pytest.raises(InvalidMetadataError, match="config"):
+        cairn.init(project="proj", config={"seen": {1, 2}})
+    assert [r.id for r in cairn.Api().runs("proj")] == runs_before
+    with pytest.raises(InvalidMetadataError, match="logged metrics"):
+        run.log({"model": object()})
+    assert run.metrics() == []
+
+
+def test_unknown_versions_aliases_and_artifacts(run: cairn.Run) -> None:
+    api = cairn.Api("proj")
+    with pytest.raises(ArtifactNotFoundError, match=r"has no version or alias 'v7'.*1 version, v0"):
+        run.use_artifact("ds:v7")
+    with pytest.raises(ArtifactNotFoundError, match="has no version or alias 'nope'"):
+        run.use_artifact("ds:nope")
+    with pytest.raises(ArtifactNotFoundError, match=r"'dss' does not exist.*Did you mean 'ds'"):
+        run.use_artifact("dss:latest")
+    with pytest.raises(ArtifactNotFoundError):
+        api.artifact("ds:v9")
+    with pytest.raises(ArtifactNotFoundError):
+        api.artifact_versions("missing")
+    with pytest.raises(ProjectNotFoundError, match="Did you mean 'proj'"):
+        run.use_artifact("prj/ds:v0")
+    assert issubclass(ProjectNotFoundError, NotFoundError)
+    assert run.used_artifacts() == []
+
+
+def test_two_files_at_one_path(run: cairn.Run, tmp_path: Path, data: Path) -> None:
+    other = write(tmp_path / "other" / "a.csv", "other content")
+    art = cairn.Artifact("ds", type="dataset")
+    art.add_file(data)
+    with pytest.raises(InvalidPathError, match=r"two files at one path: 'a\.csv'.*overwrite=True"):
+        art.add_file(other)
+    with pytest.raises(InvalidPathError, match=r"two files at one path: 'a\.csv'"):
+        art.add_dir(other.parent)
+    with pytest.raises(InvalidPathError, match="two files at one path"), art.new_file("a.csv"):
+        pass
+    with pytest.raises(InvalidPathError, match="which is a file"):
+        art.add_file(other, name="a.csv/inside.csv")
+    art.add_file(other, name="dir/x.csv")
+    with pytest.raises(InvalidPathError, match="already a folder"):
+        art.add_file(other, name="dir")
+    assert [f.path for f in art.files()] == ["a.csv", "dir/x.csv"]
+
+    art.add_file(other, overwrite=True)
+    run.log_artifact(art)
+    assert tree_of(art.download()) == {"a.csv": b"other content", "dir/x.csv": b"other content"}
+
+
+def test_logging_to_a_finished_run(run: cairn.Run, data: Path) -> None:
+    run.finish()
+    art = cairn.Artifact("ds", type="dataset")
+    art.add_file(data)
+    with store_unchanged():
+        with pytest.raises(
+            RunFinishedError, match=r"is finished; start a new run with cairn\.init"
+        ):
+            run.log_artifact(art)
+        with pytest.raises(RunFinishedError):
+            run.log({"loss": 1.0})
+        with pytest.raises(RunFinishedError):
+            run.use_artifact("ds:v0")
+        with pytest.raises(RunFinishedError, match=r"no active run; call cairn\.init"):
+            cairn.log({"loss": 1.0})
+        with pytest.raises(RunFinishedError, match="no active run"):
+            cairn.log_artifact(art)
+    assert art.is_draft
+    assert cairn.Api().run(run.id).metrics() == []
+
+
+def test_a_large_file_that_changes_while_it_is_read(
+    run: cairn.Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "growing.log", os.urandom(6 << 20))
+    real_readv = os.readv
+    appended = []
+
+    def readv_then_append(fd: int, buffers: Any) -> int:
+        n = real_readv(fd, buffers)
+        if not appended and os.readlink(f"/proc/self/fd/{fd}") == str(path):
+            with open(path, "ab") as f:  # another process keeps writing the file
+                f.write(b"one more line\n")
+            appended.append(n)
+        return n
+
+    monkeypatch.setattr(os, "readv", readv_then_append)
+    art = cairn.Artifact("ds", type="dataset")
+    art.add_file(path)
+    with store_unchanged(), pytest.raises(FileChangedError, match="changed while") as info:
+        run.log_artifact(art)
+    assert appended, "the file was never read with readv"
+    assert info.value.path == str(path)
+    assert art.is_draft
+
+    monkeypatch.setattr(os, "readv", real_readv)
+    run.log_artifact(art)
+    assert Path(art.file(root=tmp_path / "dl")).read_bytes() == path.read_bytes()
+
+
+def test_a_small_file_that_changes_while_it_is_read(
+    run: cairn.Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "small.txt", "first line\n")
+    real_read = os.read
+    appended = []
+
+    def read_then_append(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        if not appended and os.readlink(f"/proc/self/fd/{fd}") == str(path):
+            with open(path, "ab") as f:
+                f.write(b"second line\n")
+            appended.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", read_then_append)
+    art = cairn.Artifact("ds", type="dataset")
+    art.add_file(path)
+    with store_unchanged(), pytest.raises(FileChangedError, match="Log it again"):
+        run.log_artifact(art)
+    assert appended
+    monkeypatch.setattr(os, "read", real_read)
+    run.log_artifact(art)
+    assert Path(art.file(root=tmp_path / "dl")).read_bytes() == b"first line\nsecond line\n"
+
+
+def _flip_byte(digest: str, at: int = 0) -> None:
+    pack, offset, length = object_location(digest)
+    pack.chmod(0o644)
+    with open(pack, "r+b") as f:
+        f.seek(offset + at % length)
+        byte = f.read(1)
+        f.seek(offset + at % length)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_corrupted_object_is_detected_on_download(run: cairn.Run, tmp_path: Path) -> None:
+    content = b"precious bytes\n" * 100
+    write(tmp_path / "src" / "precious.bin", content)
+    write(tmp_path / "src" / "other.txt", "fine")
+    art = run.log_artifact(tmp_path / "src", name="precious")
+    entry = art.get_entry("precious.bin")
+    _flip_byte(entry.digest, at=700)
+
+    dest = tmp_path / "dl"
+    with pytest.raises(IntegrityError, match="corrupt") as info:
+        art.download(root=dest)
+    assert info.value.digest == entry.digest
+    assert not (dest / "precious.bin").exists()  # no corrupt file is left behind
+    with pytest.raises(IntegrityError):
+        entry.download(root=tmp_path / "dl2")
+
+
+def test_a_corrupted_tree_object_is_detected(run: cairn.Run, tmp_path: Path) -> None:
+    write(tmp_path / "src" / "a.txt", "a")
+    art = run.log_artifact(tmp_path / "src", name="treed")
+    _flip_byte(art.digest, at=5)
+    fresh = cairn.Api("proj").artifact("treed:v0")
+    with pytest.raises(IntegrityError, match="corrupt"):
+        fresh.download(root=tmp_path / "dl")
+    with pytest.raises(IntegrityError, match="corrupt"):
+        fresh.files()
+
+
+def test_every_error_is_a_cairn_error() -> None:
+    for error in (
+        InvalidNameError,
+        InvalidPathError,
+        InvalidMetadataError,
+        ArtifactNotFoundError,
+        SourceFileError,
+        FileChangedError,
+        IntegrityError,
+        RunFinishedError,
+    ):
+        assert issubclass(error, CairnError)
