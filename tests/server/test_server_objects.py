@@ -1,0 +1,260 @@
+"""Objects over HTTP: verified, all-or-nothing batches; interrupted uploads retried store each
+object once; oversized and malformed bodies change nothing; large files stream through a server
+whose memory stays bounded; a second download is served by the local cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from server_helpers import PY, Raw, ServerProcess, client_env, frames
+
+import cairn
+from cairn.core.digest import hash_bytes
+from cairn.objects.chunking import CHUNK_THRESHOLD
+from cairn.sdk.backend import get_backend, reset_backends
+from cairn.server.deps import ServerSettings
+from cairn.server.testing import ServerThread
+from cairn.server.wire import OBJECTS_TYPE, frame_header
+
+RawFactory = Callable[[str | None], Raw]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, postgres_url: str) -> ServerSettings:
+    """Small limits, so that oversized bodies are cheap to make."""
+    return ServerSettings(
+        database_url=postgres_url,
+        store=tmp_path / "server-store",
+        max_object_bytes=256 << 10,
+        max_batch_bytes=1 << 20,
+        max_json_bytes=64 << 10,
+    )
+
+
+def stored(store: Path) -> tuple[int, int, int]:
+    """(objects indexed, their total length, bytes in pack files): equal lengths mean every
+    object is stored once and nothing else is."""
+    index = store / "index.db"
+    if not index.exists():
+        return 0, 0, 0
+    with sqlite3.connect(index) as db:
+        n, total = db.execute("SELECT count(*), coalesce(sum(length), 0) FROM objects").fetchone()
+    packs = sum(p.stat().st_size for p in (store / "packs").rglob("*.pack"))
+    temps = sum(p.stat().st_size for p in (store / "tmp").glob("*"))
+    return n, total, packs + temps
+
+
+def blobs(n: int, size: int, seed: bytes = b"") -> list[bytes]:
+    return [seed + os.urandom(size - len(seed)) for _ in range(n)]
+
+
+def test_an_interrupted_upload_stores_nothing_and_its_retry_stores_each_object_once(
+    raw: RawFactory, settings: ServerSettings
+) -> None:
+    api = raw(None)
+    objects = blobs(8, 100 << 10)
+    body = frames(objects)
+
+    def cut_halfway() -> Iterator[bytes]:
+        yield body[: len(body) // 2]
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        api.client.post(
+            "/objects",
+            content=cut_halfway(),
+            headers={"Content-Type": OBJECTS_TYPE, "Content-Length": str(len(body))},
+        )
+    digests = [hash_bytes(o) for o in objects]
+    deadline = time.monotonic() + 10
+    while stored(settings.store)[2] and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server notices the disconnect and drops its pack
+    assert stored(settings.store) == (0, 0, 0)
+    assert api.missing(digests) == set(digests)
+    # the retry (a fresh request with the same objects) stores each once; a third stores nothing
+    assert api.upload(objects).json() == {"received": 8, "stored_bytes": 8 * (100 << 10)}
+    assert api.upload(objects).json() == {"received": 8, "stored_bytes": 0}
+    assert stored(settings.store) == (8, 8 * (100 << 10), 8 * (100 << 10))
+    assert api.missing(digests) == set()
+
+
+def test_a_logging_process_killed_midway_then_retried_stores_each_object_once(
+    server: ServerThread, settings: ServerSettings, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(96):
+        (data / f"f{i:03}.bin").write_bytes(os.urandom(200 << 10))
+    script = (
+        "import cairn, sys\n"
+        "run = cairn.init(project='p')\n"
+        "art = cairn.Artifact('data', 'dataset')\n"
+        f"art.add_dir({str(data)!r})\n"
+        "run.log_artifact(art)\n"
+        "run.finish()\n"
+    )
+    env = client_env(server.url, None, tmp_path / "client")
+    env["CAIRN_UPLOAD_BATCH_BYTES"] = str(600 << 10)  # 3 files per request
+    child = subprocess.Popen([PY, "-c", script], env=env)
+    packs = settings.store / "packs"
+    deadline = time.monotonic() + 60
+    while child.poll() is None and time.monotonic() < deadline:
+        if packs.exists() and sum(1 for _ in packs.rglob("*.pack")) >= 4:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    child.wait(60)
+    assert child.returncode == -signal.SIGKILL, "the first logger finished before it was killed"
+    # run again in a new process: it finishes the log, sending only what is missing
+    done = subprocess.run([PY, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    time.sleep(0.2)
+    n, total, on_disk = stored(settings.store)
+    assert n == 96 + 1  # the files and the tree
+    assert on_disk == total  # no object twice, no leftover of the killed requests
+    assert total > 96 * (200 << 10)
+
+
+def test_oversized_and_malformed_bodies_get_the_json_error_and_change_nothing(
+    raw: RawFactory, settings: ServerSettings
+) -> None:
+    api = raw(None)
+    good = blobs(2, 1000)
+
+    def upload(body: bytes) -> httpx.Response:
+        return api.client.post("/objects", content=body, headers={"Content-Type": OBJECTS_TYPE})
+
+    cases: list[tuple[str, httpx.Response, int, str]] = [
+        ("batch over the limit", upload(frames(blobs(5, 250 << 10))), 413, "too_large"),
+        (
+            "object over the limit",
+            upload(frames(good) + frame_header(hash_bytes(b"x"), 300 << 10) + b"x" * 10),
+            413,
+            "too_large",
+        ),
+        (
+            "corrupt object",
+            upload(frames(good) + frame_header(hash_bytes(b"right"), 5) + b"wrong"),
+            400,
+            "integrity",
+        ),
+        ("malformed header", upload(frames(good) + b"sha1:abc 3\nabc"), 400, "invalid_input"),
+        (
+            "cut inside a frame",
+            upload(frames(good) + frame_header(hash_bytes(b"12345"), 5) + b"123"),
+            400,
+            "invalid_input",
+        ),
+        (
+            "wrong content type",
+            api.client.post("/objects", content=frames(good)),
+            400,
+            "invalid_input",
+        ),
+        (
+            "one object over the limit",
+            api.client.put(
+                f"/objects/{hash_bytes(b'y' * (300 << 10))}", content=b"y" * (300 << 10)
+            ),
+            413,
+            "too_large",
+        ),
+        (
+            "one object with other bytes",
+            api.client.put(f"/objects/{hash_bytes(b'a')}", content=b"b"),
+            400,
+            "integrity",
+        ),
+        (
+            "JSON over the limit",
+            api.post("/projects/p/runs", json={"notes": "n" * (70 << 10)}),
+            413,
+            "too_large",
+        ),
+        (
+            "too many digests",
+            api.post("/objects/missing", json={"digests": ["blake3:" + "0" * 64] * 1000}),
+            413,
+            "too_large",
+        ),
+    ]
+    for what, response, status, code in cases:
+        assert response.status_code == status, (what, response.text)
+        assert response.json()["error"]["code"] == code, (what, response.text)
+    assert stored(settings.store) == (0, 0, 0)
+    assert api.missing([hash_bytes(g) for g in good]) == {hash_bytes(g) for g in good}
+    assert api.get("/projects").json()["items"] == []
+
+
+def test_a_large_file_streams_through_a_server_with_bounded_memory(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 200 << 20
+    big = tmp_path / "model.ckpt"
+    with open(big, "wb") as f:
+        for _ in range(size // (8 << 20)):
+            f.write(os.urandom(8 << 20))
+    assert size >= 10 * CHUNK_THRESHOLD
+    server = ServerProcess(postgres_url, tmp_path / "store", env=dict(os.environ))
+    try:
+        baseline = server.rss_kib()
+        monkeypatch.setenv("CAIRN_URL", server.url)
+        reset_backends()
+        with cairn.init(project="p") as run:
+            art = cairn.Artifact("model", "model")
+            art.add_file(big)
+            run.log_artifact(art)
+        odb = get_backend().odb
+        assert odb.uploaded_bytes >= size  # type: ignore[attr-defined]
+        out = Path(cairn.Api("p").artifact("model:v0").download(tmp_path / "out"))
+        assert hash_bytes((out / "model.ckpt").read_bytes()) == hash_bytes(big.read_bytes())
+        peak = server.rss_kib("VmHWM")
+        grew_mib = (peak - baseline) / 1024
+        print(f"server RSS {baseline / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
+        assert grew_mib < 120, f"the server's memory grew by {grew_mib:.0f} MiB for a 200 MiB file"
+        # a second download is served by the local cache: it works with the server gone
+        fetched = odb.download_requests  # type: ignore[attr-defined]
+        server.stop()
+        again = Path(art.download(tmp_path / "again"))
+        assert (again / "model.ckpt").stat().st_size == size
+        assert odb.download_requests == fetched  # type: ignore[attr-defined]
+    finally:
+        server.stop()
+
+
+def test_second_download_of_many_small_files_needs_no_request(
+    server: ServerThread, use_server: Callable[[str | None], None], tmp_path: Path
+) -> None:
+    use_server(None)
+    data = tmp_path / "data"
+    for i in range(300):
+        (data / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (data / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i}\n" * (i + 1))
+    with cairn.init(project="p") as run:
+        art = cairn.Artifact("many", "dataset")
+        art.add_dir(data)
+        run.log_artifact(art)
+    odb = get_backend().odb
+    assert odb.upload_requests <= 3  # type: ignore[attr-defined]
+    first = cairn.Api("p").artifact("many:v0")
+    first.download(tmp_path / "one")
+    requests = odb.download_requests  # type: ignore[attr-defined]
+    assert requests <= 8
+    first.download(tmp_path / "two")
+    assert odb.download_requests == requests  # type: ignore[attr-defined]
+    for i in (0, 150, 299):
+        rel = f"d{i % 7}/f{i}.txt"
+        assert (tmp_path / "two" / rel).read_text() == (data / rel).read_text()
+
+
+if sys.platform != "linux":  # pragma: no cover - /proc and SIGKILL timing
+    pytestmark = pytest.mark.skip("Linux only")
