@@ -129,3 +129,28 @@ def referenced_objects(root_digest: str, load: Any) -> set[str]:
             else:
                 found.add(entry["d"])
     return found
+
+
+def log_worker(worker: int, logs: int, data_dir: str, ready: Any, start: Any, results: Any) -> None:
+    """A process that logs ``logs`` versions of the artifact 'shared' (for multiprocessing)."""
+    import traceback
+
+    try:
+        import cairn
+
+        run = cairn.init(project="proj", job_type=f"worker-{worker}")
+        ready.put(worker)
+        if not start.wait(120):
+            raise TimeoutError("never told to start")
+        logged = []
+        for j in range(logs):
+            content = f"worker {worker} log {j}\n" * (100 + j)
+            path = write(Path(data_dir) / f"w{worker}-{j}.txt", content)
+            art = cairn.Artifact("shared", type="dataset")
+            art.add_file(path, name="data.txt")
+            run.log_artifact(art)
+            logged.append((art.version, content, run.id))
+        run.finish()
+        results.put((worker, logged))
+    except BaseException:
+        results.put((worker, traceback.format_exc()))

@@ -1,0 +1,168 @@
+"""Several processes logging at once, and logs that are killed or interrupted half-way."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sdk_helpers import (
+    log_worker,
+    referenced_objects,
+    store_bytes,
+    stored_objects,
+    tree_of,
+)
+
+import cairn
+from cairn.errors import ArtifactNotFoundError
+from cairn.sdk.backend import get_backend
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 4
+LOGS = 3
+
+
+def test_processes_logging_one_artifact_get_distinct_consecutive_versions(
+    tmp_path: Path,
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
+    results = ctx.Queue()
+    start = ctx.Event()
+    procs = [
+        ctx.Process(target=log_worker, args=(w, LOGS, str(tmp_path / "src"), ready, start, results))
+        for w in range(WORKERS)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=120)  # every process has imported Cairn and started its run
+        start.set()
+        outcomes = dict(results.get(timeout=120) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    for worker, outcome in outcomes.items():
+        assert isinstance(outcome, list), f"worker {worker} failed:\n{outcome}"
+    assert [p.exitcode for p in procs] == [0] * WORKERS
+
+    logged = [entry for outcome in outcomes.values() for entry in outcome]
+    labels = sorted((version for version, _, _ in logged), key=lambda v: int(v[1:]))
+    assert labels == [f"v{i}" for i in range(WORKERS * LOGS)]
+
+    api = cairn.Api("proj")
+    versions = api.artifact_versions("shared")
+    assert [v.version for v in versions] == labels[::-1]
+    for version, content, run_id in logged:
+        art = api.artifact(f"shared:{version}")
+        assert Path(art.file(root=tmp_path / "dl" / version)).read_text() == content
+        creator = art.logged_by()
+        assert creator is not None and creator.id == run_id
+    # each worker's own versions are in the order it logged them
+    for outcome in outcomes.values():
+        numbers = [int(v[1:]) for v, _, _ in outcome]
+        assert numbers == sorted(numbers)
+
+
+LOG_SCRIPT = """
+import sys
+import cairn
+
+run = cairn.init(project="proj", job_type="interrupted")
+art = cairn.Artifact("big", type="dataset")
+art.add_dir(sys.argv[1])
+run.log_artifact(art)
+print("logged", art.version, flush=True)
+"""
+
+
+def _big_dataset(root: Path) -> Path:
+    rng = random.Random(64)
+    for i in range(200):
+        (root / f"part-{i // 50}").mkdir(parents=True, exist_ok=True)
+        (root / f"part-{i // 50}" / f"{i:03}.bin").write_bytes(rng.randbytes(4096 + i))
+    (root / "weights.bin").write_bytes(os.urandom(64 << 20))
+    return root
+
+
+def _start_logging(tmp_path: Path, data: Path) -> subprocess.Popen[str]:
+    script = tmp_path / "log_big.py"
+    script.write_text(LOG_SCRIPT)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_until_objects_are_written(proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while store_bytes() == 0:
+        assert proc.poll() is None, f"the logger ended early:\n{proc.communicate()}"
+        assert time.monotonic() < deadline, "the logger never wrote an object"
+        time.sleep(0.001)
+
+
+def _log_again_and_check(data: Path, tmp_path: Path) -> None:
+    with cairn.init(project="proj", job_type="retry") as run:
+        art = cairn.Artifact("big", type="dataset")
+        art.add_dir(data)
+        run.log_artifact(art)
+    assert art.version == "v0"
+    assert art.file_count == 201
+    odb = get_backend().odb
+    referenced = referenced_objects(art.digest, odb.get)
+    assert referenced <= stored_objects()
+    for digest in referenced:
+        odb.get(digest, verify=True)  # present and intact
+    root = art.download(root=tmp_path / "dl")
+    assert tree_of(root) == tree_of(data)
+
+
+def test_a_log_killed_half_way_leaves_nothing_the_next_log_trips_on(tmp_path: Path) -> None:
+    data = _big_dataset(tmp_path / "data")
+    proc = _start_logging(tmp_path, data)
+    try:
+        _wait_until_objects_are_written(proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (out, err)
+    assert "logged" not in out
+    assert store_bytes() > 0  # it had written objects when it died
+    with pytest.raises(ArtifactNotFoundError):
+        cairn.Api("proj").artifact("big:latest")
+
+    _log_again_and_check(data, tmp_path)
+
+
+def test_ctrl_c_half_way_records_no_version_and_marks_the_run(tmp_path: Path) -> None:
+    data = _big_dataset(tmp_path / "data")
+    proc = _start_logging(tmp_path, data)
+    try:
+        _wait_until_objects_are_written(proc)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, (out, err)
+    assert "KeyboardInterrupt" in err
+    assert "logged" not in out
+    with pytest.raises(ArtifactNotFoundError):
+        cairn.Api("proj").artifact("big:latest")
+    (run,) = cairn.Api("proj").runs()
+    assert run.state == "crashed"
+    assert run.info.finished_at is not None
+
+    _log_again_and_check(data, tmp_path)
