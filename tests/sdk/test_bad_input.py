@@ -19,6 +19,7 @@ from cairn.errors import (
     CairnError,
     FileChangedError,
     IntegrityError,
+    InvalidInputError,
     InvalidMetadataError,
     InvalidNameError,
     InvalidPathError,
@@ -391,3 +392,26 @@ def test_every_error_is_a_cairn_error() -> None:
         RunFinishedError,
     ):
         assert issubclass(error, CairnError)
+
+
+@pytest.mark.parametrize("mode", ["r", "rb", "w+", "a", "q"])
+def test_new_file_only_writes(mode: str) -> None:
+    art = cairn.Artifact("ds", type="dataset")
+    with (
+        pytest.raises(InvalidInputError, match="mode 'w' \\(text\\) or 'wb'"),
+        art.new_file("x.txt", mode=mode),
+    ):
+        pass
+    assert art.files() == []
+
+
+def test_a_new_file_whose_writer_fails_is_not_added(run: cairn.Run) -> None:
+    art = cairn.Artifact("ds", type="dataset")
+    with pytest.raises(ZeroDivisionError), art.new_file("half.txt") as f:
+        f.write("half of it")
+        _ = 1 / 0
+    assert art.files() == []
+    with art.new_file("half.txt") as f:
+        f.write("all of it")
+    run.log_artifact(art)
+    assert tree_of(art.download()) == {"half.txt": b"all of it"}

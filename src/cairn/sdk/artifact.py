@@ -281,8 +281,11 @@ class Artifact:
         if path in self._entries:
             raise InvalidPathError(f"two files at one path: {path!r} is already in the artifact")
         self._check_no_clash(path)
-        if "r" in mode or "+" in mode:
-            raise ValueError("new_file opens files for writing: use mode 'w', 'wb', 'x' or 'xb'")
+        if mode not in ("w", "wb", "wt", "x", "xb", "xt"):
+            raise InvalidInputError(
+                f"new_file cannot open a file with mode {mode!r}: it writes a new file, use "
+                "mode 'w' (text) or 'wb' (binary)"
+            )
         if self._staging is None:
             base = config.cairn_dir() / "staging"
             base.mkdir(parents=True, exist_ok=True)
