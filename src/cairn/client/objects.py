@@ -203,11 +203,6 @@ class RemoteObjectStore:
                 batch, size = [], 0
         if batch:
             self._send(batch)
-        if deferred:  # trees are read again right after logging: keep them
-            lacking = self.cache.missing(d for d, _ in deferred)
-            for digest, blob in deferred:
-                if digest in lacking:
-                    self.cache.put(digest, blob)
         with self._lock:
             self._staged.clear()
 
@@ -226,8 +221,8 @@ class RemoteObjectStore:
     def _cache_put(self, digest: str, data: bytes | bytearray) -> None:
         if hash_bytes(data) != digest:
             raise IntegrityError(
-                f"object {digest} came from the server with other content (its bytes hash to "
-                f"{hash_bytes(data)}); the server's store may be damaged",
+                f"object {digest} is corrupt: the server sent bytes that hash to "
+                f"{hash_bytes(data)}; its store is damaged, log the data that produced it again",
                 digest=digest,
             )
         self.cache.put(digest, memoryview(data))
