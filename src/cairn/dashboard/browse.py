@@ -1,0 +1,324 @@
+"""Reading a version's files for the browser: one page of a folder, the first bytes of a file,
+previews, and streaming a whole file.
+
+Nothing here loads a whole version or a whole large folder: a folder of a million entries is a
+page index (see cairn.objects.tree), so a page of it loads the index and the one or two pages
+that hold the entries asked for. A preview reads the file's first object only (a blob is at
+most 4 MiB; a chunked file's first chunk at most 2 MiB).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import json
+import mimetypes
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cairn.objects import chunking, tree
+from cairn.objects.odb import ObjectStore
+
+Load = Callable[[str], bytes]
+
+PREVIEW_BYTES = 256 << 10  # text shown at most
+CSV_ROWS = 100
+WHOLE_LIMIT = 1 << 20  # JSON and Markdown are rendered when the file is at most this large
+STREAM_BLOCK = 1 << 20
+
+
+@dataclass
+class DirPage:
+    entries: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.entries) < self.total
+
+
+def _count(doc: dict[str, Any]) -> int:
+    if doc["cairn"] == "pages":
+        return sum(int(p["k"]) for p in doc["pages"])
+    return len(doc["entries"])
+
+
+def _collect(
+    doc: dict[str, Any], skip: int, want: int, load: Load, out: list[dict[str, Any]]
+) -> None:
+    if want <= 0:
+        return
+    if doc["cairn"] == "tree":
+        out.extend(doc["entries"][skip : skip + want])
+        return
+    for page in doc["pages"]:
+        k = int(page["k"])
+        if skip >= k:
+            skip -= k
+            continue
+        before = len(out)
+        _collect(tree.parse(load(page["d"])), skip, want, load, out)
+        want -= len(out) - before
+        skip = 0
+        if want <= 0:
+            return
+
+
+def dir_page(digest: str, load: Load, offset: int, limit: int) -> DirPage:
+    """Entries ``offset .. offset+limit`` of a folder object, in name order, loading only the
+    pages that hold them."""
+    doc = tree.parse(load(digest))
+    out: list[dict[str, Any]] = []
+    _collect(doc, max(offset, 0), limit, load, out)
+    return DirPage(out, _count(doc), offset, limit)
+
+
+def seek(digest: str, name: str, load: Load) -> int:
+    """The position of the first entry whose name is >= ``name`` (to jump into a huge
+    folder), loading one page per level."""
+    doc = tree.parse(load(digest))
+    position = 0
+    while doc["cairn"] == "pages":
+        pages = doc["pages"]
+        i = max(bisect.bisect_right([p["first"] for p in pages], name) - 1, 0)
+        position += sum(int(p["k"]) for p in pages[:i])
+        doc = tree.parse(load(pages[i]["d"]))
+    names = [e["n"] for e in doc["entries"]]
+    return position + bisect.bisect_left(names, name)
+
+
+# --- file contents ---------------------------------------------------------------------------
+
+
+def read_head(odb: ObjectStore, entry: dict[str, Any], limit: int) -> bytes:
+    """The first ``limit`` bytes of a file (its first object or objects only)."""
+    if entry.get("t") == "r":
+        return b""
+    if entry.get("c"):
+        out = bytearray()
+        for digest, _ in chunking.decode_chunk_list(odb.get(entry["c"])):
+            out += odb.get(digest)
+            if len(out) >= limit:
+                break
+        return bytes(out[:limit])
+    return odb.get(entry["d"])[:limit]
+
+
+def iter_content(odb: ObjectStore, entry: dict[str, Any]) -> Iterator[bytes]:
+    """The whole file, one object (or one MiB of a blob) at a time, each verified."""
+    if entry.get("c"):
+        for digest, _ in chunking.decode_chunk_list(odb.get(entry["c"])):
+            yield odb.get(digest)
+        return
+    data = odb.get(entry["d"])
+    for i in range(0, len(data), STREAM_BLOCK):
+        yield data[i : i + STREAM_BLOCK]
+
+
+# --- previews --------------------------------------------------------------------------------
+
+_TEXT_EXT = {
+    ".txt",
+    ".log",
+    ".py",
+    ".pyi",
+    ".ipynb",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".conf",
+    ".sh",
+    ".bash",
+    ".xml",
+    ".html",
+    ".htm",
+    ".css",
+    ".js",
+    ".ts",
+    ".sql",
+    ".r",
+    ".jsonl",
+    ".ndjson",
+    ".rst",
+    ".tex",
+    ".c",
+    ".h",
+    ".cpp",
+    ".hpp",
+    ".java",
+    ".go",
+    ".rs",
+    ".rb",
+    ".jl",
+    ".scala",
+    ".kt",
+    ".swift",
+    ".env",
+    ".gitignore",
+    ".dockerfile",
+    ".proto",
+    ".srt",
+    ".vtt",
+    ".diff",
+    ".patch",
+}
+_IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg", ".ico", ".avif"}
+_MD_EXT = {".md", ".markdown", ".mdown"}
+SAFE_INLINE = {
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "image/svg+xml",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "image/avif",
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "application/pdf",
+}
+
+
+def kind_of(path: str) -> str:
+    """How a file is previewed, from its name: csv, tsv, json, markdown, image, text or ''
+    (decided by its first bytes)."""
+    ext = posixpath.splitext(path.lower())[1]
+    if ext == ".csv":
+        return "csv"
+    if ext in (".tsv", ".tab"):
+        return "tsv"
+    if ext == ".json":
+        return "json"
+    if ext in _MD_EXT:
+        return "markdown"
+    if ext in _IMAGE_EXT:
+        return "image"
+    if ext in _TEXT_EXT or posixpath.basename(path) in ("Dockerfile", "Makefile", "LICENSE"):
+        return "text"
+    return ""
+
+
+def content_type(path: str) -> str:
+    ext = posixpath.splitext(path.lower())[1]
+    if ext in (".md", ".markdown", ".jsonl", ".ndjson", ".tsv", ".log", ".yaml", ".yml"):
+        return "text/plain; charset=utf-8"
+    guessed, _ = mimetypes.guess_type(path)
+    if guessed is None:
+        return "application/octet-stream"
+    if guessed.startswith("text/") or guessed == "application/json":
+        return guessed + "; charset=utf-8"
+    return guessed
+
+
+def looks_binary(data: bytes) -> bool:
+    sample = data[:8192]
+    if b"\x00" in sample:
+        return True
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is still text
+        return exc.start < len(sample) - 4
+    return False
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+@dataclass
+class Preview:
+    kind: str  # csv | json | markdown | image | text | binary | reference | empty
+    text: str = ""
+    html: str = ""
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    numeric: list[bool] = field(default_factory=list)
+    truncated: bool = False  # the preview shows only the start of the file
+    note: str = ""
+
+
+def _numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_preview(data: bytes, complete: bool, delimiter: str, rows: int = CSV_ROWS) -> Preview:
+    text = _decode(data)
+    if not complete:
+        cut = text.rfind("\n")
+        text = text[: cut + 1] if cut >= 0 else text
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    table: list[list[str]] = []
+    try:
+        for row in reader:
+            table.append(row)
+            if len(table) > rows:
+                break
+    except csv.Error:
+        pass  # a quoted field cut by the end of the bytes read: show the rows before it
+    if not table:
+        return Preview("text", text="", note="empty file")
+    header, body = table[0], table[1 : rows + 1]
+    width = max(len(r) for r in [header, *body])
+    header = header + [""] * (width - len(header))
+    body = [r + [""] * (width - len(r)) for r in body]
+    numeric = [bool(body) and all(_numeric(r[i]) for r in body if r[i] != "") for i in range(width)]
+    more = len(table) > rows + 1 or not complete
+    return Preview("csv", header=header, rows=body, numeric=numeric, truncated=more)
+
+
+def make_preview(odb: ObjectStore, path: str, entry: dict[str, Any], render_md: Any) -> Preview:
+    """The preview of one file: reads at most its first PREVIEW_BYTES (first object)."""
+    if entry.get("t") == "r":
+        return Preview("reference", text=str(entry.get("u", "")))
+    size = int(entry.get("s", 0))
+    if size == 0:
+        return Preview("empty")
+    kind = kind_of(path)
+    if kind == "image":
+        return Preview("image")
+    head = read_head(odb, entry, PREVIEW_BYTES)
+    complete = len(head) >= size
+    if kind in ("csv", "tsv"):
+        return csv_preview(head, complete, "," if kind == "csv" else "\t")
+    if not kind and looks_binary(head):
+        return Preview("binary")
+    if kind == "json" and size <= WHOLE_LIMIT:
+        data = head if complete else read_head(odb, entry, WHOLE_LIMIT)
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return Preview("text", text=_decode(data[:PREVIEW_BYTES]), note="not valid JSON")
+        return Preview("json", text=json.dumps(doc, indent=2, ensure_ascii=False))
+    if kind == "markdown" and size <= WHOLE_LIMIT:
+        data = head if complete else read_head(odb, entry, WHOLE_LIMIT)
+        return Preview("markdown", html=str(render_md(_decode(data))), text=_decode(data))
+    return Preview("text", text=_decode(head), truncated=not complete)
+
+
+__all__ = [
+    "DirPage",
+    "Preview",
+    "content_type",
+    "dir_page",
+    "iter_content",
+    "kind_of",
+    "make_preview",
+    "read_head",
+    "seek",
+]

@@ -1,0 +1,197 @@
+"""What the store holds, per artifact: the bytes its live versions refer to, and the bytes only
+they refer to (what deleting the artifact's versions would free at the next gc).
+
+Computed from the trees, deduplicated by object digest, exactly as the store keeps bytes: a
+small file is one blob, a large file its chunk list and chunks (two checkpoints that share most
+chunks share those bytes), and tree objects count too. Each artifact's trees are walked once
+per distinct subtree (versions that share folders share the walk). The result is cached for as
+long as the set of live versions is unchanged (any logged, deleted or moved version changes the
+fingerprint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cairn.core.records import VersionInfo
+from cairn.objects import chunking, tree
+from cairn.objects.odb import ObjectStore
+from cairn.service.registry import Registry
+
+_PAGE = 1000
+_CHUNK_LISTS = 20_000  # chunk lists kept in memory between computations
+
+
+@dataclass
+class ArtifactUsage:
+    project: str
+    name: str
+    type: str
+    versions: int = 0
+    logical: int = 0  # the sum of its versions' sizes (what they would take without dedup)
+    held: int = 0  # distinct bytes its versions refer to
+    exclusive: int = 0  # bytes no other artifact's live version refers to
+
+
+@dataclass
+class StorageReport:
+    artifacts: list[ArtifactUsage]
+    total: int  # distinct bytes referred to by every live version
+    logical: int  # the sum of every live version's size
+    versions: int
+    on_disk: int | None  # bytes of pack files in a local store (includes unreferenced objects)
+    computed_at: datetime
+    seconds: float
+    by_key: dict[tuple[str, str], ArtifactUsage] = field(default_factory=dict)
+
+    def project(self, project: str) -> list[ArtifactUsage]:
+        return [a for a in self.artifacts if a.project == project]
+
+
+def live_versions(registry: Registry) -> Iterator[tuple[str, str, str, list[VersionInfo]]]:
+    """(project, artifact, type, its live versions) for every artifact of every project."""
+    for p in registry.list_projects():
+        offset = 0
+        while True:
+            arts = registry.list_artifacts(p.name, limit=_PAGE, offset=offset)
+            for a in arts:
+                versions: list[VersionInfo] = []
+                voff = 0
+                while True:
+                    page = registry.list_versions(p.name, a.name, limit=_PAGE, offset=voff)
+                    versions.extend(page)
+                    if len(page) < _PAGE:
+                        break
+                    voff += _PAGE
+                yield p.name, a.name, a.type, versions
+            if len(arts) < _PAGE:
+                break
+            offset += _PAGE
+
+
+def _pack_bytes(odb: ObjectStore) -> int | None:
+    root = getattr(odb, "root", None)
+    if not isinstance(root, Path) or not (root / "packs").is_dir():
+        return None
+    total = 0
+    for path in (root / "packs").rglob("*.pack"):
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+class StorageIndex:
+    """Computes `StorageReport`s and keeps the last one (per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._report: tuple[str, StorageReport] | None = None
+        self._chunk_lists: dict[str, tuple[int, list[tuple[str, int]]]] = {}
+
+    def report(self, registry: Registry, odb: ObjectStore) -> StorageReport:
+        started = time.monotonic()
+        listing = list(live_versions(registry))
+        fingerprint = hashlib.sha256()
+        for project, name, _, versions in listing:
+            for v in versions:
+                fingerprint.update(f"{project}/{name}/{v.id}/{v.digest}\n".encode())
+        key = fingerprint.hexdigest()
+        with self._lock:
+            if self._report is not None and self._report[0] == key:
+                return self._report[1]
+        report = self._compute(listing, odb, started)
+        with self._lock:
+            self._report = (key, report)
+        return report
+
+    def _chunk_list(self, odb: ObjectStore, digest: str) -> tuple[int, list[tuple[str, int]]]:
+        found = self._chunk_lists.get(digest)
+        if found is None:
+            data = odb.get(digest, verify=False)
+            found = (len(data), chunking.decode_chunk_list(data))
+            if len(self._chunk_lists) >= _CHUNK_LISTS:
+                self._chunk_lists.clear()
+            self._chunk_lists[digest] = found
+        return found
+
+    def _walk(self, odb: ObjectStore, root: str, into: dict[str, int], seen: set[str]) -> None:
+        stack = [root]
+        while stack:
+            digest = stack.pop()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            data = odb.get(digest, verify=False)
+            into[digest] = len(data)
+            doc = tree.parse(data)
+            if doc["cairn"] == "pages":
+                stack.extend(p["d"] for p in doc["pages"])
+                continue
+            for e in doc["entries"]:
+                kind = e["t"]
+                if kind == "d":
+                    stack.append(e["d"])
+                elif kind == "f":
+                    chunks = e.get("c")
+                    if chunks:
+                        if chunks not in into:
+                            length, parts = self._chunk_list(odb, chunks)
+                            into[chunks] = length
+                            for d, n in parts:
+                                into[d] = n
+                    else:
+                        into[e["d"]] = int(e["s"])
+
+    def _compute(
+        self,
+        listing: list[tuple[str, str, str, list[VersionInfo]]],
+        odb: ObjectStore,
+        started: float,
+    ) -> StorageReport:
+        owner: dict[str, int] = {}  # object -> the one artifact referring to it, or -1
+        size: dict[str, int] = {}
+        usages: list[ArtifactUsage] = []
+        logical = count = 0
+        for index, (project, name, type_, versions) in enumerate(listing):
+            usage = ArtifactUsage(project, name, type_, versions=len(versions))
+            usage.logical = sum(v.size for v in versions)
+            logical += usage.logical
+            count += len(versions)
+            objects: dict[str, int] = {}
+            seen: set[str] = set()
+            for root in dict.fromkeys(v.digest for v in versions):
+                self._walk(odb, root, objects, seen)
+            usage.held = sum(objects.values())
+            for digest, n in objects.items():
+                previous = owner.get(digest)
+                if previous is None:
+                    owner[digest] = index
+                    size[digest] = n
+                elif previous != index:
+                    owner[digest] = -1
+            usages.append(usage)
+        for digest, who in owner.items():
+            if who >= 0:
+                usages[who].exclusive += size[digest]
+        report = StorageReport(
+            artifacts=usages,
+            total=sum(size.values()),
+            logical=logical,
+            versions=count,
+            on_disk=_pack_bytes(odb),
+            computed_at=datetime.now(UTC),
+            seconds=time.monotonic() - started,
+        )
+        report.by_key = {(a.project, a.name): a for a in usages}
+        return report
+
+
+__all__ = ["ArtifactUsage", "StorageIndex", "StorageReport", "live_versions"]
