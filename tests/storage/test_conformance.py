@@ -1,9 +1,9 @@
 """One contract, every backend: the behaviour `cairn.storage.base` promises.
 
 Each backend is a factory in BACKENDS that returns the URL of a fresh, empty store for one
-test; the store is opened with `open_storage`, as Cairn itself does. To add a backend (S3,
-Azure ...), add a factory that calls `require(...)` when its service is unreachable, so CI
-fails instead of silently skipping it.
+test; the store is opened with `open_storage`, as Cairn itself does. The object storage backends
+run against real emulators on 127.0.0.1 (tests/storage/emulators.py), each test in a bucket of
+its own; an emulator that cannot be started fails the test in CI instead of skipping it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import emulators
 import pytest
 
 from cairn.errors import ObjectNotFoundError
@@ -19,31 +20,58 @@ from cairn.storage import Storage, open_storage
 from cairn.storage.local import LocalStorage
 
 
-def _local(tmp_path: Path) -> str:
+def _local(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "store")
 
 
-def _memory(tmp_path: Path) -> str:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "memory://"
 
 
+def _with_env(request: pytest.FixtureRequest, env: dict[str, str]) -> None:
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    service = emulators.s3()
+    _with_env(request, service.env())
+    return f"s3://{service.bucket()}/some/prefix"
+
+
+def _gcs(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    service = emulators.gcs()
+    _with_env(request, service.env())
+    return f"gs://{service.bucket()}/some/prefix"
+
+
+def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    service = emulators.azure()
+    _with_env(request, service.env())
+    return f"az://{service.container()}/some/prefix"
+
+
 # name -> (URL of a fresh empty store, whether the data outlives the Storage object)
-BACKENDS: dict[str, tuple[Callable[[Path], str], bool]] = {
+BACKENDS: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], str], bool]] = {
     "local": (_local, True),
     "memory": (_memory, False),
+    "s3": (_s3, True),
+    "gcs": (_gcs, True),
+    "azure": (_azure, True),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     make_url, _ = BACKENDS[request.param]
-    return open_storage(make_url(tmp_path))
+    return open_storage(make_url(request, tmp_path))
 
 
 @pytest.fixture(params=sorted(name for name, (_, durable) in BACKENDS.items() if durable))
 def durable_store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     make_url, _ = BACKENDS[request.param]
-    return open_storage(make_url(tmp_path))
+    return open_storage(make_url(request, tmp_path))
 
 
 KEY = "objects/blake3/ab/cdef0123"

@@ -12,6 +12,15 @@ Keys are '/'-separated strings such as ``objects/ab/cdef...``. Contracts:
   only a folder), each once, in lexicographic order.
 - ``sync`` makes every completed ``put`` durable; callers invoke it before they publish a
   record that refers to the written keys.
+
+Optional capabilities (look them up with ``getattr``; not every backend has them):
+
+- ``signed_url(key, method="GET", expires=3600) -> str``: a URL that lets whoever holds it
+  GET (or PUT) one key directly at the service, without credentials, for ``expires`` seconds.
+  The object storage backends (S3, GCS, Azure) have it; the server's direct-transfer mode uses
+  it to send clients to the bucket instead of streaming bytes through itself.
+- ``get_range(key, offset, length) -> bytes``: part of a value in one request (object
+  storage), used to read objects out of packs.
 """
 
 from __future__ import annotations
@@ -52,8 +61,19 @@ class Storage(Protocol):
         ...
 
 
-def open_storage(url: str) -> Storage:
-    """A backend for ``url``: a plain path or ``file://`` (local disk), ``memory://``."""
+def open_storage(url: str, *, endpoint: str | None = None) -> Storage:
+    """A backend for ``url``: a plain path or ``file://`` (local disk), ``memory://``,
+    ``s3://bucket/prefix``, ``gs://bucket/prefix`` or ``az://container/prefix`` (object
+    storage, needs ``pip install 'cairn[s3]'``). ``endpoint`` points S3 (or GCS, Azure) at a
+    compatible service or an emulator, like ``AWS_ENDPOINT_URL``."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme in ("s3", "gs", "az"):
+        from cairn.storage.cloud import CloudStorage
+
+        if endpoint:
+            sep = "&" if "?" in url else "?"
+            url = f"{url}{sep}endpoint={endpoint}"
+        return CloudStorage(url)
     if url.startswith("memory://"):
         from cairn.storage.memory import MemoryStorage
 
