@@ -141,7 +141,6 @@ def test_a_log_killed_half_way_leaves_nothing_the_next_log_trips_on(tmp_path: Pa
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, (out, err)
     assert "logged" not in out
-    assert store_bytes() > 0  # it had written objects when it died
     with pytest.raises(ArtifactNotFoundError):
         cairn.Api("proj").artifact("big:latest")
 
