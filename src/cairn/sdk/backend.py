@@ -3,6 +3,7 @@ and objects are local (embedded) or behind a server."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -29,14 +30,23 @@ class Backend(Protocol):
 
 
 class EmbeddedBackend:
-    """Registry in SQL (SQLite under CAIRN_DIR by default), objects on local disk."""
+    """Registry in SQL (SQLite under CAIRN_DIR by default), objects on local disk (or in object
+    storage when CAIRN_STORE names a bucket: s3://bucket/prefix, gs://…, az://…)."""
 
     def __init__(self, home: Path | None = None, database_url: str | None = None) -> None:
         from cairn.service.sql_registry import SqlRegistry
 
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.odb: ObjectStore = PackedObjectDB(self.home / "store")
+        store_url = os.environ.get("CAIRN_STORE")
+        if store_url:  # object storage (s3://bucket/prefix, gs://, az://): objects in packs
+            from cairn.storage import open_storage
+            from cairn.storage.cloud_packs import PackedRemoteObjectDB
+
+            cache = self.home / "cache" / "stores"
+            self.odb: ObjectStore = PackedRemoteObjectDB(open_storage(store_url), cache)
+        else:
+            self.odb = PackedObjectDB(self.home / "store")
         url = database_url or config.database_url()
         self.registry: Registry = SqlRegistry(url)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")

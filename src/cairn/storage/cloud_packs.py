@@ -1,0 +1,530 @@
+"""Objects packed for object storage: many small objects travel in one PUT.
+
+One storage key per object (`cairn.objects.odb.ObjectDB`) makes logging 20,000 small files
+20,000 PUTs, and checking them 20,000 HEADs. `PackedRemoteObjectDB` appends objects to a pack
+held in memory and uploads it as one object when it reaches ``PACK_TARGET`` bytes (or at
+``sync``), with a small index object beside it. Layout under the store's URL::
+
+    packs/<id>.pack   objects back to back (one PUT)
+    index/<id>.idx    one JSON header line, then one 48-byte record per object:
+                      32-byte BLAKE3 digest, 8-byte offset, 8-byte length (little-endian)
+
+Write ordering (the invariant of docs/architecture.md holds): a pack's index is uploaded only
+after the pack itself *and* every pack sealed before it (children are sealed before the trees
+that list them), so an object listed by any index is complete, and so is everything it refers
+to. ``sync`` waits for every upload. A crash leaves at most unindexed packs: garbage.
+
+Lookups never go to the network per object: every index object is read once into a local
+SQLite cache (``cache_dir/<hash of the URL>/index.db``, or memory), and a LIST of ``index/``
+at open (and when an object is not found) imports the indexes other writers added since.
+Reads are ranged GETs of packs; objects read in pack order (a download, the chunks of a large
+file) are read in 4 MiB blocks with read-ahead, so a download is a few large GETs too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from cairn.core.digest import hash_bytes
+from cairn.errors import CairnError, IntegrityError, ObjectNotFoundError, StoreError
+from cairn.storage.base import Storage
+
+PACK_TARGET = 32 << 20
+MAX_UPLOADS = 2  # sealed packs uploading while the next one fills (bounds memory)
+BLOCK = 4 << 20
+CACHE_BLOCKS = 24  # 96 MiB of pack blocks kept for reads
+READ_AHEAD = 3
+_RECORD = struct.Struct("<32sQQ")
+_ALGORITHM = "blake3"
+
+Location = tuple[str, int, int]  # pack id, offset, length
+
+
+def pack_key(pack: str) -> str:
+    return f"packs/{pack}.pack"
+
+
+def index_key(pack: str) -> str:
+    return f"index/{pack}.idx"
+
+
+def encode_index(pack: str, size: int, entries: list[tuple[str, int, int]]) -> bytes:
+    header = {
+        "cairn": "packindex",
+        "v": 1,
+        "pack": pack,
+        "algorithm": _ALGORITHM,
+        "count": len(entries),
+        "size": size,
+    }
+    out = bytearray(json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    for digest, offset, length in entries:
+        out += _RECORD.pack(bytes.fromhex(digest.partition(":")[2]), offset, length)
+    return bytes(out)
+
+
+def decode_index(data: bytes) -> tuple[str, int, list[tuple[str, int, int]]]:
+    line, _, body = data.partition(b"\n")
+    header = json.loads(line)
+    if header.get("cairn") != "packindex" or header.get("v") != 1:
+        raise ValueError("not a Cairn pack index")
+    prefix = header["algorithm"] + ":"
+    entries = [
+        (prefix + raw.hex(), offset, length) for raw, offset, length in _RECORD.iter_unpack(body)
+    ]
+    if len(entries) != header["count"]:
+        raise ValueError("pack index is truncated")
+    return header["pack"], int(header["size"]), entries
+
+
+class _Upload:
+    """A sealed pack on its way to the store."""
+
+    def __init__(self, pack: str, data: bytearray, entries: list[tuple[str, int, int]]) -> None:
+        self.pack = pack
+        self.data = data
+        self.size = len(data)
+        self.entries = entries
+        self.indexed = threading.Event()  # set when its index is up (or it failed)
+        self.error: BaseException | None = None
+
+
+class PackedRemoteObjectDB:
+    """An `ObjectStore` over any `Storage` that writes objects in packs (see module doc)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        cache_dir: Path | None = None,
+        *,
+        pack_target: int = PACK_TARGET,
+    ) -> None:
+        self.storage = storage
+        self.url = storage.url
+        self.pack_target = pack_target
+        if cache_dir is not None:
+            folder = cache_dir / hashlib.sha256(storage.url.encode()).hexdigest()[:16]
+            folder.mkdir(parents=True, exist_ok=True)
+            db_path = str(folder / "index.db")
+        else:
+            db_path = ":memory:"
+        try:
+            self._db = sqlite3.connect(
+                db_path, timeout=60, check_same_thread=False, isolation_level=None
+            )
+            if db_path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(
+                "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, pack TEXT NOT NULL,"
+                " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS packs (pack TEXT PRIMARY KEY, size INTEGER NOT NULL)"
+                " WITHOUT ROWID;"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the index cache {db_path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._db_lock = threading.Lock()
+        # writing
+        self._buf = bytearray()
+        self._buf_pack = uuid.uuid4().hex
+        self._buf_entries: list[tuple[str, int, int]] = []
+        self._pending: dict[str, Location] = {}  # written, not yet in the local index
+        self._uploads: list[tuple[_Upload, Future[None]]] = []
+        self._in_memory: dict[str, bytearray] = {}  # pack -> bytes, until uploaded
+        self._mem_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_UPLOADS)
+        self._upload_pool: ThreadPoolExecutor | None = None
+        self._last_upload: _Upload | None = None
+        # reading
+        self._pack_sizes: dict[str, int] = {}
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._fetching: dict[tuple[str, int], Future[bytes]] = {}
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._last_end: dict[str, int] = {}
+        self._warm: dict[str, Location] = {}
+        self._refreshed = 0.0
+        self.stats = {"pack_puts": 0, "index_puts": 0, "range_gets": 0, "block_gets": 0}
+        self.refresh()
+
+    def __repr__(self) -> str:
+        return f"<PackedRemoteObjectDB {self.url}>"
+
+    # --- the index ---------------------------------------------------------------------------
+    def refresh(self) -> int:
+        """Import the index objects this cache has not seen (written by other processes).
+        Returns how many were imported."""
+        with self._db_lock:
+            known = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
+        todo = []
+        for key in self.storage.list("index/"):
+            name = key[len("index/") :]
+            if name.endswith(".idx") and name[:-4] not in known:
+                todo.append(key)
+        self._refreshed = time.monotonic()
+        if not todo:
+            return 0
+        pool = self._readers()
+        for data in pool.map(self.storage.get, todo):
+            try:
+                pack, size, entries = decode_index(data)
+            except (ValueError, KeyError) as exc:
+                raise StoreError(f"a pack index in {self.url} is damaged ({exc})") from None
+            self._record(pack, size, entries)
+        return len(todo)
+
+    def _record(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)",
+                    [(d, pack, off, n) for d, off, n in entries],
+                )
+                self._db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (pack, size))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self._pack_sizes[pack] = size
+
+    def _lookup(self, digests: list[str]) -> dict[str, Location]:
+        found: dict[str, Location] = {}
+        with self._lock:
+            for d in digests:
+                loc = self._pending.get(d)
+                if loc is not None:
+                    found[d] = loc
+        rest = [d for d in digests if d not in found]
+        with self._db_lock:
+            for i in range(0, len(rest), 500):
+                batch = rest[i : i + 500]
+                rows = self._db.execute(
+                    "SELECT digest, pack, offset, length FROM objects WHERE digest IN "
+                    f"({','.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+                for digest, pack, offset, length in rows:
+                    found[digest] = (pack, offset, length)
+        return found
+
+    def _locate(self, digest: str) -> Location:
+        loc = self._warm.get(digest) or self._lookup([digest]).get(digest)
+        if loc is None and time.monotonic() - self._refreshed > 1.0:
+            self.refresh()  # written by another process since we last looked
+            loc = self._lookup([digest]).get(digest)
+        if loc is None:
+            raise ObjectNotFoundError(
+                f"object {digest} is not in the store {self.url}; the store may have been "
+                "damaged or garbage-collected, log the data again",
+                digest,
+            )
+        return loc
+
+    def has(self, digest: str) -> bool:
+        return bool(self._lookup([digest]))
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        wanted = list(set(digests))
+        return set(wanted) - self._lookup(wanted).keys()
+
+    def warm(self, digests: list[str]) -> None:
+        """Look many objects up at once ahead of reading them (downloads); they are then read
+        in blocks with read-ahead."""
+        self._warm = self._lookup(digests)
+
+    def all_digests(self) -> Iterator[str]:
+        self.sync()
+        with self._db_lock:
+            rows = self._db.execute("SELECT digest FROM objects ORDER BY digest").fetchall()
+        for (digest,) in rows:
+            yield digest
+
+    # --- writing -----------------------------------------------------------------------------
+    def put(self, digest: str, data: bytes | memoryview) -> bool:
+        """Append ``data`` to the open pack under its (already computed) digest. True when
+        bytes were written."""
+        self._raise_upload_error()
+        with self._lock:
+            if digest in self._pending:
+                return False
+            offset = len(self._buf)
+            self._buf += data
+            self._buf_entries.append((digest, offset, len(data)))
+            self._pending[digest] = (self._buf_pack, offset, len(data))
+            if len(self._buf) >= self.pack_target:
+                self._seal()
+        return True
+
+    def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
+        buf = bytearray(length)
+        view = memoryview(buf)
+        done = 0
+        while done < length:
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n == 0:
+                raise EOFError(f"source ended before {length} bytes")
+            done += n
+        return self.put(digest, view)
+
+    def add(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        if self.missing([digest]):
+            self.put(digest, data)
+        return digest
+
+    def _seal(self) -> None:
+        """Hand the open pack to an uploader (caller holds the lock). Blocks while
+        MAX_UPLOADS packs are already on their way."""
+        if not self._buf_entries:
+            return
+        upload = _Upload(self._buf_pack, self._buf, self._buf_entries)
+        with self._mem_lock:
+            self._in_memory[upload.pack] = upload.data
+        self._pack_sizes[upload.pack] = len(upload.data)
+        self._buf = bytearray()
+        self._buf_pack = uuid.uuid4().hex
+        self._buf_entries = []
+        previous, self._last_upload = self._last_upload, upload
+        self._slots.acquire()
+        if self._upload_pool is None:
+            self._upload_pool = ThreadPoolExecutor(MAX_UPLOADS, thread_name_prefix="cairn-pack")
+        future = self._upload_pool.submit(self._upload, upload, previous)
+        self._uploads.append((upload, future))
+
+    def _upload(self, upload: _Upload, previous: _Upload | None) -> None:
+        try:
+            try:
+                self.storage.put(pack_key(upload.pack), memoryview(upload.data))
+                self.stats["pack_puts"] += 1
+                # an index is published only after every pack sealed before it: trees are
+                # sealed after the objects they list
+                if previous is not None:
+                    previous.indexed.wait()
+                    if previous.error is not None:
+                        raise StoreError(f"an earlier pack failed to upload: {previous.error}")
+                index = encode_index(upload.pack, upload.size, upload.entries)
+                self.storage.put(index_key(upload.pack), index)
+                self.stats["index_puts"] += 1
+                # readers now find the objects in the store: let the memory go
+                with self._mem_lock:
+                    self._in_memory.pop(upload.pack, None)
+                upload.data = bytearray()
+            except BaseException as exc:
+                upload.error = exc
+                raise
+            finally:
+                upload.indexed.set()
+        finally:
+            self._slots.release()
+
+    def _raise_upload_error(self) -> None:
+        with self._lock:
+            for upload, future in self._uploads:
+                if future.done() and upload.error is not None:
+                    self._forget_failed()
+                    raise _upload_failed(self.url, upload.error)
+
+    def _forget_failed(self) -> None:
+        """Drop every pack not uploaded (caller holds the lock): their objects count as
+        missing again, so a retry stores them."""
+        for upload, future in self._uploads:
+            future.exception()  # wait for it to finish either way
+            for digest, _, _ in upload.entries:
+                self._pending.pop(digest, None)
+            with self._mem_lock:
+                self._in_memory.pop(upload.pack, None)
+        self._uploads = []
+        for digest, _, _ in self._buf_entries:
+            self._pending.pop(digest, None)
+        self._buf = bytearray()
+        self._buf_entries = []
+        self._last_upload = None
+
+    def sync(self) -> None:
+        """Upload the open pack and wait until every pack and index is in the store; then
+        record them in the local index."""
+        with self._lock:
+            self._seal()
+            uploads = list(self._uploads)
+        error: BaseException | None = None
+        for upload, future in uploads:
+            try:
+                future.result()
+            except BaseException as exc:
+                error = error or upload.error or exc
+        with self._lock:
+            if error is not None:
+                self._forget_failed()
+                raise _upload_failed(self.url, error)
+            for upload, _ in uploads:
+                self._record(upload.pack, upload.size, upload.entries)
+                for digest, _, _ in upload.entries:
+                    self._pending.pop(digest, None)
+            self._uploads = [u for u in self._uploads if u not in uploads]
+        self.storage.sync()
+
+    def delete(self, digest: str) -> None:
+        """Forget an object in this machine's index (its bytes stay in its pack until a
+        garbage collection rewrites the pack)."""
+        with self._lock:
+            self._warm.pop(digest, None)
+            self._pending.pop(digest, None)
+        with self._db_lock:
+            self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
+
+    def close(self) -> None:
+        try:
+            self.sync()
+        finally:
+            for pool in (self._upload_pool, self._read_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._upload_pool = self._read_pool = None
+            with self._db_lock:
+                self._db.close()
+
+    # --- reading -----------------------------------------------------------------------------
+    def _readers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._read_pool is None:
+                self._read_pool = ThreadPoolExecutor(8, thread_name_prefix="cairn-read")
+            return self._read_pool
+
+    def _pack_size(self, pack: str) -> int:
+        size = self._pack_sizes.get(pack)
+        if size is None:
+            with self._db_lock:
+                row = self._db.execute("SELECT size FROM packs WHERE pack = ?", (pack,)).fetchone()
+            size = int(row[0]) if row else self.storage.size(pack_key(pack))
+            self._pack_sizes[pack] = size
+        return size
+
+    def _range(self, pack: str, offset: int, length: int) -> bytes:
+        get_range: Callable[[str, int, int], bytes] | None = getattr(
+            self.storage, "get_range", None
+        )
+        if get_range is not None:
+            data = get_range(pack_key(pack), offset, length)
+        else:
+            with self.storage.open(pack_key(pack)) as f:
+                f.seek(offset)
+                data = f.read(length)
+        if len(data) != length:
+            raise ObjectNotFoundError(
+                f"pack {pack} in {self.url} is shorter than its index says; the store is "
+                "damaged, log the data again",
+                pack,
+            )
+        return data
+
+    def _block(self, pack: str, n: int) -> Future[bytes]:
+        """The future of block ``n`` of a pack (cached, being fetched, or fetched now)."""
+        key = (pack, n)
+        with self._lock:
+            data = self._blocks.get(key)
+            if data is not None:
+                self._blocks.move_to_end(key)
+                done: Future[bytes] = Future()
+                done.set_result(data)
+                return done
+            fut = self._fetching.get(key)
+            if fut is not None:
+                return fut
+            fut = Future()
+            self._fetching[key] = fut
+        try:
+            start = n * BLOCK
+            data = self._range(pack, start, min(BLOCK, self._pack_size(pack) - start))
+            self.stats["block_gets"] += 1
+        except BaseException as exc:
+            with self._lock:
+                self._fetching.pop(key, None)
+            fut.set_exception(exc)
+            return fut
+        with self._lock:
+            self._fetching.pop(key, None)
+            self._blocks[key] = data
+            while len(self._blocks) > CACHE_BLOCKS:
+                self._blocks.popitem(last=False)
+        fut.set_result(data)
+        return fut
+
+    def _read_ahead(self, pack: str, n: int) -> None:
+        last = (self._pack_size(pack) - 1) // BLOCK
+        pool = self._readers()
+        for k in range(n + 1, min(n + READ_AHEAD, last) + 1):
+            with self._lock:
+                if (pack, k) in self._blocks or (pack, k) in self._fetching:
+                    continue
+            pool.submit(self._block, pack, k)
+
+    def _read(self, digest: str) -> bytes:
+        pack, offset, length = self._locate(digest)
+        with self._mem_lock:
+            memory = self._in_memory.get(pack)
+            if memory is not None:
+                return bytes(memory[offset : offset + length])
+        with self._lock:
+            if pack == self._buf_pack:
+                return bytes(self._buf[offset : offset + length])
+            previous_end = self._last_end.get(pack)
+            self._last_end[pack] = offset + length
+            first, last = offset // BLOCK, (offset + length - 1) // BLOCK if length else 0
+            cached = all((pack, k) in self._blocks for k in range(first, last + 1))
+        sequential = previous_end is not None and abs(offset - previous_end) <= BLOCK
+        if not (cached or sequential or digest in self._warm):
+            self.stats["range_gets"] += 1
+            return self._range(pack, offset, length)
+        if length == 0:
+            return b""
+        self._read_ahead(pack, last)
+        parts = []
+        for k in range(first, last + 1):
+            block = self._block(pack, k).result()
+            lo = max(offset - k * BLOCK, 0)
+            hi = min(offset + length - k * BLOCK, len(block))
+            parts.append(block[lo:hi])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def get(self, digest: str, verify: bool = True) -> bytes:
+        data = self._read(digest)
+        if verify and hash_bytes(data) != digest:
+            raise IntegrityError(
+                f"stored object {digest} is corrupt (its bytes hash differently); "
+                "log the data that produced it again",
+                digest=digest,
+            )
+        return data
+
+    def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
+        """Write an object's bytes into ``out_fd`` at ``out_offset`` (unverified: the caller
+        hashes what it wrote). Returns the length."""
+        data = self._read(digest)
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(out_fd, view, out_offset)
+            view = view[n:]
+            out_offset += n
+        return len(data)
+
+
+def _upload_failed(url: str, error: BaseException) -> CairnError:
+    detail = str(error) if isinstance(error, CairnError) else f"{type(error).__name__}: {error}"
+    return StoreError(
+        f"uploading objects to {url} failed ({detail}); nothing was recorded, log again"
+    )
+
+
+__all__ = ["PACK_TARGET", "PackedRemoteObjectDB", "decode_index", "encode_index"]
