@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,26 @@ def store_bytes() -> int:
 def snapshot() -> tuple[set[str], dict[str, int]]:
     """What an unchanged store keeps: the indexed objects and the sealed packs (names, sizes)."""
     return stored_objects(), pack_files("packs")
+
+
+def versions() -> set[str]:
+    """The qualified name of every live version in the registry."""
+    from cairn.sdk.backend import get_backend
+
+    registry = get_backend().registry
+    out = set()
+    for project in registry.list_projects():
+        for art in registry.list_artifacts(project.name):
+            out |= {v.qualified_name for v in registry.list_versions(project.name, art.name)}
+    return out
+
+
+@contextmanager
+def store_unchanged() -> Iterator[None]:
+    """The block may fail, but must leave no new version and no new stored object."""
+    before = (versions(), snapshot())
+    yield
+    assert (versions(), snapshot()) == before
 
 
 def write(path: Path, content: bytes | str) -> Path:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sdk_helpers import make_tree, tree_of, write
+from sdk_helpers import make_tree, store_unchanged, tree_of, write
 
 import cairn
 from cairn.core.digest import is_digest
@@ -242,7 +242,8 @@ def test_an_artifact_keeps_its_type(tmp_path: Path) -> None:
     with cairn.init(project="proj") as run:
         run.log_artifact(tmp_path / "a.txt", name="typed", type="dataset")
         write(tmp_path / "a.txt", "changed")
-        with pytest.raises(InvalidNameError, match="type 'dataset'"):
+        # refused before anything is read or stored
+        with store_unchanged(), pytest.raises(InvalidNameError, match="type 'dataset'"):
             run.log_artifact(tmp_path / "a.txt", name="typed", type="model")
     assert [v.version for v in cairn.Api("proj").artifact_versions("typed")] == ["v0"]
 

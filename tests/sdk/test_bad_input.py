@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sdk_helpers import object_location, snapshot, tree_of, write
+from sdk_helpers import object_location, store_unchanged, tree_of, write
 
 import cairn
 from cairn.errors import (
@@ -28,24 +27,6 @@ from cairn.errors import (
     RunFinishedError,
     SourceFileError,
 )
-from cairn.sdk.backend import get_backend
-
-
-def _versions() -> set[str]:
-    registry = get_backend().registry
-    out = set()
-    for project in registry.list_projects():
-        for art in registry.list_artifacts(project.name):
-            out |= {v.qualified_name for v in registry.list_versions(project.name, art.name)}
-    return out
-
-
-@contextmanager
-def store_unchanged() -> Iterator[None]:
-    """The block may fail, but must leave no new version and no new stored object."""
-    before = (_versions(), snapshot())
-    yield
-    assert (_versions(), snapshot()) == before
 
 
 @pytest.fixture

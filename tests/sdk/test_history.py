@@ -83,7 +83,8 @@ def test_delete_refuses_a_version_with_aliases_unless_asked(tmp_path: Path) -> N
     assert [v.version for v in api.artifact_versions("ds")] == ["v1", "v0"]
     assert api.artifact("ds:best").version == "v1"
 
-    v1.delete(delete_aliases=True)
+    with cairn.init(project="proj", job_type="cleanup") as cleanup:
+        v1.delete(delete_aliases=True)
     assert v1.state == "deleted"
     assert [v.version for v in api.artifact_versions("ds")] == ["v0"]
     assert api.artifact("ds:latest").version == "v0"
@@ -92,9 +93,9 @@ def test_delete_refuses_a_version_with_aliases_unless_asked(tmp_path: Path) -> N
     with pytest.raises(ArtifactNotFoundError, match="'best'"):
         api.artifact("ds:best")
     history = v1.history()
-    assert [(h.field, h.old, h.new) for h in history[1:]] == [
-        ("aliases", ["best"], []),
-        ("deleted", "committed", "deleted"),
+    assert [(h.field, h.old, h.new, h.run_id) for h in history[1:]] == [
+        ("aliases", ["best"], [], cleanup.id),
+        ("deleted", "committed", "deleted", cleanup.id),
     ]
     with pytest.raises(StateError, match="deleted"):
         v1.metadata["x"] = 1

@@ -21,6 +21,7 @@ from cairn.errors import (
     IntegrityError,
     InvalidInputError,
     InvalidMetadataError,
+    InvalidNameError,
     InvalidPathError,
     NotFoundError,
     SourceFileError,
@@ -344,6 +345,15 @@ class Artifact:
             raise InvalidInputError(
                 f"description must be a string, not {type(self.description).__name__}"
             )
+        try:
+            existing = backend.registry.resolve(project, self.name, "latest")
+        except NotFoundError:
+            existing = None  # a new artifact (or one whose versions were all deleted)
+        if existing is not None and existing.type != self.type:
+            raise InvalidNameError(
+                f"artifact {project}/{self.name} already exists with type {existing.type!r}, "
+                f"not {self.type!r}: log it with type={existing.type!r}, or choose another name"
+            )
         staged = [v for v in self._entries.values() if isinstance(v, StagedFile)]
         known = [v for v in self._entries.values() if isinstance(v, FileEntry)]
         total = 0
@@ -551,7 +561,12 @@ class Artifact:
         """Delete this version (its number is not reused). Refuses a version with aliases
         unless ``delete_aliases=True``."""
         info = self._logged()
-        self._be().registry.delete_version(info.id, force=delete_aliases)
+        from cairn.sdk import run as run_module
+
+        current = run_module.current_run()
+        self._be().registry.delete_version(
+            info.id, force=delete_aliases, run_id=current.id if current else None
+        )
         self._set_info(self._be().registry.get_version(info.id))
 
     # --- lineage and history -----------------------------------------------------------------
