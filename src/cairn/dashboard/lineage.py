@@ -23,9 +23,9 @@ from cairn.core.records import LineageGraph
 
 FAN_OUT = 8  # more neighbours than this of one kind on one side are grouped
 MAX_NODES = 400  # a graph larger than this (after grouping) is not drawn
-NODE_W = 190
+NODE_W = 176
 NODE_H = 46
-LAYER_GAP = 70  # horizontal space between layers
+LAYER_GAP = 56  # horizontal space between layers
 ROW_GAP = 18  # vertical space between nodes of a layer
 MARGIN = 16
 
