@@ -188,3 +188,31 @@ def test_save_code_false_records_no_git_state(
     with cairn.init(project="proj", save_code=False) as run:
         pass
     assert cairn.Api().run(run.id).info.git_commit is None
+
+
+def test_finish_with_a_non_zero_exit_code_marks_the_run_failed() -> None:
+    run = cairn.init(project="proj")
+    cairn.finish(exit_code=1)
+    assert cairn.Api().run(run.id).state == "failed"
+    assert cairn.current_run() is None
+    cairn.finish()  # no current run: nothing to do
+
+
+def test_metrics_are_flushed_in_batches_and_read_back_in_step_order() -> None:
+    with cairn.init(project="proj") as run:
+        for i in range(450):
+            run.log({"i": i, "half": i / 2})
+        # more than one batch was written while the run was going
+        assert len(cairn.Api().run(run.id).metrics()) >= 400
+    rows = cairn.Api().run(run.id).metrics()
+    assert rows == [{"_step": i, "i": i, "half": i / 2} for i in range(450)]
+    assert cairn.Api().run(run.id).info.summary == {"i": 449, "half": 224.5}
+
+
+def test_steps_may_not_go_back() -> None:
+    with cairn.init(project="proj") as run:
+        run.log({"a": 1}, step=3)
+        with pytest.raises(cairn.errors.InvalidInputError, match="before the last logged step"):
+            run.log({"a": 2}, step=1)
+        run.log({"a": 3})
+    assert [r["_step"] for r in run.metrics()] == [3, 4]
