@@ -455,3 +455,44 @@ def azure() -> AzureEmulator:
             require(_wait_port(port, proc, 30), "Azurite did not start")
             _azure = AzureEmulator(f"http://127.0.0.1:{port}/{AZURE_ACCOUNT}", port)
         return _azure
+
+
+# --- fixtures (imported by the conftest.py files that need them) -----------------------------
+
+
+@pytest.fixture
+def s3_service(monkeypatch: pytest.MonkeyPatch) -> S3Emulator:
+    """The S3 emulator, with this test's environment pointing at it."""
+    service = s3()
+    for name, value in service.env().items():
+        monkeypatch.setenv(name, value)
+    return service
+
+
+@pytest.fixture
+def gcs_service(monkeypatch: pytest.MonkeyPatch) -> GCSEmulator:
+    service = gcs()
+    for name, value in service.env().items():
+        monkeypatch.setenv(name, value)
+    return service
+
+
+@pytest.fixture
+def azure_service(monkeypatch: pytest.MonkeyPatch) -> AzureEmulator:
+    service = azure()
+    for name, value in service.env().items():
+        monkeypatch.setenv(name, value)
+    return service
+
+
+@pytest.fixture(params=["s3", "gcs", "azure"])
+def cloud_url(request: pytest.FixtureRequest) -> str:
+    """``scheme://bucket/prefix`` of a fresh, empty bucket on each object storage emulator."""
+    if request.param == "s3":
+        service: Any = request.getfixturevalue("s3_service")
+        return f"s3://{service.bucket()}/cairn"
+    if request.param == "gcs":
+        service = request.getfixturevalue("gcs_service")
+        return f"gs://{service.bucket()}/cairn"
+    service = request.getfixturevalue("azure_service")
+    return f"az://{service.container()}/cairn"

@@ -250,6 +250,12 @@ def translate(exc: BaseException, what: str, where: str, key: str = "") -> Excep
     """A Cairn error for an obstore failure."""
     import obstore.exceptions as oe
 
+    text = str(exc)
+    if any(code in text for code in ("NoSuchBucket", "ContainerNotFound", "bucket does not exist")):
+        return StoreError(
+            f"{what} {where} failed: the bucket (or container) does not exist; create it or "
+            "check the URL"
+        )
     if isinstance(exc, FileNotFoundError):
         return ObjectNotFoundError(f"{key or where} is not in {where}", key)
     if isinstance(exc, oe.PermissionDeniedError | oe.UnauthenticatedError):
