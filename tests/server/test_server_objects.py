@@ -248,7 +248,7 @@ def test_second_download_of_many_small_files_needs_no_request(
     first = cairn.Api("p").artifact("many:v0")
     first.download(tmp_path / "one")
     requests = odb.download_requests  # type: ignore[attr-defined]
-    assert requests <= 8
+    assert requests <= 5  # the directories in one request, the files in a few parallel ones
     first.download(tmp_path / "two")
     assert odb.download_requests == requests  # type: ignore[attr-defined]
     for i in (0, 150, 299):

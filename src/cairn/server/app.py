@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cairn import __version__
+from cairn.dashboard.server import server_dashboard
 from cairn.errors import CairnError
 from cairn.server import routes_accounts, routes_objects, routes_registry
 from cairn.server.deps import ServerSettings, Services
@@ -36,8 +37,8 @@ from cairn.server.wire import (
 log = logging.getLogger("cairn.server")
 
 OPEN_WARNING = (
-    "WARNING: this server has no users, so it runs OPEN: anyone who can reach it may read and write "
-    "everything. Create the first administrator with `cairn server create-admin NAME`."
+    "WARNING: this server has no users, so it runs OPEN: anyone who can reach it may read and "
+    "write everything. Create the first administrator with `cairn server create-admin NAME`."
 )
 
 
@@ -178,6 +179,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.include_router(routes_registry.router, prefix=API_PREFIX)
     app.include_router(routes_objects.router, prefix=API_PREFIX)
     app.include_router(routes_accounts.router, prefix=API_PREFIX)
+    app.include_router(server_dashboard())  # the web dashboard, at /
     return app
 
 

@@ -33,6 +33,7 @@ from cairn.server.accounts import Accounts, Principal
 from cairn.server.wire import frame_header
 
 _SHOWN = 5
+SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
 
 
 class UploadPack(PackedObjectDB):
@@ -125,6 +126,35 @@ class ServerObjects:
         for digest in digests:
             data = self.store.get(digest, verify=False)
             yield frame_header(digest, len(data)) + data
+
+    def stream_subtree(
+        self, principal: Principal, root: str, budget: int = SUBTREE_BUDGET
+    ) -> Iterator[bytes]:
+        """Frames of the object ``root`` and, when it is a tree, of the tree objects below it,
+        breadth-first, until ``budget`` bytes were sent (the caller checked ``root``): a client
+        listing or downloading a version gets its directories in one request, not one each."""
+        frontier = [root]
+        sent = 0
+        first = True
+        while frontier:
+            readable = set(frontier) if first else set(frontier) - self.missing(principal, frontier)
+            first = False
+            below: list[str] = []
+            for digest in frontier:
+                if digest not in readable:
+                    continue
+                data = self.store.get(digest, verify=False)
+                yield frame_header(digest, len(data)) + data
+                sent += len(data)
+                if sent >= budget:
+                    return
+                if data[:10] == b'{"cairn":"':
+                    try:
+                        children = self._children(digest, "t")
+                    except InvalidInputError:
+                        continue  # a blob that looks like a tree: nothing below it
+                    below.extend(d for d, kind in children.items() if kind == "t")
+            frontier = list(dict.fromkeys(below))
 
     # --- binding -------------------------------------------------------------------------------
     def bind_version(self, principal: Principal, project: str, root: str) -> int:

@@ -182,6 +182,21 @@ def get_object(digest: str, svc: Svc, caller: Caller) -> Response:
     return Response(svc.objects.read(digest), media_type="application/octet-stream")
 
 
+@router.get(
+    "/objects/{digest}/subtree",
+    summary="Download an object and the tree objects below it (framed)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {OBJECTS_TYPE: {}}}},
+)
+def subtree(digest: str, svc: Svc, caller: Caller) -> StreamingResponse:
+    """The object first; when it is a tree (or page index), the tree objects below it follow,
+    breadth-first, up to a few MiB: listing a version's files takes one request, not one per
+    directory."""
+    _check_digest(digest)
+    svc.objects.check_readable(caller, [digest])
+    return StreamingResponse(svc.objects.stream_subtree(caller, digest), media_type=OBJECTS_TYPE)
+
+
 @router.post(
     "/objects/fetch",
     summary="Download a batch of objects (framed, streamed)",
