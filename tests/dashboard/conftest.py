@@ -16,7 +16,7 @@ from dashboard_helpers import CHROMIUM, launch_browser, require
 def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store seeded once per session (cairn.demo.run_demo and dashboard_seed.py)."""
     require(find_spec("numpy") is not None, "NumPy is not installed (the demo pipeline needs it)")
-    from dashboard_seed import seed
+    from dashboard_seed import make_repo, seed
 
     from cairn.sdk.backend import reset_backends
 
@@ -28,7 +28,8 @@ def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setenv("CAIRN_DIR", str(home))
         for var in ("CAIRN_DATABASE_URL", "CAIRN_URL", "CAIRN_API_KEY", "CAIRN_PROJECT"):
             mp.delenv(var, raising=False)
-        mp.chdir(work)  # not a git repository: runs record no commit
+        mp.chdir(work)
+        make_repo(work)  # runs record a commit and an uncommitted diff
         seed(work)
         reset_backends()
     return home

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from cairn.dashboard.auth import Viewer
+
 with warnings.catch_warnings():
     # starlette warns that it prefers httpx2 at import; the tests use httpx
     warnings.simplefilter("ignore")
@@ -30,7 +32,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-__all__ = ["CHROMIUM", "LiveServer", "TestClient", "launch_browser", "open_backend", "require"]
+__all__ = [
+    "CHROMIUM",
+    "LiveServer",
+    "StubAccess",
+    "TestClient",
+    "launch_browser",
+    "open_backend",
+    "require",
+]
 
 
 def require(condition: bool, why: str) -> None:
@@ -84,3 +94,21 @@ class LiveServer:
 def launch_browser(playwright: Any) -> Any:
     require(os.path.exists(CHROMIUM), f"Chromium is not installed at {CHROMIUM}")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+class StubAccess:
+    """Accounts as the server would give them: keys naming viewers."""
+
+    def __init__(self) -> None:
+        self.keys = {
+            "key-alice": Viewer("alice", None),
+            "key-bob": Viewer("bob", {"p": "read"}),
+            "key-carol": Viewer("carol", {}),
+            "key-dave": Viewer("dave", {"p": "write"}),
+        }
+
+    def has_accounts(self) -> bool:
+        return True
+
+    def viewer(self, key: str | None) -> Viewer | None:
+        return self.keys.get(key or "")

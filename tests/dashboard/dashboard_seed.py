@@ -4,7 +4,9 @@ runs, a dataset with folders, images, a large CSV and a folder of many files."""
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -56,15 +58,43 @@ def make_samples(folder: Path, variant: int) -> None:
         (folder / "many" / "item-0000.txt").unlink()
 
 
+TRAIN_PY = """import cairn
+
+def main():
+    with cairn.init(project="demo", job_type="training") as run:
+        data = run.use_artifact("training-data:latest")
+        lr = 0.1
+"""
+
+
+def make_repo(work: Path) -> bool:
+    """Make ``work`` a git repository with one commit and an uncommitted change (runs started
+    there record the commit, the dirty flag and the diff). False when git is missing."""
+    env = {
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+        "PATH": os.environ.get("PATH", ""), "HOME": str(work),
+    }  # fmt: skip
+    (work / "train.py").write_text(TRAIN_PY)
+    try:
+        for args in (["init", "-q"], ["add", "train.py"], ["commit", "-q", "-m", "first"]):
+            subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    (work / "train.py").write_text(TRAIN_PY.replace("lr = 0.1", "lr = 0.2  # try a larger step"))
+    return True
+
+
 def seed(work: Path) -> None:
-    """Run the demo pipeline and log more into the current CAIRN_DIR."""
+    """Run the demo pipeline and log more into the current CAIRN_DIR (runs started in the
+    current folder)."""
     run_demo(PROJECT, rows=400)
     for i in range(FAN_OUT):
         with cairn.init(project=PROJECT, job_type="sweep", config={"trial": i}) as run:
             run.use_artifact("training-data:v1")
             run.summary["score"] = i / 10
     for variant in (1, 2):
-        folder = work / f"samples-{variant}"
+        folder = work / "data" / f"samples-{variant}"
         make_samples(folder, variant)
         with cairn.init(project=PROJECT, job_type="collect") as run:
             art = cairn.Artifact(

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from dashboard_helpers import TestClient, open_backend
+from dashboard_helpers import StubAccess, TestClient, open_backend
 from dashboard_seed import FAN_OUT, MANY, PROJECT, big_csv, png
 
 import cairn
 from cairn.core.digest import hash_bytes
-from cairn.dashboard import Viewer, create_dashboard_app
+from cairn.dashboard import create_dashboard_app
 from cairn.dashboard.storage import StorageIndex
 from cairn.objects import tree
 from cairn.sdk.backend import reset_backends
@@ -455,24 +455,6 @@ def test_markdown_is_escaped(fresh: Any, tmp_path: Path) -> None:
 
 
 # --- signing in and permissions ------------------------------------------------------------------
-
-
-class StubAccess:
-    """Accounts as the server would give them: keys naming viewers."""
-
-    def __init__(self) -> None:
-        self.keys = {
-            "key-alice": Viewer("alice", None),
-            "key-bob": Viewer("bob", {"p": "read"}),
-            "key-carol": Viewer("carol", {}),
-            "key-dave": Viewer("dave", {"p": "write"}),
-        }
-
-    def has_accounts(self) -> bool:
-        return True
-
-    def viewer(self, key: str | None) -> Viewer | None:
-        return self.keys.get(key or "")
 
 
 def signed_in(backend: Any, key: str) -> TestClient:

@@ -336,6 +336,10 @@ def dashboard_router(
             raise ArtifactNotFoundError(f"no static file {name!r}")
         return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
+    @router.get("/favicon.ico")
+    def favicon() -> Response:
+        return RedirectResponse(urls.static("cairn.svg"), status_code=301)
+
     @router.get("/login")
     def login_form(request: Request, next: str | None = None) -> Response:
         if not access_of(request).has_accounts():
