@@ -68,15 +68,27 @@ class ArtifactFile:
         self.path = path
         self.size: int = entry["s"]
         self.digest: str = entry["d"]
+        self.ref: str | None = entry.get("u")  # the URI, for a reference
         self._entry = entry
 
     def __repr__(self) -> str:
         return f"<ArtifactFile {self.path} {self.size} bytes>"
 
-    def download(self, root: str | os.PathLike[str] | None = None, *, copy: bool = False) -> str:
-        """Download this one file; returns its local path."""
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        copy: bool = False,
+        allow_missing_references: bool = False,
+    ) -> str:
+        """Download this one file (a reference: from its source, checked); returns its path."""
         dest = self.artifact._download_root(root)
-        self.artifact._materialize([self._wanted()], dest)
+        if self._entry.get("t") == "r":
+            self.artifact._fetch_references(
+                [(self.path, self._entry)], dest, allow_missing_references
+            )
+        else:
+            self.artifact._materialize([self._wanted()], dest)
         return str(dest / self.path)
 
     def _wanted(self) -> Wanted:
@@ -272,6 +284,35 @@ class Artifact:
         for path, src in found:
             self._entries[path] = StagedFile(path, src)
 
+    def add_reference(
+        self,
+        uri: str,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+    ) -> None:
+        """Track data that stays where it is: ``file://``, ``s3://``, ``gs://``, ``az://``,
+        ``https://`` (any other scheme is tracked by its URI alone). A folder or prefix adds
+        one entry per object below it, at ``name/<relative path>`` (at most ``max_objects``,
+        default 10,000). What identifies each object (ETag, version, content hash …) is
+        recorded, so the version changes when the data does and ``download()`` refuses data
+        that changed since; ``checksum=False`` records the URI only. See
+        `cairn.objects.references`."""
+        from cairn.objects import references
+
+        self._draft_only()
+        found = references.resolve(uri, name, checksum=checksum, max_objects=max_objects)
+        clashes = [e.path for e in found if e.path in self._entries]
+        if clashes:
+            raise InvalidPathError(
+                f"two files at one path: {clashes[0]!r} is already in artifact {self.name!r}; "
+                "pass name= to put the reference elsewhere"
+            )
+        if self._entries:
+            self._check_no_clashes([e.path for e in found])
+        for entry in found:
+            self._entries[entry.path] = entry
+
     @contextmanager
     def new_file(
         self, name: str, mode: str = "w", encoding: str | None = "utf-8"
@@ -314,8 +355,12 @@ class Artifact:
         info = self._logged()
         draft = Artifact(info.name, info.type, info.description, info.metadata)
         draft.project = info.project
+        from cairn.objects.references import ref_of
+
         for path, entry in self._iter_entries():
-            draft._entries[path] = FileEntry(path, entry["d"], entry["s"], entry.get("c"))
+            draft._entries[path] = FileEntry(
+                path, entry["d"], entry["s"], entry.get("c"), ref=ref_of(entry)
+            )
         return draft
 
     def _cleanup_staging(self) -> None:
@@ -459,17 +504,37 @@ class Artifact:
         *,
         path_prefix: str | None = None,
         copy: bool = False,
+        allow_missing_references: bool = False,
     ) -> str:
         """Put the version's files in ``root`` (default ``./artifacts/NAME:vN``); returns it.
 
         Files are written as independent, writable copies (copied inside the kernel from the
         local store) and each is verified against its digest; files already in place with the
         right content are left alone. ``copy`` is accepted for compatibility; it is always True.
+        References are fetched from their sources and checked against what was recorded: one
+        that changed or vanished raises an error naming it (``allow_missing_references=True``
+        skips vanished ones with a warning).
         """
         dest = self._download_root(root)
-        wanted = [Wanted(p, e["d"], e["s"], e.get("c")) for p, e in self._iter_entries(path_prefix)]
+        wanted: list[Wanted] = []
+        refs: list[tuple[str, dict[str, Any]]] = []
+        for p, e in self._iter_entries(path_prefix):
+            if e["t"] == "r":
+                refs.append((p, e))
+            else:
+                wanted.append(Wanted(p, e["d"], e["s"], e.get("c")))
         self._materialize(wanted, dest)
+        self._fetch_references(refs, dest, allow_missing_references)
         return str(dest)
+
+    def _fetch_references(
+        self, refs: list[tuple[str, dict[str, Any]]], dest: Path, allow_missing: bool
+    ) -> None:
+        if refs:
+            from cairn.objects import references
+
+            label = self._logged().qualified_name
+            references.download(refs, dest, version=label, allow_missing=allow_missing)
 
     def file(self, root: str | os.PathLike[str] | None = None) -> str:
         """Download a single-file artifact and return the file's path."""
@@ -482,18 +547,25 @@ class Artifact:
         return files[0].download(root)
 
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
-        """Check that ``root`` holds exactly this version's files with the right content;
-        raise IntegrityError listing every difference."""
+        """Check that ``root`` holds exactly this version's files with the right content, and
+        that referenced objects are unchanged at their sources (metadata only, nothing is
+        downloaded); raise IntegrityError listing every difference."""
         from cairn.core.digest import new_hasher
+        from cairn.objects import references
 
         dest = self._download_root(root)
         problems: list[str] = []
         seen: set[str] = set()
+        refs: list[tuple[str, dict[str, Any]]] = []
         backend = self._be()
         cache = getattr(backend, "hash_cache", None)
         for path, entry in self._iter_entries():
             seen.add(path)
             local = dest / path
+            if entry["t"] == "r":
+                refs.append((path, entry))
+                problems += references.check_local(local, path, entry)
+                continue
             try:
                 st = local.stat()
             except OSError:
@@ -513,10 +585,12 @@ class Artifact:
                 digest = "blake3:" + hasher.hexdigest()
             if digest != entry["d"]:
                 problems.append(f"content differs: {path}")
+        problems += references.check_sources(refs)
+        folders = tuple(p + "/" for p, e in refs if not e.get("x"))  # unchecked: may be folders
         for dirpath, _dirs, filenames in os.walk(dest):
             for fn in filenames:
                 rel = os.path.relpath(os.path.join(dirpath, fn), dest).replace(os.sep, "/")
-                if rel not in seen:
+                if rel not in seen and not (folders and rel.startswith(folders)):
                     problems.append(f"not in the artifact: {rel}")
         if problems:
             shown = "\n  ".join(problems[:20])
