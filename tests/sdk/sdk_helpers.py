@@ -16,6 +16,17 @@ from typing import Any
 
 from cairn import config
 
+# metadata that JSON cannot hold, by name
+NOT_JSON: dict[str, Any] = {
+    "set": {"labels": {"cat", "dog"}},
+    "nan": {"loss": float("nan")},
+    "inf": {"limit": float("inf")},
+    "nested-set": {"nested": {"deep": [1, {2, 3}]}},
+    "object": {"when": object()},
+    "int-key": {1: "int key"},
+    "list": ["not", "a", "dict"],
+}
+
 
 def store_dir() -> Path:
     return config.cairn_dir() / "store"

@@ -1,24 +1,22 @@
 """Bad input: each is refused with a typed error from cairn.errors and a message saying what
-to do, and leaves the store as it was (no new version, no new object)."""
+to do, and leaves the store as it was (no new version, no new object). Checks that never reach
+the store are in test_validation.py."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sdk_helpers import object_location, store_unchanged, tree_of, write
+from sdk_helpers import NOT_JSON, object_location, store_unchanged, tree_of, write
 
 import cairn
 from cairn.errors import (
     ArtifactNotFoundError,
-    CairnError,
     FileChangedError,
     IntegrityError,
-    InvalidInputError,
     InvalidMetadataError,
     InvalidNameError,
     InvalidPathError,
@@ -42,30 +40,20 @@ def data(tmp_path: Path) -> Path:
     return write(tmp_path / "data" / "a.csv", "1,2\n")
 
 
-BAD_NAMES = ["a b", "", "../x", "x:y", "a/b", "-x", ".hidden", "x" * 129, "tab\t", "é"]
-
-
-@pytest.mark.parametrize("name", BAD_NAMES)
-def test_invalid_artifact_names_and_types(name: str) -> None:
-    with pytest.raises(InvalidNameError, match=r"invalid artifact name.*letters, digits"):
-        cairn.Artifact(name, type="dataset")
-    with pytest.raises(InvalidNameError, match=r"invalid artifact type.*letters, digits"):
-        cairn.Artifact("fine", type=name)
-
-
-@pytest.mark.parametrize("alias", ["a b", "", "../x", "x:y", "-x"])
-def test_invalid_aliases_and_tags_store_nothing(run: cairn.Run, data: Path, alias: str) -> None:
+def test_invalid_aliases_and_tags_store_nothing(run: cairn.Run, data: Path) -> None:
     art = cairn.Artifact("ds", type="dataset")
     art.add_file(data)
-    with store_unchanged():
-        with pytest.raises(InvalidNameError, match="invalid alias"):
-            run.log_artifact(art, aliases=["good", alias])
-        with pytest.raises(InvalidNameError, match="invalid tag"):
-            run.log_artifact(art, tags=[alias])
-        art.tags.append(alias)
-        with pytest.raises(InvalidNameError, match="invalid tag"):
-            run.log_artifact(art)
-    assert art.is_draft
+    for bad in ("a b", "", "../x", "x:y", "-x"):
+        with store_unchanged():
+            with pytest.raises(InvalidNameError, match=f"invalid alias {bad!r}"):
+                run.log_artifact(art, aliases=["good", bad])
+            with pytest.raises(InvalidNameError, match=f"invalid tag {bad!r}"):
+                run.log_artifact(art, tags=[bad])
+            art.tags = ["fine", bad]
+            with pytest.raises(InvalidNameError, match=f"invalid tag {bad!r}"):
+                run.log_artifact(art)
+            art.tags = []
+        assert art.is_draft
 
 
 def test_invalid_project_names_and_references(run: cairn.Run) -> None:
@@ -77,44 +65,6 @@ def test_invalid_project_names_and_references(run: cairn.Run) -> None:
         with pytest.raises(InvalidNameError):
             run.use_artifact(ref)
     assert run.used_artifacts() == []
-
-
-@pytest.mark.parametrize("name", ["/etc/passwd", "/x", "../x", "a/../../b", "a//b", "./a", "a/."])
-def test_paths_that_would_escape_the_artifact(run: cairn.Run, data: Path, name: str) -> None:
-    art = cairn.Artifact("ds", type="dataset")
-    with pytest.raises(InvalidPathError, match=r"absolute|'\.\.' segment"):
-        art.add_file(data, name=name)
-    with pytest.raises(InvalidPathError, match=r"absolute|'\.\.' segment"):
-        art.add_dir(data.parent, name=name)
-    with pytest.raises(InvalidPathError, match=r"absolute|'\.\.' segment"), art.new_file(name):
-        pass
-    assert art.files() == []
-
-
-def test_a_symlink_loop_inside_add_dir(tmp_path: Path) -> None:
-    folder = tmp_path / "folder"
-    write(folder / "sub" / "a.txt", "a")
-    os.symlink(folder, folder / "sub" / "back-up")  # leads back to a folder above it
-    art = cairn.Artifact("ds", type="dataset")
-    with pytest.raises(SourceFileError, match=r"symlink loop.*remove it") as info:
-        art.add_dir(folder)
-    assert info.value.path == str(folder / "sub" / "back-up")
-    assert art.files() == []
-
-    (folder / "sub" / "back-up").unlink()
-    os.symlink("self", folder / "self")  # a link to itself: ELOOP
-    with pytest.raises(SourceFileError, match="symlink loop"):
-        art.add_dir(folder)
-    (folder / "self").unlink()
-    os.symlink(tmp_path / "nowhere", folder / "dangling")
-    with pytest.raises(SourceFileError, match="does not exist"):
-        art.add_dir(folder)
-    (folder / "dangling").unlink()
-    # a symlink to a folder elsewhere is followed
-    write(tmp_path / "elsewhere" / "b.txt", "b")
-    os.symlink(tmp_path / "elsewhere", folder / "linked")
-    art.add_dir(folder)
-    assert [f.path for f in art.files()] == ["linked/b.txt", "sub/a.txt"]
 
 
 def test_a_missing_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
@@ -165,34 +115,22 @@ def test_an_unreadable_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
         secret.chmod(0o600)
 
 
-@pytest.mark.parametrize(
-    "metadata",
-    [
-        {"labels": {"cat", "dog"}},
-        {"loss": float("nan")},
-        {"limit": math.inf},
-        {"nested": {"deep": [1, {2, 3}]}},
-        {"when": object()},
-        {1: "int key"},
-        ["not", "a", "dict"],
-    ],
-    ids=["set", "nan", "inf", "nested-set", "object", "int-key", "list"],
-)
-def test_metadata_that_is_not_json(run: cairn.Run, data: Path, metadata: Any) -> None:
-    with pytest.raises(InvalidMetadataError, match="metadata"):
-        cairn.Artifact("ds", type="dataset", metadata=metadata)
-    # set after the draft was made: refused when logging, before anything is stored
-    art = cairn.Artifact("ds", type="dataset")
-    art.add_file(data)
-    art.metadata = metadata
-    with store_unchanged(), pytest.raises(InvalidMetadataError, match="metadata"):
-        run.log_artifact(art)
-    assert art.is_draft
-    # and when editing a logged version
+def test_metadata_that_is_not_json(run: cairn.Run, data: Path) -> None:
     v0 = run.use_artifact("ds:v0")
-    v0.metadata = metadata
-    with pytest.raises(InvalidMetadataError, match="metadata"):
-        v0.save()
+    for metadata in NOT_JSON.values():
+        with pytest.raises(InvalidMetadataError, match="metadata"):
+            cairn.Artifact("ds", type="dataset", metadata=metadata)
+        # set after the draft was made: refused when logging, before anything is stored
+        art = cairn.Artifact("ds", type="dataset")
+        art.add_file(data)
+        art.metadata = metadata
+        with store_unchanged(), pytest.raises(InvalidMetadataError, match="metadata"):
+            run.log_artifact(art)
+        assert art.is_draft
+        # and when editing a logged version
+        v0.metadata = metadata
+        with pytest.raises(InvalidMetadataError, match="metadata"):
+            v0.save()
     assert cairn.Api("proj").artifact("ds:v0").metadata == {}
     assert [h.field for h in v0.history()] == ["created"]
 
@@ -359,31 +297,6 @@ def test_a_corrupted_tree_object_is_detected(run: cairn.Run, tmp_path: Path) -> 
         fresh.download(root=tmp_path / "dl")
     with pytest.raises(IntegrityError, match=r"corrupt|damaged"):
         fresh.files()
-
-
-def test_every_error_is_a_cairn_error() -> None:
-    for error in (
-        InvalidNameError,
-        InvalidPathError,
-        InvalidMetadataError,
-        ArtifactNotFoundError,
-        SourceFileError,
-        FileChangedError,
-        IntegrityError,
-        RunFinishedError,
-    ):
-        assert issubclass(error, CairnError)
-
-
-@pytest.mark.parametrize("mode", ["r", "rb", "w+", "a", "q"])
-def test_new_file_only_writes(mode: str) -> None:
-    art = cairn.Artifact("ds", type="dataset")
-    with (
-        pytest.raises(InvalidInputError, match="mode 'w' \\(text\\) or 'wb'"),
-        art.new_file("x.txt", mode=mode),
-    ):
-        pass
-    assert art.files() == []
 
 
 def test_a_new_file_whose_writer_fails_is_not_added(run: cairn.Run) -> None:
