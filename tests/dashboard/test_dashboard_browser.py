@@ -266,7 +266,7 @@ SHOTS = [
     ("project.png", "/p/demo", None),
     ("version-overview.png", "/p/demo/a/training-data/v/v1", None),
     ("files-csv-preview.png", "/p/demo/a/samples/v/v1/files/big.csv", None),
-    ("lineage.png", "/p/demo/a/classifier/v/v1/lineage?depth=4", None),
+    ("lineage.png", "/p/demo/a/training-data/v/v0/lineage?depth=4", None),
     ("run.png", "/p/demo/runs?job_type=fine-tuning", "table.runs tbody tr a.strong"),
 ]
 

@@ -840,6 +840,7 @@ def dashboard_router(
             depths=DEPTHS,
             collapse_url=collapse_url,
             node_w=lineage.NODE_W,
+            fan_out=lineage.FAN_OUT,
             node_h=lineage.NODE_H,
         )
 
