@@ -316,6 +316,8 @@ class CloudResolver(Resolver):
         store, key, _ = self._split(uri)
         try:
             meta = self._head(store, key, fields.get("version"))
+            if meta is None and fields.get("version"):
+                meta = self._head(store, key, None)  # the version is gone: is the object?
         except Exception as exc:
             raise self._fail(exc, "checking", uri) from None
         return None if meta is None else {**self._fields(meta), "size": int(meta["size"])}
@@ -337,6 +339,11 @@ class CloudResolver(Resolver):
             with open(out, "wb") as f:
                 for chunk in result.stream(min_chunk_size=_BLOCK):
                     f.write(chunk)
+        except FileNotFoundError:
+            now = self.current(uri, {}) if options else None
+            if now is not None:  # the recorded version is gone, the object was overwritten
+                return now
+            raise _missing(uri, "no object") from None
         except Exception as exc:
             raise self._fail(exc, "downloading", uri) from None
         return got
