@@ -46,11 +46,6 @@ class Viewer:
         role = self.role(project)
         return role is not None and _RANK[role] >= _RANK[need]
 
-    def visible(self, projects: list[str]) -> list[str]:
-        if self.roles is None:
-            return projects
-        return [p for p in projects if p in self.roles]
-
 
 class Access(Protocol):
     """What the dashboard asks of an account system."""

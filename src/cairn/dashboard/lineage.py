@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from grandalf.graphs import Edge, Graph, Vertex  # type: ignore[import-untyped]
 from grandalf.layouts import SugiyamaLayout  # type: ignore[import-untyped]
@@ -306,7 +305,3 @@ def _css(node: GNode) -> str:
         kind = node.sub if node.sub in ("dataset", "model") else "other"
         return f"node version type-{kind}"
     return f"node {node.kind}"
-
-
-def to_dict(p: Picture) -> dict[str, Any]:  # pragma: no cover - debugging aid
-    return {"nodes": [n.__dict__ for n in p.nodes], "edges": [e.__dict__ for e in p.edges]}

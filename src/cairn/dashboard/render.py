@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,7 @@ def environment() -> jinja2.Environment:
         md=markdown,
         pretty=pretty_json,
         scalar=scalar,
+        shquote=shlex.quote,
     )
     env.globals.update(duration=duration, is_simple=is_simple)
     return env
