@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the real services the tests talk to are here and running:
-# PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`).
+# PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`) and Chromium for the dashboard.
 # Installs Debian packages when missing (needs root or sudo). Safe to run again.
 set -euo pipefail
 
@@ -38,4 +38,10 @@ if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname
 fi
 echo "services: PostgreSQL ready on 127.0.0.1:5432"
 
-# Chromium (for the dashboard tests) is added here when those tests arrive.
+
+if [ "${CAIRN_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+    echo "services: installing Chromium (dashboard tests drive it headless)"
+    apt_install chromium
+fi
+[ -x /usr/bin/chromium ] && echo "services: Chromium at /usr/bin/chromium"
+true
