@@ -93,6 +93,8 @@ def test_verify_detects_every_change_to_a_downloaded_folder(
     with pytest.raises(IntegrityError, match="does not match data-proj/ds:v1") as info:
         art.verify(root)
     assert expected in str(info.value)
+    assert "download() again to restore missing and changed files" in str(info.value)
+    assert ("remove the files that are not in the artifact" in str(info.value)) == (damage == "add")
     # a download puts the folder back in order (an added file is not the download's to remove)
     art.download(root=root)
     if damage == "add":

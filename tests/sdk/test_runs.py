@@ -216,3 +216,17 @@ def test_steps_may_not_go_back() -> None:
             run.log({"a": 2}, step=1)
         run.log({"a": 3})
     assert [r["_step"] for r in run.metrics()] == [3, 4]
+
+
+def test_a_run_read_back_from_the_registry_is_read_only() -> None:
+    run = cairn.init(project="proj")
+    view = cairn.Api().run(run.id)
+    assert view.state == "running"
+    with pytest.raises(RunFinishedError, match="only the process that started it"):
+        view.log({"x": 1})
+    with pytest.raises(RunFinishedError, match="only the process that started it"):
+        view.use_artifact("anything")
+    view.finish()  # does nothing to the real run
+    assert cairn.Api().run(run.id).state == "running"
+    run.finish()
+    assert cairn.Api().run(run.id).state == "finished"

@@ -595,9 +595,11 @@ class Artifact:
         if problems:
             shown = "\n  ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            extra = any(p.startswith("not in the artifact: ") for p in problems)
             raise IntegrityError(
                 f"{dest} does not match {self.qualified_name}:\n  {shown}{more}\n"
-                "download() again to restore it",
+                "download() again to restore missing and changed files"
+                + ("; remove the files that are not in the artifact yourself" if extra else ""),
                 path=str(dest),
                 digest=self.digest,
             )

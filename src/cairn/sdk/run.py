@@ -79,7 +79,12 @@ class Run:
         return f"<Run {self.project}/{self.name} ({self.id}) {self.state}>"
 
     def _check_open(self) -> None:
-        if not self._active or self._info.state != "running":
+        if not self._active:
+            raise RunFinishedError(
+                f"run {self.name} ({self.id}) was read from the registry: only the process "
+                "that started it (with cairn.init()) can log to it; start a new run to log more"
+            )
+        if self._info.state != "running":
             raise RunFinishedError(
                 f"run {self.name} ({self.id}) is {self._info.state}; start a new run with "
                 "cairn.init() to log more"
