@@ -61,6 +61,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2 << 30)
     ap.add_argument("--work", type=Path, default=HERE / "data")
     ap.add_argument("--skip-d2", action="store_true")
+    ap.add_argument(
+        "--remote",
+        action="store_true",
+        help="log and download through `cairn server` (started here, on 127.0.0.1)",
+    )
+    ap.add_argument("--remote-db", help="the server's database URL (default: SQLite)")
     args = ap.parse_args()
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -78,6 +84,52 @@ def main() -> None:
     env.pop("CAIRN_DATABASE_URL", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure as users run it: with cached bytecode
     store = home / "store"
+    server = None
+    if args.remote:
+        server, env["CAIRN_URL"], store = start_server(work, env, args.remote_db)
+    try:
+        run_scenarios(args, work, d1, d2, env, store)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+
+
+def start_server(
+    work: Path, env: dict[str, str], database_url: str | None
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`cairn server` with its own CAIRN_DIR (its store is what S1-S5 measure); the clients
+    keep theirs (the download cache and the hash cache)."""
+    import socket
+    import urllib.request
+
+    server_home = work / "server-home"
+    shutil.rmtree(server_home, ignore_errors=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [PY, "-c", "from cairn.cli.main import main; main()", "server", "--port", str(port)]
+    cmd += ["--log-level", "warning"]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    server = subprocess.Popen(cmd, env={**env, "CAIRN_DIR": str(server_home)})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url + "/api/v1/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        server.terminate()
+        raise SystemExit("cairn server did not start")
+    print(f"server: {url}, store {server_home / 'store'}", flush=True)
+    return server, url, server_home / "store"
+
+
+def run_scenarios(
+    args: argparse.Namespace, work: Path, d1: Path, d2: Path, env: dict[str, str], store: Path
+) -> None:
     rows: list[tuple[str, str, float, str]] = []
 
     def record(sid: str, what: str, seconds: float, note: str = "") -> None:

@@ -37,8 +37,36 @@ SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
 
 
 class UploadPack(PackedObjectDB):
-    """A pack written by one upload request: committed (`sync`) as a whole, or `abort`ed
-    leaving nothing behind."""
+    """A pack written by one upload request: committed as a whole, or `abort`ed leaving
+    nothing behind.
+
+    Committing flushes only this request's pack (``fdatasync``, then the folder it moved into),
+    not the whole file system as the embedded store's ``syncfs`` does: requests running at the
+    same time do not wait for each other's data."""
+
+    def _seal(self) -> None:
+        if self._writer_fd is not None:
+            os.fdatasync(self._writer_fd)
+        name = self._writer_name if self._writer_fd is not None else None
+        super()._seal()
+        if name is not None:
+            _fsync_dir(self._pack_path(name).parent)
+
+    def sync(self) -> None:
+        with self._lock:
+            self._seal()
+            if not self._sealed:
+                return
+            rows = [(d, pack, off, n) for d, (pack, off, n) in self._pending.items()]
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._pending.clear()
+            self._sealed.clear()
 
     def abort(self) -> None:
         with self._lock:
@@ -57,6 +85,14 @@ class UploadPack(PackedObjectDB):
 
     def commit(self) -> None:
         self.close()  # seals, syncs, indexes
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _missing_error(digests: Iterable[str], what: str) -> ObjectNotFoundError:
