@@ -277,7 +277,7 @@ class RemoteObjectStore:
         chunks: list[str] = []
         with self.http.stream("POST", "/objects/fetch", json={"digests": digests}) as response:
             parser = FrameParser(max_object=1 << 40)
-            for block in response.iter_bytes(1 << 20):
+            for block in response.iter_bytes():
                 for digest, data in parser.feed(block):
                     self._cache_put(digest, data)
                     if data[:17] == b'{"cairn":"chunks"':

@@ -34,6 +34,7 @@ from cairn.server.wire import frame_header
 
 _SHOWN = 5
 SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
+STREAM_BLOCK = 1 << 20  # bytes per block of a download stream
 
 
 class UploadPack(PackedObjectDB):
@@ -158,10 +159,24 @@ class ServerObjects:
         return self.store.get(digest, verify=False)
 
     def stream(self, digests: list[str]) -> Iterator[bytes]:
-        """Frames of the objects, read one at a time."""
-        for digest in digests:
-            data = self.store.get(digest, verify=False)
-            yield frame_header(digest, len(data)) + data
+        """Frames of the objects, read one at a time (all looked up at once first), sent in
+        blocks of about STREAM_BLOCK bytes."""
+        reader = PackedObjectDB(self.root)
+        try:
+            reader.warm(digests)
+            parts: list[bytes] = []
+            size = 0
+            for digest in digests:
+                data = reader.get(digest, verify=False)
+                parts += (frame_header(digest, len(data)), data)
+                size += len(data)
+                if size >= STREAM_BLOCK:
+                    yield b"".join(parts)
+                    parts, size = [], 0
+            if parts:
+                yield b"".join(parts)
+        finally:
+            reader.close()
 
     def stream_subtree(
         self, principal: Principal, root: str, budget: int = SUBTREE_BUDGET
