@@ -42,9 +42,9 @@ from cairn.storage.base import Storage
 
 PACK_TARGET = 32 << 20
 MAX_UPLOADS = 2  # sealed packs uploading while the next one fills (bounds memory)
-BLOCK = 4 << 20
-CACHE_BLOCKS = 24  # 96 MiB of pack blocks kept for reads
-READ_AHEAD = 3
+BLOCK = 8 << 20
+CACHE_BLOCKS = 16  # 128 MiB of pack blocks kept for reads
+READ_AHEAD = 4
 _RECORD = struct.Struct("<32sQQ")
 _ALGORITHM = "blake3"
 
@@ -243,6 +243,25 @@ class PackedRemoteObjectDB:
         """Look many objects up at once ahead of reading them (downloads); they are then read
         in blocks with read-ahead."""
         self._warm = self._lookup(digests)
+        # start fetching the first blocks those objects need, in the order they are wanted
+        first: dict[tuple[str, int], None] = {}
+        for d in digests:
+            loc = self._warm.get(d)
+            if loc is None:
+                continue
+            pack, offset, length = loc
+            with self._mem_lock:
+                if pack in self._in_memory:
+                    continue
+            if pack == self._buf_pack:
+                continue
+            for k in range(offset // BLOCK, (offset + max(length, 1) - 1) // BLOCK + 1):
+                first[(pack, k)] = None
+            if len(first) >= CACHE_BLOCKS // 2:
+                break
+        pool = self._readers()
+        for pack, k in list(first)[: CACHE_BLOCKS // 2]:
+            pool.submit(self._block, pack, k)
 
     def all_digests(self) -> Iterator[str]:
         self.sync()
@@ -506,6 +525,15 @@ class PackedRemoteObjectDB:
                 "log the data that produced it again",
                 digest=digest,
             )
+        if data.startswith(b'{"cairn":"chunks"') and digest in self._warm:
+            # a large file being downloaded: its chunks come next, read them in blocks
+            try:
+                chunks = [d for d, _ in json.loads(data)["chunks"]]
+            except (ValueError, KeyError, TypeError):
+                chunks = []
+            found = self._lookup(chunks)
+            with self._lock:
+                self._warm = {**self._warm, **found}
         return data
 
     def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
