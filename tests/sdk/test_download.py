@@ -176,17 +176,6 @@ def test_downloaded_files_are_independent_writable_copies(
     versions[0].verify(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "cairn.objects (not the SDK): the hash cache knows a file by (device, inode, size, "
-        "mtime) and downloads record what they place with racy_ok=True, so an edit that keeps "
-        "the size and the mtime (an edit within the same timestamp tick on kernels with coarse "
-        "timestamps, or an mtime restored by rsync -t / touch -r) is trusted: verify() passes "
-        "and download() does not restore the file. Fix in cairn/objects/hashcache.py: put "
-        "st_ctime_ns in the key (no tool can set it) or re-hash racy entries."
-    ),
-)
 def test_an_edit_that_keeps_size_and_mtime_is_still_detected(
     versions: list[cairn.Artifact], tmp_path: Path
 ) -> None:

@@ -1,5 +1,9 @@
-"""Remembers file digests by (device, inode, size, mtime_ns), so unchanged files are not
-re-read. A local SQLite file; losing it costs only time."""
+"""Remembers file digests by (device, inode, size, mtime_ns, ctime_ns), so unchanged files are
+not re-read. A local SQLite file; losing it costs only time.
+
+ctime is part of the key because tools can put a file's mtime back after editing it (`touch -d`,
+`rsync -t`, archive extraction) but nothing can set ctime: any write moves it.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +25,17 @@ class CachedDigest:
     chunks: str | None
 
 
-StatKey = tuple[int, int, int, int]
+StatKey = tuple[int, int, int, int, int]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS files (dev INTEGER, ino INTEGER, size INTEGER,"
+    " mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
+    " PRIMARY KEY (dev, ino))"
+)
 
 
 def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class HashCache:
@@ -36,12 +46,7 @@ class HashCache:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER,"
-                " mtime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
-                " PRIMARY KEY (dev, ino))"
-            )
-            self._db.execute("CREATE INDEX IF NOT EXISTS digests_ino ON digests (ino)")
+            self._db.execute(_SCHEMA)
         except sqlite3.DatabaseError:
             # a damaged cache is only a lost optimisation: start a new one
             self._db.close()
@@ -49,11 +54,8 @@ class HashCache:
             self._db = sqlite3.connect(
                 path, timeout=30, check_same_thread=False, isolation_level=None
             )
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER,"
-                " mtime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
-                " PRIMARY KEY (dev, ino))"
-            )
+            self._db.execute(_SCHEMA)
+        self._db.execute("CREATE INDEX IF NOT EXISTS files_ino ON files (ino)")
 
     def get_many(self, keys: list[StatKey]) -> dict[StatKey, CachedDigest]:
         found: dict[StatKey, CachedDigest] = {}
@@ -63,12 +65,13 @@ class HashCache:
             for i in range(0, len(inodes), 500):
                 batch = inodes[i : i + 500]
                 rows = self._db.execute(
-                    "SELECT dev, ino, size, mtime_ns, digest, chunks FROM digests WHERE ino IN "
+                    "SELECT dev, ino, size, mtime_ns, ctime_ns, digest, chunks FROM files"
+                    " WHERE ino IN "
                     f"({','.join('?' * len(batch))})",
                     batch,
                 ).fetchall()
-                for dev, ino, size, mtime_ns, digest, chunks in rows:
-                    key = (dev, ino, size, mtime_ns)
+                for dev, ino, size, mtime_ns, ctime_ns, digest, chunks in rows:
+                    key = (dev, ino, size, mtime_ns, ctime_ns)
                     if key in wanted:
                         found[key] = CachedDigest(digest, chunks)
         return found
@@ -77,14 +80,21 @@ class HashCache:
         """Remember digests. Files modified within the last second are skipped unless
         ``racy_ok`` (Cairn wrote and hashed them itself, as downloads do)."""
         now = time.time_ns()
-        rows = [(*k, v.digest, v.chunks) for k, v in items if racy_ok or now - k[3] > _RACY_NS]
+        rows = [
+            (*k, v.digest, v.chunks)
+            for k, v in items
+            # any write moves mtime to "now"; an mtime older than a tick therefore cannot
+            # come back unchanged after a later write (and ctime in the key catches an mtime
+            # put back by hand)
+            if racy_ok or now - k[3] > _RACY_NS
+        ]
         if not rows:
             return
         with self._lock:
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", rows
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows
                 )
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError:

@@ -304,8 +304,7 @@ class Ingestor:
                 self._finish_block(fd, st, previous, chunk_list)
         body = chunking.encode_chunk_list(total, chunk_list)
         chunks_digest = hash_bytes(body)
-        if self.odb.missing([chunks_digest]):
-            self.odb.put(chunks_digest, body)
+        if self.odb.missing([chunks_digest]) and self.odb.put(chunks_digest, body):
             self.stats.add(new_objects=1, new_bytes=len(body))
         self.progress(1, 0)
         return format_digest(hasher.hexdigest()), chunks_digest, total
