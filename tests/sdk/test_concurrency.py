@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -165,3 +166,67 @@ def test_ctrl_c_half_way_records_no_version_and_marks_the_run(tmp_path: Path) ->
     assert run.info.finished_at is not None
 
     _log_again_and_check(data, tmp_path)
+
+
+FORK_SCRIPT = """
+import json
+import json
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import cairn
+
+folder = Path(sys.argv[1])
+
+
+def work(i):
+    path = folder / f"w{i}.txt"
+    path.write_text(f"worker {i}\\n" * 100)
+    art = cairn.Artifact("shared", type="dataset")
+    art.add_file(path, name="data.txt")
+    cairn.log_artifact(art)  # to the run the worker inherited
+    cairn.Api("proj").artifact("shared:v0").download(root=folder / f"dl-{i}")
+    return art.version
+
+
+if __name__ == "__main__":
+    run = cairn.init(project="proj", job_type="parent")
+    (folder / "seed.txt").write_text("seed")
+    run.log_artifact(folder / "seed.txt", name="shared")  # connections are open before forking
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        versions = pool.map(work, range(6))
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # a child that exits normally runs the exit handlers
+    os.waitpid(pid, 0)
+    after_child = cairn.Api("proj").run(run.id).state
+    (folder / "last.txt").write_text("last")
+    last = run.log_artifact(folder / "last.txt", name="shared")
+    run.finish()
+    print(json.dumps({"run": run.id, "versions": versions, "after_child": after_child,
+                      "last": last.version}))
+"""
+
+
+def test_forked_workers_log_through_their_own_connections(tmp_path: Path) -> None:
+    script = tmp_path / "fork_workers.py"
+    script.write_text(FORK_SCRIPT)
+    work = tmp_path / "fork-work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(script), str(work)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(result["versions"], key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, 7)]
+    assert result["after_child"] == "running"  # the child left the parent's run alone
+    assert result["last"] == "v7"
+    api = cairn.Api("proj")
+    assert api.run(result["run"]).state == "finished"
+    assert [r.id for r in api.runs()] == [result["run"]]
+    for i in range(6):
+        assert tree_of(work / f"dl-{i}") == {"seed.txt": b"seed"}
+    contents = {api.artifact(f"shared:{v}").file(root=tmp_path / v) for v in result["versions"]}
+    assert {Path(p).read_text() for p in contents} == {f"worker {i}\n" * 100 for i in range(6)}

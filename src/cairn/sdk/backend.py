@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cairn import config
 from cairn.objects.hashcache import HashCache
@@ -18,9 +19,14 @@ from cairn.service.registry import Registry
 
 
 class Backend(Protocol):
-    registry: Registry
-    odb: ObjectStore
-    home: Path
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def odb(self) -> ObjectStore: ...
+
+    @property
+    def home(self) -> Path: ...
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor: ...
 
@@ -69,26 +75,90 @@ _lock = threading.Lock()
 _backends: dict[tuple[str, str, str | None, str | None], Backend] = {}
 
 
+class _PerProcess:
+    """What `get_backend` hands out: one real backend per process.
+
+    A forked child (multiprocessing's default on Linux) must neither use nor close its parent's
+    database connections, upload threads and open files: the first use in a new process makes
+    the child its own backend, and keeps the parent's referenced (never used, never closed)."""
+
+    def __init__(self, make: Callable[[], Backend]) -> None:
+        self._make = make
+        self._pid = os.getpid()
+        self._backend = make()
+        self._inherited: list[Backend] = []
+
+    def _here(self) -> Backend:
+        if self._pid != os.getpid():
+            with _lock:
+                if self._pid != os.getpid():
+                    self._inherited.append(self._backend)
+                    self._backend = self._make()
+                    self._pid = os.getpid()
+        return self._backend
+
+    def __repr__(self) -> str:
+        return repr(self._backend)
+
+    @property
+    def registry(self) -> Registry:
+        return self._here().registry
+
+    @property
+    def odb(self) -> ObjectStore:
+        return self._here().odb
+
+    @property
+    def home(self) -> Path:
+        return self._here().home
+
+    def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
+        return self._here().ingestor(progress)
+
+    def materializer(self, progress: ProgressFn | None = None) -> Materializer:
+        return self._here().materializer(progress)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():  # a parent's backend is the parent's to close
+            self._backend.close()
+
+    def __getattr__(self, name: str) -> Any:  # hash_cache, ...
+        return getattr(self._here(), name)
+
+
 def get_backend() -> Backend:
     """The backend the environment asks for (CAIRN_URL → server with CAIRN_API_KEY, else
     embedded), shared per process and per configuration."""
-    url = config.server_url()
-    key = (str(config.cairn_dir()), config.database_url(), url, config.api_key())
+    home, database_url = config.cairn_dir(), config.database_url()
+    url, api_key = config.server_url(), config.api_key()
+    key = (str(home), database_url, url, api_key)
+
+    def make() -> Backend:
+        if url:
+            from cairn.client.backend import RemoteBackend
+
+            return RemoteBackend(url, api_key, home)
+        return EmbeddedBackend(home, database_url)
+
     with _lock:
         backend = _backends.get(key)
         if backend is None:
-            if url:
-                from cairn.client.backend import RemoteBackend
-
-                backend = RemoteBackend(url, config.api_key())
-            else:
-                backend = EmbeddedBackend()
+            backend = _PerProcess(make)
             _backends[key] = backend
         return backend
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def reset_backends() -> None:
-    """Close every cached backend (tests, and after fork)."""
+    """Close every cached backend (tests). Not needed after a fork: a child process opens its
+    own backend on first use."""
     with _lock:
         for backend in _backends.values():
             backend.close()

@@ -44,6 +44,7 @@ class Run:
         self._metrics: list[tuple[int, dict[str, Any]]] = []
         self._step = 0
         self._last_flush = time.monotonic()
+        self._pid = os.getpid()  # only this process finishes the run on its own (exit, errors)
 
     @classmethod
     def _view(cls, info: RunInfo, backend: Backend) -> Run:
@@ -252,10 +253,16 @@ def init(
     )
     run = Run(info, backend, active=True)
     with _current_lock:
-        if _current is not None and _current._info.state == "running":
+        if _current is not None and _owned_and_running(_current):
             _current.finish()
         _current = run
     return run
+
+
+def _owned_and_running(run: Run) -> bool:
+    """A running run this process started (a forked child inherits its parent's current run:
+    it may log to it, but leaves finishing it to the parent)."""
+    return run._active and run._info.state == "running" and run._pid == os.getpid()
 
 
 def _require_current() -> Run:
@@ -294,7 +301,7 @@ def _excepthook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     run = _current
-    if run is not None and run._info.state == "running":
+    if run is not None and _owned_and_running(run):
         try:
             run.finish(state="crashed" if issubclass(exc_type, KeyboardInterrupt) else "failed")
         except Exception:
@@ -304,12 +311,20 @@ def _excepthook(
 
 def _at_exit() -> None:
     run = _current
-    if run is not None and run._info.state == "running":
+    if run is not None and _owned_and_running(run):
         try:
             run.finish()
         except Exception:
             pass
 
 
+def _after_fork_in_child() -> None:
+    global _current_lock
+    _current_lock = threading.RLock()  # another thread may have held it at the fork
+    if _current is not None:
+        _current._metrics = []  # rows the parent has not written yet are the parent's to write
+
+
 sys.excepthook = _excepthook
 atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
