@@ -49,6 +49,8 @@ def test_draft_is_filled_with_files_folders_and_new_files(tmp_path: Path) -> Non
         "weights/final.bin": b"\x00\x01",
     }
     assert [f.path for f in art.files()] == sorted(expected)
+    assert {f.path: f.size for f in art.files()} == {p: len(c) for p, c in expected.items()}
+    assert [f.path for f in art.files("copy")] == ["copy/a.csv"]
 
     with cairn.init(project="proj") as run:
         run.log_artifact(art)

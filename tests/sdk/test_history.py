@@ -137,6 +137,12 @@ def test_new_draft_adds_files_without_downloading(tmp_path: Path) -> None:
         draft.add_file(tmp_path / "extra.bin", name="more/extra.bin")
         draft.add_file(tmp_path / "README.md", overwrite=True)
         draft.remove("shard-0.bin")
+        sizes = {f.path: f.size for f in draft.files()}
+        assert sizes == {
+            **{p: 5000 for p in big if p != "shard-0.bin"},
+            "README.md": 2,
+            "more/extra.bin": 5,
+        }
         run.log_artifact(draft)
     assert draft.version == "v1"
     assert os.listdir(".") == []  # nothing was downloaded

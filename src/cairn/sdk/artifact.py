@@ -471,12 +471,23 @@ class Artifact:
         yield from tree.iter_files(info.digest, self._load)
 
     def files(self, prefix: str | None = None) -> list[ArtifactFile]:
-        """The files of a logged version (or the paths staged in a draft)."""
+        """The files of a logged version, or of a draft (a file staged from disk has its
+        current size and no digest until it is logged), below ``prefix`` when given."""
         if self._info is None:
-            return [
-                ArtifactFile(self, p, {"s": v.size if isinstance(v, FileEntry) else 0, "d": ""})
-                for p, v in sorted(self._entries.items())
-            ]
+            folder = names.check_path(prefix) if prefix else None
+            out = []
+            for p, v in sorted(self._entries.items()):
+                if folder is not None and p != folder and not p.startswith(folder + "/"):
+                    continue
+                if isinstance(v, FileEntry):
+                    out.append(ArtifactFile(self, p, {"s": v.size, "d": v.digest}))
+                    continue
+                try:
+                    size = os.stat(v.source).st_size
+                except OSError:
+                    size = 0  # gone since it was added: logging will say so
+                out.append(ArtifactFile(self, p, {"s": size, "d": ""}))
+            return out
         return [ArtifactFile(self, p, e) for p, e in self._iter_entries(prefix)]
 
     def get_entry(self, path: str) -> ArtifactFile:
