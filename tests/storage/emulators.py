@@ -35,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -471,12 +472,13 @@ def azure() -> AzureEmulator:
 
 
 @pytest.fixture
-def s3_service(monkeypatch: pytest.MonkeyPatch) -> S3Emulator:
-    """The S3 emulator, with this test's environment pointing at it."""
+def s3_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Emulator]:
+    """The S3 emulator, with this test's environment pointing at it; emptied afterwards."""
     service = s3()
     for name, value in service.env().items():
         monkeypatch.setenv(name, value)
-    return service
+    yield service
+    service.reset()
 
 
 @pytest.fixture

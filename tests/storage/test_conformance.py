@@ -28,27 +28,18 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "memory://"
 
 
-def _with_env(request: pytest.FixtureRequest, env: dict[str, str]) -> None:
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-
 def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    service = emulators.s3()
-    _with_env(request, service.env())
+    service: emulators.S3Emulator = request.getfixturevalue("s3_service")
     return f"s3://{service.bucket()}/some/prefix"
 
 
 def _gcs(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    service = emulators.gcs()
-    _with_env(request, service.env())
+    service: emulators.GCSEmulator = request.getfixturevalue("gcs_service")
     return f"gs://{service.bucket()}/some/prefix"
 
 
 def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    service = emulators.azure()
-    _with_env(request, service.env())
+    service: emulators.AzureEmulator = request.getfixturevalue("azure_service")
     return f"az://{service.container()}/some/prefix"
 
 
