@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from web_server import WebServer
 
 import cairn
 from cairn.core.digest import hash_bytes
@@ -19,7 +20,6 @@ from cairn.objects.references import (
     ReferenceSkippedWarning,
     TooManyObjectsError,
 )
-from conftest import WebServer
 
 FILES = {"train.csv": b"a,b\n1,2\n", "test.csv": b"a,b\n3,4\n", "meta/info.json": b"{}"}
 
