@@ -3,9 +3,11 @@ endpoints, large values read as streams, and the errors a user sees when somethi
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import urllib.request
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -137,3 +139,29 @@ def test_without_obstore_the_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "obstore", None)  # as if it were not installed
     with pytest.raises(StoreError, match=rf"pip install 'cairn\[{extra}\]'"):
         open_storage(f"{scheme}://bucket/prefix")
+
+
+def test_a_forked_child_gets_an_error_instead_of_hanging(s3_service: S3Emulator) -> None:
+    store = open_storage(f"s3://{s3_service.bucket()}/p")
+    store.put("k", b"v")  # the parent has used object storage
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: report what happened through the pipe, then leave at once
+        try:
+            try:
+                open_storage(store.url).get("k")
+                outcome = b"no error"
+            except StoreError as exc:
+                outcome = str(exc).encode()
+            os.write(write, outcome)
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    message = os.read(read, 4096).decode()
+    os.close(read)
+    assert status == 0
+    assert "forked" in message and "'spawn'" in message
+    assert store.get("k") == b"v"  # the parent goes on as before

@@ -230,7 +230,7 @@ class CloudResolver(Resolver):
         self.scheme = scheme
 
     def _split(self, uri: str) -> tuple[Any, str, str | None]:
-        from cairn.storage.cloud import client
+        from cairn.storage.cloud import check_fork, client
 
         parts = urlsplit(uri)
         query = parse_qs(parts.query)
@@ -238,7 +238,9 @@ class CloudResolver(Resolver):
         pinned = pins[-1] if pins else None
         if not parts.netloc:
             raise InvalidInputError(f"{uri!r} names no bucket; write {self.scheme}://BUCKET/KEY")
-        return client(self.scheme, parts.netloc), unquote(parts.path.lstrip("/")), pinned
+        store = client(self.scheme, parts.netloc)
+        check_fork()
+        return store, unquote(parts.path.lstrip("/")), pinned
 
     def _uri(self, uri: str, key: str) -> str:
         return f"{self.scheme}://{urlsplit(uri).netloc}/{key}"

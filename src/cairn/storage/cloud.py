@@ -50,6 +50,25 @@ _OPEN_IN_MEMORY = 8 << 20  # open() reads values up to this size in one GET
 _INSTALL_HINT = "pip install 'cairn[{extra}]'"
 
 
+_PID: int | None = None  # the process that made obstore's first request
+
+
+def check_fork(first_use: bool = True) -> None:
+    """Refuse (rather than hang) in a child forked after obstore was used: obstore's I/O
+    threads stay in the parent, so a request in the child would wait forever."""
+    global _PID
+    pid = os.getpid()
+    if _PID is None:
+        if first_use:
+            _PID = pid
+    elif pid != _PID:
+        raise StoreError(
+            "object storage (s3://, gs://, az://) was used before this process was forked, and "
+            "its client cannot run in a forked child; start worker processes with "
+            "multiprocessing's 'spawn' or 'forkserver' method, or use the store only in them"
+        )
+
+
 def _import_obstore(scheme: str) -> Any:
     try:
         import obstore
@@ -167,6 +186,7 @@ def client(
     scheme: str, bucket: str, prefix: str = "", options: dict[str, str] | None = None
 ) -> CloudStore:
     """An obstore store for one bucket (shared per process: clients pool connections)."""
+    check_fork(first_use=False)
     options = options or {}
     # the environment names the endpoint and credentials: a change of it is a new client
     env = tuple(os.environ.get(name, "") for name in _CLIENT_ENV)
@@ -321,13 +341,18 @@ class CloudStorage:
         self.url = parsed.canonical()
         self._display = f"{parsed.scheme}://{parsed.bucket}/{parsed.prefix}".rstrip("/")
         self.store = client(parsed.scheme, parsed.bucket, parsed.prefix, parsed.options)
-        self._obs = _import_obstore(parsed.scheme)
+        self._obstore = _import_obstore(parsed.scheme)
         self._conditional = True
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<CloudStorage {self.url}>"
+
+    @property
+    def _obs(self) -> Any:
+        check_fork()
+        return self._obstore
 
     def _fail(self, exc: BaseException, what: str, key: str = "") -> Exception:
         return translate(exc, what, self._display, key)
