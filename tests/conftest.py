@@ -29,7 +29,7 @@ def cairn_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own empty CAIRN_DIR and working directory."""
     home = tmp_path / "cairn-home"
     monkeypatch.setenv("CAIRN_DIR", str(home))
-    for var in ("CAIRN_DATABASE_URL", "CAIRN_URL", "CAIRN_API_KEY", "CAIRN_PROJECT"):
+    for var in ("CAIRN_DATABASE_URL", "CAIRN_URL", "CAIRN_API_KEY", "CAIRN_PROJECT", "CAIRN_STORE"):
         monkeypatch.delenv(var, raising=False)
     work = tmp_path / "work"
     work.mkdir()
