@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def cairn_dir() -> Path:
@@ -23,9 +25,50 @@ def default_project() -> str | None:
     return os.environ.get("CAIRN_PROJECT") or None
 
 
+def credentials_path() -> Path:
+    """Where `cairn login` saves the server and key: ``CAIRN_DIR/credentials.json``."""
+    return cairn_dir() / "credentials.json"
+
+
+def saved_login() -> dict[str, str] | None:
+    """``{"url": ..., "key": ...}`` saved by `cairn login`, or None (absent or unreadable)."""
+    try:
+        data: Any = json.loads(credentials_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    url, key = data.get("url"), data.get("key")
+    if not isinstance(url, str) or not url or not isinstance(key, str):
+        return None
+    return {"url": url, "key": key}
+
+
+def normalize_url(url: str) -> str:
+    """A server URL without trailing slashes or the ``/api/v1`` suffix."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/api/v1"):
+        url = url[: -len("/api/v1")].rstrip("/")
+    return url
+
+
 def server_url() -> str | None:
-    return os.environ.get("CAIRN_URL") or None
+    """``CAIRN_URL``, else the server saved by `cairn login`, else None (embedded store)."""
+    url = os.environ.get("CAIRN_URL")
+    if url:
+        return url
+    saved = saved_login()
+    return saved["url"] if saved else None
 
 
 def api_key() -> str | None:
-    return os.environ.get("CAIRN_API_KEY") or None
+    """``CAIRN_API_KEY``, else the key saved by `cairn login` when the server in use is the
+    one it was saved for."""
+    key = os.environ.get("CAIRN_API_KEY")
+    if key:
+        return key
+    saved = saved_login()
+    if saved is None or not saved["key"]:
+        return None
+    url = os.environ.get("CAIRN_URL") or saved["url"]
+    return saved["key"] if normalize_url(url) == normalize_url(saved["url"]) else None

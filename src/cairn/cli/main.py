@@ -16,7 +16,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from cairn.cli import artifact, cache, initdemo, lineage, output, projects, push, runs, server
+from cairn.cli import (
+    account,
+    artifact,
+    cache,
+    initdemo,
+    lineage,
+    output,
+    projects,
+    push,
+    runs,
+    server,
+)
 from cairn.cli.output import STATE, QuietOpt
 
 try:  # Typer >= 0.2x ships its own copy of Click
@@ -155,6 +166,7 @@ app.command("projects")(projects.projects)
 app.add_typer(cache.app, name="cache")
 app.command("init-demo")(initdemo.init_demo)
 app.add_typer(server.app, name="server")
+account.register(app)
 
 
 def main() -> None:
