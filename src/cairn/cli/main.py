@@ -28,6 +28,7 @@ from cairn.cli import (
     runs,
     server,
 )
+from cairn.cli import gc as gc_cli
 from cairn.cli.output import STATE, QuietOpt
 
 try:  # Typer >= 0.2x ships its own copy of Click
@@ -166,6 +167,7 @@ app.command("projects")(projects.projects)
 app.add_typer(cache.app, name="cache")
 app.command("init-demo")(initdemo.init_demo)
 app.add_typer(server.app, name="server")
+app.command("gc")(gc_cli.gc)
 account.register(app)
 
 

@@ -226,6 +226,73 @@ class PackedObjectDB:
             self._pending.pop(digest, None)
             self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
 
+    # --- garbage collection (cairn.objects.gc) -------------------------------------------------
+    def index_rows(self) -> list[tuple[str, str, int, int]]:
+        """Every index row: (digest, pack, offset, length)."""
+        rows = self._db.execute("SELECT digest, pack, offset, length FROM objects").fetchall()
+        return [(d, p, int(o), int(n)) for d, p, o, n in rows]
+
+    def pack_path(self, name: str) -> Path:
+        return self._pack_path(name)
+
+    def read_at(self, pack: str, offset: int, length: int) -> bytes:
+        """The bytes at a known location (gc reads packs whose rows it has dropped)."""
+        return os.pread(self._reader(pack), length, offset)
+
+    def sync_moved(self) -> dict[str, Location]:
+        """Like sync(), but the written objects' rows replace existing rows (gc copies live
+        objects out of a pack it is about to drop). Returns the new locations."""
+        with self._lock:
+            moved = dict(self._pending)
+            self._seal()
+            if self._sealed:
+                _syncfs(self.root)
+            rows = [(d, pack, off, n) for d, (pack, off, n) in moved.items()]
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._pending.clear()
+            self._sealed.clear()
+            return moved
+
+    def drop_pack_rows(self, packs: Iterable[str]) -> int:
+        """Delete, in one transaction, every index row pointing into these packs."""
+        names = list(packs)
+        with self._lock:
+            self._warm = {}
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                n = 0
+                for name in names:
+                    n += self._db.execute("DELETE FROM objects WHERE pack = ?", (name,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return n
+
+    def restore_rows(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """Put back index rows (gc found a new version that needs them)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close_pack(self, name: str) -> None:
+        """Close this process's reader of a pack (before gc unlinks it)."""
+        with self._lock:
+            fd = self._readers.pop(name, None)
+            if fd is not None:
+                os.close(fd)
+
     def all_digests(self) -> Iterator[str]:
         for (digest,) in self._db.execute("SELECT digest FROM objects").fetchall():
             yield digest
