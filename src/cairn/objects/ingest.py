@@ -133,6 +133,7 @@ class Ingestor:
         self.stats = IngestStats()
         # files whose digest came from the cache: their objects may be missing from the store
         self._unverified: dict[str, StagedFile] = {}
+        self._new_trees: set[str] = set()
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
@@ -356,7 +357,27 @@ class Ingestor:
             for digest in self._post_order(built):
                 if digest in missing_trees and self.odb.put(digest, built.objects[digest]):
                     self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
+        self._new_trees = missing_trees
         self.flush_cache()
+
+    def lost_since_stored(self, built: BuiltTree) -> set[str]:
+        """Objects the new trees of the last `store_tree` need that are no longer in the store.
+
+        Called after the store is synced, right before the version is committed: a `cairn gc`
+        running meanwhile may have dropped an old, unreferenced object this log decided to
+        reuse. Empty in every other case. When something is lost, the new tree objects are
+        forgotten too, so that no stored tree claims children that are gone and the next log
+        writes them (and the lost objects) again."""
+        needed: set[str] = set(self._new_trees)
+        for tree_digest in self._new_trees:
+            for fe in built.files.get(tree_digest, ()):
+                if fe.ref is None:
+                    needed.add(fe.chunks or fe.digest)
+        lost = self.odb.missing(needed) if needed else set()
+        if lost:
+            for digest in self._new_trees:
+                self.odb.delete(digest)
+        return lost
 
     def _post_order(self, built: BuiltTree) -> Iterable[str]:
         order: list[str] = []

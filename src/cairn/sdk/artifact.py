@@ -18,6 +18,7 @@ from cairn.core import names
 from cairn.core.records import HistoryEntry, LineageGraph, RunInfo, VersionInfo
 from cairn.errors import (
     ArtifactStateError,
+    ConflictError,
     IntegrityError,
     InvalidInputError,
     InvalidMetadataError,
@@ -422,6 +423,12 @@ class Artifact:
         else:
             ingestor.store_tree(built)
             backend.odb.sync()
+            lost = ingestor.lost_since_stored(built)
+            if lost:
+                raise ConflictError(
+                    f"{len(lost)} stored object(s) this log reuses were removed by a concurrent "
+                    "`cairn gc` while it ran; nothing was logged, log again to store them anew"
+                )
         info, created = backend.registry.commit_version(
             project,
             self.name,
