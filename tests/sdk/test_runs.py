@@ -230,3 +230,18 @@ def test_a_run_read_back_from_the_registry_is_read_only() -> None:
     assert cairn.Api().run(run.id).state == "running"
     run.finish()
     assert cairn.Api().run(run.id).state == "finished"
+
+
+def test_a_diverging_loss_is_logged_and_the_run_still_finishes() -> None:
+    run = cairn.init(project="proj", job_type="training")
+    run.log({"loss": 0.5})
+    run.log({"loss": float("nan"), "grad_norm": float("inf")})
+    run.finish()
+    assert run.state == "finished"
+    rows = cairn.Api("proj").run(run.id).metrics()
+    assert rows[0]["loss"] == 0.5
+    assert rows[1]["loss"] != rows[1]["loss"]  # NaN
+    assert rows[1]["grad_norm"] == float("inf")
+    stored = cairn.Api("proj").run(run.id).summary
+    assert stored["loss"] == "NaN"
+    assert stored["grad_norm"] == "Infinity"

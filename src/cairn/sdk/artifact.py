@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from cairn.service.registry import Direction
 
 
-def check_json(value: Any, what: str) -> dict[str, Any]:
+def check_json(value: Any, what: str, *, allow_nan: bool = False) -> dict[str, Any]:
+    """``value`` as a dict of JSON values, or InvalidMetadataError naming the bad key.
+    ``allow_nan`` lets NaN and ±Inf floats through (metrics: a diverging loss is data)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -52,7 +54,7 @@ def check_json(value: Any, what: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise InvalidMetadataError(f"{what} keys must be strings, got {key!r}")
         try:
-            json.dumps(item, allow_nan=False)
+            json.dumps(item, allow_nan=allow_nan)
         except (TypeError, ValueError) as exc:
             raise InvalidMetadataError(
                 f"{what}[{key!r}] is not JSON-serialisable ({exc}); convert it to str, int, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import platform
 import socket
@@ -96,7 +97,7 @@ class Run:
         """Record metrics for a step (default: the next one); the latest value of each key
         also goes into ``summary``."""
         self._check_open()
-        row = check_json(data, "logged metrics")
+        row = check_json(data, "logged metrics", allow_nan=True)
         if step is not None:
             if step < self._step - 1:
                 raise InvalidInputError(f"step {step} is before the last logged step")
@@ -190,7 +191,7 @@ class Run:
         self._info = self._backend.registry.update_run(
             self.id,
             state=final,
-            summary=check_json(self.summary, "summary"),
+            summary=_finite(check_json(self.summary, "summary", allow_nan=True)),
             config=check_json(self.config, "config"),
         )
         with _current_lock:
@@ -212,6 +213,18 @@ class Run:
             self.finish(state="crashed")
         else:
             self.finish(state="failed")
+
+
+def _finite(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as stored: a NaN or infinite number becomes the string "NaN", "Infinity" or
+    "-Infinity" (what JSON cannot hold), so a run whose loss diverged still finishes."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        else:
+            out[key] = value
+    return out
 
 
 def init(
