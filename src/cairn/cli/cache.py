@@ -1,9 +1,10 @@
 """`cairn cache ...`: the local cache under CAIRN_DIR/cache (never the store).
 
-``cache/files`` holds files reassembled for downloads (deletable at any time: they are made
-again from the store when needed; stores that copy straight from their pack files leave it
-empty); ``cache/hashes.db`` remembers file digests by (device, inode, size, mtime) so
-unchanged files are not read again.
+``cache/objects`` holds the objects a client of a Cairn server downloaded, in packs with an
+index (deletable: they are fetched again when a download needs them); ``cache/files`` holds
+files reassembled for downloads by older layouts; ``cache/hashes.db`` remembers file digests by
+(device, inode, size, mtime, ctime) so unchanged files are not read again. The embedded store
+(CAIRN_DIR/store) is not a cache and is never touched here.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CachedFile:
     size: int
     last_used: float  # the later of atime and mtime
     links: int
+    pack: str | None = None  # a pack of the downloaded-objects cache (its index rows go too)
 
 
 def cache_dir() -> Path:
@@ -64,19 +66,49 @@ def _objects(files_root: Path) -> list[CachedFile]:
     return _walk(files_root / "objects")
 
 
+def objects_dir() -> Path:
+    return cache_dir() / "objects"
+
+
+def _packs() -> list[CachedFile]:
+    """The packs of the downloaded-objects cache (a client of a server fills it)."""
+    packs = []
+    for f in _walk(objects_dir() / "packs"):
+        if f.path.name.endswith(".pack"):
+            f.pack = f.path.name
+            packs.append(f)
+    return packs
+
+
+def _drop_packs(packs: list[CachedFile]) -> None:
+    """Forget the packs' objects in the cache index first, then delete the files: a reader
+    never finds an index row whose pack is gone."""
+    if not packs:
+        return
+    from cairn.objects.packdb import PackedObjectDB
+
+    db = PackedObjectDB(objects_dir())
+    try:
+        db.drop_pack_rows(p.pack for p in packs if p.pack)
+    finally:
+        db.close()
+    for p in packs:
+        p.path.unlink(missing_ok=True)
+
+
 @app.command("info")
 def info(json_out: JsonOpt = False) -> None:
     """Show where the cache is and how much space it takes."""
     root = cache_dir()
     everything = _walk(root)
-    files = _objects(files_dir())
+    files = _objects(files_dir()) + _packs()
     files_bytes = sum(f.size for f in files)
     total = sum(f.size for f in everything)
     data = {
         "path": str(root),
         "total_bytes": total,
         "files": {
-            "path": str(files_dir()),
+            "path": str(objects_dir()),
             "count": len(files),
             "bytes": files_bytes,
             "linked_elsewhere": sum(1 for f in files if f.links > 1),
@@ -116,24 +148,26 @@ def clean(
     """Delete cached download files, least recently used first (by access or modification
     time), until the download cache fits in --max-size.
 
-    Only CAIRN_DIR/cache/files is touched, never the store (CAIRN_DIR/store): whatever is
-    deleted there is rebuilt from the store when a download needs it. A file that is also
-    hard-linked elsewhere frees its space only once those links are gone too.
+    Only the download caches under CAIRN_DIR/cache are touched (the packs of objects fetched
+    from a server, and reassembled files), never the embedded store (CAIRN_DIR/store): whatever
+    is deleted is fetched or rebuilt again when a download needs it.
     """
-    files = sorted(_objects(files_dir()), key=lambda f: f.last_used)
+    files = sorted(_objects(files_dir()) + _packs(), key=lambda f: f.last_used)
     total = sum(f.size for f in files)
     removed = 0
     freed = 0
+    doomed_packs: list[CachedFile] = []
     for f in files:
         if total - freed <= max_size:
             break
-        if not dry_run:
-            try:
-                f.path.unlink()
-            except FileNotFoundError:
-                pass
+        if f.pack:
+            doomed_packs.append(f)
+        elif not dry_run:
+            f.path.unlink(missing_ok=True)
         removed += 1
         freed += f.size
+    if not dry_run:
+        _drop_packs(doomed_packs)
     now = time.time()
     stale = [t for t in _walk(files_dir() / "tmp") if now - t.last_used > _STALE_TMP_SECONDS]
     if not dry_run:
