@@ -109,11 +109,13 @@ def _read_all(path: str | Path) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
-def _hash_block(
-    hasher: Any, data: memoryview, already_hashed: int, cuts: list[tuple[int, int]]
-) -> list[str]:
-    """Feed the block's new bytes to the whole-file hasher; return each chunk's digest."""
+def _hash_whole(hasher: Any, data: memoryview, already_hashed: int) -> None:
+    """Feed the block's new bytes (those not carried over from the block before) to the
+    whole-file hasher."""
     hasher.update(data[already_hashed:])
+
+
+def _hash_chunks(data: memoryview, cuts: list[tuple[int, int]]) -> list[str]:
     return [hash_bytes(data[off : off + n]) for off, n in cuts]
 
 
@@ -259,9 +261,10 @@ class Ingestor:
             raise _changed(path) from None
 
     def _chunk_stream_inner(self, fd: int, st: os.stat_result) -> tuple[str, str, int]:
-        """A two-stage pipeline over 16 MiB blocks: this thread reads block k+1 and finds its
-        chunk boundaries while a helper thread hashes block k (whole-file BLAKE3 and one
-        BLAKE3 per chunk); then block k's missing chunks are stored."""
+        """A three-stage pipeline over 16 MiB blocks: this thread reads block k+1 and finds its
+        chunk boundaries while one helper thread feeds block k to the whole-file BLAKE3 and
+        another hashes its chunks and stores those the store lacks. Each stage runs mostly
+        outside the GIL, so on two cores the stages overlap."""
         hasher = new_hasher(threaded=False)
         cdc = chunking.chunker()
         chunk_list: list[tuple[str, int]] = []
@@ -269,8 +272,8 @@ class Ingestor:
         total = 0
         left: memoryview | None = None
         i = 0
-        previous: tuple[memoryview, int, list[tuple[int, int]], Future[list[str]]] | None = None
-        with ThreadPoolExecutor(1) as hash_thread:
+        previous: tuple[Future[None], Future[list[tuple[str, int]]]] | None = None
+        with ThreadPoolExecutor(1) as whole, ThreadPoolExecutor(1) as chunks:
             while True:
                 view = memoryview(bufs[i])
                 keep = 0
@@ -286,17 +289,19 @@ class Ingestor:
                 eof = n < BLOCK
                 total += n
                 data = view[: keep + n]
-                data_start = total - n - keep  # file offset of data[0]
                 cuts = [(c.offset, c.length) for c in cdc.cut_buf(data)] if len(data) else []
                 if not eof and cuts:
                     last_off, last_len = cuts.pop()
                     left = data[last_off : last_off + last_len]
                 else:
                     left = None
-                job = hash_thread.submit(_hash_block, hasher, data, keep, cuts)
+                jobs = (
+                    whole.submit(_hash_whole, hasher, data, keep),
+                    chunks.submit(self._hash_and_store, data, cuts),
+                )
                 if previous is not None:
                     self._finish_block(fd, st, previous, chunk_list)
-                previous = (data, data_start, cuts, job)
+                previous = jobs
                 self.progress(0, n)
                 i ^= 1
                 if eof:
@@ -314,27 +319,31 @@ class Ingestor:
         self,
         fd: int,
         st: os.stat_result,
-        block: tuple[memoryview, int, list[tuple[int, int]], Future[list[str]]],
+        jobs: tuple[Future[None], Future[list[tuple[str, int]]]],
         chunk_list: list[tuple[str, int]],
     ) -> None:
-        data, _data_start, cuts, job = block
-        digests = job.result()
-        self._store_chunks(data, cuts, digests, chunk_list)
+        jobs[0].result()
+        chunk_list.extend(jobs[1].result())
         if os.fstat(fd).st_mtime_ns != st.st_mtime_ns:
             raise EOFError("file changed while being read")
+
+    def _hash_and_store(
+        self, data: memoryview, cuts: list[tuple[int, int]]
+    ) -> list[tuple[str, int]]:
+        digests = _hash_chunks(data, cuts)
+        self._store_chunks(data, cuts, digests)
+        return [(digest, n) for digest, (_off, n) in zip(digests, cuts, strict=True)]
 
     def _store_chunks(
         self,
         data: memoryview,
         cuts: list[tuple[int, int]],
         digests: list[str],
-        chunk_list: list[tuple[str, int]],
     ) -> None:
         """Store the block's missing chunks from the very bytes that were hashed (not a second
         read of the file, which may have changed since without its mtime showing it)."""
         missing = self.odb.missing(digests)
         for (off, n), digest in zip(cuts, digests, strict=True):
-            chunk_list.append((digest, n))
             if digest in missing:
                 missing.discard(digest)
                 if self.odb.put(digest, data[off : off + n]):

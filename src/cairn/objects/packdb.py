@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes
@@ -54,6 +55,7 @@ class PackedObjectDB:
         self._sealed: list[str] = []  # packs complete on disk, rows not yet indexed
         self._readers: dict[str, int] = {}
         self._warm: dict[str, Location] = {}
+        self._flushing: list[Future[None]] = []
 
     # --- lookups -----------------------------------------------------------------------------
     def _locate_many(self, digests: list[str]) -> dict[str, Location]:
@@ -109,12 +111,22 @@ class PackedObjectDB:
         """Close the open pack and move it into packs/ (not yet indexed)."""
         if self._writer_fd is None:
             return
-        os.close(self._writer_fd)
+        fd = self._writer_fd
         self._writer_fd = None
         final = self._pack_path(self._writer_name)
         final.parent.mkdir(exist_ok=True)
         os.rename(self.root / "tmp" / self._writer_name, final)
         self._sealed.append(self._writer_name)
+        # write the sealed pack to disk now, while the next one fills: the sync before the
+        # index commit then finds little left to write (the kernel would otherwise hold
+        # gigabytes of dirty pages until then)
+        self._flushing.append(_flusher().submit(_datasync_close, fd))
+
+    def _wait_flushes(self) -> None:
+        flushing, self._flushing = self._flushing, []
+        errors = [exc for f in flushing if (exc := f.exception()) is not None]
+        if errors:
+            raise StoreError(f"cannot write a pack of the object store at {self.root}: {errors[0]}")
 
     def _pack_path(self, name: str) -> Path:
         return self.root / "packs" / name[:2] / name
@@ -163,6 +175,7 @@ class PackedObjectDB:
         """Make every object written so far durable and visible to other processes."""
         with self._lock:
             self._seal()
+            self._wait_flushes()
             if not self._sealed:
                 return
             _syncfs(self.root)
@@ -245,6 +258,7 @@ class PackedObjectDB:
         with self._lock:
             moved = dict(self._pending)
             self._seal()
+            self._wait_flushes()
             if self._sealed:
                 _syncfs(self.root)
             rows = [(d, pack, off, n) for d, (pack, off, n) in moved.items()]
@@ -299,11 +313,48 @@ class PackedObjectDB:
 
     def close(self) -> None:
         with self._lock:
-            self.sync()
+            try:
+                self.sync()
+            finally:
+                self._wait_flushes_quietly()
             for fd in self._readers.values():
                 os.close(fd)
             self._readers.clear()
             self._db.close()
+
+    def _wait_flushes_quietly(self) -> None:
+        for f in self._flushing:
+            f.exception()
+        self._flushing = []
+
+
+_FLUSHER: ThreadPoolExecutor | None = None
+_FLUSHER_LOCK = threading.Lock()
+
+
+def _flusher() -> ThreadPoolExecutor:
+    """One thread per process writes sealed packs to disk, in the order they were sealed."""
+    global _FLUSHER
+    with _FLUSHER_LOCK:
+        if _FLUSHER is None:
+            _FLUSHER = ThreadPoolExecutor(1, thread_name_prefix="cairn-pack-flush")
+        return _FLUSHER
+
+
+def _forget_flusher() -> None:
+    global _FLUSHER, _FLUSHER_LOCK
+    _FLUSHER = None  # a forked child has no copy of the parent's thread
+    _FLUSHER_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_flusher)
+
+
+def _datasync_close(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _copy(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
