@@ -72,3 +72,27 @@ def api_key() -> str | None:
         return None
     url = os.environ.get("CAIRN_URL") or saved["url"]
     return saved["key"] if normalize_url(url) == normalize_url(saved["url"]) else None
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def heartbeat_interval() -> float:
+    """How often a running run tells the registry it is alive (CAIRN_HEARTBEAT_SECONDS)."""
+    return _seconds("CAIRN_HEARTBEAT_SECONDS", 30.0)
+
+
+def run_timeout() -> float:
+    """How long a 'running' run may stay silent before it is reported as crashed
+    (CAIRN_RUN_TIMEOUT_SECONDS): its process was killed, or its machine went away."""
+    return _seconds("CAIRN_RUN_TIMEOUT_SECONDS", 300.0)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import platform
+import signal
 import socket
 import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -245,3 +248,62 @@ def test_a_diverging_loss_is_logged_and_the_run_still_finishes() -> None:
     stored = cairn.Api("proj").run(run.id).summary
     assert stored["loss"] == "NaN"
     assert stored["grad_norm"] == "Infinity"
+
+
+def _start_a_run_that_hangs(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """A script that starts a run and then never finishes it (until it is killed)."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import time, cairn\n"
+        "run = cairn.init(project='proj', job_type='train', save_code=False)\n"
+        "print(run.id, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    assert run_id, proc.stderr.read() if proc.stderr else ""
+    return proc, run_id
+
+
+def test_a_killed_run_is_reported_crashed_once_its_heartbeat_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAIRN_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("CAIRN_RUN_TIMEOUT_SECONDS", "1.5")
+    proc, run_id = _start_a_run_that_hangs(tmp_path)
+    try:
+        api = cairn.Api("proj")
+        time.sleep(2.5)  # longer than the timeout: only the heartbeats keep it running
+        assert api.run(run_id).state == "running"
+        assert [r.id for r in api.runs(state="running")] == [run_id]
+        assert api.runs(state="crashed") == []
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while api.run(run_id).state == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        crashed = api.run(run_id)
+        assert crashed.state == "crashed"
+        assert crashed.info.heartbeat_at is not None
+        assert [r.id for r in api.runs(state="crashed")] == [run_id]
+        assert api.runs(state="running") == []
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_a_run_that_was_only_stalled_can_still_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAIRN_HEARTBEAT_SECONDS", "60")  # no beat during this test
+    monkeypatch.setenv("CAIRN_RUN_TIMEOUT_SECONDS", "0.5")
+    run = cairn.init(project="proj", job_type="train", save_code=False)
+    time.sleep(1.0)
+    assert cairn.Api("proj").run(run.id).state == "crashed"
+    run.log({"loss": 0.5})
+    run.summary["loss"] = 0.5
+    run.finish()
+    stored = cairn.Api("proj").run(run.id)
+    assert stored.state == "finished"
+    assert stored.summary == {"loss": 0.5}

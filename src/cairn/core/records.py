@@ -70,6 +70,7 @@ class RunInfo(_Record):
     git_dirty: bool | None = None
     git_diff_digest: str | None = None
     user: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 @dataclass

@@ -90,6 +90,9 @@ class Run(Base):
     state: Mapped[str] = mapped_column(sa.String(16))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # last sign of life from the run's process; a 'running' run silent for longer than
+    # config.run_timeout() is reported as crashed
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     config: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     tags: Mapped[list[str]] = mapped_column(sa.JSON)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cairn import config
 from cairn.core import names
-from cairn.core.records import LineageGraph, ProjectInfo, RunInfo
+from cairn.core.records import LineageGraph, ProjectInfo, RunInfo, RunState
 from cairn.sdk.artifact import Artifact
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.run import Run
@@ -70,9 +70,12 @@ class Api:
         job_type: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        state: RunState | None = None,
     ) -> list[Run]:
+        """Runs of a project, newest first; ``state="crashed"`` includes runs whose process
+        stopped sending heartbeats without finishing them."""
         infos = self._backend.registry.list_runs(
-            self._project(project), job_type=job_type, limit=limit, offset=offset
+            self._project(project), job_type=job_type, state=state, limit=limit, offset=offset
         )
         return [Run._view(i, self._backend) for i in infos]
 

@@ -21,6 +21,7 @@ from cairn.errors import InvalidInputError, RunFinishedError
 from cairn.sdk.artifact import Artifact, check_json
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.gitinfo import read_git_info
+from cairn.sdk.heartbeat import Heartbeat
 
 _current: Run | None = None
 _current_lock = threading.RLock()
@@ -46,6 +47,9 @@ class Run:
         self._step = 0
         self._last_flush = time.monotonic()
         self._pid = os.getpid()  # only this process finishes the run on its own (exit, errors)
+        self._heartbeat: Heartbeat | None = None
+        if active and info.state == "running":
+            self._heartbeat = Heartbeat(backend.registry, info.id)
 
     @classmethod
     def _view(cls, info: RunInfo, backend: Backend) -> Run:
@@ -187,6 +191,8 @@ class Run:
         if not self._active or self._info.state != "running":
             return
         final: RunState = state or ("finished" if exit_code == 0 else "failed")
+        if self._heartbeat is not None and self._pid == os.getpid():
+            self._heartbeat.stop()
         self._flush()
         self._info = self._backend.registry.update_run(
             self.id,

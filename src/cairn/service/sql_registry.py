@@ -15,7 +15,7 @@ import math
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
 
@@ -384,6 +384,7 @@ class SqlRegistry:
             _check_str("git_diff_digest", git_diff_digest)
 
         def work(s: Session) -> RunInfo:
+            now = _now()
             proj = self._ensure_project(s, project, lock=True)
             run_name = name if name is not None else _generate_run_name(s, proj.id)
             run = Run(
@@ -392,8 +393,9 @@ class SqlRegistry:
                 name=run_name,
                 job_type=job_type,
                 state="running",
-                started_at=_now(),
+                started_at=now,
                 finished_at=None,
+                heartbeat_at=now,
                 config=run_config,
                 summary={},
                 tags=run_tags,
@@ -476,6 +478,8 @@ class SqlRegistry:
                 run.tags = new_tags
             if notes is not None:
                 run.notes = notes
+            if run.state == "running":
+                run.heartbeat_at = _now()  # any update, even an empty one, is a sign of life
             s.flush()
             return _run_info(run, self._project_name(s, run.project_id))
 
@@ -535,7 +539,7 @@ class SqlRegistry:
             if job_type is not None:
                 query = query.where(Run.job_type == job_type)
             if state is not None:
-                query = query.where(Run.state == state)
+                query = query.where(_state_is(state))
             query = query.order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
             runs = s.scalars(query.offset(offset)).all()
             return [_run_info(run, proj.name) for run in runs]
@@ -1110,13 +1114,46 @@ def _generate_run_name(s: Session, project_id: int) -> str:
     return f"run-{number}-{_new_run_id()}"
 
 
+def _silent_since() -> datetime:
+    """Runs 'running' with no heartbeat since this moment are reported as crashed."""
+    return _now() - timedelta(seconds=config.run_timeout())
+
+
+def _last_sign_of_life() -> sa.ColumnElement[datetime]:
+    return sa.func.coalesce(Run.heartbeat_at, Run.started_at)
+
+
+def _state_is(state: str) -> sa.ColumnElement[bool]:
+    """The SQL condition for runs *reported* in ``state`` (see `_reported_state`)."""
+    cutoff = _silent_since()
+    if state == "running":
+        return sa.and_(Run.state == "running", _last_sign_of_life() >= cutoff)
+    if state == "crashed":
+        return sa.or_(
+            Run.state == "crashed",
+            sa.and_(Run.state == "running", _last_sign_of_life() < cutoff),
+        )
+    return Run.state == state
+
+
+def _reported_state(run: Run) -> RunState:
+    """A run stored as 'running' whose process stopped sending heartbeats (killed, out of
+    memory, its machine gone) is reported as crashed. The stored state is left alone: if the
+    process was only stalled, its next heartbeat or finish() puts things right."""
+    if run.state == "running":
+        last = run.heartbeat_at or run.started_at
+        if last < _silent_since():
+            return "crashed"
+    return cast(RunState, run.state)
+
+
 def _run_info(run: Run, project: str) -> RunInfo:
     return RunInfo(
         id=run.id,
         project=project,
         name=run.name,
         job_type=run.job_type,
-        state=cast(RunState, run.state),
+        state=_reported_state(run),
         started_at=run.started_at,
         finished_at=run.finished_at,
         config=run.config,
@@ -1129,6 +1166,7 @@ def _run_info(run: Run, project: str) -> RunInfo:
         git_dirty=run.git_dirty,
         git_diff_digest=run.git_diff_digest,
         user=run.user,
+        heartbeat_at=run.heartbeat_at,
     )
 
 
