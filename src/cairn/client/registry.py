@@ -28,11 +28,11 @@ from cairn.core.records import (
 )
 from cairn.errors import InvalidInputError, InvalidNameError, RunNotFoundError
 from cairn.service.registry import Direction, Registry
-from cairn.service.sql_registry import (
-    _check_int,
-    _decode_metric,
-    _encode_metric,
-    _json_dict,
+from cairn.service.validate import (
+    check_int,
+    decode_metric,
+    encode_metric,
+    json_dict,
 )
 
 PAGE = 1000  # items asked per page (the server's largest)
@@ -51,12 +51,12 @@ def _run_seg(run_id: object) -> str:
 
 
 def _version_seg(version_id: object) -> str:
-    _check_int("version id", version_id)
+    check_int("version id", version_id)
     return str(version_id)
 
 
 def _json_or_none(kind: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if value is None else _json_dict(kind, value)
+    return None if value is None else json_dict(kind, value)
 
 
 def _listish(value: Sequence[str] | None) -> Any:
@@ -160,8 +160,8 @@ class RemoteRegistry:
         for row in rows:
             if not isinstance(row, tuple | list) or len(row) != 2:
                 raise InvalidInputError(f"metric rows are (step, dict) pairs, not {row!r}")
-            step = _check_int("step", row[0], minimum=None)
-            prepared.append((step, _json_dict(f"metrics at step {step}", _encode_metric(row[1]))))
+            step = check_int("step", row[0], minimum=None)
+            prepared.append((step, json_dict(f"metrics at step {step}", encode_metric(row[1]))))
         path = f"/runs/{_run_seg(run_id)}/metrics"
         for start in range(0, max(len(prepared), 1), 5000):
             self.http.json("POST", path, json={"rows": prepared[start : start + 5000]})
@@ -185,7 +185,7 @@ class RemoteRegistry:
 
     def run_metrics(self, run_id: str) -> list[MetricRow]:
         items = self._list(f"/runs/{_run_seg(run_id)}/metrics", {})
-        return [MetricRow.from_dict({**m, "data": _decode_metric(m["data"])}) for m in items]
+        return [MetricRow.from_dict({**m, "data": decode_metric(m["data"])}) for m in items]
 
     # --- artifacts and versions -----------------------------------------------------------------
     def commit_version(
@@ -293,7 +293,7 @@ class RemoteRegistry:
 
     # --- lineage --------------------------------------------------------------------------------
     def record_use(self, run_id: str, version_id: int) -> None:
-        _check_int("version id", version_id)
+        check_int("version id", version_id)
         self.http.json("POST", f"/runs/{_run_seg(run_id)}/inputs", json={"version_id": version_id})
 
     def logged_by(self, version_id: int) -> RunInfo | None:
@@ -320,7 +320,7 @@ class RemoteRegistry:
                 f"invalid lineage direction {direction!r}: use 'up', 'down' or 'both'"
             )
         if depth is not None:
-            _check_int("depth", depth)
+            check_int("depth", depth)
         data = self._get(
             f"/versions/{_version_seg(version_id)}/lineage", direction=direction, depth=depth
         )

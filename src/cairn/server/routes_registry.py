@@ -19,7 +19,7 @@ from cairn.errors import (
 from cairn.server.accounts import Principal
 from cairn.server.deps import DEFAULT_PAGE, Caller, Limit, Offset, Services, Svc, page, page_window
 from cairn.server.deps import slice_page as _slice
-from cairn.service.sql_registry import _encode_metric
+from cairn.service.validate import encode_metric
 
 router = APIRouter()
 
@@ -231,7 +231,7 @@ def run_metrics(
     limit, offset = page_window(limit, offset)
     rows = svc.registry.run_metrics(run_id, limit=limit + 1, offset=offset)
     items = [
-        {"step": m.step, "data": _encode_metric(m.data), "at": m.at.isoformat()}
+        {"step": m.step, "data": encode_metric(m.data), "at": m.at.isoformat()}
         for m in rows[:limit]
     ]
     return page(request, items, limit, offset, more=len(rows) > limit)

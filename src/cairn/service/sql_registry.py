@@ -10,11 +10,9 @@ Writers that allocate version numbers or move aliases lock the artifact first
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
@@ -28,7 +26,6 @@ from cairn.core.names import (
     check_alias,
     check_artifact_name,
     check_project,
-    check_tag,
     check_type,
     is_version_label,
 )
@@ -47,7 +44,6 @@ from cairn.core.records import (
 from cairn.errors import (
     ArtifactNotFoundError,
     InvalidInputError,
-    InvalidMetadataError,
     InvalidNameError,
     ProjectNotFoundError,
     RunFinishedError,
@@ -68,6 +64,18 @@ from cairn.metadata.tables import (
     VersionTag,
 )
 from cairn.service.registry import Direction, Registry
+from cairn.service.validate import (
+    check_aliases,
+    check_int,
+    check_page,
+    check_str,
+    check_tags,
+    check_text,
+    decode_metric,
+    encode_metric,
+    json_dict,
+    listing,
+)
 
 T = TypeVar("T")
 
@@ -104,143 +112,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json_problem(value: Any, path: str, parents: frozenset[int]) -> tuple[str, str] | None:
-    """(path, what is wrong) for the first part of `value` JSON cannot hold, else None."""
-    if value is None or isinstance(value, str | bool | int):
-        return None
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return None
-        return path, f"is {value!r}, which JSON cannot represent: use None or a string instead"
-    if isinstance(value, Mapping):
-        if id(value) in parents:
-            return path, "contains itself"
-        inner = parents | {id(value)}
-        for key, item in value.items():
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                return (
-                    f"{path}[{key!r}]",
-                    f"has a key of type {type(key).__name__}: JSON keys are strings",
-                )
-            found = _json_problem(item, f"{path}[{key!r}]", inner)
-            if found:
-                return found
-        return None
-    if isinstance(value, list | tuple):
-        if id(value) in parents:
-            return path, "contains itself"
-        inner = parents | {id(value)}
-        for index, item in enumerate(value):
-            found = _json_problem(item, f"{path}[{index}]", inner)
-            if found:
-                return found
-        return None
-    return path, (
-        f"is a {type(value).__name__}, which is not JSON: convert it to str, int, float, bool, "
-        "None, a list or a dict (e.g. float(x), x.tolist(), str(x))"
-    )
-
-
-def _to_json(kind: str, value: Any) -> Any:
-    """`value` as it will read back from the database, or InvalidMetadataError naming the
-    offending key."""
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        found = _json_problem(value, kind, frozenset())
-        if found is None:  # pragma: no cover - json failed for a reason the walk did not see
-            raise InvalidMetadataError(f"{kind} is not JSON-serialisable: {exc}") from exc
-        path, problem = found
-        raise InvalidMetadataError(f"{kind} is not JSON-serialisable: {path} {problem}") from exc
-    return json.loads(text)
-
-
-def _json_dict(kind: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidMetadataError(
-            f"{kind} must be a dict of JSON values, not {type(value).__name__}"
-        )
-    result: dict[str, Any] = _to_json(kind, dict(value))
-    return result
-
-
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _encode_metric(value: Any) -> Any:
-    """Metrics may be NaN or infinite (a diverging loss); JSON columns cannot hold those, so
-    they are stored as the strings "NaN", "Infinity" and "-Infinity"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, Mapping):
-        return {k: _encode_metric(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode_metric(v) for v in value]
-    return value
-
-
-def _decode_metric(value: Any) -> Any:
-    if isinstance(value, str):
-        return _NON_FINITE.get(value, value)
-    if isinstance(value, dict):
-        return {k: _decode_metric(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode_metric(v) for v in value]
-    return value
-
-
-def _check_text(kind: str, value: object, *, max_length: int = 128) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > max_length
-        or any(ord(c) < 32 for c in value)
-    ):
-        raise InvalidNameError(f"invalid {kind} {value!r}: use 1-{max_length} printable characters")
-    return value
-
-
-def _check_int(kind: str, value: object, *, minimum: int | None = 0) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"{kind} must be an integer, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise InvalidInputError(f"{kind} must be at least {minimum}, not {value}")
-    return value
-
-
-def _check_str(kind: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{kind} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _check_page(limit: int, offset: int) -> None:
-    _check_int("limit", limit)
-    _check_int("offset", offset)
-
-
-def _unique(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))
-
-
-def _check_aliases(aliases: Sequence[str] | None) -> list[str]:
-    if aliases is None:
-        return []
-    if isinstance(aliases, str):
-        raise InvalidInputError(f"aliases must be a list of strings, not the string {aliases!r}")
-    return _unique(check_alias(a) for a in aliases)
-
-
-def _check_tags(tags: Sequence[str] | None) -> list[str]:
-    if tags is None:
-        return []
-    if isinstance(tags, str):
-        raise InvalidInputError(f"tags must be a list of strings, not the string {tags!r}")
-    return _unique(check_tag(t) for t in tags)
-
-
 def _chunks(items: Iterable[T], size: int = _CHUNK) -> Iterator[list[T]]:
     batch: list[T] = []
     for item in items:
@@ -250,12 +121,6 @@ def _chunks(items: Iterable[T], size: int = _CHUNK) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-def _listing(names: Sequence[str], total: int) -> str:
-    shown = ", ".join(names[:_SHOWN])
-    more = total - min(len(names), _SHOWN)
-    return shown + (f" (and {more} more)" if more > 0 else "")
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -331,7 +196,7 @@ class SqlRegistry:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ProjectNotFoundError(
-            f"project {name!r} does not exist.{hint} Projects: {_listing(names, total)}."
+            f"project {name!r} does not exist.{hint} Projects: {listing(names, total)}."
         )
 
     def _ensure_project(self, s: Session, name: str, *, lock: bool = False) -> Project:
@@ -366,22 +231,22 @@ class SqlRegistry:
     ) -> RunInfo:
         check_project(project)
         if user is not None:
-            _check_str("user", user)
+            check_str("user", user)
         if name is not None:
-            _check_text("run name", name)
+            check_text("run name", name)
         if job_type is not None:
-            _check_text("job type", job_type)
-        run_config = _json_dict("config", config)
-        run_tags = _check_tags(tags)
-        _check_str("notes", notes)
-        _check_str("host", host)
-        _check_str("python_version", python_version)
+            check_text("job type", job_type)
+        run_config = json_dict("config", config)
+        run_tags = check_tags(tags)
+        check_str("notes", notes)
+        check_str("host", host)
+        check_str("python_version", python_version)
         if git_commit is not None:
-            _check_str("git_commit", git_commit)
+            check_str("git_commit", git_commit)
         if git_dirty is not None and not isinstance(git_dirty, bool):
             raise InvalidInputError(f"git_dirty must be True, False or None, not {git_dirty!r}")
         if git_diff_digest is not None:
-            _check_str("git_diff_digest", git_diff_digest)
+            check_str("git_diff_digest", git_diff_digest)
 
         def work(s: Session) -> RunInfo:
             now = _now()
@@ -447,11 +312,11 @@ class SqlRegistry:
             raise InvalidInputError(
                 f"invalid run state {state!r}: use one of {', '.join(RUN_STATES)}"
             )
-        new_summary = _json_dict("summary", summary) if summary is not None else None
-        new_config = _json_dict("config", config) if config is not None else None
-        new_tags = _check_tags(tags) if tags is not None else None
+        new_summary = json_dict("summary", summary) if summary is not None else None
+        new_config = json_dict("config", config) if config is not None else None
+        new_tags = check_tags(tags) if tags is not None else None
         if notes is not None:
-            _check_str("notes", notes)
+            check_str("notes", notes)
 
         def work(s: Session) -> RunInfo:
             run = self._run(s, run_id, lock="update")
@@ -490,8 +355,8 @@ class SqlRegistry:
         for row in rows:
             if not isinstance(row, tuple | list) or len(row) != 2:
                 raise InvalidInputError(f"metric rows are (step, dict) pairs, not {row!r}")
-            step = _check_int("step", row[0], minimum=None)
-            data = _json_dict(f"metrics at step {step}", _encode_metric(row[1]))
+            step = check_int("step", row[0], minimum=None)
+            data = json_dict(f"metrics at step {step}", encode_metric(row[1]))
             prepared.append((step, data))
 
         def work(s: Session) -> None:
@@ -527,7 +392,7 @@ class SqlRegistry:
         offset: int = 0,
     ) -> list[RunInfo]:
         check_project(project)
-        _check_page(limit, offset)
+        check_page(limit, offset)
         if state is not None and state not in RUN_STATES:
             raise InvalidInputError(
                 f"invalid run state {state!r}: use one of {', '.join(RUN_STATES)}"
@@ -551,7 +416,7 @@ class SqlRegistry:
     ) -> list[MetricRow]:
         """Every row in step order; ``limit``/``offset`` read one page (the server's API)."""
         if limit is not None:
-            _check_page(limit, offset)
+            check_page(limit, offset)
 
         def work(s: Session) -> list[MetricRow]:
             run = self._run(s, run_id)
@@ -563,7 +428,7 @@ class SqlRegistry:
             if limit is not None:
                 query = query.limit(limit).offset(offset)
             rows = s.execute(query)
-            return [MetricRow(step=st, data=_decode_metric(d), at=at) for st, d, at in rows]
+            return [MetricRow(step=st, data=decode_metric(d), at=at) for st, d, at in rows]
 
         return self._read(work)
 
@@ -587,19 +452,19 @@ class SqlRegistry:
     ) -> tuple[VersionInfo, bool]:
         check_project(project)
         if user is not None:
-            _check_str("user", user)
+            check_str("user", user)
         check_artifact_name(name)
         check_type(type)
         if not isinstance(digest, str) or not is_digest(digest):
             raise InvalidInputError(
                 f"invalid digest {digest!r}: expected 'blake3:' and 64 lowercase hex digits"
             )
-        _check_int("size", size)
-        _check_int("file_count", file_count)
-        _check_str("description", description)
-        meta = _json_dict("metadata", metadata)
-        want_aliases = _check_aliases(aliases)
-        want_tags = _check_tags(tags)
+        check_int("size", size)
+        check_int("file_count", file_count)
+        check_str("description", description)
+        meta = json_dict("metadata", metadata)
+        want_aliases = check_aliases(aliases)
+        want_tags = check_tags(tags)
 
         def work(s: Session) -> tuple[VersionInfo, bool]:
             run = self._run(s, run_id) if run_id is not None else None
@@ -714,7 +579,7 @@ class SqlRegistry:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ArtifactNotFoundError(
             f"artifact {name!r} does not exist in project {project!r}.{hint} "
-            f"Artifacts there: {_listing(names, total or 0)}."
+            f"Artifacts there: {listing(names, total or 0)}."
         )
 
     def resolve(self, project: str, name: str, ref: str = "latest") -> VersionInfo:
@@ -771,8 +636,8 @@ class SqlRegistry:
         if type is not None:
             check_type(type)
         if search is not None:
-            _check_str("search", search)
-        _check_page(limit, offset)
+            check_str("search", search)
+        check_page(limit, offset)
 
         def work(s: Session) -> list[ArtifactInfo]:
             proj = self._project(s, project)
@@ -815,7 +680,7 @@ class SqlRegistry:
     ) -> list[VersionInfo]:
         check_project(project)
         check_artifact_name(name)
-        _check_page(limit, offset)
+        check_page(limit, offset)
 
         def work(s: Session) -> list[VersionInfo]:
             _, artifact = self._artifact(s, project, name)
@@ -842,12 +707,12 @@ class SqlRegistry:
         user: str | None = None,
     ) -> VersionInfo:
         if description is not None:
-            _check_str("description", description)
-        meta = _json_dict("metadata", metadata) if metadata is not None else None
-        want_aliases = _check_aliases(aliases) if aliases is not None else None
-        want_tags = _check_tags(tags) if tags is not None else None
+            check_str("description", description)
+        meta = json_dict("metadata", metadata) if metadata is not None else None
+        want_aliases = check_aliases(aliases) if aliases is not None else None
+        want_tags = check_tags(tags) if tags is not None else None
         if user is not None:
-            _check_str("user", user)
+            check_str("user", user)
 
         def work(s: Session) -> VersionInfo:
             if run_id is not None:
@@ -905,7 +770,7 @@ class SqlRegistry:
         user: str | None = None,
     ) -> None:
         if user is not None:
-            _check_str("user", user)
+            check_str("user", user)
 
         def work(s: Session) -> None:
             if run_id is not None:
@@ -1014,7 +879,7 @@ class SqlRegistry:
                 f"invalid lineage direction {direction!r}: use 'up', 'down' or 'both'"
             )
         if depth is not None:
-            _check_int("depth", depth)
+            check_int("depth", depth)
 
         def work(s: Session) -> LineageGraph:
             root = _version(s, version_id)
@@ -1171,7 +1036,7 @@ def _run_info(run: Run, project: str) -> RunInfo:
 
 
 def _version(s: Session, version_id: int) -> Version:
-    _check_int("version id", version_id)
+    check_int("version id", version_id)
     version = s.get(Version, version_id)
     if version is None:
         raise ArtifactNotFoundError(
