@@ -9,7 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_helpers import Invoke
+
+pytestmark = pytest.mark.embedded_only(
+    "plants files in the embedded download cache; a server client's cache: test_cli_cache_remote.py"
+)
 
 
 def _cached(home: Path, name: str, size: int, age_days: float) -> Path:

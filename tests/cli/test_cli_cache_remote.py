@@ -14,6 +14,8 @@ from cairn.sdk.backend import reset_backends
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
 
+pytestmark = pytest.mark.embedded_only("starts its own server")
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:

@@ -13,6 +13,10 @@ from cli_helpers import Invoke
 
 import cairn
 
+pytestmark = pytest.mark.embedded_only(
+    "init-demo seeds a local store to explore; too slow to run twice"
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

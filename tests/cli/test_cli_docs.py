@@ -6,6 +6,10 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+pytestmark = pytest.mark.embedded_only("generated docs; no store involved")
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_COMMANDS = "put get ls versions show files diff verify history rm alias tag"
 

@@ -11,12 +11,14 @@ from cli_helpers import Invoke
 from cairn.cli import output
 
 
+@pytest.mark.embedded_only("opens no store")
 def test_version(cli: Invoke) -> None:
     import cairn
 
     assert cli("--version").stdout == f"cairn {cairn.__version__}\n"
 
 
+@pytest.mark.embedded_only("opens no store")
 def test_help_lists_the_commands(cli: Invoke) -> None:
     out = cli("--help").stdout
     for name in ("push", "artifact", "lineage", "runs", "cache", "init-demo", "server"):
@@ -24,6 +26,7 @@ def test_help_lists_the_commands(cli: Invoke) -> None:
     assert "--install-completion" in out
 
 
+@pytest.mark.embedded_only("opens no store")
 @pytest.mark.parametrize("args", [[], ["artifact"], ["artifact", "alias"], ["runs"]])
 def test_no_arguments_shows_help(cli: Invoke, args: list[str]) -> None:
     result = cli(*args, code=2)
@@ -94,6 +97,7 @@ def test_cairn_error_with_debug_shows_traceback(cli: Invoke) -> None:
     assert "RunNotFoundError" in result.stderr
 
 
+@pytest.mark.embedded_only("opens no store")
 def test_exit_code_mapping() -> None:
     from cairn import errors
 
@@ -105,10 +109,12 @@ def test_exit_code_mapping() -> None:
     assert output.exit_code_for(RuntimeError("x")) == 1
 
 
+@pytest.mark.embedded_only("opens no store")
 def test_one_line_folds_multiline_messages() -> None:
     assert output.one_line("a:\n  b\n  c\nd") == "a: b; c; d"
 
 
+@pytest.mark.embedded_only("opens no store")
 @pytest.mark.parametrize(
     ("text", "value"),
     [("10GB", 10**10), ("500MB", 5 * 10**8), ("2GiB", 2 << 30), ("1.5k", 1500), ("0", 0)],

@@ -9,7 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_helpers import Invoke, log_with_sdk, make_files
+
+pytestmark = pytest.mark.embedded_only(
+    "gc cleans a local store; test_gc_refuses_remote_stores: it refuses a server"
+)
 
 
 def _store_bytes(home: Path) -> int:

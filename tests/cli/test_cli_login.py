@@ -16,6 +16,8 @@ from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
 
+pytestmark = pytest.mark.embedded_only("each test starts and logs in to its own servers")
+
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[ServerThread]:

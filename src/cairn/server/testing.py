@@ -44,10 +44,14 @@ class ServerThread:
             time.sleep(0.005)
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Shut the server down (it closes its database and store on the way out). With
+        ``wait=False`` only ask it to: the thread finishes on its own a moment later (call
+        ``stop()`` again to wait for it), so a test suite need not wait for each server."""
         self._server.should_exit = True
-        self._thread.join(30)
-        self._sock.close()
+        if wait:
+            self._thread.join(30)
+            self._sock.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
