@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_helpers import Invoke
 
 import cairn
+from cairn.sdk.backend import get_backend
 
 
 def test_runs_ls(cli: Invoke, cli_json: Callable[..., Any], store: Path) -> None:
@@ -57,3 +60,24 @@ def test_runs_show_unknown(cli: Invoke) -> None:
     result = cli("runs", "show", "nosuchrun", code=3)
     assert result.stderr.startswith("error: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_runs_ls_by_state_shows_a_silent_run_as_crashed(
+    cli: Invoke, cli_json: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with cairn.init(project="p", job_type="train"):
+        pass
+    # a run whose process died right after starting it: it never sends a heartbeat
+    silent = get_backend().registry.create_run("p", job_type="train")
+    try:
+        assert [r["id"] for r in cli_json("runs", "ls", "p", "--state", "running")] == [silent.id]
+        monkeypatch.setenv("CAIRN_RUN_TIMEOUT_SECONDS", "0.2")
+        time.sleep(0.5)
+        crashed = cli_json("runs", "ls", "p", "--state", "crashed")
+        assert [(r["id"], r["state"]) for r in crashed] == [(silent.id, "crashed")]
+        assert cli_json("runs", "ls", "p", "-s", "running") == []
+        assert len(cli_json("runs", "ls", "p", "-s", "finished")) == 1
+        assert "No runs in state running" in cli("runs", "ls", "p", "-s", "running").stdout
+        cli("runs", "ls", "p", "--state", "sleeping", code=2)
+    finally:
+        get_backend().registry.update_run(silent.id, state="finished")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, cast
 
 import typer
 
 from cairn.cli import output
 from cairn.cli.output import JsonOpt, ProjectOpt
+from cairn.core.records import RunState
+
+
+class RunStateChoice(StrEnum):
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+    crashed = "crashed"
+
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -31,6 +41,15 @@ def ls(
         str | None,
         typer.Option("--job-type", "-j", help="Only runs of this job type.", show_default=False),
     ] = None,
+    state: Annotated[
+        RunStateChoice | None,
+        typer.Option(
+            "--state",
+            "-s",
+            help="Only runs in this state (crashed: killed, or silent for too long).",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,12 +57,15 @@ def ls(
     from cairn.cli.common import api
 
     proj = output.resolve_project(project_arg or project)
-    runs = [r.info for r in api(proj).runs(proj, job_type=job_type, limit=limit)]
+    wanted = cast(RunState, state.value) if state is not None else None
+    found = api(proj).runs(proj, job_type=job_type, state=wanted, limit=limit)
+    runs = [r.info for r in found]
     if json_out:
         output.print_json([r.to_dict() for r in runs])
         return
     if not runs:
         what = f" of job type {job_type!r}" if job_type else ""
+        what += f" in state {wanted}" if wanted else ""
         output.echo(f"No runs{what} in project {proj!r}.")
         return
     t = output.table("ID", "NAME", "JOB TYPE", "STATE", "STARTED", "DURATION")
