@@ -68,11 +68,21 @@ def cairn_cmd(*args: str) -> list[str]:
 class ServerProcess:
     """`cairn server` in a process of its own (as users run it)."""
 
-    def __init__(self, database_url: str, store: Path, *extra: str, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        store: Path | str,
+        *extra: str,
+        env: dict[str, str],
+        log_dir: Path | None = None,
+    ) -> None:
+        """``store``: a folder, or a bucket URL (then ``log_dir`` says where the log goes)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = store.parent / f"server-{self.port}.log"
-        store.parent.mkdir(parents=True, exist_ok=True)
+        folder = log_dir or (store.parent if isinstance(store, Path) else None)
+        assert folder is not None, "a bucket store needs a log_dir"
+        self.log = folder / f"server-{self.port}.log"
+        folder.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cairn_cmd(

@@ -74,9 +74,20 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DatabaseOpt = None,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="The object store folder. Default: $CAIRN_DIR/store (the embedded store).",
+            help="Where objects live: a folder (default: $CAIRN_DIR/store, the embedded "
+            "store), or a bucket: s3://bucket/prefix, gs://bucket/prefix, "
+            "az://container/prefix (credentials from the usual environment variables and "
+            "profiles; several servers may share one bucket).",
+            show_default=False,
+        ),
+    ] = None,
+    store_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="The endpoint of an S3-compatible service (MinIO, R2, Ceph ...) or an "
+            "emulator. Default: $AWS_ENDPOINT_URL.",
             show_default=False,
         ),
     ] = None,
@@ -104,11 +115,23 @@ def serve(
     from cairn import config
     from cairn.server.deps import ServerSettings
 
+    bucket = store if store and store.split("://", 1)[0] in ("s3", "gs", "az") else None
+    if store and not bucket and "://" in store and not store.startswith("file://"):
+        output.fail(
+            f"--store {store!r}: use a folder, or a bucket as s3://bucket/prefix, "
+            "gs://bucket/prefix or az://container/prefix"
+        )
+    if store_endpoint and not bucket:
+        output.fail("--store-endpoint needs a bucket store (--store s3://bucket/prefix)")
+    folder = Path(store.removeprefix("file://")) if store and not bucket else None
     settings = ServerSettings(
         database_url=_database_url(database_url),
-        store=(store or config.cairn_dir() / "store").expanduser().absolute(),
+        store=(folder or config.cairn_dir() / "store").expanduser().absolute(),
         max_object_bytes=max_object_mb << 20,
         max_batch_bytes=max_batch_mb << 20,
+        store_url=bucket,
+        store_endpoint=store_endpoint,
+        cache_dir=config.cairn_dir() / "cache" / "stores" if bucket else None,
     )
     if not migrate:
         _refuse_old_schema(settings.database_url)
@@ -153,10 +176,13 @@ def _run(settings: ServerSettings, *, host: str, port: int, workers: int, log_le
     from cairn.server.deps import Services
 
     _raise_fd_limit()
-    services = Services.open(settings)  # migrations run here, once, before any worker starts
+    # migrations run here, once, before any worker starts; the store is opened (a bucket is
+    # listed) so that a wrong URL or missing credentials stop the server now, in one line
+    services = Services.open(settings)
     sys.stderr.write(
-        f"cairn server: database {safe_url(settings.database_url)}, store {settings.store}, "
-        f"http://{host}:{port}/api/v1 ({workers} worker{'s' if workers != 1 else ''})\n"
+        f"cairn server: database {safe_url(settings.database_url)}, store "
+        f"{services.objects.describe()}, http://{host}:{port}/api/v1 "
+        f"({workers} worker{'s' if workers != 1 else ''})\n"
     )
     sys.stderr.flush()
     if workers == 1:

@@ -1,9 +1,10 @@
 """The FastAPI application: routes under ``/api/v1``, one JSON error shape, body size limits.
 
-``create_app(settings)`` builds it for a database and a store folder; ``app_from_env`` is the
-factory uvicorn's worker processes call (`cairn server --workers N`), reading CAIRN_SERVER_*.
+``create_app(settings)`` builds it for a database and a store (a folder or a bucket);
+``app_from_env`` is the factory uvicorn's worker processes call (`cairn server --workers N`),
+reading CAIRN_SERVER_*.
 The application keeps nothing in memory another process would need: any number of processes
-(and machines sharing the store folder) may serve one PostgreSQL database.
+(and machines sharing the store folder or bucket) may serve one PostgreSQL database.
 """
 
 from __future__ import annotations

@@ -22,12 +22,19 @@ DEFAULT_PAGE = 100
 
 @dataclass
 class ServerSettings:
+    """What `cairn server` was started with. Objects live in the folder ``store``, or, when
+    ``store_url`` names a bucket (s3://, gs://, az://), in packs on object storage with a local
+    index cache under ``cache_dir`` (default $CAIRN_DIR/cache/stores)."""
+
     database_url: str
     store: Path
     max_object_bytes: int = 64 << 20
     max_batch_bytes: int = 256 << 20
     max_json_bytes: int = 32 << 20
     max_digests: int = 100_000  # per existence check or fetch
+    store_url: str | None = None
+    store_endpoint: str | None = None
+    cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -45,6 +52,11 @@ class ServerSettings:
                 env.get("CAIRN_SERVER_MAX_BATCH_BYTES") or defaults.max_batch_bytes
             ),
             max_json_bytes=int(env.get("CAIRN_SERVER_MAX_JSON_BYTES") or defaults.max_json_bytes),
+            store_url=env.get("CAIRN_SERVER_STORE_URL") or None,
+            store_endpoint=env.get("CAIRN_SERVER_STORE_ENDPOINT") or None,
+            cache_dir=Path(env["CAIRN_SERVER_CACHE_DIR"])
+            if env.get("CAIRN_SERVER_CACHE_DIR")
+            else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -54,7 +66,14 @@ class ServerSettings:
             "CAIRN_SERVER_MAX_OBJECT_BYTES": str(self.max_object_bytes),
             "CAIRN_SERVER_MAX_BATCH_BYTES": str(self.max_batch_bytes),
             "CAIRN_SERVER_MAX_JSON_BYTES": str(self.max_json_bytes),
+            "CAIRN_SERVER_STORE_URL": self.store_url or "",
+            "CAIRN_SERVER_STORE_ENDPOINT": self.store_endpoint or "",
+            "CAIRN_SERVER_CACHE_DIR": str(self.cache_dir or ""),
         }
+
+    def store_name(self) -> str:
+        """The store as shown to people (a bucket URL carries no credentials)."""
+        return self.store_url or str(self.store)
 
 
 @dataclass
@@ -69,7 +88,13 @@ class Services:
         registry = SqlRegistry(settings.database_url)  # brings the schema to head
         accounts = Accounts(registry.engine)
         try:
-            objects = ServerObjects(settings.store, accounts)
+            objects = ServerObjects(
+                settings.store,
+                accounts,
+                store_url=settings.store_url,
+                store_endpoint=settings.store_endpoint,
+                cache_dir=settings.cache_dir or config.cairn_dir() / "cache" / "stores",
+            )
         except BaseException:
             registry.close()
             raise

@@ -15,6 +15,12 @@ The store is the same `PackedObjectDB` the embedded mode uses, shared by every s
   (`project_objects`), walking the tree from the root and skipping subtrees the project already
   holds. Every object reached must be in the store and known to the committer, so nobody can
   gain access to an object by referencing a digest they only know of.
+
+With ``store_url`` naming a bucket (s3://, gs://, az://) the objects live in packs on object
+storage (`PackedRemoteObjectDB`, a local index cache under ``cache_dir``), and any number of
+server processes on any machines may share the bucket: an object another process stored is
+found by listing the bucket's pack indexes again when a lookup misses. An upload request
+writes packs of its own there, indexed only when the whole request was verified.
 """
 
 from __future__ import annotations
@@ -23,18 +29,37 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cairn.core.digest import hash_bytes
-from cairn.errors import IntegrityError, InvalidInputError, ObjectNotFoundError
+from cairn.errors import (
+    CairnError,
+    IntegrityError,
+    InvalidInputError,
+    ObjectNotFoundError,
+    StoreError,
+)
 from cairn.objects import chunking, tree
+from cairn.objects.odb import ObjectStore
 from cairn.objects.packdb import PackedObjectDB
 from cairn.server.accounts import Accounts, Principal
 from cairn.server.wire import frame_header
+from cairn.storage.cloud_packs import PackedRemoteObjectDB
 
 _SHOWN = 5
 SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
 STREAM_BLOCK = 1 << 20  # bytes per block of a download stream
+REFRESH_AGE = 5.0  # seconds: an existence check lists the bucket's indexes at most this often
+
+
+class Upload(Protocol):
+    """The objects of one upload request, stored as a whole by ``commit`` or not at all."""
+
+    def put(self, digest: str, data: bytes | memoryview) -> bool: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class UploadPack(PackedObjectDB):
@@ -110,34 +135,67 @@ def _missing_error(digests: Iterable[str], what: str) -> ObjectNotFoundError:
 
 
 class ServerObjects:
-    def __init__(self, root: Path, accounts: Accounts) -> None:
+    def __init__(
+        self,
+        root: Path,
+        accounts: Accounts,
+        *,
+        store_url: str | None = None,
+        store_endpoint: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.root = root
         self.accounts = accounts
-        self.store = PackedObjectDB(root)
+        self.remote: PackedRemoteObjectDB | None = None
+        if store_url:
+            self.remote = _open_bucket(store_url, store_endpoint, cache_dir)
+            self.store: ObjectStore = self.remote
+        else:
+            self.store = PackedObjectDB(root)
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self.store.close()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+    def describe(self) -> str:
+        return str(self.root) if self.remote is None else self.remote.url
 
     # --- existence -----------------------------------------------------------------------------
-    def missing(self, principal: Principal, digests: Iterable[str]) -> set[str]:
-        """The digests the caller must upload: not in the store, or not theirs to see."""
+    def _absent(self, digests: set[str], fresh: bool) -> set[str]:
+        absent = self.store.missing(digests)
+        if absent and self.remote is not None:
+            # stored through another server process since this one last listed the bucket?
+            self.remote.refresh(max_age=None if fresh else REFRESH_AGE)
+            absent = self.store.missing(absent)
+        return absent
+
+    def missing(
+        self, principal: Principal, digests: Iterable[str], *, fresh: bool = False
+    ) -> set[str]:
+        """The digests the caller must upload: not in the store, or not theirs to see.
+        ``fresh``: on a bucket, list the indexes again whenever one is not found (reads and
+        binding, where a stale answer would be an error; an upload check may be a second old,
+        which costs at most a duplicate upload)."""
         wanted = set(digests)
-        absent = self.store.missing(wanted)
+        absent = self._absent(wanted, fresh)
         present = wanted - absent
         return absent | (present - self.accounts.known(principal, present))
 
     def check_readable(self, principal: Principal, digests: Iterable[str]) -> None:
         wanted = set(digests)
-        unreadable = self.missing(principal, wanted)
+        unreadable = self.missing(principal, wanted, fresh=True)
         if unreadable:
             raise _missing_error(unreadable, "are" if len(unreadable) != 1 else "is")
 
     # --- uploads -------------------------------------------------------------------------------
-    def open_upload(self) -> UploadPack:
+    def open_upload(self) -> Upload:
+        if self.remote is not None:
+            return self.remote.open_upload()
         return UploadPack(self.root)
 
-    def store_group(self, pack: UploadPack, frames: list[tuple[str, bytearray]]) -> int:
+    def store_group(self, pack: Upload, frames: list[tuple[str, bytearray]]) -> int:
         """Verify each object against its digest, then write those the store lacks into the
         request's pack. Returns the bytes written."""
         for digest, data in frames:
@@ -161,20 +219,14 @@ class ServerObjects:
     def stream(self, digests: list[str]) -> Iterator[bytes]:
         """Frames of the objects, read one at a time (all looked up at once first), sent in
         blocks of about STREAM_BLOCK bytes."""
+        if self.remote is not None:
+            self.remote.warm(digests)  # read in large blocks with read-ahead
+            yield from _frames(self.remote, digests)
+            return
         reader = PackedObjectDB(self.root)
         try:
             reader.warm(digests)
-            parts: list[bytes] = []
-            size = 0
-            for digest in digests:
-                data = reader.get(digest, verify=False)
-                parts += (frame_header(digest, len(data)), data)
-                size += len(data)
-                if size >= STREAM_BLOCK:
-                    yield b"".join(parts)
-                    parts, size = [], 0
-            if parts:
-                yield b"".join(parts)
+            yield from _frames(reader, digests)
         finally:
             reader.close()
 
@@ -191,6 +243,7 @@ class ServerObjects:
             readable = set(frontier) if first else set(frontier) - self.missing(principal, frontier)
             first = False
             below: list[str] = []
+            self._prefetch([d for d in frontier if d in readable])
             for digest in frontier:
                 if digest not in readable:
                     continue
@@ -206,6 +259,12 @@ class ServerObjects:
                         continue  # a blob that looks like a tree: nothing below it
                     below.extend(d for d, kind in children.items() if kind == "t")
             frontier = list(dict.fromkeys(below))
+
+    def _prefetch(self, digests: list[str]) -> None:
+        """On a bucket, read these objects (trees, about to be parsed) in a few large GETs
+        with read-ahead rather than one request each."""
+        if self.remote is not None and len(digests) > 1:
+            self.remote.warm(digests)
 
     # --- binding -------------------------------------------------------------------------------
     def bind_version(self, principal: Principal, project: str, root: str) -> int:
@@ -223,11 +282,12 @@ class ServerObjects:
             todo = {d: k for d, k in frontier.items() if d not in held and d not in to_bind}
             if not todo:
                 break
-            bad = self.missing(principal, todo)
+            bad = self.missing(principal, todo, fresh=True)
             if bad:
                 raise _missing_error(bad, "of this version are")
             to_bind.update(todo)
             frontier = {}
+            self._prefetch([d for d, kind in todo.items() if kind != "b"])
             for digest, kind in todo.items():
                 if kind == "b":
                     continue
@@ -238,7 +298,7 @@ class ServerObjects:
     def bind_objects(self, principal: Principal, project: str, digests: Iterable[str]) -> None:
         """Bind single objects (a run's code diff) to the project."""
         wanted = set(digests)
-        bad = self.missing(principal, wanted)
+        bad = self.missing(principal, wanted, fresh=True)
         if bad:
             raise _missing_error(bad, "are" if len(bad) != 1 else "is")
         project_id = self.accounts.project_id(project)
@@ -274,4 +334,27 @@ class ServerObjects:
         return out
 
 
-__all__ = ["ServerObjects", "UploadPack"]
+def _frames(reader: ObjectStore, digests: list[str]) -> Iterator[bytes]:
+    parts: list[bytes] = []
+    size = 0
+    for digest in digests:
+        data = reader.get(digest, verify=False)
+        parts += (frame_header(digest, len(data)), data)
+        size += len(data)
+        if size >= STREAM_BLOCK:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+def _open_bucket(url: str, endpoint: str | None, cache_dir: Path | None) -> PackedRemoteObjectDB:
+    from cairn.storage import open_storage
+
+    try:
+        return PackedRemoteObjectDB(open_storage(url, endpoint=endpoint), cache_dir)
+    except CairnError as exc:
+        raise StoreError(f"cannot open the object store {url}: {exc}") from None
+
+
+__all__ = ["ServerObjects", "Upload", "UploadPack"]

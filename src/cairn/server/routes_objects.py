@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from cairn.core.digest import hash_bytes, is_digest
 from cairn.errors import IntegrityError, InvalidInputError
 from cairn.server.deps import Caller, Services, Svc
-from cairn.server.objects import UploadPack
+from cairn.server.objects import Upload
 from cairn.server.wire import API_PREFIX, OBJECTS_TYPE, FrameParser, PayloadTooLargeError
 
 router = APIRouter(tags=["objects"])
@@ -77,7 +77,7 @@ def missing(body: Digests, svc: Svc, caller: Caller) -> dict[str, Any]:
     }
 
 
-async def _shielded_abort(pack: UploadPack) -> None:
+async def _shielded_abort(pack: Upload) -> None:
     with anyio.CancelScope(shield=True):
         await run_in_threadpool(pack.abort)
 

@@ -154,7 +154,8 @@ class PackedRemoteObjectDB:
         self._read_pool: ThreadPoolExecutor | None = None
         self._last_end: dict[str, int] = {}
         self._warm: dict[str, Location] = {}
-        self._refreshed = 0.0
+        self._refreshed = float("-inf")
+        self._refresh_lock = threading.Lock()
         self.stats = {"pack_puts": 0, "index_puts": 0, "range_gets": 0, "block_gets": 0}
         self.refresh()
 
@@ -162,26 +163,33 @@ class PackedRemoteObjectDB:
         return f"<PackedRemoteObjectDB {self.url}>"
 
     # --- the index ---------------------------------------------------------------------------
-    def refresh(self) -> int:
+    def refresh(self, max_age: float | None = None) -> int:
         """Import the index objects this cache has not seen (written by other processes).
-        Returns how many were imported."""
-        with self._db_lock:
-            known = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
-        todo = []
-        for key in self.storage.list("index/"):
-            name = key[len("index/") :]
-            if name.endswith(".idx") and name[:-4] not in known:
-                todo.append(key)
-        self._refreshed = time.monotonic()
-        if not todo:
+        Returns how many were imported. With ``max_age``, the store is listed only when the
+        last listing is older than that many seconds."""
+        asked = time.monotonic()
+        if max_age is not None and asked - self._refreshed < max_age:
             return 0
-        pool = self._readers()
-        for data in pool.map(self.storage.get, todo):
-            try:
-                pack, size, entries = decode_index(data)
-            except (ValueError, KeyError) as exc:
-                raise StoreError(f"a pack index in {self.url} is damaged ({exc})") from None
-            self._record(pack, size, entries)
+        with self._refresh_lock:
+            if self._refreshed >= asked:
+                return 0  # another thread listed the store since we asked
+            started = time.monotonic()
+            with self._db_lock:
+                known = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
+            todo = []
+            for key in self.storage.list("index/"):
+                name = key[len("index/") :]
+                if name.endswith(".idx") and name[:-4] not in known:
+                    todo.append(key)
+            if todo:
+                pool = self._readers()
+                for data in pool.map(self.storage.get, todo):
+                    try:
+                        pack, size, entries = decode_index(data)
+                    except (ValueError, KeyError) as exc:
+                        raise StoreError(f"a pack index in {self.url} is damaged ({exc})") from None
+                    self._record(pack, size, entries)
+            self._refreshed = started
         return len(todo)
 
     def _record(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
@@ -231,6 +239,11 @@ class PackedRemoteObjectDB:
                 digest,
             )
         return loc
+
+    def locate(self, digests: Iterable[str]) -> dict[str, Location]:
+        """Where objects are: digest -> (pack id, offset, length), for those this machine's
+        index lists (see ``refresh`` for objects other processes wrote since)."""
+        return self._lookup(list(dict.fromkeys(digests)))
 
     def has(self, digest: str) -> bool:
         return bool(self._lookup([digest]))
@@ -394,6 +407,20 @@ class PackedRemoteObjectDB:
             self._uploads = [u for u in self._uploads if u not in uploads]
         self.storage.sync()
 
+    # --- packs written elsewhere (the server's upload requests) --------------------------------
+    def publish(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
+        """Index a pack that is already complete in the store: upload its index object, then
+        record it in the local index. The caller put the pack (and every pack its objects
+        refer to) first."""
+        self.storage.put(index_key(pack), encode_index(pack, size, entries))
+        self.stats["index_puts"] += 1
+        self._record(pack, size, entries)
+
+    def open_upload(self) -> PackUpload:
+        """A set of objects written as packs of their own and indexed only at ``commit``
+        (one server upload request)."""
+        return PackUpload(self)
+
     def delete(self, digest: str) -> None:
         """Forget an object in this machine's index (its bytes stay in its pack until a
         garbage collection rewrites the pack)."""
@@ -548,6 +575,60 @@ class PackedRemoteObjectDB:
         return len(data)
 
 
+class PackUpload:
+    """Objects of one upload request on a `PackedRemoteObjectDB`: appended to packs held in
+    memory, each uploaded when it fills; the packs' indexes are uploaded only by ``commit``,
+    in order, so nothing is found before the whole request was stored. ``abort`` deletes the
+    packs uploaded so far."""
+
+    def __init__(self, db: PackedRemoteObjectDB) -> None:
+        self.db = db
+        self._buf = bytearray()
+        self._entries: list[tuple[str, int, int]] = []
+        self._seen: set[str] = set()
+        self._uploaded: list[tuple[str, int, list[tuple[str, int, int]]]] = []
+
+    def put(self, digest: str, data: bytes | memoryview) -> bool:
+        if digest in self._seen:
+            return False
+        self._seen.add(digest)
+        self._entries.append((digest, len(self._buf), len(data)))
+        self._buf += data
+        if len(self._buf) >= self.db.pack_target:
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        if not self._entries:
+            return
+        pack = uuid.uuid4().hex
+        self.db.storage.put(pack_key(pack), memoryview(self._buf))
+        self.db.stats["pack_puts"] += 1
+        self._uploaded.append((pack, len(self._buf), self._entries))
+        self._buf = bytearray()
+        self._entries = []
+
+    def commit(self) -> None:
+        self._flush()
+        for pack, size, entries in self._uploaded:
+            self.db.publish(pack, size, entries)
+        self._uploaded = []
+
+    def abort(self) -> None:
+        self._buf = bytearray()
+        self._entries = []
+        for pack, _, _ in self._uploaded:
+            _quietly(self.db.storage.delete, pack_key(pack))
+        self._uploaded = []
+
+
+def _quietly(action: Callable[[str], object], key: str) -> None:
+    try:
+        action(key)
+    except Exception:
+        pass  # garbage at worst
+
+
 def _upload_failed(url: str, error: BaseException) -> CairnError:
     detail = str(error) if isinstance(error, CairnError) else f"{type(error).__name__}: {error}"
     return StoreError(
@@ -555,4 +636,10 @@ def _upload_failed(url: str, error: BaseException) -> CairnError:
     )
 
 
-__all__ = ["PACK_TARGET", "PackedRemoteObjectDB", "decode_index", "encode_index"]
+__all__ = [
+    "PACK_TARGET",
+    "PackUpload",
+    "PackedRemoteObjectDB",
+    "decode_index",
+    "encode_index",
+]
