@@ -40,7 +40,7 @@ from cairn.errors import (
 )
 from cairn.metadata.accounts import ROLES, ApiKey, ObjectReceipt, ProjectMember, ProjectObject, User
 from cairn.metadata.engine import transaction
-from cairn.metadata.tables import Project
+from cairn.metadata.tables import Artifact, Project, Run, Version
 from cairn.server.wire import AuthenticationError
 
 T = TypeVar("T")
@@ -546,6 +546,36 @@ class Accounts:
             return found
 
         return self._read(work) if wanted else set()
+
+    def unbound(self) -> list[tuple[str, str, str]]:
+        """(project, digest, kind) of every object a project's metadata names but the project
+        does not hold yet: version roots (kind 't') and runs' code diffs (kind 'b'). Not empty
+        when the store was written without a server (embedded mode) and is served now."""
+
+        def work(s: Session) -> list[tuple[str, str, str]]:
+            def held(digest: Any) -> Any:
+                return ~sa.exists().where(
+                    ProjectObject.project_id == Project.id, ProjectObject.digest == digest
+                )
+
+            roots = (
+                sa.select(Project.name, Version.digest)
+                .join(Artifact, Artifact.project_id == Project.id)
+                .join(Version, Version.artifact_id == Artifact.id)
+                .where(Version.state == "committed", held(Version.digest))
+                .distinct()
+            )
+            diffs = (
+                sa.select(Project.name, Run.git_diff_digest)
+                .join(Run, Run.project_id == Project.id)
+                .where(Run.git_diff_digest.is_not(None), held(Run.git_diff_digest))
+                .distinct()
+            )
+            found = [(p, d, "t") for p, d in s.execute(roots)]
+            found += [(p, d, "b") for p, d in s.execute(diffs) if d is not None]
+            return sorted(found)
+
+        return self._read(work)
 
     def bind(self, project_id: int, digests: Iterable[str]) -> None:
         """Record that the project holds these objects, all in one transaction (so a project
