@@ -92,8 +92,9 @@ def test_open_registry_follows_cairn_database_url(
 
 
 def test_unusable_databases_raise_store_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="exists and is writable"):
-        SqlRegistry(f"sqlite:///{tmp_path}/missing/dir/meta.db")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match="choose a path you can write to"):
+        SqlRegistry(f"sqlite:///{tmp_path}/a-file/dir/meta.db")
     with pytest.raises(StoreError, match="CAIRN_DATABASE_URL"):
         SqlRegistry("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(StoreError) as info:
@@ -111,3 +112,13 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
     finally:
         engine.dispose()
+
+
+def test_a_sqlite_database_in_a_folder_that_does_not_exist_yet_is_created(
+    tmp_path: Path,
+) -> None:
+    db_file = tmp_path / "new" / "folders" / "cairn.db"
+    with open_registry(f"sqlite:///{db_file}") as registry:
+        registry.create_run("p")
+        assert [r.project for r in registry.list_runs("p")] == ["p"]
+    assert db_file.is_file()

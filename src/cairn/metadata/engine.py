@@ -61,6 +61,15 @@ def create_engine(url: str | URL) -> Engine:
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        db_file = sqlite_path(parsed)
+        if db_file is not None:
+            try:  # SQLite creates the file, not the folders above it
+                db_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder of the SQLite database {db_file}: {exc.strerror}; "
+                    "choose a path you can write to"
+                ) from None
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
         _configure_sqlite(engine)
         return engine
