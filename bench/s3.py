@@ -8,8 +8,12 @@ them into an empty folder (every file verified):
 - ``loose``:  `ObjectDB` over `CloudStorage`, one S3 key per object (a PUT and a HEAD each);
 - ``packed``: `PackedRemoteObjectDB`, objects appended to 32 MiB packs, one PUT per pack plus
   one per pack index, reads in 4 MiB blocks.
+- ``direct`` / ``proxied`` (``--layouts direct,proxied``): through a ``cairn server --store
+  s3://…`` process (SQLite, open mode), the client's `RemoteObjectStore` moving the bytes
+  straight to and from the bucket on signed URLs, or through the server (``--no-direct``).
 
-Requests are counted by a thin wrapper around the storage. Usage::
+Requests are counted by a thin wrapper around the storage (for the server layouts: the
+client's requests to the server and to the bucket). Usage::
 
     .venv/bin/python bench/s3.py [--files 2000] [--big-mib 64] [--repeat 3]
 """
@@ -144,7 +148,89 @@ def make_data(root: Path, files: int, big_mib: int) -> list[StagedFile]:
     return staged
 
 
+class Server:
+    """``cairn server`` on a bucket, in a process of its own (SQLite, no users)."""
+
+    def __init__(self, url: str, work: Path, direct: bool) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        home = work / f"server-{port}"
+        args = ["--store", url, "--port", str(port), "--log-level", "warning"]
+        args += ["--database-url", f"sqlite:///{home / 'cairn.db'}"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from cairn.cli.main import main; main()", "server", *args]
+            + ([] if direct else ["--no-direct"]),
+            env={**os.environ, "CAIRN_DIR": str(home)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(self.url + "/api/v1/health", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit("cairn server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def _counts(odb: Any, direction: str) -> dict[str, int]:
+    counts = {"bucket": odb.bucket_requests}
+    counts["object"] = odb.upload_requests if direction == "up" else odb.download_requests
+    return counts
+
+
+def run_server(layout: str, url: str, staged: list[StagedFile], work: Path) -> dict[str, Any]:
+    from cairn.client.http import Http
+    from cairn.client.objects import RemoteObjectStore
+
+    server = Server(url, work, direct=layout == "direct")
+    try:
+        http = Http(server.url, None)
+        odb = RemoteObjectStore(http, work / f"cache-{layout}")
+        start = time.perf_counter()
+        ingestor = Ingestor(odb, None)
+        entries = ingestor.hash_files(staged)
+        ingestor.store_tree(tree.build(entries))
+        odb.sync()
+        log_s = time.perf_counter() - start
+        log_requests = _counts(odb, "up")
+        odb.close()
+        # download as another machine would: an empty cache
+        odb = RemoteObjectStore(http, work / f"cache-{layout}-reader")
+        dest = work / f"out-{layout}"
+        start = time.perf_counter()
+        wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]
+        Materializer(odb, None).materialize(wanted, dest)
+        download_s = time.perf_counter() - start
+        download_requests = _counts(odb, "down")
+        odb.close()
+        http.close()
+    finally:
+        server.stop()
+    keys = sum(1 for _ in open_storage(url).list())
+    shutil.rmtree(dest)
+    for cache in work.glob("cache-*"):
+        shutil.rmtree(cache)
+    return {
+        "layout": layout,
+        "log_s": log_s,
+        "download_s": download_s,
+        "log_requests": log_requests,
+        "download_requests": download_requests,
+        "keys": keys,
+    }
+
+
 def run(layout: str, url: str, staged: list[StagedFile], work: Path) -> dict[str, Any]:
+    if layout in ("direct", "proxied"):
+        return run_server(layout, url, staged, work)
     storage = Counting(open_storage(url))
     odb: Any
     if layout == "packed":
@@ -190,7 +276,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--big-mib", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--layouts", default="loose,packed", help="comma-separated")
+    parser.add_argument(
+        "--layouts", default="loose,packed", help="comma-separated: loose, packed, direct, proxied"
+    )
     args = parser.parse_args()
     layouts = args.layouts.split(",")
 

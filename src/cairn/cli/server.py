@@ -91,6 +91,19 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct/--no-direct",
+            help="With a bucket store: clients upload and download objects straight to and "
+            "from the bucket on short-lived signed URLs (default), or send them through the "
+            "server (--no-direct: clients need no access to the bucket).",
+        ),
+    ] = True,
+    signed_url_ttl: Annotated[
+        int,
+        typer.Option(min=1, help="Seconds a signed URL stays valid (direct transfers)."),
+    ] = 900,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     migrate: Annotated[
         bool,
@@ -104,7 +117,10 @@ def serve(
         int, typer.Option(min=1, help="Largest object accepted, in MiB.")
     ] = 64,
     max_batch_mb: Annotated[
-        int, typer.Option(min=1, help="Largest upload request accepted, in MiB.")
+        int,
+        typer.Option(
+            min=1, help="Largest upload request (or pack uploaded on a signed URL), in MiB."
+        ),
     ] = 256,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
@@ -131,6 +147,8 @@ def serve(
         max_batch_bytes=max_batch_mb << 20,
         store_url=bucket,
         store_endpoint=store_endpoint,
+        direct=direct,
+        signed_url_ttl=signed_url_ttl,
         cache_dir=config.cairn_dir() / "cache" / "stores" if bucket else None,
     )
     if not migrate:

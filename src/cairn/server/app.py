@@ -25,7 +25,7 @@ from cairn import __version__
 from cairn.dashboard.server import server_dashboard
 from cairn.errors import CairnError
 from cairn.server import routes_accounts, routes_objects, routes_registry
-from cairn.server.deps import ServerSettings, Services
+from cairn.server.deps import Caller, ServerSettings, Services
 from cairn.server.wire import (
     API_PREFIX,
     AuthenticationError,
@@ -176,6 +176,12 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     @app.get(f"{API_PREFIX}/health", tags=["meta"], summary="Is the server up?")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "api": "v1"}
+
+    @app.get(f"{API_PREFIX}/info", tags=["meta"], summary="What this server offers clients")
+    def info(caller: Caller) -> dict[str, Any]:
+        """``objects.direct``: objects move between clients and the bucket on signed URLs
+        (``POST /objects/packs``, ``POST /objects/locate``) instead of through the server."""
+        return {"version": __version__, "api": "v1", "objects": opened.objects.info()}
 
     app.include_router(routes_registry.router, prefix=API_PREFIX)
     app.include_router(routes_objects.router, prefix=API_PREFIX)

@@ -24,7 +24,9 @@ DEFAULT_PAGE = 100
 class ServerSettings:
     """What `cairn server` was started with. Objects live in the folder ``store``, or, when
     ``store_url`` names a bucket (s3://, gs://, az://), in packs on object storage with a local
-    index cache under ``cache_dir`` (default $CAIRN_DIR/cache/stores)."""
+    index cache under ``cache_dir`` (default $CAIRN_DIR/cache/stores); ``direct`` then lets
+    clients move the bytes to and from the bucket on signed URLs valid ``signed_url_ttl``
+    seconds."""
 
     database_url: str
     store: Path
@@ -34,6 +36,8 @@ class ServerSettings:
     max_digests: int = 100_000  # per existence check or fetch
     store_url: str | None = None
     store_endpoint: str | None = None
+    direct: bool = True
+    signed_url_ttl: int = 900
     cache_dir: Path | None = None
 
     @classmethod
@@ -54,6 +58,8 @@ class ServerSettings:
             max_json_bytes=int(env.get("CAIRN_SERVER_MAX_JSON_BYTES") or defaults.max_json_bytes),
             store_url=env.get("CAIRN_SERVER_STORE_URL") or None,
             store_endpoint=env.get("CAIRN_SERVER_STORE_ENDPOINT") or None,
+            direct=env.get("CAIRN_SERVER_DIRECT", "1") != "0",
+            signed_url_ttl=int(env.get("CAIRN_SERVER_SIGNED_URL_TTL") or defaults.signed_url_ttl),
             cache_dir=Path(env["CAIRN_SERVER_CACHE_DIR"])
             if env.get("CAIRN_SERVER_CACHE_DIR")
             else None,
@@ -68,6 +74,8 @@ class ServerSettings:
             "CAIRN_SERVER_MAX_JSON_BYTES": str(self.max_json_bytes),
             "CAIRN_SERVER_STORE_URL": self.store_url or "",
             "CAIRN_SERVER_STORE_ENDPOINT": self.store_endpoint or "",
+            "CAIRN_SERVER_DIRECT": "1" if self.direct else "0",
+            "CAIRN_SERVER_SIGNED_URL_TTL": str(self.signed_url_ttl),
             "CAIRN_SERVER_CACHE_DIR": str(self.cache_dir or ""),
         }
 
@@ -94,6 +102,10 @@ class Services:
                 store_url=settings.store_url,
                 store_endpoint=settings.store_endpoint,
                 cache_dir=settings.cache_dir or config.cairn_dir() / "cache" / "stores",
+                direct=settings.direct,
+                signed_url_ttl=settings.signed_url_ttl,
+                max_object_bytes=settings.max_object_bytes,
+                max_pack_bytes=settings.max_batch_bytes,
             )
         except BaseException:
             registry.close()

@@ -19,37 +19,52 @@ The store is the same `PackedObjectDB` the embedded mode uses, shared by every s
 With ``store_url`` naming a bucket (s3://, gs://, az://) the objects live in packs on object
 storage (`PackedRemoteObjectDB`, a local index cache under ``cache_dir``), and any number of
 server processes on any machines may share the bucket: an object another process stored is
-found by listing the bucket's pack indexes again when a lookup misses. An upload request
-writes packs of its own there, indexed only when the whole request was verified.
+found by listing the bucket's pack indexes again when a lookup misses. In **direct** mode
+(the default with a bucket) clients move the bytes themselves on short-lived signed URLs:
+
+* ``new_slots`` hands a caller allowed to write somewhere signed PUT URLs for
+  ``uploads/<owner>/<slot>.pack``; ``commit_slot`` then adopts the pack (copied inside the
+  bucket to a key nobody else can write, every listed object hashed, indexed only if all
+  match) and records the caller's receipts, as a framed upload does.
+* ``locate`` answers, for objects the caller may read, each one's pack, offset and length and
+  a signed GET URL per pack; a caller who may not read one gets the same not-found error as a
+  download, and no URL.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from cairn.core.digest import hash_bytes
+from cairn.core.digest import hash_bytes, is_digest
 from cairn.errors import (
     CairnError,
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
+    PermissionDeniedError,
+    StateError,
     StoreError,
 )
 from cairn.objects import chunking, tree
 from cairn.objects.odb import ObjectStore
 from cairn.objects.packdb import PackedObjectDB
 from cairn.server.accounts import Accounts, Principal
-from cairn.server.wire import frame_header
-from cairn.storage.cloud_packs import PackedRemoteObjectDB
+from cairn.server.wire import PayloadTooLargeError, frame_header
+from cairn.storage.cloud_packs import PackedRemoteObjectDB, pack_key, upload_key
 
 _SHOWN = 5
 SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
 STREAM_BLOCK = 1 << 20  # bytes per block of a download stream
 REFRESH_AGE = 5.0  # seconds: an existence check lists the bucket's indexes at most this often
+MAX_SLOTS = 64  # upload URLs per request
+_SLOT = re.compile(r"^[0-9a-f]{32}$")
 
 
 class Upload(Protocol):
@@ -143,13 +158,28 @@ class ServerObjects:
         store_url: str | None = None,
         store_endpoint: str | None = None,
         cache_dir: Path | None = None,
+        direct: bool = True,
+        signed_url_ttl: float = 900,
+        max_object_bytes: int = 64 << 20,
+        max_pack_bytes: int = 256 << 20,
     ) -> None:
         self.root = root
         self.accounts = accounts
+        self.signed_url_ttl = signed_url_ttl
+        self.max_object_bytes = max_object_bytes
+        self.max_pack_bytes = max_pack_bytes
         self.remote: PackedRemoteObjectDB | None = None
+        self.direct = False
         if store_url:
             self.remote = _open_bucket(store_url, store_endpoint, cache_dir)
             self.store: ObjectStore = self.remote
+            if direct:
+                try:
+                    self._check_signing()
+                except BaseException:
+                    self.remote.close()
+                    raise
+                self.direct = True
         else:
             self.store = PackedObjectDB(root)
         self._lock = threading.Lock()
@@ -160,7 +190,40 @@ class ServerObjects:
             close()
 
     def describe(self) -> str:
-        return str(self.root) if self.remote is None else self.remote.url
+        if self.remote is None:
+            return str(self.root)
+        how = (
+            f"direct transfers on signed URLs valid {self.signed_url_ttl:g} s"
+            if self.direct
+            else "objects sent through the server"
+        )
+        return f"{self.remote.url} ({how})"
+
+    def info(self) -> dict[str, Any]:
+        """What clients need to know about the store (``GET /info``)."""
+        return {
+            "store": "bucket" if self.remote is not None else "folder",
+            "direct": self.direct,
+            "signed_url_ttl": self.signed_url_ttl if self.direct else None,
+            "max_pack_bytes": self.max_pack_bytes,
+            "max_object_bytes": self.max_object_bytes,
+        }
+
+    def _check_signing(self) -> None:
+        assert self.remote is not None
+        sign = getattr(self.remote.storage, "signed_url", None)
+        problem = "this kind of store has no signed URLs" if sign is None else ""
+        if sign is not None:
+            try:
+                sign(upload_key("check", "0" * 32), "PUT", 60)
+            except CairnError as exc:
+                problem = str(exc)
+        if problem:
+            raise StoreError(
+                f"cannot hand out signed URLs for {self.remote.url} ({problem}); give the "
+                "server credentials that can sign (for GCS a service account key), or start "
+                "it with --no-direct to send objects through the server"
+            )
 
     # --- existence -----------------------------------------------------------------------------
     def _absent(self, digests: set[str], fresh: bool) -> set[str]:
@@ -176,7 +239,7 @@ class ServerObjects:
     ) -> set[str]:
         """The digests the caller must upload: not in the store, or not theirs to see.
         ``fresh``: on a bucket, list the indexes again whenever one is not found (reads and
-        binding, where a stale answer would be an error; an upload check may be a second old,
+        binding, where a stale answer would be an error; an upload check may be seconds old,
         which costs at most a duplicate upload)."""
         wanted = set(digests)
         absent = self._absent(wanted, fresh)
@@ -211,6 +274,129 @@ class ServerObjects:
             if digest in lacking and pack.put(digest, memoryview(data)):
                 written += len(data)
         return written
+
+    # --- direct transfers (a bucket store) -------------------------------------------------------
+    def _direct_store(self) -> PackedRemoteObjectDB:
+        if not self.direct or self.remote is None:
+            raise StateError(
+                "this server sends objects itself (its store is a folder, or it runs with "
+                "--no-direct): upload with POST /objects and download with POST /objects/fetch"
+            )
+        return self.remote
+
+    def _require_writer(self, principal: Principal) -> None:
+        roles = self.accounts.roles(principal)
+        if roles is not None and not any(r in ("write", "admin") for r in roles.values()):
+            raise PermissionDeniedError(
+                f"user {principal.name!r} may not write to any project, so the server gives "
+                "them no upload URL; ask a project's admin for write access"
+            )
+
+    def new_slots(self, principal: Principal, count: int = 1) -> dict[str, Any]:
+        """Signed PUT URLs for ``count`` packs the caller will upload and then commit."""
+        store = self._direct_store()
+        if not 1 <= count <= MAX_SLOTS:
+            raise InvalidInputError(f"ask for 1 to {MAX_SLOTS} upload URLs, not {count}")
+        self._require_writer(principal)
+        owner = _owner(principal)
+        ids = [uuid.uuid4().hex for _ in range(count)]
+        urls = _sign(store, [upload_key(owner, i) for i in ids], "PUT", self.signed_url_ttl)
+        headers_for = getattr(store.storage, "signed_put_headers", None)
+        headers: dict[str, str] = headers_for() if headers_for is not None else {}
+        return {
+            "packs": [
+                {"id": i, "method": "PUT", "url": u, "headers": headers}
+                for i, u in zip(ids, urls, strict=True)
+            ],
+            "expires_at": time.time() + self.signed_url_ttl,
+            "max_bytes": self.max_pack_bytes,
+        }
+
+    def commit_slot(
+        self, principal: Principal, slot: str, entries: list[tuple[str, int, int]]
+    ) -> dict[str, Any]:
+        """Adopt the pack the caller uploaded for ``slot``: every object ``entries`` lists
+        (digest, offset, length) is read back from the bucket and hashed; if one does not
+        match, nothing is stored. Then the caller's receipts are recorded."""
+        store = self._direct_store()
+        if not _SLOT.match(slot):
+            raise InvalidInputError(f"invalid upload slot {slot!r}: expected 32 hex digits")
+        self._require_writer(principal)
+        for digest, _offset, length in entries:
+            if not is_digest(digest):
+                raise InvalidInputError(
+                    f"invalid digest {digest!r}: expected 'blake3:' and 64 lowercase hex digits"
+                )
+            if length > self.max_object_bytes:
+                raise PayloadTooLargeError(
+                    f"object {digest} is larger than {self.max_object_bytes} bytes, the most "
+                    "this server accepts"
+                )
+        key = upload_key(_owner(principal), slot)
+        try:
+            size = store.storage.size(key)
+        except ObjectNotFoundError:
+            raise ObjectNotFoundError(
+                f"nothing was uploaded for pack {slot} (or it was committed already); ask "
+                "for a new upload URL and upload it again",
+                slot,
+            ) from None
+        if size > self.max_pack_bytes:
+            store.storage.delete(key)
+            raise PayloadTooLargeError(
+                f"the uploaded pack is {size} bytes; this server accepts packs of at most "
+                f"{self.max_pack_bytes} bytes"
+            )
+        stored, written = store.adopt(key, entries)
+        digests = list(dict.fromkeys(d for d, _, _ in entries))
+        self.accounts.add_receipts(principal, digests)
+        return {"received": len(digests), "stored": stored, "stored_bytes": written}
+
+    def locate(self, principal: Principal, digests: list[str]) -> dict[str, Any]:
+        """Where each object is (pack, offset, length) and a signed GET URL per pack, for
+        objects the caller may read (ObjectNotFoundError naming the others, and no URL).
+
+        A URL opens the whole pack, so a pack is signed only when the caller may read every
+        object it holds; objects in other packs are listed under ``fetch``, for the client
+        to download through the server (``POST /objects/fetch``)."""
+        store = self._direct_store()
+        self.check_readable(principal, digests)
+        found = store.locate(digests)
+        lost = [d for d in digests if d not in found]
+        if lost:  # pragma: no cover - forgotten between the two lookups
+            raise _missing_error(lost, "are" if len(lost) != 1 else "is")
+        packs = {pack for pack, _, _ in found.values()}
+        shared = self._shared_packs(principal, store, packs, set(digests))
+        signed = sorted(packs - shared)
+        urls = _sign(store, [pack_key(p) for p in signed], "GET", self.signed_url_ttl)
+        return {
+            "objects": {
+                d: [pack, offset, length]
+                for d, (pack, offset, length) in found.items()
+                if pack not in shared
+            },
+            "packs": dict(zip(signed, urls, strict=True)),
+            "fetch": [d for d, (pack, _, _) in found.items() if pack in shared],
+            "expires_at": time.time() + self.signed_url_ttl,
+        }
+
+    def _shared_packs(
+        self,
+        principal: Principal,
+        store: PackedRemoteObjectDB,
+        packs: set[str],
+        readable: set[str],
+    ) -> set[str]:
+        """The packs holding an object the caller may not read (dedup put it there for
+        someone else): nobody gets a URL that would open objects they may not see."""
+        if principal.is_admin:
+            return set()
+        members = store.pack_members(packs)
+        others = set().union(*members.values()) - readable if members else set()
+        if not others:
+            return set()
+        hidden = others - self.accounts.known(principal, others)
+        return {pack for pack, inside in members.items() if not hidden.isdisjoint(inside)}
 
     # --- reads ---------------------------------------------------------------------------------
     def read(self, digest: str) -> bytes:
@@ -355,6 +541,19 @@ def _open_bucket(url: str, endpoint: str | None, cache_dir: Path | None) -> Pack
         return PackedRemoteObjectDB(open_storage(url, endpoint=endpoint), cache_dir)
     except CairnError as exc:
         raise StoreError(f"cannot open the object store {url}: {exc}") from None
+
+
+def _owner(principal: Principal) -> str:
+    """The folder of a caller's uploads (a slot is only committed by whoever got it)."""
+    return "open" if principal.user_id is None else f"u{principal.user_id}"
+
+
+def _sign(store: PackedRemoteObjectDB, keys: list[str], method: str, ttl: float) -> list[str]:
+    many = getattr(store.storage, "signed_urls", None)
+    if many is not None:
+        return list(many(keys, method, ttl))
+    one = store.storage.signed_url  # type: ignore[attr-defined]
+    return [str(one(k, method, ttl)) for k in keys]
 
 
 __all__ = ["ServerObjects", "Upload", "UploadPack"]

@@ -1,9 +1,8 @@
-"""Objects: batch existence checks, streamed verified uploads, reads and batch downloads.
-
-The protocol (see docs/server.md) is shaped so that a store on object storage could hand out
-short-lived signed URLs instead of carrying the bytes itself: the existence check's answer says
-where to upload (``upload``; a per-object ``targets`` map is reserved for signed URLs), and
-clients only talk to the batch endpoints when no target is given.
+"""Objects: batch existence checks, streamed verified uploads, reads and batch downloads, and
+(with a bucket store in direct mode) signed URLs so that clients move the bytes to and from the
+bucket themselves: ``POST /objects/packs`` (upload URLs), ``POST /objects/packs/{id}/commit``
+(the server verifies the uploaded pack and indexes it), ``POST /objects/locate`` (where objects
+are, with download URLs). ``GET /info`` says which mode a server runs in (see docs/server.md).
 """
 
 from __future__ import annotations
@@ -34,6 +33,16 @@ class Digests(BaseModel):
     digests: list[str]
 
 
+class PackSlots(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = 1
+
+
+class PackEntries(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entries: list[tuple[str, int, int]]
+
+
 def _check_digests(svc: Services, digests: list[str]) -> list[str]:
     if len(digests) > svc.settings.max_digests:
         raise PayloadTooLargeError(
@@ -60,8 +69,9 @@ def missing(body: Digests, svc: Svc, caller: Caller) -> dict[str, Any]:
     """An object counts as present only when the caller may see it (it is held by a project
     they may read, or they uploaded it): an object held only by other projects is reported
     missing, so nothing is told about other projects; uploading it costs a transfer the server
-    verifies and discards. ``targets`` (always null here) is where a store on object storage
-    would put a signed upload URL per object."""
+    verifies and discards. ``upload`` describes the framed upload; a server with direct
+    transfers (``GET /info``) also takes packs uploaded on signed URLs
+    (``POST /objects/packs``). ``targets`` is always null (kept for older clients)."""
     digests = _check_digests(svc, body.digests)
     absent = svc.objects.missing(caller, digests)
     return {
@@ -209,6 +219,46 @@ def fetch(body: Digests, svc: Svc, caller: Caller) -> StreamingResponse:
     digests = _check_digests(svc, body.digests)
     svc.objects.check_readable(caller, digests)
     return StreamingResponse(svc.objects.stream(digests), media_type=OBJECTS_TYPE)
+
+
+@router.post(
+    "/objects/packs",
+    summary="Signed URLs to upload packs of objects straight to the bucket (direct mode)",
+)
+def new_packs(body: PackSlots, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """For callers allowed to write to at least one project: ``count`` upload slots, each an
+    ``id`` and a signed ``url`` (``method`` PUT, with ``headers``) valid until ``expires_at``
+    (Unix time). Upload a pack (objects back to back, at most ``max_bytes``) there, then
+    commit it. An expired URL is not renewed: ask for a new slot."""
+    return svc.objects.new_slots(caller, body.count)
+
+
+@router.post(
+    "/objects/packs/{slot}/commit",
+    summary="Verify and index a pack uploaded on a signed URL (direct mode)",
+)
+def commit_pack(slot: str, body: PackEntries, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """``entries``: ``[digest, offset, length]`` of every object in the uploaded pack. The
+    server reads the pack from the bucket and hashes every listed object; one that does not
+    match its digest rejects the whole pack (400) and nothing is stored. Then the objects
+    count as uploaded by the caller, as with ``POST /objects``."""
+    if len(body.entries) > svc.settings.max_digests:
+        raise PayloadTooLargeError(
+            f"{len(body.entries)} objects in one pack; send at most {svc.settings.max_digests}"
+        )
+    return svc.objects.commit_slot(caller, slot, body.entries)
+
+
+@router.post(
+    "/objects/locate",
+    summary="Where objects are in the bucket, with signed download URLs (direct mode)",
+)
+def locate(body: Digests, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """``objects``: digest -> ``[pack, offset, length]``; ``packs``: pack -> signed GET URL
+    (read the byte ranges with ``Range`` requests), valid until ``expires_at``. Every object
+    must be readable by the caller, or nothing is answered (404 naming them, no URL)."""
+    digests = _check_digests(svc, body.digests)
+    return svc.objects.locate(caller, digests)
 
 
 __all__ = ["router"]

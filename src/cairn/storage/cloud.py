@@ -21,15 +21,17 @@ How the `Storage` contract maps onto the services:
 - ``missing`` issues HEAD requests in parallel (up to ``HEAD_CONCURRENCY`` at once).
 - ``list`` pages through the service's listing (lexicographic, as every service returns it).
 - ``sync`` does nothing: a PUT that returned is durable.
-- ``signed_url`` is the optional capability the server's direct-transfer mode uses.
+- ``signed_url`` and ``copy`` (inside the service) are the optional capabilities the server's
+  direct-transfer mode uses.
 """
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -402,6 +404,15 @@ class CloudStorage:
         except Exception as exc:
             raise self._fail(exc, "reading", key) from None
 
+    def iter_bytes(self, key: str, chunk: int = 4 << 20) -> Iterator[bytes]:
+        """A value's bytes front to back, in pieces of about ``chunk`` bytes, from one GET."""
+        try:
+            stream = self._obs.get(self.store, key).stream(min_chunk_size=chunk)
+            for piece in stream:
+                yield bytes(piece)
+        except Exception as exc:
+            raise self._fail(exc, "reading", key) from None
+
     def open(self, key: str) -> BinaryIO:
         size = self.size(key)
         if size <= _OPEN_IN_MEMORY:
@@ -480,13 +491,34 @@ class CloudStorage:
     def local_path(self, key: str) -> Path | None:
         return None
 
-    # --- optional capability ---------------------------------------------------------------
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a value to another key inside the service (the bytes do not come here).
+        ``dst`` is overwritten: callers copy to keys nobody else writes."""
+        try:
+            self._obs.copy(self.store, src, dst, overwrite=True)
+        except Exception as exc:
+            raise self._fail(exc, "copying", src) from None
+
+    # --- optional capabilities -------------------------------------------------------------
     def signed_url(self, key: str, method: str = "GET", expires: float | timedelta = 3600) -> str:
         """A URL that lets its holder ``method`` (GET or PUT) this key without credentials,
         valid for ``expires`` seconds (a timedelta is accepted too)."""
+        return str(self.signed_urls([key], method, expires)[0])
+
+    def signed_urls(
+        self, keys: Sequence[str], method: str = "GET", expires: float | timedelta = 3600
+    ) -> builtins.list[str]:
+        """`signed_url` for many keys at once."""
+        if not keys:
+            return []
         if not isinstance(expires, timedelta):
             expires = timedelta(seconds=expires)
         try:
-            return str(self._obs.sign(self.store, method.upper(), key, expires))
+            urls = self._obs.sign(self.store, method.upper(), list(keys), expires)
         except Exception as exc:
-            raise self._fail(exc, "signing a URL for", key) from None
+            raise self._fail(exc, "signing a URL for", keys[0]) from None
+        return [str(u) for u in urls]
+
+    def signed_put_headers(self) -> dict[str, str]:
+        """Headers a PUT on a `signed_url` must carry (Azure needs the blob type)."""
+        return {"x-ms-blob-type": "BlockBlob"} if self.scheme == "az" else {}

@@ -8,6 +8,9 @@ held in memory and uploads it as one object when it reaches ``PACK_TARGET`` byte
     packs/<id>.pack   objects back to back (one PUT)
     index/<id>.idx    one JSON header line, then one 48-byte record per object:
                       32-byte BLAKE3 digest, 8-byte offset, 8-byte length (little-endian)
+    uploads/<owner>/<slot>.pack
+                      a pack a client uploaded on a signed URL, until the server adopts it
+                      (``adopt``: copied to packs/, verified, indexed) and deletes it
 
 Write ordering (the invariant of docs/architecture.md holds): a pack's index is uploaded only
 after the pack itself *and* every pack sealed before it (children are sealed before the trees
@@ -36,8 +39,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from cairn.core.digest import hash_bytes
-from cairn.errors import CairnError, IntegrityError, ObjectNotFoundError, StoreError
+from cairn.core.digest import format_digest, hash_bytes, new_hasher
+from cairn.errors import (
+    CairnError,
+    IntegrityError,
+    InvalidInputError,
+    ObjectNotFoundError,
+    StoreError,
+)
 from cairn.storage.base import Storage
 
 PACK_TARGET = 32 << 20
@@ -131,6 +140,12 @@ class PackedRemoteObjectDB:
                 " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID;"
                 "CREATE TABLE IF NOT EXISTS packs (pack TEXT PRIMARY KEY, size INTEGER NOT NULL)"
                 " WITHOUT ROWID;"
+                # objects a pack holds too, though `objects` locates them in another pack
+                "CREATE TABLE IF NOT EXISTS also (pack TEXT NOT NULL, digest TEXT NOT NULL,"
+                " PRIMARY KEY (pack, digest)) WITHOUT ROWID;"
+                "CREATE INDEX IF NOT EXISTS objects_by_pack ON objects (pack);"
+                "CREATE TEMP TABLE IF NOT EXISTS incoming (digest TEXT PRIMARY KEY,"
+                " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID;"
             )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the index cache {db_path}: {exc}") from exc
@@ -196,16 +211,41 @@ class PackedRemoteObjectDB:
         with self._db_lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)",
-                    [(d, pack, off, n) for d, off, n in entries],
+                self._db.execute("DELETE FROM incoming")
+                self._db.executemany("INSERT OR IGNORE INTO incoming VALUES (?, ?, ?)", entries)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO objects SELECT digest, ?, offset, length FROM incoming",
+                    (pack,),
                 )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO also SELECT ?, i.digest FROM incoming i "
+                    "JOIN objects o ON o.digest = i.digest WHERE o.pack != ?",
+                    (pack, pack),
+                )
+                self._db.execute("DELETE FROM incoming")
                 self._db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (pack, size))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         self._pack_sizes[pack] = size
+
+    def pack_members(self, packs: Iterable[str]) -> dict[str, set[str]]:
+        """Every object each pack holds (by its index), including those found in another."""
+        wanted = list(dict.fromkeys(packs))
+        members: dict[str, set[str]] = {p: set() for p in wanted}
+        with self._db_lock:
+            for i in range(0, len(wanted), 200):
+                batch = wanted[i : i + 200]
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    f"SELECT pack, digest FROM objects WHERE pack IN ({marks}) "
+                    f"UNION ALL SELECT pack, digest FROM also WHERE pack IN ({marks})",
+                    batch + batch,
+                ).fetchall()
+                for pack, digest in rows:
+                    members[pack].add(digest)
+        return members
 
     def _lookup(self, digests: list[str]) -> dict[str, Location]:
         found: dict[str, Location] = {}
@@ -407,7 +447,7 @@ class PackedRemoteObjectDB:
             self._uploads = [u for u in self._uploads if u not in uploads]
         self.storage.sync()
 
-    # --- packs written elsewhere (the server's upload requests) --------------------------------
+    # --- packs written elsewhere (the server's uploads) ----------------------------------------
     def publish(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
         """Index a pack that is already complete in the store: upload its index object, then
         record it in the local index. The caller put the pack (and every pack its objects
@@ -415,6 +455,44 @@ class PackedRemoteObjectDB:
         self.storage.put(index_key(pack), encode_index(pack, size, entries))
         self.stats["index_puts"] += 1
         self._record(pack, size, entries)
+
+    def adopt(self, staged: str, entries: list[tuple[str, int, int]]) -> tuple[int, int]:
+        """Make a pack a client uploaded to the key ``staged`` part of the store, once every
+        object ``entries`` lists in it (digest, offset, length) hashes to its digest.
+
+        The staged bytes are first copied (inside the service) to a new pack key nobody else
+        can write, and that copy is what gets verified and indexed: whoever uploaded to
+        ``staged`` cannot change the bytes afterwards. Only objects the store lacked count as
+        stored; a pack holding none is removed. A bad entry raises (IntegrityError,
+        InvalidInputError) and leaves nothing. ``staged`` is deleted either way.
+        Returns (objects stored, their bytes)."""
+        new: dict[str, tuple[str, int, int]] = {}
+        try:
+            size = self.storage.size(staged)
+            ordered = _check_entries(entries, size)
+            pack = uuid.uuid4().hex
+            key = pack_key(pack)
+            _copy(self.storage, staged, key)
+            try:
+                _verify(self.storage, key, ordered)
+                lacking = self.missing(d for d, _, _ in ordered)
+                listed: dict[str, tuple[str, int, int]] = {}
+                for digest, offset, length in ordered:
+                    listed.setdefault(digest, (digest, offset, length))
+                    if digest in lacking and digest not in new:
+                        new[digest] = (digest, offset, length)
+                if new:
+                    # the index lists every object in the pack, also those stored before, so
+                    # that whoever decides who may read the pack sees all it holds
+                    self.publish(pack, size, list(listed.values()))
+                else:
+                    self.storage.delete(key)
+            except BaseException:
+                _quietly(self.storage.delete, key)
+                raise
+        finally:
+            _quietly(self.storage.delete, staged)
+        return len(new), sum(n for _, _, n in new.values())
 
     def open_upload(self) -> PackUpload:
         """A set of objects written as packs of their own and indexed only at ``commit``
@@ -622,6 +700,81 @@ class PackUpload:
         self._uploaded = []
 
 
+def upload_key(owner: str, slot: str) -> str:
+    """Where a client uploads a pack for the server to adopt (see docs/server.md)."""
+    return f"uploads/{owner}/{slot}.pack"
+
+
+def _check_entries(entries: list[tuple[str, int, int]], size: int) -> list[tuple[str, int, int]]:
+    """The entries by offset, each inside the pack and none overlapping another."""
+    ordered = sorted(entries, key=lambda e: (e[1], e[2]))
+    end = 0
+    for digest, offset, length in ordered:
+        if offset < 0 or length < 0 or offset + length > size:
+            raise InvalidInputError(
+                f"object {digest} at {offset}+{length} lies outside the uploaded pack "
+                f"({size} bytes); nothing of it was stored"
+            )
+        if offset < end:
+            raise InvalidInputError(
+                f"object {digest} at {offset} overlaps the object before it in the uploaded "
+                "pack; nothing of it was stored"
+            )
+        end = offset + length
+    return ordered
+
+
+def _copy(storage: Storage, src: str, dst: str) -> None:
+    copy: Callable[[str, str], None] | None = getattr(storage, "copy", None)
+    if copy is not None:
+        copy(src, dst)
+    else:
+        storage.put(dst, storage.get(src))
+
+
+def _pieces(storage: Storage, key: str) -> Iterator[bytes]:
+    """A value front to back in pieces: one streamed GET where the backend can."""
+    stream: Callable[[str], Iterator[bytes]] | None = getattr(storage, "iter_bytes", None)
+    if stream is not None:
+        yield from stream(key)
+        return
+    with storage.open(key) as f:
+        while piece := f.read(4 << 20):
+            yield piece
+
+
+def _verify(storage: Storage, key: str, ordered: list[tuple[str, int, int]]) -> None:
+    """Read the pack once, front to back, hashing each listed object (memory stays small)."""
+    pieces = _pieces(storage, key)
+    buf = memoryview(b"")
+    pos = 0  # offset in the pack of buf[0]
+    for digest, offset, length in ordered:
+        hasher = new_hasher(threaded=length >= (1 << 20))
+        at, left = offset, length
+        while left:
+            if pos + len(buf) <= at:  # the bytes wanted start past this piece
+                pos += len(buf)
+                piece = next(pieces, None)
+                if piece is None:
+                    raise IntegrityError(
+                        f"the uploaded pack ended inside object {digest}; nothing of it was stored",
+                        digest=digest,
+                    )
+                buf = memoryview(piece)
+                continue
+            part = buf[at - pos : at - pos + left]
+            hasher.update(part)
+            at += len(part)
+            left -= len(part)
+        found = format_digest(hasher.hexdigest())
+        if found != digest:
+            raise IntegrityError(
+                f"the uploaded bytes of object {digest} hash to {found}: the pack does not "
+                "hold what its entries say; nothing of it was stored, upload it again",
+                digest=digest,
+            )
+
+
 def _quietly(action: Callable[[str], object], key: str) -> None:
     try:
         action(key)
@@ -642,4 +795,5 @@ __all__ = [
     "PackedRemoteObjectDB",
     "decode_index",
     "encode_index",
+    "upload_key",
 ]
