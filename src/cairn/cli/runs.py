@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -57,7 +57,7 @@ def ls(
     from cairn.cli.common import api
 
     proj = output.resolve_project(project_arg or project)
-    wanted = cast(RunState, state.value) if state is not None else None
+    wanted: RunState | None = state.value if state is not None else None
     found = api(proj).runs(proj, job_type=job_type, state=wanted, limit=limit)
     runs = [r.info for r in found]
     if json_out:

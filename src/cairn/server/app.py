@@ -25,6 +25,7 @@ from cairn import __version__
 from cairn.dashboard.server import server_dashboard
 from cairn.errors import CairnError
 from cairn.server import routes_accounts, routes_objects, routes_registry
+from cairn.server.backfill import bind_unbound
 from cairn.server.deps import Caller, ServerSettings, Services
 from cairn.server.wire import (
     API_PREFIX,
@@ -149,6 +150,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     opened = services or Services.open(settings)
     if not opened.accounts.has_users():
         log.warning(OPEN_WARNING)
+    bind_unbound(opened.objects)  # versions logged in embedded mode, before this server
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,0 +1,58 @@
+"""A store logged to in embedded mode, then served by `cairn server` to a team: members who
+are not administrators can read the versions logged before the server existed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import cairn
+import cairn.sdk.run as run_module
+from cairn.sdk.backend import reset_backends
+from cairn.server.deps import ServerSettings
+from cairn.server.testing import ServerThread
+
+
+def test_versions_logged_before_the_server_are_readable_by_members(
+    cairn_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database_url = f"sqlite:///{cairn_env / 'cairn.db'}"
+    monkeypatch.setenv("CAIRN_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAIRN_QUIET", "1")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.csv").write_text("x,y\n1,2\n")
+    (data / "sub" / "b.bin").write_bytes(bytes(range(256)) * 40_000)  # chunked (> 4 MiB)
+    with cairn.init(project="team", job_type="prepare", save_code=False) as run:
+        art = cairn.Artifact("data", type="dataset")
+        art.add_dir(data)
+        run.log_artifact(art)
+    run_module._current = None
+    reset_backends()
+
+    server = ServerThread(ServerSettings(database_url, cairn_env / "store")).start()
+    try:
+        accounts = server.app.state.services.accounts
+        accounts.create_user("admin", admin=True)
+        accounts.create_user("ana")
+        accounts.set_role("team", "ana", "read")
+        accounts.create_user("outsider")
+        monkeypatch.setenv("CAIRN_URL", server.url)
+        monkeypatch.setenv("CAIRN_DIR", str(tmp_path / "client"))
+
+        monkeypatch.setenv("CAIRN_API_KEY", accounts.create_key("ana")[1])
+        reset_backends()
+        got = Path(cairn.Api("team").artifact("data:v0").download(root=tmp_path / "ana"))
+        assert (got / "a.csv").read_text() == "x,y\n1,2\n"
+        assert (got / "sub" / "b.bin").read_bytes() == (data / "sub" / "b.bin").read_bytes()
+
+        monkeypatch.setenv("CAIRN_API_KEY", accounts.create_key("outsider")[1])
+        monkeypatch.setenv("CAIRN_DIR", str(tmp_path / "client2"))
+        reset_backends()
+        with pytest.raises(cairn.errors.CairnError):
+            cairn.Api("team").artifact("data:v0").download(root=tmp_path / "outsider")
+        assert not (tmp_path / "outsider" / "a.csv").exists()
+    finally:
+        reset_backends()
+        server.stop()
