@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-import cairn.metadata.accounts  # noqa: F401 - registers the server's tables in the metadata
 from cairn.errors import StoreError
 from cairn.metadata.engine import safe_url, sqlite_path, writer
 

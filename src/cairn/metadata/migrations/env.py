@@ -9,6 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import cairn.metadata.accounts  # noqa: F401 - registers the server's tables in the metadata
 from cairn.metadata.tables import metadata
 
 connection = context.config.attributes.get("connection")
