@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -266,3 +267,23 @@ def test_aliases_and_tags_must_be_lists(tmp_path: Path) -> None:
             run.log_artifact(tmp_path / "a.txt", aliases="best")  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError, match="lists"):
             run.log_artifact(tmp_path / "a.txt", tags="raw")  # type: ignore[arg-type]
+
+
+def test_logging_and_downloading_leave_the_garbage_collector_as_they_found_it(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            with cairn.init(project="p", job_type="t") as run:
+                art = cairn.Artifact("d", type="dataset")
+                art.add_dir(data)
+                run.log_artifact(art)
+                assert gc.isenabled() is enabled
+                art.download(root=tmp_path / f"out-{enabled}")
+                assert gc.isenabled() is enabled
+        finally:
+            gc.enable()

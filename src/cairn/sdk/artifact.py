@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from cairn import config
 from cairn.core import names
+from cairn.core.gcpause import gc_paused
 from cairn.core.records import HistoryEntry, LineageGraph, RunInfo, VersionInfo
 from cairn.errors import (
     ArtifactStateError,
@@ -263,6 +264,7 @@ class Artifact:
         self._put(target, StagedFile(target, str(source.absolute())), overwrite)
         return None
 
+    @gc_paused
     def add_dir(
         self,
         local_path: str | os.PathLike[str],
@@ -372,6 +374,7 @@ class Artifact:
             self._staging = None
 
     # --- logging (called by Run.log_artifact) ------------------------------------------------
+    @gc_paused
     def _commit(
         self,
         backend: Backend,
@@ -513,6 +516,7 @@ class Artifact:
         info = self._logged()
         return Path(root) if root is not None else Path("artifacts") / f"{info.name}:{info.label}"
 
+    @gc_paused
     def _materialize(self, wanted: list[Wanted], dest: Path) -> None:
         total = sum(w.size for w in wanted)
         with progress_bar(f"downloading {self.name}", len(wanted), total) as advance:
@@ -566,6 +570,7 @@ class Artifact:
             )
         return files[0].download(root)
 
+    @gc_paused
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Check that ``root`` holds exactly this version's files with the right content, and
         that referenced objects are unchanged at their sources (metadata only, nothing is
