@@ -184,6 +184,23 @@ def test_run_page(seeded: Any) -> None:
     assert client.get(f"/p/other/r/{other.id}").status_code == 404
 
 
+def test_a_run_whose_process_went_silent_shows_as_crashed(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _, backend = seeded
+    run = backend.registry.create_run("heartbeats", job_type="train")
+    page = text(client.get(f"/p/heartbeats/r/{run.id}"))
+    assert "running" in page and "(running)" in page and "Last heartbeat" in page
+    monkeypatch.setenv("CAIRN_RUN_TIMEOUT_SECONDS", "0.1")
+    time.sleep(0.3)
+    page = text(client.get(f"/p/heartbeats/r/{run.id}"))
+    assert "crashed" in page and "(running)" not in page
+    assert "silent since: its process is gone" in page
+    listed = text(client.get("/p/heartbeats/runs?state=crashed"))
+    assert run.name in listed
+    assert run.name not in text(client.get("/p/heartbeats/runs?state=running"))
+
+
 # --- files: folders, previews, downloads -------------------------------------------------------
 
 
