@@ -442,6 +442,22 @@ class CloudStorage:
         except Exception as exc:
             raise self._fail(exc, "listing", prefix) from None
 
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int, float]]:
+        """Like ``list``, with each value's size and last-modified time (Unix seconds, the
+        service's clock) from the same listing (garbage collection ages packs with it)."""
+        folder = prefix.rpartition("/")[0]
+        try:
+            stream = self._obs.list(self.store, folder or None, chunk_size=1000)
+            for batch in stream:
+                for meta in batch:
+                    key = meta["path"]
+                    if key.startswith(prefix):
+                        yield key, int(meta["size"]), meta["last_modified"].timestamp()
+                    elif key > prefix:
+                        return
+        except Exception as exc:
+            raise self._fail(exc, "listing", prefix) from None
+
     # --- writes ----------------------------------------------------------------------------
     def put(self, key: str, data: bytes | memoryview) -> bool:
         oe = self._obs.exceptions

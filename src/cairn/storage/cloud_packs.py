@@ -19,7 +19,13 @@ to. ``sync`` waits for every upload. A crash leaves at most unindexed packs: gar
 
 Lookups never go to the network per object: every index object is read once into a local
 SQLite cache (``cache_dir/<hash of the URL>/index.db``, or memory), and a LIST of ``index/``
-at open (and when an object is not found) imports the indexes other writers added since.
+at open (and when an object is not found) imports the indexes other writers added since, and
+forgets the packs whose index is gone (``cairn gc`` deleted them).
+
+Existence checks (``missing``) answer "present" only for objects whose pack's index was seen
+on the bucket less than ``VERIFY_AGE`` seconds ago, and always after ``sync``: the check a
+logger makes right before committing a version (after its sync) therefore sees an index gc
+deleted, however stale this cache is (see docs/architecture.md, "Garbage collection").
 Reads are ranged GETs of packs; objects read in pack order (a download, the chunks of a large
 file) are read in 4 MiB blocks with read-ahead, so a download is a few large GETs too.
 """
@@ -54,6 +60,7 @@ MAX_UPLOADS = 2  # sealed packs uploading while the next one fills (bounds memor
 BLOCK = 8 << 20
 CACHE_BLOCKS = 16  # 128 MiB of pack blocks kept for reads
 READ_AHEAD = 4
+VERIFY_AGE = 2.0  # seconds: ``missing`` trusts a pack's index seen this recently (see there)
 _RECORD = struct.Struct("<32sQQ")
 _ALGORITHM = "blake3"
 
@@ -171,6 +178,7 @@ class PackedRemoteObjectDB:
         self._warm: dict[str, Location] = {}
         self._refreshed = float("-inf")
         self._refresh_lock = threading.Lock()
+        self._verified: dict[str, float] = {}  # pack -> when its index was last seen (monotonic)
         self.stats = {"pack_puts": 0, "index_puts": 0, "range_gets": 0, "block_gets": 0}
         self.refresh()
 
@@ -189,13 +197,19 @@ class PackedRemoteObjectDB:
             if self._refreshed >= asked:
                 return 0  # another thread listed the store since we asked
             started = time.monotonic()
+            # read what is known *before* listing: a pack recorded meanwhile had its index
+            # put before, so only a pack known before the LIST and not listed is gone
             with self._db_lock:
                 known = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
-            todo = []
+            listed = set()
             for key in self.storage.list("index/"):
                 name = key[len("index/") :]
-                if name.endswith(".idx") and name[:-4] not in known:
-                    todo.append(key)
+                if name.endswith(".idx"):
+                    listed.add(name[:-4])
+            vanished = known - listed
+            if vanished:  # garbage-collected: forget them before importing what replaced them
+                self.forget_packs(vanished)
+            todo = [index_key(p) for p in sorted(listed - known)]
             if todo:
                 pool = self._readers()
                 for data in pool.map(self.storage.get, todo):
@@ -206,6 +220,54 @@ class PackedRemoteObjectDB:
                     self._record(pack, size, entries)
             self._refreshed = started
         return len(todo)
+
+    def forget_packs(self, packs: Iterable[str]) -> None:
+        """Forget packs whose index is gone from the store (garbage-collected). Objects they
+        held that another known pack holds too are located in that pack again (its index is
+        read again); the others count as missing."""
+        gone = set(packs)
+        while gone:
+            batch = sorted(gone)
+            with self._db_lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    others: set[str] = set()
+                    for i in range(0, len(batch), 200):
+                        part = batch[i : i + 200]
+                        marks = ",".join("?" * len(part))
+                        others.update(
+                            p
+                            for (p,) in self._db.execute(
+                                "SELECT DISTINCT a.pack FROM also a JOIN objects o "
+                                f"ON o.digest = a.digest WHERE o.pack IN ({marks})",
+                                part,
+                            )
+                        )
+                        for table in ("objects", "also", "packs"):
+                            self._db.execute(f"DELETE FROM {table} WHERE pack IN ({marks})", part)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            with self._lock:
+                self._warm = {d: loc for d, loc in self._warm.items() if loc[0] not in gone}
+                for key in [k for k in self._blocks if k[0] in gone]:
+                    del self._blocks[key]
+                for pack in gone:
+                    self._pack_sizes.pop(pack, None)
+                    self._last_end.pop(pack, None)
+                    self._verified.pop(pack, None)
+            others -= gone
+            gone = set()
+            for pack in sorted(others):  # they locate the objects the forgotten packs did
+                try:
+                    _, size, entries = decode_index(self.storage.get(index_key(pack)))
+                except ObjectNotFoundError:
+                    gone.add(pack)  # gone as well
+                    continue
+                except (ValueError, KeyError) as exc:
+                    raise StoreError(f"a pack index in {self.url} is damaged ({exc})") from None
+                self._record(pack, size, entries)
 
     def _record(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
         with self._db_lock:
@@ -246,6 +308,37 @@ class PackedRemoteObjectDB:
                 for pack, digest in rows:
                     members[pack].add(digest)
         return members
+
+    def index_rows(self) -> tuple[list[tuple[str, str, int, int]], set[str]]:
+        """This cache's rows (digest, pack, offset, length: one location per object) and every
+        pack it knows (for garbage collection)."""
+        with self._db_lock:
+            rows = [
+                (d, p, int(o), int(n))
+                for d, p, o, n in self._db.execute(
+                    "SELECT digest, pack, offset, length FROM objects"
+                )
+            ]
+            packs = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
+        return rows, packs
+
+    def index_entries(self, packs: list[str]) -> list[list[tuple[str, int, int]] | None]:
+        """The entries of each pack's index object, read from the store (in parallel); None
+        for a pack whose index is gone."""
+
+        def entries(pack: str) -> list[tuple[str, int, int]] | None:
+            try:
+                return decode_index(self.storage.get(index_key(pack)))[2]
+            except ObjectNotFoundError:
+                return None
+            except (ValueError, KeyError) as exc:
+                raise StoreError(f"a pack index in {self.url} is damaged ({exc})") from None
+
+        return list(self._readers().map(entries, packs))
+
+    def read_at(self, pack: str, offset: int, length: int) -> bytes:
+        """Bytes of a pack, as its index entry says (one ranged GET)."""
+        return self._range(pack, offset, length)
 
     def _lookup(self, digests: list[str]) -> dict[str, Location]:
         found: dict[str, Location] = {}
@@ -289,8 +382,34 @@ class PackedRemoteObjectDB:
         return bool(self._lookup([digest]))
 
     def missing(self, digests: Iterable[str]) -> set[str]:
+        """The digests not in the store. An object counts as present only when its pack's
+        index was seen on the store less than ``VERIFY_AGE`` seconds ago, or since the last
+        ``sync`` (one HEAD per pack, in parallel); a pack whose index is gone is forgotten.
+        So the check a logger makes after its sync, right before committing, sees every pack
+        a garbage collection deleted before it."""
         wanted = list(set(digests))
-        return set(wanted) - self._lookup(wanted).keys()
+        found = self._lookup(wanted)
+        for _ in range(8):  # a forgotten pack's objects may be found in another pack
+            with self._lock:
+                pending = {loc[0] for loc in self._pending.values()}
+            now = time.monotonic()
+            stale = {
+                loc[0]
+                for loc in found.values()
+                if loc[0] not in pending and now - self._verified.get(loc[0], -1e18) >= VERIFY_AGE
+            }
+            if not stale:
+                break
+            gone = self.storage.missing(index_key(p) for p in sorted(stale))
+            vanished = {k[len("index/") : -len(".idx")] for k in gone}
+            with self._lock:
+                for pack in stale - vanished:
+                    self._verified[pack] = now
+            if not vanished:
+                break
+            self.forget_packs(vanished)
+            found = self._lookup(wanted)
+        return set(wanted) - found.keys()
 
     def warm(self, digests: list[str]) -> None:
         """Look many objects up at once ahead of reading them (downloads); they are then read
@@ -445,6 +564,8 @@ class PackedRemoteObjectDB:
                 for digest, _, _ in upload.entries:
                     self._pending.pop(digest, None)
             self._uploads = [u for u in self._uploads if u not in uploads]
+            # the next existence check (a logger's last one before committing) asks the store
+            self._verified.clear()
         self.storage.sync()
 
     # --- packs written elsewhere (the server's uploads) ----------------------------------------
@@ -595,7 +716,23 @@ class PackedRemoteObjectDB:
             pool.submit(self._block, pack, k)
 
     def _read(self, digest: str) -> bytes:
-        pack, offset, length = self._locate(digest)
+        loc = self._locate(digest)
+        try:
+            return self._read_at(digest, loc)
+        except ObjectNotFoundError:
+            # a garbage collection may have rewritten the pack since this cache was filled:
+            # if its index is gone, forget it, list the store again and read the new copy
+            if not self.storage.missing([index_key(loc[0])]):
+                raise
+            self.forget_packs([loc[0]])
+            self.refresh()
+            again = self._locate(digest)
+            if again == loc:
+                raise
+            return self._read_at(digest, again)
+
+    def _read_at(self, digest: str, loc: Location) -> bytes:
+        pack, offset, length = loc
         with self._mem_lock:
             memory = self._in_memory.get(pack)
             if memory is not None:
@@ -705,6 +842,28 @@ def upload_key(owner: str, slot: str) -> str:
     return f"uploads/{owner}/{slot}.pack"
 
 
+def list_info(storage: Storage, prefix: str) -> Iterator[tuple[str, int, float]]:
+    """(key, size, last-modified Unix time) of every value under ``prefix``: from the listing
+    where the backend reports it (object storage), else from the file (local disk), else the
+    time is unknown and reported as now (so nothing is ever found old by it)."""
+    listing: Callable[[str], Iterator[tuple[str, int, float]]] | None = getattr(
+        storage, "list_info", None
+    )
+    if listing is not None:
+        yield from listing(prefix)
+        return
+    for key in storage.list(prefix):
+        path = storage.local_path(key)
+        try:
+            if path is not None:
+                st = path.stat()
+                yield key, st.st_size, st.st_mtime
+            else:
+                yield key, storage.size(key), time.time()
+        except (FileNotFoundError, ObjectNotFoundError):
+            continue
+
+
 def _check_entries(entries: list[tuple[str, int, int]], size: int) -> list[tuple[str, int, int]]:
     """The entries by offset, each inside the pack and none overlapping another."""
     ordered = sorted(entries, key=lambda e: (e[1], e[2]))
@@ -795,5 +954,8 @@ __all__ = [
     "PackedRemoteObjectDB",
     "decode_index",
     "encode_index",
+    "index_key",
+    "list_info",
+    "pack_key",
     "upload_key",
 ]
