@@ -1,8 +1,12 @@
-"""`cairn gc`: free the store space of deleted versions (embedded local store only)."""
+"""`cairn gc`: free the store space of deleted versions (a local store or packs on a bucket)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,7 +15,11 @@ from cairn.cli import output
 from cairn.cli.output import JsonOpt, QuietOpt
 
 if TYPE_CHECKING:
+    from cairn.objects.packdb import PackedObjectDB
     from cairn.service.registry import Registry
+    from cairn.storage.cloud_packs import PackedRemoteObjectDB
+
+_BUCKETS = ("s3", "gs", "az")
 
 
 def live_objects(registry: Registry) -> tuple[list[str], list[str]]:
@@ -29,6 +37,54 @@ def live_objects(registry: Registry) -> tuple[list[str], list[str]]:
     return roots, sorted(diffs)
 
 
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """Say what gc is doing on stderr, on a terminal only."""
+    if not enabled or not sys.stderr.isatty() or os.environ.get("CAIRN_QUIET") == "1":
+        yield lambda message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("gc: starting") as status:
+        yield lambda message: status.update(f"gc: {message}")
+
+
+def _open_store(
+    store: str, endpoint: str | None, database_url: str | None
+) -> tuple[PackedObjectDB | PackedRemoteObjectDB, Registry]:
+    """A server's store (``--store``) and its database, opened directly."""
+    from cairn import config
+    from cairn.cli.server import _database_url
+    from cairn.errors import CairnError
+    from cairn.objects.packdb import PackedObjectDB
+    from cairn.service.sql_registry import SqlRegistry
+    from cairn.storage import open_storage
+    from cairn.storage.cloud_packs import PackedRemoteObjectDB
+
+    bucket = store.split("://", 1)[0] in _BUCKETS
+    if not bucket and "://" in store and not store.startswith("file://"):
+        output.fail(
+            f"--store {store!r}: use a folder, or a bucket as s3://bucket/prefix, "
+            "gs://bucket/prefix or az://container/prefix"
+        )
+    if endpoint and not bucket:
+        output.fail("--store-endpoint needs a bucket store (--store s3://bucket/prefix)")
+    odb: PackedObjectDB | PackedRemoteObjectDB
+    if bucket:
+        try:
+            odb = PackedRemoteObjectDB(
+                open_storage(store, endpoint=endpoint), config.cairn_dir() / "cache" / "stores"
+            )
+        except CairnError as exc:
+            output.fail(f"cannot open the object store {store}: {exc}")
+    else:
+        folder = Path(store.removeprefix("file://")).expanduser().absolute()
+        if not (folder / "index.db").exists():
+            output.fail(f"--store {store}: no Cairn store there (no index.db)")
+        odb = PackedObjectDB(folder)
+    return odb, SqlRegistry(_database_url(database_url))
+
+
 def gc(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be freed; change nothing.")
@@ -39,38 +95,85 @@ def gc(
             "--grace",
             metavar="HOURS",
             min=0,
-            help="Leave packs written less than this many hours ago alone.",
+            help="Leave packs (and uploads) written less than this many hours ago alone.",
         ),
     ] = 24.0,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Collect a server's store instead of the embedded one: its folder, or its "
+            "bucket (s3://bucket/prefix, gs://…, az://…), with the server's database "
+            "(--database-url). Default: $CAIRN_STORE when set, else $CAIRN_DIR/store.",
+            show_default=False,
+        ),
+    ] = None,
+    store_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--store-endpoint",
+            help="The endpoint of an S3-compatible service (MinIO, R2, Ceph ...) or an "
+            "emulator. Default: $AWS_ENDPOINT_URL.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="With --store: the server's metadata database. Default: "
+            "$CAIRN_DATABASE_URL, else the SQLite file $CAIRN_DIR/cairn.db.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Delete the stored objects no live version (nor any run's git diff) refers to.
 
-    Packs written within the grace period are never touched, so logging can go on meanwhile.
-    A pack holding no live object is deleted; one less than half live is rewritten (its live
-    objects copied to a new pack first). Runs on the embedded local store only.
+    Packs written within the grace period are never touched, so logging can go on meanwhile,
+    also on a bucket shared by several servers and embedded loggers. A pack holding no live
+    object is deleted; one less than half live is rewritten (its live objects copied to a new
+    pack first). On a bucket, direct uploads never committed are removed too. Runs where the
+    store is: not through a server (CAIRN_URL).
     """
-    if os.environ.get("CAIRN_URL") or os.environ.get("CAIRN_STORE"):
+    if os.environ.get("CAIRN_URL"):
         output.fail(
-            "gc runs on the server / embedded local store only: unset CAIRN_URL and "
-            "CAIRN_STORE, or run `cairn gc` where the store is"
+            "gc runs on the server / embedded local store only: unset CAIRN_URL and run "
+            "`cairn gc` where the store is (for a server on a bucket: `cairn gc --store "
+            "s3://… --database-url …`)"
         )
-    from cairn.cli.common import backend
+    if store_endpoint and not store:
+        output.fail("--store-endpoint needs --store")
+    if database_url and not store:
+        output.fail("--database-url needs --store (embedded mode reads $CAIRN_DATABASE_URL)")
     from cairn.objects.gc import collect
     from cairn.objects.packdb import PackedObjectDB
+    from cairn.storage.cloud_packs import PackedRemoteObjectDB
 
-    b = backend()
-    odb = b.odb
-    if not isinstance(odb, PackedObjectDB):
+    odb: object
+    if store:
+        odb, registry = _open_store(store, store_endpoint, database_url)
+    else:
+        from cairn.cli.common import backend
+
+        b = backend()
+        odb, registry = b.odb, b.registry
+    if not isinstance(odb, PackedObjectDB | PackedRemoteObjectDB):
         output.fail("gc runs on the server / embedded local store only")
-    registry = b.registry
-    report = collect(
-        odb,
-        lambda: live_objects(registry),
-        grace_seconds=grace * 3600,
-        dry_run=dry_run,
-    )
+    try:
+        with _progress(not json_out and not output.quiet(quiet)) as progress:
+            report = collect(
+                odb,
+                lambda: live_objects(registry),
+                grace_seconds=grace * 3600,
+                dry_run=dry_run,
+                progress=progress,
+            )
+    finally:
+        if store:
+            odb.close()
+            registry.close()
     if json_out:
         output.print_json(report.to_dict())
         return
@@ -78,13 +181,22 @@ def gc(
         output.echo(str(report.bytes_freed))
         return
     verb = "Would free" if dry_run else "Freed"
+    leftovers = (
+        f"{report.uploads_removed} stale uploads removed"
+        if isinstance(odb, PackedRemoteObjectDB)
+        else f"{report.tmp_packs_removed} temp packs removed"
+    )
     output.echo(
         f"{verb} {output.human_size(report.bytes_freed)}: {report.objects_dropped} objects "
         f"dropped, {report.packs_deleted} packs deleted, {report.packs_rewritten} rewritten, "
-        f"{report.tmp_packs_removed} temp packs removed."
+        f"{leftovers}."
     )
     output.echo(
         f"Store: {output.human_size(report.store_bytes_before)} before, "
         f"{output.human_size(report.store_bytes_after)} after "
         f"({report.live_objects} live objects)."
     )
+    if report.objects_rescued:
+        output.echo(
+            f"{report.objects_rescued} objects kept: a version committed meanwhile uses them."
+        )
