@@ -342,3 +342,31 @@ def test_damaged_store_stops_gc_before_deleting(tmp_path: Path, cairn_env: Path)
     with pytest.raises(StoreError, match="missing from the store"):
         _gc()
     assert _store_bytes(cairn_env) == before
+
+
+def test_relogging_content_of_a_collected_version_restores_what_gc_dropped(
+    tmp_path: Path, cairn_env: Path
+) -> None:
+    """gc drops the dead objects of the packs it rewrites or deletes, but a mostly-live pack is
+    kept whole, dead tree objects included. Logging the same content again finds those trees
+    (and the root) still indexed: every file below them must still be checked and re-stored,
+    or the new version would point at a blob gc dropped."""
+    lone = os.urandom(10_000)
+    big = os.urandom(3 << 20)  # stored whole, keeps the second pack mostly live
+    old = time.time() - 60  # older than the hash cache's racy window: cached when logged
+    src_z = _write(tmp_path / "z", {"b.txt": lone})
+    src_a = _write(tmp_path / "a", {"s/b.txt": lone, "s/c.txt": b"c" * 100, "big.bin": big})
+    for f in [*src_z.rglob("*.*"), *src_a.rglob("*.*")]:
+        os.utime(f, (old, old))
+    z = _log("z", src_z)  # pack 1: the blob of b.txt
+    a = _log("a", src_a)  # pack 2: big.bin, c.txt, the trees; b.txt is already stored
+    _log("w", _write(tmp_path / "w", {"big.bin": big}))  # keeps big.bin live
+    first_root = a.digest
+    z.delete()
+    a.delete()
+    report = _gc()
+    assert report["packs_deleted"] >= 1  # the pack holding only b.txt's blob
+
+    again = _log("a", src_a)  # every file answered by the hash cache
+    assert again.digest == first_root
+    _check("p/a:latest", {"s/b.txt": lone, "s/c.txt": b"c" * 100, "big.bin": big}, tmp_path / "out")

@@ -136,6 +136,8 @@ class Ingestor:
         # files whose digest came from the cache: their objects may be missing from the store
         self._unverified: dict[str, StagedFile] = {}
         self._new_trees: set[str] = set()
+        # chunks of the chunked files of this log (checked again right before the commit)
+        self._chunk_digests: set[str] = set()
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
@@ -308,6 +310,7 @@ class Ingestor:
                     break
             if previous is not None:
                 self._finish_block(fd, st, previous, chunk_list)
+        self._chunk_digests.update(digest for digest, _n in chunk_list)
         body = chunking.encode_chunk_list(total, chunk_list)
         chunks_digest = hash_bytes(body)
         if self.odb.missing([chunks_digest]) and self.odb.put(chunks_digest, body):
@@ -352,37 +355,51 @@ class Ingestor:
     # --- phase 2 ---------------------------------------------------------------------------
     def store_tree(self, built: BuiltTree) -> None:
         """Write the tree objects the store lacks, children before parents, after making sure
-        every file they list is stored. Objects that exist are trusted to be complete."""
+        every file they list is stored.
+
+        Files the hash cache answered were stored by an earlier log, and `cairn gc` may have
+        dropped their objects since: a deleted version's blobs go with the packs gc rewrites
+        or deletes, while its tree objects can stay indexed in a pack gc keeps whole. So every
+        such file is checked (and the chunks of chunked ones), not only those below new
+        trees, and anything gone is read and stored again."""
         missing_trees = self.odb.missing(built.objects)
-        if missing_trees:
-            candidates: dict[str, FileEntry] = {}
-            for tree_digest in missing_trees:
-                for fe in built.files.get(tree_digest, ()):
-                    if fe.path in self._unverified:
-                        candidates[fe.chunks or fe.digest] = fe
-            lost = self.odb.missing(candidates)
-            for key in lost:
-                self._restore(candidates[key])
-            for digest in self._post_order(built):
-                if digest in missing_trees and self.odb.put(digest, built.objects[digest]):
-                    self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
+        cached: dict[str, FileEntry] = {}
+        for entries in built.files.values():
+            for fe in entries:
+                if fe.ref is None and fe.path in self._unverified:
+                    cached[fe.chunks or fe.digest] = fe
+        lost = self.odb.missing(cached)
+        chunks_of: dict[str, list[str]] = {}
+        for key, fe in cached.items():
+            if fe.chunks and key not in lost:
+                body = self.odb.get(key)
+                chunks_of[key] = [digest for digest, _n in chunking.decode_chunk_list(body)]
+        if chunks_of:
+            for chunks in chunks_of.values():
+                self._chunk_digests.update(chunks)
+            gone = self.odb.missing(self._chunk_digests)
+            lost.update(key for key, chunks in chunks_of.items() if not gone.isdisjoint(chunks))
+        for key in lost:
+            self._restore(cached[key])
+        for digest in self._post_order(built):
+            if digest in missing_trees and self.odb.put(digest, built.objects[digest]):
+                self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
         self._new_trees = missing_trees
         self.flush_cache()
 
     def lost_since_stored(self, built: BuiltTree) -> set[str]:
-        """Objects the new trees of the last `store_tree` need that are no longer in the store.
+        """Objects the version of the last `store_tree` needs that are no longer in the store.
 
         Called after the store is synced, right before the version is committed: a `cairn gc`
         running meanwhile may have dropped an old, unreferenced object this log decided to
-        reuse. Empty in every other case. When something is lost, the new tree objects are
-        forgotten too, so that no stored tree claims children that are gone and the next log
-        writes them (and the lost objects) again."""
-        needed: set[str] = set(self._new_trees)
-        for tree_digest in self._new_trees:
-            for fe in built.files.get(tree_digest, ()):
-                if fe.ref is None:
-                    needed.add(fe.chunks or fe.digest)
-        lost = self.odb.missing(needed) if needed else set()
+        reuse (a tree, a file's blob or chunk list, a chunk). Empty in every other case. When
+        something is lost, the new tree objects are forgotten too, so that no stored tree
+        claims children that are gone and the next log writes them (and the lost objects)
+        again."""
+        needed: set[str] = set(built.objects) | self._chunk_digests
+        for entries in built.files.values():
+            needed.update(fe.chunks or fe.digest for fe in entries if fe.ref is None)
+        lost = self.odb.missing(needed)
         if lost:
             for digest in self._new_trees:
                 self.odb.delete(digest)

@@ -64,7 +64,7 @@ class PackedObjectDB:
             for d in digests:
                 if d in self._pending:
                     found[d] = self._pending[d]
-            rest = [d for d in digests if d not in found]
+            rest = sorted(d for d in digests if d not in found)  # in index order
             for i in range(0, len(rest), 500):
                 batch = rest[i : i + 500]
                 rows = self._db.execute(
@@ -94,8 +94,18 @@ class PackedObjectDB:
         return bool(self._locate_many([digest]))
 
     def missing(self, digests: Iterable[str]) -> set[str]:
-        wanted = list(set(digests))
-        return set(wanted) - self._locate_many(wanted).keys()
+        absent = set(digests)
+        with self._lock:
+            absent.difference_update(self._pending.keys() & absent)
+            rest = sorted(absent)  # in index order: neighbouring lookups share B-tree pages
+            for i in range(0, len(rest), 500):
+                batch = rest[i : i + 500]
+                found = self._db.execute(
+                    f"SELECT digest FROM objects WHERE digest IN ({','.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+                absent.difference_update(d for (d,) in found)
+        return absent
 
     # --- writing -----------------------------------------------------------------------------
     def _writer(self) -> int:
