@@ -370,3 +370,20 @@ def test_relogging_content_of_a_collected_version_restores_what_gc_dropped(
     again = _log("a", src_a)  # every file answered by the hash cache
     assert again.digest == first_root
     _check("p/a:latest", {"s/b.txt": lone, "s/c.txt": b"c" * 100, "big.bin": big}, tmp_path / "out")
+
+
+def test_the_store_counts_drops_so_loggers_know_when_to_look_again(
+    tmp_path: Path, cairn_env: Path
+) -> None:
+    src = _write(tmp_path / "d", {"a.txt": b"a" * 100, "b.txt": b"b" * 100})
+    a = _log("d", src)
+    odb = _odb()
+    assert odb.generation() == 0  # nothing ever dropped: a logger trusts what it finds
+    a.delete()
+    assert odb.generation() == 0  # deleting a version drops no object by itself
+    report = _gc()
+    assert report["packs_deleted"] == 1
+    assert odb.generation() == 1
+    again = _log("d", src)  # a full check this time: everything is stored again
+    assert again.version == "v1"
+    _check("p/d:latest", {"a.txt": b"a" * 100, "b.txt": b"b" * 100}, tmp_path / "out")

@@ -138,6 +138,7 @@ class Ingestor:
         self._new_trees: set[str] = set()
         # chunks of the chunked files of this log (checked again right before the commit)
         self._chunk_digests: set[str] = set()
+        self._generation: int | None = None  # the store's drop count when store_tree began
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
@@ -362,7 +363,13 @@ class Ingestor:
         or deletes, while its tree objects can stay indexed in a pack gc keeps whole. So every
         such file is checked (and the chunks of chunked ones), not only those below new
         trees, and anything gone is read and stored again."""
+        generation = getattr(self.odb, "generation", None)
+        # read before the checks: a drop after this point shows in lost_since_stored
+        self._generation = generation() if generation is not None else None
         missing_trees = self.odb.missing(built.objects)
+        if self._generation == 0:  # nothing was ever dropped: every stored object is there
+            self._write_trees(built, missing_trees)
+            return
         cached: dict[str, FileEntry] = {}
         for entries in built.files.values():
             for fe in entries:
@@ -381,6 +388,9 @@ class Ingestor:
             lost.update(key for key, chunks in chunks_of.items() if not gone.isdisjoint(chunks))
         for key in lost:
             self._restore(cached[key])
+        self._write_trees(built, missing_trees)
+
+    def _write_trees(self, built: BuiltTree, missing_trees: set[str]) -> None:
         for digest in self._post_order(built):
             if digest in missing_trees and self.odb.put(digest, built.objects[digest]):
                 self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
@@ -396,6 +406,9 @@ class Ingestor:
         something is lost, the new tree objects are forgotten too, so that no stored tree
         claims children that are gone and the next log writes them (and the lost objects)
         again."""
+        generation = getattr(self.odb, "generation", None)
+        if generation is not None and generation() == self._generation:
+            return set()  # nothing was dropped since store_tree looked
         needed: set[str] = set(built.objects) | self._chunk_digests
         for entries in built.files.values():
             needed.update(fe.chunks or fe.digest for fe in entries if fe.ref is None)

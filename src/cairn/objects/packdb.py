@@ -45,6 +45,12 @@ class PackedObjectDB:
                 "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, pack TEXT NOT NULL,"
                 " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID"
             )
+            # counts the times objects were dropped (gc, or a log forgetting its own trees);
+            # while it stays 0, every object ever indexed is still there
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS drops (id INTEGER PRIMARY KEY CHECK (id = 0),"
+                " generation INTEGER NOT NULL)"
+            )
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"cannot open the object store at {self.root}: {exc}") from exc
         self._lock = threading.RLock()
@@ -247,7 +253,26 @@ class PackedObjectDB:
         with self._lock:
             self._warm.pop(digest, None)
             self._pending.pop(digest, None)
-            self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
+                self._count_drop()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def generation(self) -> int:
+        """How many times objects were dropped from this store. A logger compares it before
+        and after its checks: unchanged means nothing it found has gone since."""
+        row = self._db.execute("SELECT generation FROM drops WHERE id = 0").fetchone()
+        return int(row[0]) if row else 0
+
+    def _count_drop(self) -> None:
+        self._db.execute(
+            "INSERT INTO drops VALUES (0, 1) "
+            "ON CONFLICT (id) DO UPDATE SET generation = generation + 1"
+        )
 
     # --- garbage collection (cairn.objects.gc) -------------------------------------------------
     def index_rows(self) -> list[tuple[str, str, int, int]]:
@@ -293,6 +318,8 @@ class PackedObjectDB:
                 n = 0
                 for name in names:
                     n += self._db.execute("DELETE FROM objects WHERE pack = ?", (name,)).rowcount
+                if n:
+                    self._count_drop()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
