@@ -138,7 +138,10 @@ class Ingestor:
         self._new_trees: set[str] = set()
         # chunks of the chunked files of this log (checked again right before the commit)
         self._chunk_digests: set[str] = set()
-        self._generation: int | None = None  # the store's drop count when store_tree began
+        # the store's drop count before this log asked it anything: unchanged at the commit
+        # means nothing this log found in the store has been dropped since
+        generation = getattr(odb, "generation", None)
+        self._generation: int | None = generation() if generation is not None else None
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
@@ -363,13 +366,7 @@ class Ingestor:
         or deletes, while its tree objects can stay indexed in a pack gc keeps whole. So every
         such file is checked (and the chunks of chunked ones), not only those below new
         trees, and anything gone is read and stored again."""
-        generation = getattr(self.odb, "generation", None)
-        # read before the checks: a drop after this point shows in lost_since_stored
-        self._generation = generation() if generation is not None else None
         missing_trees = self.odb.missing(built.objects)
-        if self._generation == 0:  # nothing was ever dropped: every stored object is there
-            self._write_trees(built, missing_trees)
-            return
         cached: dict[str, FileEntry] = {}
         for entries in built.files.values():
             for fe in entries:

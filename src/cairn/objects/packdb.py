@@ -61,7 +61,8 @@ class PackedObjectDB:
         self._sealed: list[str] = []  # packs complete on disk, rows not yet indexed
         self._readers: dict[str, int] = {}
         self._warm: dict[str, Location] = {}
-        self._flushing: list[Future[None]] = []
+        self._flushing: list[tuple[str, Future[None]]] = []  # (pack, its background flush)
+        self._pid = os.getpid()
 
     # --- lookups -----------------------------------------------------------------------------
     def _locate_many(self, digests: list[str]) -> dict[str, Location]:
@@ -136,13 +137,36 @@ class PackedObjectDB:
         # write the sealed pack to disk now, while the next one fills: the sync before the
         # index commit then finds little left to write (the kernel would otherwise hold
         # gigabytes of dirty pages until then)
-        self._flushing.append(_flusher().submit(_datasync_close, fd))
+        try:
+            flush = _flusher().submit(_datasync_close, fd)
+        except RuntimeError:  # the interpreter is shutting down: no new threads, flush here
+            flush = Future()
+            try:
+                _datasync_close(fd)
+                flush.set_result(None)
+            except OSError as exc:
+                flush.set_exception(exc)
+        self._flushing.append((self._writer_name, flush))
 
     def _wait_flushes(self) -> None:
+        """Wait for the background flushes. A pack that could not be written (EIO, a full
+        disk) is forgotten with its objects, unindexed, so that no later sync indexes it and
+        the next log stores those objects again."""
         flushing, self._flushing = self._flushing, []
-        errors = [exc for f in flushing if (exc := f.exception()) is not None]
-        if errors:
-            raise StoreError(f"cannot write a pack of the object store at {self.root}: {errors[0]}")
+        if self._pid != os.getpid():
+            return  # inherited through fork: the parent's flushes are the parent's to wait for
+        failed = {pack: exc for pack, f in flushing if (exc := f.exception()) is not None}
+        if not failed:
+            return
+        self._pending = {d: loc for d, loc in self._pending.items() if loc[0] not in failed}
+        self._sealed = [name for name in self._sealed if name not in failed]
+        for pack in failed:
+            self._pack_path(pack).unlink(missing_ok=True)
+        pack, exc = next(iter(failed.items()))
+        raise StoreError(
+            f"cannot write pack {pack} of the object store at {self.root}: {exc}; nothing of it "
+            "was indexed. Free space or fix the disk, then log again"
+        )
 
     def _pack_path(self, name: str) -> Path:
         return self.root / "packs" / name[:2] / name
@@ -360,8 +384,9 @@ class PackedObjectDB:
             self._db.close()
 
     def _wait_flushes_quietly(self) -> None:
-        for f in self._flushing:
-            f.exception()
+        if self._pid == os.getpid():
+            for _pack, f in self._flushing:
+                f.exception()
         self._flushing = []
 
 
