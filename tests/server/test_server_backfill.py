@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 import cairn
 import cairn.sdk.run as run_module
+from cairn.core.digest import hash_bytes
 from cairn.sdk.backend import reset_backends
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
@@ -47,7 +49,19 @@ def test_versions_logged_before_the_server_are_readable_by_members(
         assert (got / "a.csv").read_text() == "x,y\n1,2\n"
         assert (got / "sub" / "b.bin").read_bytes() == (data / "sub" / "b.bin").read_bytes()
 
-        monkeypatch.setenv("CAIRN_API_KEY", accounts.create_key("outsider")[1])
+        # a run may not name another project's object as its code diff (that would bind it
+        # to the run's project, now or at the next start)
+        accounts.set_role("own", "outsider", "admin", create=True)
+        outsider_key = accounts.create_key("outsider")[1]
+        secret = hash_bytes(b"x,y\n1,2\n")
+        with httpx.Client(
+            base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {outsider_key}"}
+        ) as http:
+            refused = http.post("/projects/own/runs", json={"git_diff_digest": secret})
+            assert refused.status_code == 404, refused.text
+            assert http.post("/projects/own/runs", json={}).status_code == 201
+
+        monkeypatch.setenv("CAIRN_API_KEY", outsider_key)
         monkeypatch.setenv("CAIRN_DIR", str(tmp_path / "client2"))
         reset_backends()
         with pytest.raises(cairn.errors.CairnError):

@@ -40,7 +40,7 @@ from cairn.errors import (
 )
 from cairn.metadata.accounts import ROLES, ApiKey, ObjectReceipt, ProjectMember, ProjectObject, User
 from cairn.metadata.engine import transaction
-from cairn.metadata.tables import Artifact, Project, Run, Version
+from cairn.metadata.tables import Artifact, Project, Version
 from cairn.server.wire import AuthenticationError
 
 T = TypeVar("T")
@@ -547,33 +547,24 @@ class Accounts:
 
         return self._read(work) if wanted else set()
 
-    def unbound(self) -> list[tuple[str, str, str]]:
-        """(project, digest, kind) of every object a project's metadata names but the project
-        does not hold yet: version roots (kind 't') and runs' code diffs (kind 'b'). Not empty
-        when the store was written without a server (embedded mode) and is served now."""
+    def unbound(self) -> list[tuple[str, str]]:
+        """(project, root digest) of every committed version whose project does not hold its
+        root: versions logged without a server (embedded mode) in a store served now. Runs'
+        code diffs are left out on purpose: a digest a run names proves nothing about who had
+        the bytes."""
 
-        def work(s: Session) -> list[tuple[str, str, str]]:
-            def held(digest: Any) -> Any:
-                return ~sa.exists().where(
-                    ProjectObject.project_id == Project.id, ProjectObject.digest == digest
-                )
-
+        def work(s: Session) -> list[tuple[str, str]]:
+            held = ~sa.exists().where(
+                ProjectObject.project_id == Project.id, ProjectObject.digest == Version.digest
+            )
             roots = (
                 sa.select(Project.name, Version.digest)
                 .join(Artifact, Artifact.project_id == Project.id)
                 .join(Version, Version.artifact_id == Artifact.id)
-                .where(Version.state == "committed", held(Version.digest))
+                .where(Version.state == "committed", held)
                 .distinct()
             )
-            diffs = (
-                sa.select(Project.name, Run.git_diff_digest)
-                .join(Run, Run.project_id == Project.id)
-                .where(Run.git_diff_digest.is_not(None), held(Run.git_diff_digest))
-                .distinct()
-            )
-            found = [(p, d, "t") for p, d in s.execute(roots)]
-            found += [(p, d, "b") for p, d in s.execute(diffs) if d is not None]
-            return sorted(found)
+            return sorted((p, d) for p, d in s.execute(roots))
 
         return self._read(work)
 

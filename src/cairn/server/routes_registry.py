@@ -159,7 +159,9 @@ def create_project(body: CreateProject, svc: Svc, caller: Caller) -> dict[str, A
 def create_run(project: str, body: CreateRun, svc: Svc, caller: Caller) -> dict[str, Any]:
     svc.accounts.require_writable(caller, project)
     diff = body.git_diff_digest
-    if diff and is_digest(diff) and not svc.objects.missing(caller, [diff]):
+    if diff and is_digest(diff):
+        # binds it, or refuses a diff the caller has not uploaded and may not read: a run must
+        # not carry a digest that would later give its project another project's object
         svc.objects.bind_objects(caller, project, [diff])
     fields = body.model_dump(exclude={"user"})
     info = svc.registry.create_run(project, **fields, user=_who(caller, body.user))
