@@ -470,8 +470,12 @@ class RemoteObjectStore:
                     with self._lock:
                         self.url_refreshes += 1
                     _, fresh, _ = self._locate([d for d, _, _ in members])
-                    if pack not in fresh:
-                        break  # moved meanwhile (rewritten by gc): the error below says so
+                    if pack not in fresh:  # moved meanwhile (rewritten by gc)
+                        raise ObjectNotFoundError(
+                            f"pack {pack} was moved or removed while this download ran (a "
+                            "garbage collection on the server); download again",
+                            members[0][0],
+                        )
                     url = fresh[pack]
                     continue
                 raise _bucket_error("downloading from", response)

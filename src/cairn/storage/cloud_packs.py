@@ -595,6 +595,11 @@ class PackedRemoteObjectDB:
             key = pack_key(pack)
             _copy(self.storage, staged, key)
             try:
+                if self.storage.size(key) != size:  # re-uploaded between the check and the copy
+                    raise InvalidInputError(
+                        f"the pack uploaded to {staged} changed while it was being committed; "
+                        "upload it again on a new URL"
+                    )
                 _verify(self.storage, key, ordered)
                 lacking = self.missing(d for d, _, _ in ordered)
                 listed: dict[str, tuple[str, int, int]] = {}
