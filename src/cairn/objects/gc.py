@@ -219,10 +219,30 @@ class PackStore(Protocol):
     def remove_leftover(self, name: str) -> bool: ...
 
 
-class LocalPacks:
+class _ObjectAccess:
+    """What both kinds of pack store do the same way: read, test and copy single objects
+    through the object database (``self.odb``)."""
+
+    odb: PackedObjectDB | PackedRemoteObjectDB
+
+    def load(self, digest: str) -> bytes:
+        return self.odb.get(digest, verify=False)
+
+    def has(self, digest: str) -> bool:
+        return self.odb.has(digest)
+
+    def read(self, pack: str, offset: int, length: int) -> bytes:
+        return self.odb.read_at(pack, offset, length)
+
+    def copy(self, digest: str, data: bytes) -> None:
+        self.odb.put(digest, data)
+
+
+class LocalPacks(_ObjectAccess):
     """The local `PackedObjectDB`: packs are files, the index is ``index.db``."""
 
     default_settle = 1.0
+    odb: PackedObjectDB
 
     def __init__(self, odb: PackedObjectDB) -> None:
         self.odb = odb
@@ -245,18 +265,6 @@ class LocalPacks:
 
     def packs(self) -> dict[str, tuple[int, float]]:
         return {name: (st.st_size, st.st_mtime) for name, st in _pack_files(self.odb).items()}
-
-    def load(self, digest: str) -> bytes:
-        return self.odb.get(digest, verify=False)
-
-    def has(self, digest: str) -> bool:
-        return self.odb.has(digest)
-
-    def read(self, pack: str, offset: int, length: int) -> bytes:
-        return self.odb.read_at(pack, offset, length)
-
-    def copy(self, digest: str, data: bytes) -> None:
-        self.odb.put(digest, data)
 
     def flush(self) -> None:
         self.odb.sync_moved()
@@ -302,13 +310,14 @@ class LocalPacks:
         return True
 
 
-class BucketPacks:
+class BucketPacks(_ObjectAccess):
     """A `PackedRemoteObjectDB`: ``packs/<id>.pack`` objects, each indexed by an
     ``index/<id>.idx`` object; a pack's age is its object's last-modified time. Dropping a
     pack deletes its index object (other processes' existence checks see that at once);
     restoring puts the same index back."""
 
     default_settle = BUCKET_SETTLE_SECONDS
+    odb: PackedRemoteObjectDB
 
     def __init__(self, odb: PackedRemoteObjectDB, grace_seconds: float) -> None:
         self.odb = odb
@@ -358,18 +367,6 @@ class BucketPacks:
             if got is not None:  # None: deleted meanwhile (another gc), not a candidate
                 rows.extend((d, pack, o, n) for d, o, n in got)
         return rows
-
-    def load(self, digest: str) -> bytes:
-        return self.odb.get(digest, verify=False)
-
-    def has(self, digest: str) -> bool:
-        return self.odb.has(digest)
-
-    def read(self, pack: str, offset: int, length: int) -> bytes:
-        return self.odb.read_at(pack, offset, length)
-
-    def copy(self, digest: str, data: bytes) -> None:
-        self.odb.put(digest, data)
 
     def flush(self) -> None:
         self.odb.sync()  # the new packs and their indexes are on the bucket
