@@ -18,7 +18,7 @@ def _fresh() -> None:
     reset_backends()
 
 
-def test_a_log_whose_reused_object_is_collected_meanwhile_refuses_then_succeeds(
+def test_a_log_whose_reused_objects_keep_being_collected_refuses_then_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
@@ -54,3 +54,39 @@ def test_a_log_whose_reused_object_is_collected_meanwhile_refuses_then_succeeds(
     out = Path(again.download(root=tmp_path / "out"))
     assert (out / "weights.bin").read_bytes() == b"w" * 50_000
     again.verify(out)
+
+
+def test_a_log_stores_again_what_a_concurrent_gc_dropped_and_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "weights.bin").write_bytes(b"w" * 50_000)
+    with cairn.init(project="p", job_type="t") as run:
+        first = cairn.Artifact("model", type="model")
+        first.add_dir(data)
+        run.log_artifact(first)
+    digest = first.files()[0].digest
+    first.delete()
+
+    odb = get_backend().odb
+    real_sync = odb.sync
+    collected: list[str] = []
+
+    def sync_then_collect_once() -> None:
+        real_sync()
+        if not collected:
+            odb.delete(digest)  # a gc drops the unreferenced blob this log is reusing
+            collected.append(digest)
+
+    (data / "config.json").write_text("{}")
+    with cairn.init(project="p", job_type="t") as run:
+        monkeypatch.setattr(odb, "sync", sync_then_collect_once)
+        second = cairn.Artifact("model", type="model")
+        second.add_dir(data)
+        run.log_artifact(second)
+    assert collected == [digest]
+    assert second.version == "v1"
+    out = Path(second.download(root=tmp_path / "out"))
+    assert (out / "weights.bin").read_bytes() == b"w" * 50_000
+    second.verify(out)

@@ -135,6 +135,7 @@ class Ingestor:
         self.stats = IngestStats()
         # files whose digest came from the cache: their objects may be missing from the store
         self._unverified: dict[str, StagedFile] = {}
+        self._staged: dict[str, StagedFile] = {}  # every file of this log, by artifact path
         self._new_trees: set[str] = set()
         # chunks of the chunked files of this log (checked again right before the commit)
         self._chunk_digests: set[str] = set()
@@ -147,6 +148,7 @@ class Ingestor:
 
     # --- phase 1 ---------------------------------------------------------------------------
     def hash_files(self, staged: list[StagedFile]) -> list[FileEntry]:
+        self._staged.update((sf.path, sf) for sf in staged)
         stats: list[os.stat_result] = []
         for sf in staged:
             try:
@@ -414,6 +416,16 @@ class Ingestor:
             for digest in self._new_trees:
                 self.odb.delete(digest)
         return lost
+
+    def repair(self, built: BuiltTree) -> None:
+        """After `lost_since_stored` found objects gone (a concurrent `cairn gc` dropped what
+        this log reused): check every file of the version, not only the cached ones, store
+        again whatever is missing from the user's files, and write the trees again. The caller
+        syncs and calls `lost_since_stored` once more."""
+        generation = getattr(self.odb, "generation", None)
+        self._generation = generation() if generation is not None else None
+        self._unverified = dict(self._staged)
+        self.store_tree(built)
 
     def _post_order(self, built: BuiltTree) -> Iterable[str]:
         order: list[str] = []

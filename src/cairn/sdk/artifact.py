@@ -64,6 +64,9 @@ def check_json(value: Any, what: str, *, allow_nan: bool = False) -> dict[str, A
     return dict(value)
 
 
+_REPAIRS = 3  # times a log stores again what a concurrent gc dropped before giving up
+
+
 class ArtifactFile:
     """One file of a logged version."""
 
@@ -429,10 +432,16 @@ class Artifact:
             ingestor.store_tree(built)
             backend.odb.sync()
             lost = ingestor.lost_since_stored(built)
+            for _ in range(_REPAIRS):  # a concurrent gc dropped what this log reused
+                if not lost:
+                    break
+                ingestor.repair(built)
+                backend.odb.sync()
+                lost = ingestor.lost_since_stored(built)
             if lost:
                 raise ConflictError(
                     f"{len(lost)} stored object(s) this log reuses were removed by a concurrent "
-                    "`cairn gc` while it ran; nothing was logged, log again to store them anew"
+                    f"`cairn gc` {_REPAIRS + 1} times in a row; nothing was logged, log again"
                 )
         info, created = backend.registry.commit_version(
             project,
