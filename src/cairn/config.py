@@ -96,3 +96,9 @@ def run_timeout() -> float:
     """How long a 'running' run may stay silent before it is reported as crashed
     (CAIRN_RUN_TIMEOUT_SECONDS): its process was killed, or its machine went away."""
     return _seconds("CAIRN_RUN_TIMEOUT_SECONDS", 300.0)
+
+
+def lock_file() -> str | None:
+    """``CAIRN_LOCK``: the `cairn.lock` to honour (a path), ``off`` to honour none, or None to
+    look for one from the working directory up to the repository's root."""
+    return os.environ.get("CAIRN_LOCK") or None

@@ -176,3 +176,45 @@ def test_type_clash_is_refused(cli: Invoke, folder: Callable[..., Path]) -> None
     (data / "a").write_text("2")
     result = cli("push", str(data), "--type", "model", code=2)
     assert "already exists with type 'dataset'" in result.stderr
+
+
+@pytest.mark.parametrize("file_name", ["model.h5", "weights.safetensors", "clf.PKL"])
+def test_pushing_one_model_file_makes_a_model_named_by_its_stem(
+    cli: Invoke, folder: Callable[..., Path], file_name: str
+) -> None:
+    src = folder("m", {file_name: "weights"})
+    result = cli("push", str(src / file_name))
+    stem = file_name.rsplit(".", 1)[0]
+    assert f"Pushed default/{stem}:v0" in result.stdout
+    assert "looks like a model file" in result.stderr
+    assert f"name '{stem}'" in result.stderr and "type 'model'" in result.stderr
+    art = cairn.Api().artifact(f"{stem}:latest")
+    assert art.type == "model"
+    assert [f.path for f in art.files()] == [file_name]
+    # `--type model` is no longer refused on the second push, and is not needed either
+    again = cli("push", str(src / file_name), "--type", "model")
+    assert "Nothing changed" in again.stdout
+
+
+def test_an_existing_artifact_keeps_its_type_and_explicit_choices_win(
+    cli: Invoke, folder: Callable[..., Path]
+) -> None:
+    src = folder("m", {"net.pt": "w1"})
+    cli("push", str(src / "net.pt"), "--name", "net", "--type", "dataset")
+    (src / "net.pt").write_text("w2")
+    result = cli("push", str(src / "net.pt"))
+    assert "Pushed default/net:v1" in result.stdout
+    assert "name 'net'" in result.stderr  # the name is the file's stem, said so...
+    assert "type 'model'" not in result.stderr  # ...and the artifact keeps its type
+    assert cairn.Api().artifact("net:latest").type == "dataset"
+    data = folder("d", {"a.csv": "1\n"})
+    assert "looks like a model file" not in cli("push", str(data)).stderr
+    assert cairn.Api().artifact("d").type == "dataset"
+
+
+def test_project_given_before_the_command(cli: Invoke, folder: Callable[..., Path]) -> None:
+    data = folder("data", {"a.csv": "1\n"})
+    assert "Pushed p9/data:v0" in cli("--project", "p9", "push", str(data)).stdout
+    assert "data" in cli("-p", "p9", "artifact", "ls").stdout
+    # the command's own --project wins over the one before it
+    assert "Pushed p8/data:v0" in cli("-p", "p9", "push", str(data), "-p", "p8").stdout

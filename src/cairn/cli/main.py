@@ -20,16 +20,18 @@ from cairn.cli import (
     account,
     artifact,
     cache,
+    helpstyle,
     initdemo,
     lineage,
     output,
+    pin,
     projects,
     push,
     runs,
     server,
 )
 from cairn.cli import gc as gc_cli
-from cairn.cli.output import STATE, QuietOpt
+from cairn.cli.output import STATE, ProjectOpt, QuietOpt
 
 try:  # Typer >= 0.2x ships its own copy of Click
     from typer._click.exceptions import ClickException, UsageError
@@ -115,6 +117,8 @@ def report(exc: BaseException) -> int:
     return output.exit_code_for(exc)
 
 
+helpstyle.install()
+
 app = typer.Typer(
     name="cairn",
     cls=CairnGroup,
@@ -142,6 +146,7 @@ def root(
             "--version", callback=_version, is_eager=True, help="Print Cairn's version and exit."
         ),
     ] = False,
+    project: ProjectOpt = None,
     quiet: QuietOpt = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the full traceback when an error happens.")
@@ -152,6 +157,8 @@ def root(
     Data lives in $CAIRN_DIR (default ~/.cairn). The project comes from --project, else
     $CAIRN_PROJECT, else 'default'.
     """
+    if project:
+        STATE.project = project
     if quiet:
         STATE.quiet = True
         os.environ["CAIRN_QUIET"] = "1"
@@ -168,6 +175,7 @@ app.add_typer(cache.app, name="cache")
 app.command("init-demo")(initdemo.init_demo)
 app.add_typer(server.app, name="server")
 app.command("gc")(gc_cli.gc)
+app.command("pin")(pin.pin)
 account.register(app)
 
 

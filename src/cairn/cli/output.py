@@ -33,6 +33,7 @@ class State:
     quiet: bool = False
     debug: bool = False
     console: Console | None = None
+    project: str | None = None  # `cairn --project P COMMAND ...`
 
 
 STATE = State()
@@ -42,6 +43,7 @@ def reset() -> None:
     STATE.quiet = False
     STATE.debug = os.environ.get("CAIRN_DEBUG") == "1"
     STATE.console = None
+    STATE.project = None
 
 
 # --- options shared by several commands ------------------------------------------------------
@@ -77,11 +79,13 @@ def silence(local: bool) -> None:
 
 
 def resolve_project(project: str | None) -> str:
-    """``--project``, else CAIRN_PROJECT, else 'default' (validated)."""
+    """The command's ``--project``, else the one given before the command, else CAIRN_PROJECT,
+    else 'default' (validated)."""
     from cairn import config
     from cairn.core import names
 
-    return names.check_project(project or config.default_project() or "default")
+    chosen = project or STATE.project or config.default_project() or "default"
+    return names.check_project(chosen)
 
 
 # --- printing ---------------------------------------------------------------------------------
@@ -258,8 +262,9 @@ def comma(items: list[str]) -> str:
 
 
 class Table:
-    """A plain-text table: left-aligned columns, no trailing spaces, never truncated (so it
-    reads the same on a terminal and in a pipe)."""
+    """A plain-text table: left-aligned columns, no trailing spaces. In a pipe nothing is cut
+    (scripts read every cell whole); on a terminal the widest columns are shortened with '…'
+    so that each line fits the window."""
 
     def __init__(self, *columns: str) -> None:
         self.columns = list(columns)
@@ -268,19 +273,52 @@ class Table:
     def add_row(self, *cells: str) -> None:
         self.rows.append([c.replace("\n", " ") for c in cells])
 
-    def lines(self) -> list[str]:
+    def lines(self, width: int | None = None) -> list[str]:
+        """The table's lines; with ``width``, the widest columns are cut to fit it."""
         widths = [len(c) for c in self.columns]
         for row in self.rows:
             widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        if width is not None:
+            widths = fit_widths(widths, [len(c) for c in self.columns], width, len(GAP))
         out = []
         for row in [self.columns, *self.rows]:
-            cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
-            out.append("   ".join(cells).rstrip())
+            cells = [cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)]
+            out.append(GAP.join(cells).rstrip())
         return out
 
     def print(self) -> None:
-        for line in self.lines():
+        for line in self.lines(terminal_width()):
             echo(line)
+
+
+GAP = "   "
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one (COLUMNS wins), else None (a pipe: no limit)."""
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def fit_widths(widths: list[int], minimum: list[int], total: int, gap: int) -> list[int]:
+    """Column widths whose line fits ``total`` characters: the widest column gives up one
+    character at a time, never below its heading's width or 8 characters."""
+    widths = list(widths)
+    floors = [min(w, max(m, 8)) for w, m in zip(widths, minimum, strict=True)]
+    while sum(widths) + gap * (len(widths) - 1) > total:
+        room = [w - f for w, f in zip(widths, floors, strict=True)]
+        i = max(range(len(widths)), key=lambda k: (room[k] > 0, widths[k]))
+        if room[i] <= 0:
+            break
+        widths[i] -= 1
+    return widths
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def table(*columns: str) -> Table:

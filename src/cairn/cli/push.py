@@ -32,19 +32,41 @@ def parse_metadata(items: list[str]) -> dict[str, Any]:
     return result
 
 
-def _default_type(project: str, name: str) -> str:
-    """The artifact's existing type, else 'dataset'."""
+# Files that are a model on their own: `cairn push model.h5` logs a model named `model`.
+MODEL_SUFFIXES = (
+    ".h5",
+    ".keras",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".safetensors",
+    ".onnx",
+    ".pkl",
+    ".joblib",
+    ".gguf",
+)
+
+
+def model_file(paths: list[Path]) -> Path | None:
+    """The one path pushed, when it is a file with a well-known model extension."""
+    if len(paths) == 1 and paths[0].is_file() and paths[0].suffix.lower() in MODEL_SUFFIXES:
+        return paths[0]
+    return None
+
+
+def _existing_type(project: str, name: str) -> str | None:
+    """The type of the artifact NAME in PROJECT, or None when it does not exist yet."""
     from cairn.cli.common import backend
     from cairn.errors import NotFoundError
 
     try:
         found = backend().registry.list_artifacts(project, search=name, limit=1000)
     except NotFoundError:
-        return "dataset"
+        return None
     for info in found:
         if info.name == name:
             return info.type
-    return "dataset"
+    return None
 
 
 def push(
@@ -64,7 +86,8 @@ def push(
         typer.Option(
             "--name",
             "-n",
-            help="Artifact name. Default: the first path's base name.",
+            help="Artifact name. Default: the first path's base name (without the extension "
+            "for a model file such as model.pt).",
             show_default=False,
         ),
     ] = None,
@@ -74,7 +97,8 @@ def push(
             "--type",
             "-t",
             help="Artifact type, e.g. dataset or model. Default: the existing artifact's type, "
-            "else 'dataset'.",
+            "else 'model' for one model file (.pt, .pth, .ckpt, .safetensors, .onnx, .h5, "
+            ".keras, .pkl, .joblib, .gguf), else 'dataset'.",
             show_default=False,
         ),
     ] = None,
@@ -114,15 +138,35 @@ def push(
     output.silence(quiet)
     meta = parse_metadata(metadata or [])
     proj = output.resolve_project(project)
+    model = model_file(paths)
+    chose: list[str] = []
     if name is None:
         name = os.path.basename(os.path.abspath(paths[0]))
+        if model is not None:
+            name = model.stem
+            chose.append(f"name '{name}'")
         try:
             names.check_artifact_name(name)
         except InvalidNameError as exc:
             fail(f"{exc}; choose a name with --name", EXIT_USAGE)
     else:
         names.check_artifact_name(name)
-    art_type = names.check_type(kind) if kind else _default_type(proj, name)
+    if kind:
+        art_type = names.check_type(kind)
+    else:
+        existing = _existing_type(proj, name)
+        if existing is not None:
+            art_type = existing
+        elif model is not None:
+            art_type = "model"
+            chose.append("type 'model'")
+        else:
+            art_type = "dataset"
+    if chose and not json_out:
+        output.hint(
+            f"note: {model} looks like a model file: using {' and '.join(chose)} "
+            "(set --name/--type to choose)"
+        )
     art = Artifact(name, art_type, description=description or "", metadata=meta)
     if len(paths) == 1 and paths[0].is_dir():
         art.add_dir(paths[0])

@@ -18,6 +18,7 @@ from cairn import config as cairn_config
 from cairn.core import names
 from cairn.core.records import RunInfo, RunState, VersionInfo
 from cairn.errors import InvalidInputError, RunFinishedError
+from cairn.sdk import lockfile
 from cairn.sdk.artifact import Artifact, check_json
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.gitinfo import read_git_info
@@ -169,7 +170,14 @@ class Run:
             info = artifact._logged()
         else:
             ref = names.parse_ref(artifact)
-            info = self._backend.registry.resolve(ref.project or self.project, ref.name, ref.ref)
+            project = ref.project or self.project
+            pin = lockfile.pinned(project, ref.name, ref.ref)
+            if pin is None:
+                info = self._backend.registry.resolve(project, ref.name, ref.ref)
+            else:
+                path, found = pin
+                info = self._backend.registry.resolve(project, ref.name, found.version)
+                lockfile.check_digest(path, found, info.digest)
         if type is not None and info.type != type:
             raise InvalidInputError(f"{info.qualified_name} has type {info.type!r}, not {type!r}")
         self._backend.registry.record_use(self.id, info.id)
