@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import cairn
 from cairn.errors import CairnError
+from cairn.sdk.lineage_tree import as_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,8 +184,6 @@ def summary(project: str = "demo") -> str:
             )
     final = api.artifact("classifier:finetuned")
     graph = final.lineage(direction="up")
-    lines.append(f"\nLineage of {final.qualified_name} (upstream):")
-    labels = {n.id: n.label for n in graph.nodes}
-    for edge in graph.edges:
-        lines.append(f"  {labels[edge.source]} -> {labels[edge.target]}")
+    lines.append(f"\nLineage of {final.qualified_name} (upstream: what it came from):")
+    lines.append(as_text(graph, "up"))
     return "\n".join(lines)

@@ -24,7 +24,8 @@ def test_init_demo_seeds_a_store(cli: Invoke, cli_json: Callable[..., Any]) -> N
     pytest.importorskip("numpy")
     out = cli("init-demo", "--project", "d", "--rows", "60").stdout
     assert "Project 'd':" in out
-    assert "Lineage of d/classifier:v1 (upstream):" in out
+    assert "Lineage of d/classifier:v1 (upstream: what it came from):" in out
+    assert "└── run " in out and " -> " not in out
     assert "cairn lineage d/classifier:finetuned --up" in out
     names = [a["name"] for a in cli_json("artifact", "ls", "d")]
     assert names == ["classifier", "eval-report", "training-data"]
@@ -57,4 +58,9 @@ def test_example_script_prints_the_summary(tmp_path: Path) -> None:
     assert lines[0] == "Project 'ex':"
     assert lines[1].split()[:2] == ["classifier:v1", "model"]
     assert "aliases=latest,finetuned" in lines[1]
-    assert "Lineage of ex/classifier:v1 (upstream):" in done.stdout
+    assert "Lineage of ex/classifier:v1 (upstream: what it came from):" in done.stdout
+    tree = done.stdout.split("what it came from):\n", 1)[1].splitlines()
+    assert tree[0] == "classifier:v1 (model)"  # drawn as a tree, not as an edge list
+    assert "->" not in done.stdout
+    assert tree[1].startswith("└── run ") and tree[1].endswith("fine-tuning")
+    assert any(line.lstrip("│ ").startswith("├── classifier:v0") for line in tree)
