@@ -309,3 +309,44 @@ def test_a_new_file_whose_writer_fails_is_not_added(run: cairn.Run) -> None:
         f.write("all of it")
     run.log_artifact(art)
     assert tree_of(art.download()) == {"half.txt": b"all of it"}
+
+
+# -- names with a control character: refused by every backend, nothing created
+
+BAD = ["\n", "\x7f", "\x85", "\u2028", "\u202e"]
+
+
+@pytest.mark.parametrize("end", BAD, ids=[f"U+{ord(c[-1]):04X}" for c in BAD])
+def test_every_name_kind_with_a_control_character_is_refused_by_the_backend(
+    run: cairn.Run, tmp_path: Path, end: str
+) -> None:
+    data = write(tmp_path / "more" / "a.csv", "1,2\n")
+    with store_unchanged():
+        with pytest.raises(InvalidNameError, match="invalid project name"):
+            cairn.init(project="proj" + end)
+        with pytest.raises(InvalidNameError, match="invalid artifact type"):
+            cairn.init(project="proj", job_type="train" + end)
+        with pytest.raises(InvalidNameError, match="invalid tag"):
+            cairn.init(project="proj", tags=["t" + end])
+        with pytest.raises(InvalidNameError, match="invalid artifact name"):
+            run.log_artifact(data, name="ds" + end)
+        with pytest.raises(InvalidNameError, match="invalid artifact type"):
+            run.log_artifact(data, name="ds", type="dataset" + end)
+        with pytest.raises(InvalidNameError, match="invalid alias"):
+            run.log_artifact(data, name="ds", aliases=["best" + end])
+        with pytest.raises(InvalidNameError, match="invalid tag"):
+            run.log_artifact(data, name="ds", tags=["t" + end])
+        for ref in ("ds" + end, "ds:v0" + end, "proj" + end + "/ds:v0"):
+            with pytest.raises(InvalidNameError):
+                run.use_artifact(ref)
+        version = cairn.Api("proj").artifact("ds:v0")
+        version.aliases = ["best" + end]
+        with pytest.raises(InvalidNameError, match="invalid alias"):
+            version.save()
+    with pytest.raises(InvalidNameError, match="invalid run name"):
+        cairn.init(project="proj", name="run" + end)
+    api = cairn.Api("proj")
+    assert [a.name for a in api.artifacts()] == ["ds"]
+    assert [p.name for p in api.projects()] == ["proj"]
+    assert cairn.Api("proj").artifact("ds:v0").aliases == ["latest"]
+    assert run.used_artifacts() == []

@@ -5,12 +5,18 @@ metadata and folders with symlink loops. These checks run in the SDK itself, so 
 from __future__ import annotations
 
 import os
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from sdk_helpers import NOT_JSON, write
 
 import cairn
+from cairn.core import names
+from cairn.core.digest import is_digest
 from cairn.errors import (
     ArtifactNotFoundError,
     CairnError,
@@ -23,6 +29,8 @@ from cairn.errors import (
     RunFinishedError,
     SourceFileError,
 )
+from cairn.server.accounts import check_user_name
+from cairn.service.validate import check_text
 
 
 @pytest.fixture(params=["sqlite"])
@@ -115,3 +123,55 @@ def test_every_error_is_a_cairn_error() -> None:
         RunFinishedError,
     ):
         assert issubclass(error, CairnError)
+
+
+# -- names with a control character (a trailing newline above all) -------------------------
+# The checks are full matches; a pattern anchored with '$' also accepts a trailing newline.
+
+# every character that is not printed as itself: C0 and C1 controls, DEL, separators, bidi
+CONTROL = sorted(
+    {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cc", "Zl", "Zp")}
+    | set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+GOOD_NAME = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", fullmatch=True)
+
+# (kind, checker) for every kind of name, each checked with a name that is valid as it stands
+STRICT: list[tuple[str, Callable[[str], object]]] = [
+    ("project name", names.check_project),
+    ("artifact name", names.check_artifact_name),
+    ("artifact type", names.check_type),
+    ("tag", names.check_tag),
+    ("alias", lambda n: names.check_alias("a" + n)),  # 'a...' is never 'latest' nor 'vN'
+    ("user name", check_user_name),
+    ("reference", names.parse_ref),
+    ("reference alias", lambda n: names.parse_ref("ds:a" + n)),
+    ("reference project", lambda n: names.parse_ref(n + "/ds:v1")),
+]
+FREE_TEXT = [("run name", lambda n: check_text("run name", n))]
+
+
+def _with(name: str, char: str, where: float) -> str:
+    at = round(where * len(name))
+    return name[:at] + char + name[at:]
+
+
+@pytest.mark.parametrize(("kind", "check"), STRICT + FREE_TEXT, ids=lambda v: str(v))
+@settings(max_examples=100, deadline=None)
+@given(name=GOOD_NAME, char=st.sampled_from(CONTROL), where=st.floats(0, 1))
+@example(name="data", char="\n", where=1.0)
+@example(name="data", char="\r", where=1.0)
+@example(name="data", char="\x00", where=1.0)
+def test_a_control_character_anywhere_is_refused(
+    kind: str, check: Callable[[str], object], name: str, char: str, where: float
+) -> None:
+    check(name)  # valid as it stands
+    with pytest.raises(InvalidNameError):
+        check(_with(name, char, where))
+
+
+@pytest.mark.parametrize("value", ["v1\n", "v0\n", "latest\n"])
+def test_version_labels_and_digests_are_full_matches(value: str) -> None:
+    assert not names.is_version_label(value)
+    assert not is_digest("blake3:" + "0" * 64 + "\n")
+    with pytest.raises(InvalidNameError):
+        names.parse_ref("ds:" + value)

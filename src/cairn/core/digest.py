@@ -7,7 +7,7 @@ import re
 import blake3
 
 ALGORITHM = "blake3"
-_DIGEST_RE = re.compile(r"^blake3:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"blake3:[0-9a-f]{64}")
 # blake3 hashes large buffers on several threads; below this size threading costs more than it saves
 _THREADED_MIN = 1 << 20
 
@@ -27,7 +27,7 @@ def format_digest(hexdigest: str) -> str:
 
 
 def is_digest(value: str) -> bool:
-    return bool(_DIGEST_RE.match(value))
+    return bool(_DIGEST_RE.fullmatch(value))
 
 
 def check_digest(value: str) -> str:

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from cairn.errors import InvalidNameError, InvalidPathError
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)")
 RESERVED_ALIASES = ("latest",)
 _NAME_RULE = "1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
+# bidirectional overrides and isolates: invisible, and they make a name display as another
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a character that is not printed as itself: C0/C1 controls and
+    DEL (newline, tab, escape ...), line/paragraph separators, lone surrogates and bidi
+    overrides. Free-text names (run names, job types, key labels) refuse them."""
+    return any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI for c in value)
+
+
 def _check(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidNameError(f"invalid {kind} {value!r}: use {_NAME_RULE}")
     return value
 
@@ -36,7 +48,7 @@ def check_tag(name: object) -> str:
 
 
 def is_version_label(value: str) -> bool:
-    return bool(_VERSION_RE.match(value))
+    return bool(_VERSION_RE.fullmatch(value))
 
 
 def check_alias(name: object) -> str:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from cairn.core.names import check_project
+from cairn.core.names import check_project, has_control
 from cairn.core.records import _Record
 from cairn.errors import (
     ConflictError,
@@ -46,7 +46,7 @@ from cairn.server.wire import AuthenticationError
 T = TypeVar("T")
 
 KEY_PREFIX = "cairn_"
-_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _RANK = {role: i for i, role in enumerate(ROLES)}
 _CHUNK = 500
 _SHOWN = 5
@@ -65,7 +65,7 @@ def new_token() -> str:
 
 
 def check_user_name(name: object) -> str:
-    if not isinstance(name, str) or not _USER_RE.match(name):
+    if not isinstance(name, str) or not _USER_RE.fullmatch(name):
         raise InvalidNameError(
             f"invalid user name {name!r}: use 1-128 characters: letters, digits, '.', '_', '@' "
             "or '-', starting with a letter or digit"
@@ -192,8 +192,11 @@ class Accounts:
     def create_key(self, user: str, label: str = "") -> tuple[KeyInfo, str]:
         """A new key for ``user``: (its record, the secret token, shown only now)."""
         check_user_name(user)
-        if not isinstance(label, str) or len(label) > 128:
-            raise InvalidInputError("a key's label is a string of at most 128 characters")
+        if not isinstance(label, str) or len(label) > 128 or has_control(label):
+            raise InvalidInputError(
+                "a key's label is a string of at most 128 printable characters (no newline, "
+                "tab or other control character)"
+            )
         token = new_token()
 
         def work(s: Session) -> KeyInfo:

@@ -64,7 +64,7 @@ SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
 STREAM_BLOCK = 1 << 20  # bytes per block of a download stream
 REFRESH_AGE = 5.0  # seconds: an existence check lists the bucket's indexes at most this often
 MAX_SLOTS = 64  # upload URLs per request
-_SLOT = re.compile(r"^[0-9a-f]{32}$")
+_SLOT = re.compile(r"[0-9a-f]{32}")
 
 
 class Upload(Protocol):
@@ -319,7 +319,7 @@ class ServerObjects:
         (digest, offset, length) is read back from the bucket and hashed; if one does not
         match, nothing is stored. Then the caller's receipts are recorded."""
         store = self._direct_store()
-        if not _SLOT.match(slot):
+        if not _SLOT.fullmatch(slot):
             raise InvalidInputError(f"invalid upload slot {slot!r}: expected 32 hex digits")
         self._require_writer(principal)
         for digest, _offset, length in entries:

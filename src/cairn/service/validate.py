@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from cairn.core.names import check_alias, check_tag
+from cairn.core.names import check_alias, check_tag, has_control
 from cairn.errors import InvalidInputError, InvalidMetadataError, InvalidNameError
 
 _SHOWN = 5  # names listed in a not-found message
@@ -108,7 +108,7 @@ def check_text(kind: str, value: object, *, max_length: int = 128) -> str:
         not isinstance(value, str)
         or not value.strip()
         or len(value) > max_length
-        or any(ord(c) < 32 for c in value)
+        or has_control(value)
     ):
         raise InvalidNameError(f"invalid {kind} {value!r}: use 1-{max_length} printable characters")
     return value
