@@ -122,7 +122,9 @@ class Materializer:
             else:
                 written = 0
                 for digest, _n in chunking.decode_chunk_list(self.odb.get(w.chunks)):
-                    written += self.odb.read_into(digest, fd, written)
+                    n = self.odb.read_into(digest, fd, written)
+                    written += n
+                    self.progress(0, n)  # a large file's bar moves as its chunks land
             digest = _hash_fd(fd, w.size)
             if written != w.size or digest != w.digest:
                 raise IntegrityError(
@@ -141,7 +143,7 @@ class Materializer:
         if tmp != target:
             os.replace(tmp, target)
         self._placed.append((stat_key(st), CachedDigest(w.digest, w.chunks)))
-        self.progress(1, w.size)
+        self.progress(1, w.size if w.chunks is None else 0)
 
 
 def _hash_fd(fd: int, size: int) -> str:
