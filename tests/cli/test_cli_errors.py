@@ -134,3 +134,56 @@ def test_quiet_hides_progress_only_for_the_invocation(
     assert "CAIRN_QUIET" not in os.environ
     assert cli("--quiet", "artifact", "get", "data").stdout == "artifacts/data:v0\n"
     assert "CAIRN_QUIET" not in os.environ
+
+
+def test_advice_in_errors_names_cli_flags_not_python_arguments(
+    cli: Invoke, folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    import cairn
+    from cairn.sdk.backend import reset_backends
+
+    source = folder("source", {"big.csv": "1,2\n"})
+    reset_backends()
+    with cairn.init(project="default", job_type="refs") as run:
+        art = cairn.Artifact("refs", type="dataset")
+        art.add_reference((source / "big.csv").as_uri())
+        art.add_file(str(folder("local", {"a.txt": "a\n"}) / "a.txt"))
+        run.log_artifact(art)
+    (source / "big.csv").unlink()
+
+    failed = cli("artifact", "get", "refs:v0", "--root", str(tmp_path / "out"), code=3)
+    assert "--allow-missing-references" in failed.stderr
+    assert "=True" not in failed.stderr
+    ok = cli(
+        "artifact", "get", "refs:v0", "--root", str(tmp_path / "out"), "--allow-missing-references"
+    )
+    assert ok.stdout.strip().endswith(f"to {tmp_path / 'out'}")
+    assert "warning: " in ok.stderr and "big.csv" in ok.stderr
+    assert (tmp_path / "out" / "a.txt").read_text() == "a\n"
+    assert not (tmp_path / "out" / "big.csv").exists()
+
+    one = folder("one", {"x.csv": "1\n"})
+    two = folder("two", {"x.csv": "2\n"})
+    clash = cli("push", str(one / "x.csv"), str(two / "x.csv"), "--name", "both", code=2)
+    assert "push the paths under different base names" in clash.stderr
+    assert "overwrite=True" not in clash.stderr
+
+
+@pytest.mark.embedded_only("rewrites text only")
+def test_every_cli_rewrite_changes_the_message_it_targets(cli: Invoke) -> None:
+    from cairn.cli import hints
+
+    samples = [
+        "3 references can no longer be found at the source:\n  x\npass "
+        "allow_missing_references=True to download the rest without them",
+        "two files at one path: 'a' is already in artifact 'd'; pass overwrite=True to replace "
+        "it or name= to put it elsewhere",
+        "d:v0 has aliases best: move or remove them first (update_version(..., aliases=[])), or "
+        "pass force=True to delete it and drop its aliases",
+        "d:v0 has no file 'x'; list them with art.files()",
+    ]
+    assert len(samples) == len(hints.CLI_ADVICE)
+    for text in samples:
+        rewritten = hints.for_cli(text)
+        assert rewritten != text
+        assert "=True" not in rewritten and "art." not in rewritten

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -63,6 +64,13 @@ def get(
             help="Write independent, writable copies (never links into the local store or cache).",
         ),
     ] = False,
+    allow_missing_references: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-references",
+            help="Download the rest when a reference's source is gone (a warning names it).",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Download a version's files into a folder and print the folder.
@@ -70,6 +78,7 @@ def get(
     Files are verified against their digests. Files already in place are not fetched again.
     """
     from cairn.cli.common import iter_files
+    from cairn.objects.references import ReferenceSkippedWarning
 
     output.silence(quiet)
     art = _open(ref, project)
@@ -85,7 +94,13 @@ def get(
                 f"`cairn artifact files {art.qualified_name}`",
                 EXIT_NOT_FOUND,
             )
-    dest = art.download(root, path_prefix=path, copy=copy)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", ReferenceSkippedWarning)
+        dest = art.download(
+            root, path_prefix=path, copy=copy, allow_missing_references=allow_missing_references
+        )
+    for warning in skipped:
+        output.hint(f"warning: {warning.message}")
     if output.quiet(quiet):
         output.echo(dest)
         return

@@ -21,6 +21,7 @@ from cairn.cli import (
     artifact,
     cache,
     helpstyle,
+    hints,
     initdemo,
     lineage,
     output,
@@ -108,7 +109,7 @@ def report(exc: BaseException) -> int:
     if STATE.debug:
         traceback.print_exception(exc)
     if isinstance(exc, CairnError | output.CliError | OSError):
-        message = str(exc)
+        message = hints.for_cli(str(exc))
     else:
         message = f"{type(exc).__name__}: {exc}".rstrip(": ")
     if not STATE.debug and not isinstance(exc, CairnError | output.CliError):
