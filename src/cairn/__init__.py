@@ -7,11 +7,10 @@ run.log_artifact(art, aliases=["best"])
 """
 
 from cairn import errors
+from cairn._version import __version__
 from cairn.sdk.api import Api
 from cairn.sdk.artifact import Artifact, ArtifactFile
 from cairn.sdk.run import Run, current_run, finish, init, log, log_artifact, use_artifact
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Api",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cairn
-from cairn.errors import CairnError
+from cairn.errors import MissingDependencyError
 from cairn.sdk.lineage_tree import as_text
 
 if TYPE_CHECKING:
@@ -23,12 +23,6 @@ if TYPE_CHECKING:
     Array = npt.NDArray[np.float64]
 
 FEATURES = 8
-
-
-class MissingDependencyError(CairnError):
-    """An optional dependency the demo needs is not installed."""
-
-    code = "missing_dependency"
 
 
 def require_numpy() -> None:

@@ -4,23 +4,32 @@
     ├── InvalidInputError            bad names, paths, metadata, arguments (nothing was changed)
     │   ├── InvalidNameError         artifact/project name, type, alias or tag
     │   ├── InvalidPathError         absolute path, `..`, empty segment, two files at one path
-    │   └── InvalidMetadataError     metadata or config that is not JSON
+    │   ├── InvalidMetadataError     metadata or config that is not JSON
+    │   ├── TooManyObjectsError      a reference prefix lists more objects than allowed
+    │   ├── PayloadTooLargeError     a request body or object the server will not take (413)
+    │   └── ValidationError          a request that does not match the API's schema (422)
     ├── NotFoundError                something named does not exist
     │   ├── ProjectNotFoundError
     │   ├── ArtifactNotFoundError    unknown artifact, version or alias
     │   ├── RunNotFoundError
-    │   └── ObjectNotFoundError      a stored object is missing (store damaged or collected)
+    │   ├── ObjectNotFoundError      a stored object is missing (store damaged or collected)
+    │   └── ReferenceMissingError    a referenced object (or prefix) is gone at its source
     ├── SourceFileError              a user's file is missing, unreadable, a symlink loop ...
     │   └── FileChangedError         a file changed while Cairn was reading it
     ├── IntegrityError               stored or downloaded bytes do not match their digest
+    │   └── ReferenceChangedError    a referenced object is no longer what the version recorded
     ├── StateError                   the operation does not fit the object's state
     │   ├── RunFinishedError         logging to a finished run
     │   └── ArtifactStateError       editing a logged version's files, saving a draft ...
     ├── ConflictError                a concurrent writer won; retry
     ├── PermissionDeniedError        the key or user may not do this
-    └── StoreError                   the store or database cannot be used (schema, storage I/O)
+    │   └── AuthenticationError      no API key, or one the server does not know (401)
+    ├── StoreError                   the store or database cannot be used (schema, storage I/O)
+    └── MissingDependencyError       an optional dependency (NumPy for the demo) is not installed
 
-Every message says what went wrong and what to do next.
+Every message says what went wrong and what to do next. Every class has its own ``code``
+(the server's JSON error shape carries it, `cairn.wire`), and `error_class` maps a code back to
+its class: every class is defined here, so the mapping never depends on what was imported.
 """
 
 from __future__ import annotations
@@ -49,6 +58,24 @@ class InvalidMetadataError(InvalidInputError):
     code = "invalid_metadata"
 
 
+class TooManyObjectsError(InvalidInputError):
+    """A reference prefix lists more objects than ``max_objects`` allows."""
+
+    code = "too_many_objects"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body or an object is larger than the server accepts: HTTP 413."""
+
+    code = "too_large"
+
+
+class ValidationError(InvalidInputError):
+    """A request that does not match the API's schema (wrong field or type): HTTP 422."""
+
+    code = "validation"
+
+
 class NotFoundError(CairnError, LookupError):
     code = "not_found"
 
@@ -71,6 +98,12 @@ class ObjectNotFoundError(NotFoundError):
     def __init__(self, message: str, digest: str = "") -> None:
         super().__init__(message)
         self.digest = digest
+
+
+class ReferenceMissingError(NotFoundError):
+    """A referenced object (or everything under a referenced prefix) is gone."""
+
+    code = "reference_missing"
 
 
 class SourceFileError(CairnError, OSError):
@@ -97,6 +130,12 @@ class IntegrityError(CairnError):
         self.digest = digest
 
 
+class ReferenceChangedError(IntegrityError):
+    """A referenced object is no longer what the version recorded."""
+
+    code = "reference_changed"
+
+
 class StateError(CairnError):
     code = "invalid_state"
 
@@ -117,5 +156,30 @@ class PermissionDeniedError(CairnError, PermissionError):
     code = "permission_denied"
 
 
+class AuthenticationError(PermissionDeniedError):
+    """No API key, or one the server does not know (mistyped or revoked): HTTP 401."""
+
+    code = "unauthenticated"
+
+
 class StoreError(CairnError):
     code = "store"
+
+
+class MissingDependencyError(CairnError):
+    """An optional dependency (NumPy for the demo) is not installed."""
+
+    code = "missing_dependency"
+
+
+def _tree(cls: type[CairnError]) -> list[type[CairnError]]:
+    return [cls] + [sub for direct in cls.__subclasses__() for sub in _tree(direct)]
+
+
+#: every error class by its code; built once, when only the classes above exist
+_BY_CODE: dict[str, type[CairnError]] = {cls.code: cls for cls in _tree(CairnError)}
+
+
+def error_class(code: str) -> type[CairnError] | None:
+    """The class whose ``code`` is `code` (None for a code this version does not know)."""
+    return _BY_CODE.get(code)

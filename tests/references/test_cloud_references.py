@@ -12,13 +12,13 @@ import pytest
 from emulators import AzureEmulator, GCSEmulator, S3Emulator
 
 import cairn
-from cairn.errors import IntegrityError
-from cairn.objects.references import (
+from cairn.errors import (
+    IntegrityError,
     ReferenceChangedError,
     ReferenceMissingError,
-    ReferenceSkippedWarning,
     TooManyObjectsError,
 )
+from cairn.objects.references import ReferenceSkippedWarning
 from cairn.storage import open_storage
 from cairn.storage.cloud import client
 

@@ -13,13 +13,16 @@ from web_server import WebServer
 
 import cairn
 from cairn.core.digest import hash_bytes
-from cairn.errors import IntegrityError, InvalidPathError, NotFoundError, SourceFileError
-from cairn.objects.references import (
+from cairn.errors import (
+    IntegrityError,
+    InvalidPathError,
+    NotFoundError,
     ReferenceChangedError,
     ReferenceMissingError,
-    ReferenceSkippedWarning,
+    SourceFileError,
     TooManyObjectsError,
 )
+from cairn.objects.references import ReferenceSkippedWarning
 
 FILES = {"train.csv": b"a,b\n1,2\n", "test.csv": b"a,b\n3,4\n", "meta/info.json": b"{}"}
 

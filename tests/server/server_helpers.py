@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from cairn.core.digest import hash_bytes
-from cairn.server.wire import OBJECTS_TYPE, frame_header
+from cairn.wire import OBJECTS_TYPE, frame_header
 
 PY = sys.executable
 SRC = str(Path(__file__).resolve().parents[2] / "src")

@@ -23,7 +23,7 @@ from cairn.objects.chunking import CHUNK_THRESHOLD
 from cairn.sdk.backend import get_backend, reset_backends
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
-from cairn.server.wire import OBJECTS_TYPE, frame_header
+from cairn.wire import OBJECTS_TYPE, frame_header
 
 RawFactory = Callable[[str | None], Raw]
 

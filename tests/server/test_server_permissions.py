@@ -14,9 +14,8 @@ from server_helpers import Raw
 
 import cairn
 from cairn.core.digest import hash_bytes
-from cairn.errors import PermissionDeniedError, ProjectNotFoundError
+from cairn.errors import AuthenticationError, PermissionDeniedError, ProjectNotFoundError
 from cairn.server.accounts import Accounts
-from cairn.server.wire import AuthenticationError
 
 RawFactory = Callable[[str | None], Raw]
 UseServer = Callable[[str | None], None]

@@ -150,7 +150,7 @@ def login(
     $CAIRN_DIR/credentials.json (readable only by you). The SDK and the CLI then use that
     server; CAIRN_URL and CAIRN_API_KEY still take precedence."""
     from cairn import config
-    from cairn.server.wire import AuthenticationError
+    from cairn.errors import AuthenticationError
 
     url = config.normalize_url(url)
     token = _read_key(key)

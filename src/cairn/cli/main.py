@@ -133,7 +133,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from cairn import __version__
+        from cairn._version import __version__
 
         typer.echo(f"cairn {__version__}")
         raise typer.Exit()

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from cairn import __version__
+from cairn._version import __version__
 from cairn.errors import CairnError, StoreError
-from cairn.server.wire import API_PREFIX, exception_from
+from cairn.wire import API_PREFIX, exception_from
 
 RETRIES = 4  # attempts of an idempotent request that met a network error or a 502/503/504
 _RETRY_STATUS = frozenset({502, 503, 504})

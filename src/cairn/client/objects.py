@@ -42,7 +42,7 @@ from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
 from cairn.objects import chunking, tree
 from cairn.objects.packdb import PackedObjectDB
-from cairn.server.wire import OBJECTS_TYPE, FrameParser, frame_header
+from cairn.wire import OBJECTS_TYPE, FrameParser, frame_header
 
 BATCH_BYTES = 16 << 20  # bytes per upload request
 PARALLEL = 4  # upload and download requests in flight

@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import URL
 from starlette.responses import FileResponse, StreamingResponse
 
-from cairn import __version__
+from cairn._version import __version__
 from cairn.core.records import ArtifactInfo, RunInfo, VersionInfo
 from cairn.dashboard import browse, compare, lineage, render
 from cairn.dashboard.auth import COOKIE, Access, OpenAccess, Viewer

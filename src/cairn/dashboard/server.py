@@ -33,7 +33,7 @@ class ServerAccess:
         return self.accounts.has_users()
 
     def viewer(self, key: str | None) -> Viewer | None:
-        from cairn.server.wire import AuthenticationError
+        from cairn.errors import AuthenticationError
 
         try:
             principal = self.accounts.authenticate(key)

@@ -49,11 +49,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from cairn.core.digest import hash_bytes, new_hasher
 from cairn.core.names import check_path
 from cairn.errors import (
-    IntegrityError,
     InvalidInputError,
-    NotFoundError,
+    ReferenceChangedError,
+    ReferenceMissingError,
     SourceFileError,
     StoreError,
+    TooManyObjectsError,
 )
 from cairn.objects.tree import FileEntry, encode
 
@@ -61,22 +62,6 @@ DEFAULT_MAX_OBJECTS = 10_000
 CONCURRENCY = 16
 _BLOCK = 8 << 20
 CLOUD_SCHEMES = ("s3", "gs", "az")
-
-
-class ReferenceChangedError(IntegrityError):
-    """A referenced object is no longer what the version recorded."""
-
-    code = "reference_changed"
-
-
-class ReferenceMissingError(NotFoundError):
-    """A referenced object (or everything under a referenced prefix) is gone."""
-
-    code = "reference_missing"
-
-
-class TooManyObjectsError(InvalidInputError):
-    code = "too_many_objects"
 
 
 class ReferenceSkippedWarning(UserWarning):
@@ -704,10 +689,7 @@ def check_local(local: Path, path: str, entry: dict[str, Any]) -> list[str]:
 
 
 __all__ = [
-    "ReferenceChangedError",
-    "ReferenceMissingError",
     "ReferenceSkippedWarning",
-    "TooManyObjectsError",
     "check_local",
     "check_sources",
     "download",

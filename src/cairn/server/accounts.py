@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from cairn.core.names import check_project, has_control
 from cairn.core.records import _Record
 from cairn.errors import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     InvalidNameError,
@@ -41,7 +42,6 @@ from cairn.errors import (
 from cairn.metadata.accounts import ROLES, ApiKey, ObjectReceipt, ProjectMember, ProjectObject, User
 from cairn.metadata.engine import transaction
 from cairn.metadata.tables import Artifact, Project, Version
-from cairn.server.wire import AuthenticationError
 
 T = TypeVar("T")
 

@@ -21,20 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cairn import __version__
+from cairn._version import __version__
 from cairn.dashboard.server import server_dashboard
-from cairn.errors import CairnError
+from cairn.errors import CairnError, PayloadTooLargeError
 from cairn.server import routes_accounts, routes_objects, routes_registry
 from cairn.server.backfill import bind_unbound
 from cairn.server.deps import Caller, ServerSettings, Services
-from cairn.server.wire import (
-    API_PREFIX,
-    AuthenticationError,
-    PayloadTooLargeError,
-    error_body,
-    error_detail,
-    status_for,
-)
+from cairn.wire import API_PREFIX, error_body, error_detail, status_for
 
 log = logging.getLogger("cairn.server")
 
@@ -197,4 +190,4 @@ def app_from_env() -> FastAPI:
     return create_app(ServerSettings.from_env())
 
 
-__all__ = ["OPEN_WARNING", "AuthenticationError", "app_from_env", "create_app"]
+__all__ = ["OPEN_WARNING", "app_from_env", "create_app"]

@@ -48,6 +48,7 @@ from cairn.errors import (
     IntegrityError,
     InvalidInputError,
     ObjectNotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     StateError,
     StoreError,
@@ -56,8 +57,8 @@ from cairn.objects import chunking, tree
 from cairn.objects.odb import ObjectStore
 from cairn.objects.packdb import PackedObjectDB
 from cairn.server.accounts import Accounts, Principal
-from cairn.server.wire import PayloadTooLargeError, frame_header
 from cairn.storage.cloud_packs import PackedRemoteObjectDB, pack_key, upload_key
+from cairn.wire import frame_header
 
 _SHOWN = 5
 SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request

@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from cairn.core.digest import hash_bytes, is_digest
-from cairn.errors import IntegrityError, InvalidInputError
+from cairn.errors import IntegrityError, InvalidInputError, PayloadTooLargeError
 from cairn.server.deps import Caller, Services, Svc
 from cairn.server.objects import Upload
-from cairn.server.wire import API_PREFIX, OBJECTS_TYPE, FrameParser, PayloadTooLargeError
+from cairn.wire import API_PREFIX, OBJECTS_TYPE, FrameParser
 
 router = APIRouter(tags=["objects"])
 

@@ -1,7 +1,8 @@
-"""The wire format shared by the server and its client (`cairn.client`): the JSON error shape,
-the HTTP status of each error, and the framing of object batches.
+"""The wire format shared by the server (`cairn.server`) and its client (`cairn.client`): the
+JSON error shape, the HTTP status of each error, and the framing of object batches.
 
-Imports nothing of the web framework, so the client loads it without FastAPI.
+Both sit above this module; it imports only `cairn.core` and `cairn.errors` (no web framework,
+so the client loads it without FastAPI).
 
 Errors: every error response has the body ``{"error": {"code": ..., "message": ...,
 "detail": ...}}``; ``code`` is the `cairn.errors` class's ``code``, so the client raises the very
@@ -19,39 +20,25 @@ from typing import Any
 
 from cairn.core.digest import is_digest
 from cairn.errors import (
+    AuthenticationError,
     CairnError,
     ConflictError,
     IntegrityError,
     InvalidInputError,
     NotFoundError,
     ObjectNotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     SourceFileError,
     StateError,
     StoreError,
+    ValidationError,
+    error_class,
 )
 
 API_PREFIX = "/api/v1"
 OBJECTS_TYPE = "application/x-cairn-objects"
 MAX_HEADER = 128  # bytes of one frame header line, newline included
-
-
-class AuthenticationError(PermissionDeniedError):
-    """No API key, or one the server does not know (mistyped or revoked): HTTP 401."""
-
-    code = "unauthenticated"
-
-
-class PayloadTooLargeError(InvalidInputError):
-    """A request body or an object is larger than the server accepts: HTTP 413."""
-
-    code = "too_large"
-
-
-class ValidationError(InvalidInputError):
-    """A request that does not match the API's schema (wrong field or type): HTTP 422."""
-
-    code = "validation"
 
 
 def status_for(exc: CairnError) -> int:
@@ -90,16 +77,6 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "detail": detail}}
 
 
-def _error_classes() -> dict[str, type[CairnError]]:
-    found: dict[str, type[CairnError]] = {}
-    stack: list[type[CairnError]] = [CairnError]
-    while stack:
-        cls = stack.pop()
-        found.setdefault(cls.code, cls)
-        stack.extend(cls.__subclasses__())
-    return found
-
-
 _BY_STATUS: dict[int, type[CairnError]] = {
     400: InvalidInputError,
     401: AuthenticationError,
@@ -122,7 +99,7 @@ def exception_from(status: int, body: Any) -> CairnError:
     message = str(error.get("message") or f"the server answered HTTP {status}")
     detail = error.get("detail")
     detail = detail if isinstance(detail, dict) else {}
-    cls = _error_classes().get(code) or _BY_STATUS.get(status, StoreError)
+    cls = error_class(code) or _BY_STATUS.get(status, StoreError)
     exc: CairnError
     if issubclass(cls, ObjectNotFoundError):
         exc = cls(message, str(detail.get("digest", "")))
@@ -220,10 +197,7 @@ class FrameParser:
 __all__ = [
     "API_PREFIX",
     "OBJECTS_TYPE",
-    "AuthenticationError",
     "FrameParser",
-    "PayloadTooLargeError",
-    "ValidationError",
     "error_body",
     "exception_from",
     "frame_header",
