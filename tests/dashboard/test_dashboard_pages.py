@@ -525,3 +525,26 @@ def test_open_mode_has_no_sign_in(seeded: Any) -> None:
     r = client.get("/login?next=/p/demo", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/p/demo"
     assert "open mode" in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        (100, "All 100 rows."),
+        (101, "The first 100 of 101 rows."),
+        (1_600, "The first 100 of 1,600 rows."),
+        (2_858, "The first 100 of 2,858 rows."),
+    ],
+)
+def test_csv_preview_counts_the_rows_of_a_complete_file(
+    fresh: Any, tmp_path: Path, rows: int, says: str
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("i,sq\n" + "".join(f"{i},{i * i}\n" for i in range(rows)))
+    with cairn.init(project="p") as run:
+        art = cairn.Artifact("table", type="dataset")
+        art.add_file(path)
+        run.log_artifact(art)
+    client, _store = client_for(fresh)
+    page = text(client.get("/p/p/a/table/v/v0/files/t.csv"))
+    assert says in page

@@ -244,6 +244,7 @@ class Preview:
     rows: list[list[str]] = field(default_factory=list)
     numeric: list[bool] = field(default_factory=list)
     truncated: bool = False  # the preview shows only the start of the file
+    total_rows: int | None = None  # a table's data rows, when the whole file was read
     note: str = ""
 
 
@@ -267,10 +268,16 @@ def csv_preview(data: bytes, complete: bool, delimiter: str, rows: int = CSV_ROW
     try:
         for row in reader:
             table.append(row)
-            if len(table) > rows:
+            if len(table) > rows + 1:  # the header, the rows shown, and one to know of more
                 break
     except csv.Error:
         pass  # a quoted field cut by the end of the bytes read: show the rows before it
+    total: int | None = None  # data rows in the whole file, when all of it was read
+    if complete:
+        try:
+            total = max(0, sum(1 for _ in csv.reader(io.StringIO(text), delimiter=delimiter)) - 1)
+        except csv.Error:
+            total = None
     if not table:
         return Preview("text", text="", note="empty file")
     header, body = table[0], table[1 : rows + 1]
@@ -278,8 +285,10 @@ def csv_preview(data: bytes, complete: bool, delimiter: str, rows: int = CSV_ROW
     header = header + [""] * (width - len(header))
     body = [r + [""] * (width - len(r)) for r in body]
     numeric = [bool(body) and all(_numeric(r[i]) for r in body if r[i] != "") for i in range(width)]
-    more = len(table) > rows + 1 or not complete
-    return Preview("csv", header=header, rows=body, numeric=numeric, truncated=more)
+    more = not complete or total is None or total > len(body)
+    return Preview(
+        "csv", header=header, rows=body, numeric=numeric, truncated=more, total_rows=total
+    )
 
 
 def make_preview(odb: ObjectStore, path: str, entry: dict[str, Any], render_md: Any) -> Preview:
