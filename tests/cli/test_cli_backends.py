@@ -54,6 +54,7 @@ ELSEWHERE = {
     "push": "writes; test_cli_push.py runs on both backends",
     "artifact put": "writes; test_cli_push.py runs on both backends",
     "gc": "local store only; test_cli_gc.py",
+    "pin": "writes cairn.lock; test_cli_pin.py runs on both backends",
     "server users": "the server's own database, on its host; tests/server",
     "server keys": "the server's own database, on its host; tests/server",
     "user ls": "accounts exist on a server only; test_cli_login.py",
