@@ -148,7 +148,7 @@ def test_project_from_environment(cli: Invoke, folder: Callable[..., Path]) -> N
     [
         (["--metadata", "novalue"], "is not KEY=VALUE"),
         (["--metadata", "=1"], "is not KEY=VALUE"),
-        (["--alias", "latest"], "alias 'latest' is set by Cairn itself"),
+        (["--alias", "v2"], "alias 'v2' is set by Cairn itself"),
         (["--name", "bad name"], "invalid artifact name 'bad name'"),
     ],
 )

@@ -120,17 +120,32 @@ def test_metadata_that_is_not_json(run: cairn.Run, data: Path) -> None:
     for metadata in NOT_JSON.values():
         with pytest.raises(InvalidMetadataError, match="metadata"):
             cairn.Artifact("ds", type="dataset", metadata=metadata)
-        # set after the draft was made: refused when logging, before anything is stored
+        # set after the draft was made: refused where it is set
         art = cairn.Artifact("ds", type="dataset")
         art.add_file(data)
-        art.metadata = metadata
+        with pytest.raises(InvalidMetadataError, match="metadata"):
+            art.metadata = metadata
+        assert art.metadata == {}
+        # and when editing a logged version
+        with pytest.raises(InvalidMetadataError, match="metadata"):
+            v0.metadata = metadata
+        assert v0.metadata == {}
+        if not isinstance(metadata, dict):
+            continue  # a list is fine inside metadata, only not as all of it
+        for key, value in metadata.items():
+            with pytest.raises(InvalidMetadataError, match="metadata"):
+                v0.metadata[key] = value
+        # put inside a list after it was set: refused when logging, before anything is stored
+        art.metadata["items"] = []
+        art.metadata["items"].append(metadata)
         with store_unchanged(), pytest.raises(InvalidMetadataError, match="metadata"):
             run.log_artifact(art)
         assert art.is_draft
-        # and when editing a logged version
-        v0.metadata = metadata
+        v0.metadata["items"] = []
+        v0.metadata["items"].append(metadata)
         with pytest.raises(InvalidMetadataError, match="metadata"):
             v0.save()
+        v0.metadata = {}
     assert cairn.Api("proj").artifact("ds:v0").metadata == {}
     assert [h.field for h in v0.history()] == ["created"]
 

@@ -34,6 +34,8 @@ from cairn.objects.ingest import StagedFile
 from cairn.objects.materialize import Wanted
 from cairn.objects.tree import FileEntry
 from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.metadata import Metadata, loaded, to_metadata
+from cairn.sdk.metadata import stored as stored_metadata
 from cairn.sdk.progress import enabled as progress_enabled
 from cairn.sdk.progress import progress_bar
 from cairn.sdk.walk import walk_files
@@ -62,6 +64,17 @@ def check_json(value: Any, what: str, *, allow_nan: bool = False) -> dict[str, A
                 "float, bool, list or dict"
             ) from None
     return dict(value)
+
+
+def _user_aliases(aliases: list[str]) -> list[str]:
+    """The aliases to set on a new version: each checked, duplicates and 'latest' dropped
+    (Cairn gives 'latest' to the newest version anyway)."""
+    if isinstance(aliases, str):
+        raise InvalidInputError("aliases are a list, e.g. aliases=['best']")
+    out = [a for a in dict.fromkeys(aliases) if a != "latest"]
+    for a in out:
+        names.check_alias(a)
+    return out
 
 
 _REPAIRS = 3  # times a log stores again what a concurrent gc dropped before giving up
@@ -120,7 +133,7 @@ class Artifact:
         self.name = names.check_artifact_name(name)
         self.type = names.check_type(type)
         self.description = description or ""
-        self.metadata: dict[str, Any] = check_json(metadata, "metadata")
+        self.metadata = metadata  # converted and copied by the setter
         self.aliases: list[str] = []
         self.tags: list[str] = []
         self.project: str | None = None
@@ -148,9 +161,21 @@ class Artifact:
         self._info = info
         self.project = info.project
         self.description = info.description
-        self.metadata = dict(info.metadata)
+        self._metadata = loaded(info.metadata)
         self.aliases = list(info.aliases)
         self.tags = list(info.tags)
+
+    # --- metadata ----------------------------------------------------------------------------
+    @property
+    def metadata(self) -> Metadata:
+        """A dict of JSON-like values (see `cairn.sdk.metadata`): converted and copied when
+        set, so editing the dict you passed in changes nothing here, and a value JSON cannot
+        hold is refused where it is set."""
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any] | None) -> None:
+        self._metadata = to_metadata(value)
 
     # --- identity ----------------------------------------------------------------------------
     @property
@@ -361,7 +386,7 @@ class Artifact:
         """A draft holding this version's files (without downloading them), to change and log
         as a new version."""
         info = self._logged()
-        draft = Artifact(info.name, info.type, info.description, info.metadata)
+        draft = Artifact(info.name, info.type, info.description, loaded(info.metadata))
         draft.project = info.project
         from cairn.objects.references import ref_of
 
@@ -389,12 +414,11 @@ class Artifact:
         """Store the draft's files and record the version. True when a new version was made."""
         self._draft_only()
         # every check that can refuse the version comes before a byte is stored
-        for a in aliases:
-            names.check_alias(a)
+        aliases = _user_aliases([*self.aliases, *aliases])
         all_tags = list(dict.fromkeys([*self.tags, *tags]))
         for t in all_tags:
             names.check_tag(t)
-        metadata = check_json(self.metadata, "metadata")
+        metadata = stored_metadata(self.metadata)
         if not isinstance(self.description, str):
             raise InvalidInputError(
                 f"description must be a string, not {type(self.description).__name__}"
@@ -654,7 +678,7 @@ class Artifact:
         tags = list(dict.fromkeys(self.tags))
         for t in tags:
             names.check_tag(t)
-        metadata = check_json(self.metadata, "metadata")
+        metadata = stored_metadata(self.metadata)
         old_aliases = [a for a in info.aliases if a != "latest"]
         new = self._be().registry.update_version(
             info.id,
