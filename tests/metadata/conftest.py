@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from cairn.core.digest import hash_bytes
-from cairn.service.sql_registry import SqlRegistry
+from cairn.service.sql import SqlRegistry
 
 
 @pytest.fixture

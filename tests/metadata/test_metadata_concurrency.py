@@ -14,7 +14,7 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 from cairn.core.digest import hash_bytes
-from cairn.service.sql_registry import SqlRegistry
+from cairn.service.sql import SqlRegistry
 
 WORKERS = 4
 COMMITS = 5
@@ -66,7 +66,7 @@ def _commit_same(url: str, worker: int, barrier: Barrier, errors: Any) -> None:
 
 
 _PRELOAD = [
-    "cairn.service.sql_registry",
+    "cairn.service.sql",
     "sqlalchemy.dialects.sqlite.pysqlite",
     "sqlalchemy.dialects.postgresql.psycopg",
     "psycopg",

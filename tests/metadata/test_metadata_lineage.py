@@ -9,7 +9,7 @@ import pytest
 
 from cairn.core.records import LineageGraph, RunInfo, VersionInfo
 from cairn.errors import InvalidInputError, RunNotFoundError
-from cairn.service.sql_registry import SqlRegistry
+from cairn.service.sql import SqlRegistry
 
 Digest = Callable[[str], str]
 

@@ -13,7 +13,7 @@ from cairn.errors import StoreError
 from cairn.metadata import migrate
 from cairn.metadata.engine import create_engine
 from cairn.metadata.tables import metadata
-from cairn.service.sql_registry import SqlRegistry, open_registry
+from cairn.service.sql import SqlRegistry, open_registry
 
 
 def test_head_revision_constant_is_alembics_head() -> None:
@@ -42,7 +42,7 @@ def test_opening_a_current_database_does_not_import_alembic(database_url: str) -
     SqlRegistry(database_url).close()
     code = (
         "import sys\n"
-        "from cairn.service.sql_registry import SqlRegistry\n"
+        "from cairn.service.sql import SqlRegistry\n"
         f"r = SqlRegistry({database_url!r})\n"
         "r.create_run('p')\n"
         "r.close()\n"

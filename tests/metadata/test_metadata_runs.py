@@ -16,7 +16,7 @@ from cairn.errors import (
     RunFinishedError,
     RunNotFoundError,
 )
-from cairn.service.sql_registry import SqlRegistry
+from cairn.service.sql import SqlRegistry
 
 
 def test_create_run_defaults_and_fields(registry: SqlRegistry) -> None:

@@ -20,7 +20,7 @@ from cairn.errors import (
     RunNotFoundError,
     StateError,
 )
-from cairn.service.sql_registry import SqlRegistry
+from cairn.service.sql import SqlRegistry
 
 Digest = Callable[[str], str]
 

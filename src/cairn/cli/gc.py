@@ -57,7 +57,7 @@ def _open_store(
     from cairn.cli.server import _database_url
     from cairn.errors import CairnError
     from cairn.objects.packdb import PackedObjectDB
-    from cairn.service.sql_registry import SqlRegistry
+    from cairn.service.sql import SqlRegistry
     from cairn.storage import open_storage
     from cairn.storage.cloud_packs import PackedRemoteObjectDB
 

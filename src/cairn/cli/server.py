@@ -51,7 +51,7 @@ def _database_url(url: str | None) -> str:
 
 def _accounts(url: str | None) -> Accounts:
     from cairn.server.accounts import Accounts
-    from cairn.service.sql_registry import SqlRegistry
+    from cairn.service.sql import SqlRegistry
 
     registry = SqlRegistry(_database_url(url))  # brings the schema to head
     return Accounts(registry.engine)

@@ -41,7 +41,7 @@ class EmbeddedBackend:
     storage when CAIRN_STORE names a bucket: s3://bucket/prefix, gs://…, az://…)."""
 
     def __init__(self, home: Path | None = None, database_url: str | None = None) -> None:
-        from cairn.service.sql_registry import SqlRegistry
+        from cairn.service.sql import SqlRegistry
 
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 A process killed with SIGKILL, by the out-of-memory killer, or with its machine cannot mark
 its run finished. Readers report a 'running' run whose last heartbeat is older than
-`cairn.config.run_timeout` as crashed (see `cairn.service.sql_registry`).
+`cairn.config.run_timeout` as crashed (see `cairn.service.sql.runs`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from cairn import config
 from cairn.errors import InvalidInputError
 from cairn.server.accounts import Accounts, Principal
 from cairn.server.objects import ServerObjects
-from cairn.service.sql_registry import SqlRegistry
+from cairn.service.sql import SqlRegistry
 
 MAX_PAGE = 1000  # items per page at most; a larger limit is cut to this (follow `next`)
 DEFAULT_PAGE = 100

@@ -1,6 +1,6 @@
 """The metadata contract: projects, runs, artifacts, versions, aliases, history, lineage.
 
-`Registry` is what the SDK calls. `SqlRegistry` (cairn.service.sql_registry) implements it on
+`Registry` is what the SDK calls. `SqlRegistry` (cairn.service.sql) implements it on
 SQLAlchemy for the embedded mode and the server; the remote client implements it over HTTP.
 Every method validates its input and raises the typed errors of `cairn.errors`.
 """

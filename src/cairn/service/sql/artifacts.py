@@ -1,0 +1,294 @@
+"""Artifacts and their versions as rows: finding them (with helpful not-found messages),
+creating an artifact on first log, and building `VersionInfo`/`ArtifactInfo` records with a
+fixed number of queries per list."""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from cairn.core.names import check_project, check_type, is_version_label
+from cairn.core.records import ArtifactInfo, VersionInfo
+from cairn.errors import ArtifactNotFoundError, InvalidNameError
+from cairn.metadata.engine import lock_artifact
+from cairn.metadata.tables import Alias, Artifact, Project, Version, VersionTag
+from cairn.service.sql.common import (
+    COMMITTED,
+    DELETED,
+    SqlBase,
+    chunks,
+    escape_like,
+    insert_ignore,
+    utcnow,
+)
+from cairn.service.sql.projects import find_project
+from cairn.service.validate import check_int, check_page, check_str, listing
+
+_SHOWN = 5  # names listed in a not-found message
+
+
+def find_artifact(s: Session, project: str, name: str) -> tuple[Project, Artifact]:
+    proj = find_project(s, project)
+    artifact = s.scalars(
+        sa.select(Artifact).where(Artifact.project_id == proj.id, Artifact.name == name)
+    ).one_or_none()
+    if artifact is not None:
+        return proj, artifact
+    names = list(
+        s.scalars(
+            sa.select(Artifact.name)
+            .where(Artifact.project_id == proj.id)
+            .order_by(Artifact.name)
+            .limit(1000)
+        )
+    )
+    if not names:
+        raise ArtifactNotFoundError(
+            f"artifact {name!r} does not exist in project {project!r}, which has no "
+            "artifacts yet: log it first"
+        )
+    total = s.scalar(
+        sa.select(sa.func.count()).select_from(Artifact).where(Artifact.project_id == proj.id)
+    )
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ArtifactNotFoundError(
+        f"artifact {name!r} does not exist in project {project!r}.{hint} "
+        f"Artifacts there: {listing(names, total or 0)}."
+    )
+
+
+def ensure_artifact(
+    s: Session, project: Project, name: str, type: str, description: str
+) -> Artifact:
+    query = sa.select(Artifact).where(Artifact.project_id == project.id, Artifact.name == name)
+    artifact = s.scalars(query).one_or_none()
+    if artifact is None:
+        now = utcnow()
+        values = {
+            "project_id": project.id,
+            "name": name,
+            "type": type,
+            "description": description,
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert_ignore(s, Artifact, values, ["project_id", "name"])
+        artifact = s.scalars(query.execution_options(populate_existing=True)).one()
+    lock_artifact(s, artifact.id)
+    if artifact.type != type:
+        raise InvalidNameError(
+            f"artifact {project.name}/{name} already exists with type {artifact.type!r}, "
+            f"not {type!r}: log it with type={artifact.type!r}, or choose another name"
+        )
+    return artifact
+
+
+def find_version(s: Session, version_id: int) -> Version:
+    check_int("version id", version_id)
+    version = s.get(Version, version_id)
+    if version is None:
+        raise ArtifactNotFoundError(
+            f"no artifact version with id {version_id}: check the id, or resolve the version "
+            "by name (resolve(project, name, 'latest'))"
+        )
+    return version
+
+
+def version_label(s: Session, version: Version) -> str:
+    project, name = s.execute(
+        sa.select(Project.name, Artifact.name)
+        .join(Artifact, Artifact.project_id == Project.id)
+        .where(Artifact.id == version.artifact_id)
+    ).one()
+    return f"{project}/{name}:v{version.version}"
+
+
+def version_infos(s: Session, versions: Sequence[Version]) -> list[VersionInfo]:
+    """VersionInfo for each version, with a fixed number of queries for the whole list."""
+    if not versions:
+        return []
+    ids = [v.id for v in versions]
+    artifact_ids = sorted({v.artifact_id for v in versions})
+    artifacts: dict[int, tuple[str, str, str]] = {}
+    latest: dict[int, int] = {}
+    aliases: dict[int, list[str]] = defaultdict(list)
+    tags: dict[int, list[str]] = defaultdict(list)
+    for chunk in chunks(artifact_ids):
+        for aid, name, type_, project in s.execute(
+            sa.select(Artifact.id, Artifact.name, Artifact.type, Project.name)
+            .join(Project, Project.id == Artifact.project_id)
+            .where(Artifact.id.in_(chunk))
+        ):
+            artifacts[aid] = (project, name, type_)
+        for aid, top in s.execute(
+            sa.select(Version.artifact_id, sa.func.max(Version.version))
+            .where(Version.artifact_id.in_(chunk), Version.state == COMMITTED)
+            .group_by(Version.artifact_id)
+        ):
+            latest[aid] = top
+    for chunk in chunks(ids):
+        for vid, alias in s.execute(
+            sa.select(Alias.version_id, Alias.alias)
+            .where(Alias.version_id.in_(chunk))
+            .order_by(Alias.alias)
+        ):
+            aliases[vid].append(alias)
+        for vid, tag in s.execute(
+            sa.select(VersionTag.version_id, VersionTag.tag)
+            .where(VersionTag.version_id.in_(chunk))
+            .order_by(VersionTag.tag)
+        ):
+            tags[vid].append(tag)
+    result = []
+    for v in versions:
+        project, name, type_ = artifacts[v.artifact_id]
+        is_latest = v.state == COMMITTED and latest.get(v.artifact_id) == v.version
+        result.append(
+            VersionInfo(
+                id=v.id,
+                project=project,
+                name=name,
+                type=type_,
+                version=v.version,
+                digest=v.digest,
+                size=v.size,
+                file_count=v.file_count,
+                description=v.description,
+                metadata=v.meta,
+                aliases=(["latest"] if is_latest else []) + aliases[v.id],
+                tags=tags[v.id],
+                created_at=v.created_at,
+                run_id=v.run_id,
+                state=cast(Literal["committed", "deleted"], v.state),
+            )
+        )
+    return result
+
+
+def artifact_stats(
+    s: Session, artifact_ids: Sequence[int]
+) -> dict[int, tuple[int, int | None, int | None]]:
+    """artifact id -> (live version count, latest live version, its size)."""
+    stats: dict[int, tuple[int, int | None, int | None]] = {}
+    for chunk in chunks(artifact_ids):
+        live = (
+            sa.select(
+                Version.artifact_id.label("artifact_id"),
+                sa.func.count().label("n"),
+                sa.func.max(Version.version).label("top"),
+            )
+            .where(Version.artifact_id.in_(chunk), Version.state == COMMITTED)
+            .group_by(Version.artifact_id)
+            .subquery()
+        )
+        rows = s.execute(
+            sa.select(live.c.artifact_id, live.c.n, live.c.top, Version.size).join(
+                Version,
+                sa.and_(Version.artifact_id == live.c.artifact_id, Version.version == live.c.top),
+            )
+        )
+        for aid, n, top, size in rows:
+            stats[aid] = (n, top, size)
+    return stats
+
+
+def missing_ref_message(s: Session, project: str, artifact: Artifact, ref: str) -> str:
+    where = f"{project}/{artifact.name}"
+    live = s.execute(
+        sa.select(
+            sa.func.count(), sa.func.min(Version.version), sa.func.max(Version.version)
+        ).where(Version.artifact_id == artifact.id, Version.state == COMMITTED)
+    ).one()
+    count, first, last = live
+    if not count:
+        return (
+            f"{where} has no versions left (all were deleted), so {ref!r} does not exist: "
+            "log a new version"
+        )
+    alias_rows = s.execute(
+        sa.select(Alias.alias, Version.version)
+        .join(Version, Version.id == Alias.version_id)
+        .where(Alias.artifact_id == artifact.id)
+        .order_by(Alias.alias)
+        .limit(_SHOWN + 1)
+    ).all()
+    aliases = ", ".join(f"{a} (v{n})" for a, n in alias_rows[:_SHOWN])
+    if len(alias_rows) > _SHOWN:
+        aliases += ", ..."
+    what = f"{count} version{'s' if count != 1 else ''} between v{first} and v{last}"
+    if count == 1:
+        what = f"1 version, v{last}"
+    deleted = ""
+    if is_version_label(ref):
+        state = s.scalar(
+            sa.select(Version.state).where(
+                Version.artifact_id == artifact.id, Version.version == int(ref[1:])
+            )
+        )
+        if state == DELETED:
+            deleted = f" ({ref} was deleted)"
+    return (
+        f"{where} has no version or alias {ref!r}{deleted}. It has {what} (latest is v{last})"
+        + (f"; aliases: {aliases}" if aliases else "; no aliases")
+        + ". Use 'latest', a version such as 'v0', an alias or a digest."
+    )
+
+
+class ArtifactsMixin(SqlBase):
+    def list_artifacts(
+        self,
+        project: str,
+        *,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ArtifactInfo]:
+        check_project(project)
+        if type is not None:
+            check_type(type)
+        if search is not None:
+            check_str("search", search)
+        check_page(limit, offset)
+
+        def work(s: Session) -> list[ArtifactInfo]:
+            proj = find_project(s, project)
+            query = sa.select(Artifact).where(Artifact.project_id == proj.id)
+            if type is not None:
+                query = query.where(Artifact.type == type)
+            if search:
+                pattern = "%" + escape_like(search) + "%"
+                query = query.where(
+                    sa.or_(
+                        Artifact.name.ilike(pattern, escape="\\"),
+                        Artifact.description.ilike(pattern, escape="\\"),
+                    )
+                )
+            query = query.order_by(Artifact.name).limit(limit).offset(offset)
+            artifacts = s.scalars(query).all()
+            stats = artifact_stats(s, [a.id for a in artifacts])
+            result = []
+            for a in artifacts:
+                count, latest, latest_size = stats.get(a.id, (0, None, None))
+                result.append(
+                    ArtifactInfo(
+                        project=proj.name,
+                        name=a.name,
+                        type=a.type,
+                        created_at=a.created_at,
+                        updated_at=a.updated_at,
+                        version_count=count,
+                        latest_version=latest,
+                        latest_size=latest_size,
+                        description=a.description,
+                    )
+                )
+            return result
+
+        return self._read(work)
