@@ -1,0 +1,15 @@
+"""The dashboard's pages, one module per part of the site; each declares its routes on a
+module-level `Pages` (see `cairn.dashboard.context`), and `cairn.dashboard.app` adds them all
+to each dashboard router in the order of `MODULES`."""
+
+from cairn.dashboard.context import Pages
+from cairn.dashboard.pages import compare, files, lineage, login, projects, runs, static, versions
+
+MODULES = (static, login, projects, runs, versions, files, lineage, compare)
+
+
+def all_pages() -> list[Pages]:
+    return [module.pages for module in MODULES]
+
+
+__all__ = ["MODULES", "all_pages"]

@@ -1,0 +1,220 @@
+"""An artifact's versions, a version's overview (with its description, aliases and tags edited in
+place), who used it, and its history. `version_of` and `version_page` are the frame every
+version tab (files, lineage, compare) is drawn in."""
+
+# No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
+
+from typing import Annotated, Any
+
+from fastapi import Form
+from fastapi.responses import HTMLResponse, Response
+
+from cairn.core.records import ArtifactInfo, VersionInfo
+from cairn.dashboard import compare
+from cairn.dashboard.context import (
+    PAGE,
+    C,
+    Ctx,
+    Offset,
+    P,
+    Pages,
+    Redirect,
+    make_pager,
+    window,
+)
+from cairn.errors import ArtifactNotFoundError, InvalidInputError
+
+pages = Pages()
+
+
+def version_of(ctx: Ctx, project: str, name: str, ref: str, tail: str = "") -> VersionInfo:
+    """The version ``ref`` names; a page asked for by alias, 'latest' or digest is sent to its
+    vN address (``tail`` is the tab's part of the path)."""
+    ctx.need(project)
+    info = ctx.registry.resolve(project, name, ref)
+    if ref != info.label:
+        raise Redirect(_canonical(ctx, info, tail))
+    return info
+
+
+def version_page(
+    ctx: Ctx, info: VersionInfo, tab: str, template: str, **context: Any
+) -> HTMLResponse:
+    return ctx.page(
+        template,
+        project=info.project,
+        v=info,
+        tab=tab,
+        can_write=ctx.can_write(info.project),
+        logged_by=ctx.run(info.run_id),
+        py_snippet=f'run.use_artifact("{info.qualified_name}")',
+        cli_snippet=f"cairn artifact get {info.qualified_name}",
+        **context,
+    )
+
+
+def _canonical(ctx: Ctx, info: VersionInfo, tail: str) -> str:
+    url = ctx.urls.version(info.project, info.name, info.version) + tail
+    query = ctx.request.url.query
+    return url + ("?" + query if query else "")
+
+
+@pages.get("/p/{project}/a/{name}")
+def artifact_page(
+    ctx: C, project: str, name: str, offset: Offset = 0, limit: int | None = None
+) -> Response:
+    ctx.need(project)
+    offset, limit = window(offset, limit, PAGE)
+    art = _artifact_info(ctx, project, name)
+    versions = ctx.registry.list_versions(project, name, limit=limit + 1, offset=offset)
+    shown = versions[:limit]
+    pager = make_pager(
+        ctx.request, offset, limit, len(shown), len(versions) > limit, art.version_count
+    )
+    return ctx.page(
+        "artifact.html", project=project, art=art, versions=shown, pager=pager, run_of=ctx.run
+    )
+
+
+@pages.get("/p/{project}/a/{name}/v/{ref}")
+def overview(ctx: C, project: str, name: str, ref: str) -> Response:
+    info = version_of(ctx, project, name, ref)
+    others: list[tuple[str, VersionInfo]] = []
+    if ctx.can_write(project):
+        for other in ctx.registry.list_versions(project, name, limit=100):
+            if other.id != info.id:
+                others += [(a, other) for a in other.aliases if a != "latest"]
+    return version_page(ctx, info, "", "version_overview.html", other_aliases=others)
+
+
+@pages.post("/p/{project}/a/{name}/v/{ref}/description")
+def edit_description(
+    ctx: P, project: str, name: str, ref: str, description: Annotated[str, Form()] = ""
+) -> Response:
+    ctx.need(project, "write")
+    info = ctx.registry.resolve(project, name, ref)
+    text = description.replace("\r\n", "\n")
+    ctx.registry.update_version(info.id, description=text, user=ctx.viewer.name)
+    return ctx.redirect(ctx.urls.version(project, name, info.version), "Description saved.")
+
+
+@pages.post("/p/{project}/a/{name}/v/{ref}/aliases")
+def edit_aliases(
+    ctx: P,
+    project: str,
+    name: str,
+    ref: str,
+    alias: Annotated[str, Form()],
+    action: Annotated[str, Form()] = "add",
+) -> Response:
+    ctx.need(project, "write")
+    info = ctx.registry.resolve(project, name, ref)
+    alias = alias.strip()
+    current = [a for a in info.aliases if a != "latest"]
+    back = ctx.urls.version(project, name, info.version)
+    try:
+        if action == "remove":
+            ctx.registry.update_version(
+                info.id, aliases=[a for a in current if a != alias], user=ctx.viewer.name
+            )
+            return ctx.redirect(back, f"Alias {alias!r} removed from {info.label}.")
+        if action != "add":
+            raise InvalidInputError(f"unknown action {action!r}")
+        if alias in current:
+            return ctx.redirect(back, f"{info.label} already has alias {alias!r}.")
+        moved_from = _alias_holder(ctx, project, name, alias)
+        ctx.registry.update_version(info.id, aliases=[*current, alias], user=ctx.viewer.name)
+    except InvalidInputError as exc:
+        return ctx.redirect(back, f"Could not set alias: {exc}")
+    if moved_from is not None:
+        return ctx.redirect(back, f"Alias {alias!r} moved from v{moved_from} to {info.label}.")
+    return ctx.redirect(back, f"Alias {alias!r} added to {info.label}.")
+
+
+@pages.post("/p/{project}/a/{name}/v/{ref}/tags")
+def edit_tags(
+    ctx: P,
+    project: str,
+    name: str,
+    ref: str,
+    tag: Annotated[str, Form()],
+    action: Annotated[str, Form()] = "add",
+) -> Response:
+    ctx.need(project, "write")
+    info = ctx.registry.resolve(project, name, ref)
+    tag = tag.strip()
+    back = ctx.urls.version(project, name, info.version)
+    wanted = [t for t in info.tags if t != tag] if action == "remove" else [*info.tags, tag]
+    try:
+        ctx.registry.update_version(info.id, tags=list(dict.fromkeys(wanted)), user=ctx.viewer.name)
+    except InvalidInputError as exc:
+        return ctx.redirect(back, f"Could not change tags: {exc}")
+    done = "removed from" if action == "remove" else "added to"
+    return ctx.redirect(back, f"Tag {tag!r} {done} {info.label}.")
+
+
+@pages.get("/p/{project}/a/{name}/v/{ref}/usage")
+def usage(
+    ctx: C, project: str, name: str, ref: str, offset: Offset = 0, limit: int | None = None
+) -> Response:
+    info = version_of(ctx, project, name, ref, "/usage")
+    offset, limit = window(offset, limit, PAGE)
+    users = ctx.registry.used_by(info.id)
+    shown = users[offset : offset + limit]
+    pager = make_pager(
+        ctx.request, offset, limit, len(shown), offset + len(shown) < len(users), len(users)
+    )
+    return version_page(
+        ctx,
+        info,
+        "usage",
+        "version_usage.html",
+        used_by=shown,
+        pager=pager,
+        readable=lambda p: ctx.viewer.can(p, "read"),
+    )
+
+
+@pages.get("/p/{project}/a/{name}/v/{ref}/history")
+def history(
+    ctx: C, project: str, name: str, ref: str, offset: Offset = 0, limit: int | None = None
+) -> Response:
+    info = version_of(ctx, project, name, ref, "/history")
+    offset, limit = window(offset, limit, PAGE)
+    entries = list(reversed(ctx.registry.history(info.id)))
+    shown = entries[offset : offset + limit]
+    pager = make_pager(
+        ctx.request, offset, limit, len(shown), offset + len(shown) < len(entries), len(entries)
+    )
+    return version_page(
+        ctx,
+        info,
+        "history",
+        "version_history.html",
+        entries=shown,
+        pager=pager,
+        run_of=ctx.run,
+        meta_diff=compare.metadata_diff,
+    )
+
+
+def _artifact_info(ctx: Ctx, project: str, name: str) -> ArtifactInfo:
+    """The artifact's record: found through the name search (the registry has no lookup by
+    name), a page at a time."""
+    offset = 0
+    while True:
+        page = ctx.registry.list_artifacts(project, search=name, limit=500, offset=offset)
+        for a in page:
+            if a.name == name:
+                return a
+        if len(page) < 500:
+            break
+        offset += 500
+    raise ArtifactNotFoundError(f"project {project!r} has no artifact {name!r}")
+
+
+def _alias_holder(ctx: Ctx, project: str, name: str, alias: str) -> int | None:
+    try:
+        return ctx.registry.resolve(project, name, alias).version
+    except ArtifactNotFoundError:
+        return None
