@@ -81,3 +81,11 @@ def test_runs_ls_by_state_shows_a_silent_run_as_crashed(
         cli("runs", "ls", "p", "--state", "sleeping", code=2)
     finally:
         get_backend().registry.update_run(silent.id, state="finished")
+
+
+def test_runs_show_says_why_a_run_failed(cli: Invoke, cli_json: Callable[..., Any]) -> None:
+    with pytest.raises(ValueError), cairn.init(project="f", job_type="train") as run:
+        raise ValueError("loss is NaN at step 300")
+    out = cli("runs", "show", run.id).stdout
+    assert "state       failed (ValueError: loss is NaN at step 300)" in out
+    assert cli_json("runs", "show", run.id)["failure"] == "ValueError: loss is NaN at step 300"

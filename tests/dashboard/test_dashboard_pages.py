@@ -201,6 +201,15 @@ def test_a_run_whose_process_went_silent_shows_as_crashed(
     assert run.name not in text(client.get("/p/heartbeats/runs?state=running"))
 
 
+def test_a_failed_runs_page_says_what_it_failed_with(seeded: Any) -> None:
+    client, _, backend = seeded
+    run = backend.registry.create_run("failing", job_type="train")
+    backend.registry.update_run(run.id, state="failed", failure="ValueError: <bad> shape")
+    page = client.get(f"/p/failing/r/{run.id}").text
+    assert "Failed with" in page
+    assert "ValueError: &lt;bad&gt; shape" in page  # escaped, never markup
+
+
 # --- files: folders, previews, downloads -------------------------------------------------------
 
 

@@ -96,6 +96,7 @@ def test_exception_in_with_block_marks_the_run_failed() -> None:
         _ = 1 / 0
     info = cairn.Api().run(run.id).info
     assert info.state == "failed"
+    assert info.failure == "ZeroDivisionError: division by zero"
     assert info.finished_at is not None
     assert info.summary == {"loss": 2.0}
     assert cairn.Api().run(run.id).metrics() == [{"_step": 0, "loss": 2.0}]
@@ -104,7 +105,42 @@ def test_exception_in_with_block_marks_the_run_failed() -> None:
 def test_ctrl_c_in_with_block_marks_the_run_crashed() -> None:
     with pytest.raises(KeyboardInterrupt), cairn.init(project="proj") as run:
         raise KeyboardInterrupt
-    assert cairn.Api().run(run.id).state == "crashed"
+    read = cairn.Api().run(run.id)
+    assert read.state == "crashed"
+    assert read.failure == "KeyboardInterrupt (interrupted, e.g. Ctrl-C)"
+
+
+def test_a_failed_run_records_the_exception_a_finished_one_nothing() -> None:
+    class ShapeError(Exception):
+        pass
+
+    with pytest.raises(ShapeError), cairn.init(project="proj") as run:
+        raise ShapeError("expected (32, 3, 224, 224), got (32, 224, 224)")
+    assert cairn.Api().run(run.id).failure == (
+        f"{__name__}.test_a_failed_run_records_the_exception_a_finished_one_nothing.<locals>."
+        "ShapeError: expected (32, 3, 224, 224), got (32, 224, 224)"
+    )
+    with cairn.init(project="proj") as ok:
+        pass
+    assert cairn.Api().run(ok.id).failure is None
+    assert cairn.Api().run(ok.id).state == "finished"
+
+
+def test_an_uncaught_exception_outside_a_with_block_is_recorded(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import cairn\n"
+        "run = cairn.init(project='proj', job_type='train')\n"
+        "print(run.id, flush=True)\n"
+        "raise RuntimeError('CUDA out of memory')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1 and "CUDA out of memory" in done.stderr
+    read = cairn.Api().run(done.stdout.strip())
+    assert read.state == "failed"
+    assert read.failure == "RuntimeError: CUDA out of memory"
 
 
 def test_a_new_init_finishes_the_previous_run() -> None:
@@ -197,6 +233,7 @@ def test_finish_with_a_non_zero_exit_code_marks_the_run_failed() -> None:
     run = cairn.init(project="proj")
     cairn.finish(exit_code=1)
     assert cairn.Api().run(run.id).state == "failed"
+    assert cairn.Api().run(run.id).failure == "exit code 1"
     assert cairn.current_run() is None
     cairn.finish()  # no current run: nothing to do
 

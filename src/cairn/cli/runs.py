@@ -111,7 +111,7 @@ def show(
         git = info.git_commit + (" (uncommitted changes)" if info.git_dirty else "")
     rows = [
         ("job type", info.job_type or "-"),
-        ("state", info.state),
+        ("state", info.state + (f" ({output.one_line(info.failure)})" if info.failure else "")),
         ("started", output.when(info.started_at)),
         ("finished", output.when(info.finished_at)),
         ("duration", output.duration(info.started_at, info.finished_at)),

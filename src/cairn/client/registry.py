@@ -144,6 +144,7 @@ class RemoteRegistry:
         config: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         notes: str | None = None,
+        failure: str | None = None,
     ) -> RunInfo:
         body = {
             "state": state,
@@ -151,6 +152,7 @@ class RemoteRegistry:
             "config": _json_or_none("config", config),
             "tags": _listish(tags),
             "notes": notes,
+            "failure": failure,
         }
         data = self.http.json("PATCH", f"/runs/{_run_seg(run_id)}", json=body)
         return RunInfo.from_dict(data)

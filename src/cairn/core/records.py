@@ -71,6 +71,7 @@ class RunInfo(_Record):
     git_diff_digest: str | None = None
     user: str | None = None
     heartbeat_at: datetime | None = None
+    failure: str | None = None  # why a failed/crashed run ended, e.g. "ValueError: bad shape"
 
 
 @dataclass

@@ -103,6 +103,8 @@ class Run(Base):
     git_dirty: Mapped[bool | None] = mapped_column(sa.Boolean)
     git_diff_digest: Mapped[str | None] = mapped_column(sa.String(DIGEST_LENGTH))
     user: Mapped[str | None] = mapped_column(sa.String(255))
+    # why a failed or crashed run ended: "ValueError: bad shape" (the exception it died of)
+    failure: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class RunMetric(Base):

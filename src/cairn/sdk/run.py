@@ -82,6 +82,11 @@ class Run:
     def info(self) -> RunInfo:
         return self._info
 
+    @property
+    def failure(self) -> str | None:
+        """Why the run failed or crashed (``"ValueError: bad shape"``), else None."""
+        return self._info.failure
+
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.name} ({self.id}) {self.state}>"
 
@@ -193,12 +198,18 @@ class Run:
         return Artifact._from_info(info, self._backend)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def finish(self, exit_code: int = 0, *, state: RunState | None = None) -> None:
-        """Mark the run finished (or failed for a non-zero exit code). Idempotent."""
+    def finish(
+        self, exit_code: int = 0, *, state: RunState | None = None, failure: str | None = None
+    ) -> None:
+        """Mark the run finished (or failed for a non-zero exit code). Idempotent. ``failure``
+        says why a failed run failed (``with cairn.init()`` and an uncaught exception record
+        the exception's type and message)."""
         global _current
         if not self._active or self._info.state != "running":
             return
         final: RunState = state or ("finished" if exit_code == 0 else "failed")
+        if final != "finished" and failure is None and exit_code != 0:
+            failure = f"exit code {exit_code}"
         if self._heartbeat is not None and self._pid == os.getpid():
             self._heartbeat.stop()
         self._flush()
@@ -207,6 +218,7 @@ class Run:
             state=final,
             summary=_finite(check_json(self.summary, "summary", allow_nan=True)),
             config=check_json(self.config, "config"),
+            failure=failure if final != "finished" else None,
         )
         with _current_lock:
             if _current is self:
@@ -224,9 +236,21 @@ class Run:
         if exc_type is None:
             self.finish()
         elif issubclass(exc_type, KeyboardInterrupt):
-            self.finish(state="crashed")
+            self.finish(state="crashed", failure=describe_failure(exc_type, exc))
         else:
-            self.finish(state="failed")
+            self.finish(state="failed", failure=describe_failure(exc_type, exc))
+
+
+def describe_failure(exc_type: type[BaseException], exc: BaseException | None) -> str:
+    """``"ValueError: bad shape"``; a non-builtin type with its module
+    (``"torch.OutOfMemoryError: ..."``); Ctrl-C said in words."""
+    name = exc_type.__qualname__
+    if exc_type.__module__ not in ("builtins", "__main__"):
+        name = f"{exc_type.__module__}.{name}"
+    if issubclass(exc_type, KeyboardInterrupt):
+        return f"{name} (interrupted, e.g. Ctrl-C)"
+    message = str(exc) if exc is not None else ""
+    return f"{name}: {message}" if message else name
 
 
 def _finite(summary: dict[str, Any]) -> dict[str, Any]:
@@ -330,7 +354,10 @@ def _excepthook(
     run = _current
     if run is not None and _owned_and_running(run):
         try:
-            run.finish(state="crashed" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+            run.finish(
+                state="crashed" if issubclass(exc_type, KeyboardInterrupt) else "failed",
+                failure=describe_failure(exc_type, exc),
+            )
         except Exception:
             pass
     _previous_excepthook(exc_type, exc, tb)

@@ -48,6 +48,7 @@ class UpdateRun(Strict):
     config: dict[str, Any] | None = None
     tags: list[str] | None = None
     notes: str | None = None
+    failure: str | None = None
 
 
 class LogMetrics(Strict):
@@ -207,6 +208,7 @@ def update_run(run_id: str, body: UpdateRun, svc: Svc, caller: Caller) -> dict[s
         config=body.config,
         tags=body.tags,
         notes=body.notes,
+        failure=body.failure,
     )
     return info.to_dict()
 

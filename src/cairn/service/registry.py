@@ -60,9 +60,11 @@ class Registry(Protocol):
         config: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         notes: str | None = None,
+        failure: str | None = None,
     ) -> RunInfo:
-        """Setting a final state also sets finished_at. Raises RunFinishedError when the run
-        is already finished/failed/crashed (except updating summary/notes/tags)."""
+        """Setting a final state also sets finished_at; ``failure`` says why a run failed or
+        crashed (kept with a final state only). Raises RunFinishedError when the run is already
+        finished/failed/crashed (except updating summary/notes/tags)."""
         ...
 
     def log_metrics(self, run_id: str, rows: Sequence[tuple[int, dict[str, Any]]]) -> None: ...

@@ -31,6 +31,7 @@ from cairn.service.validate import (
 
 RUN_STATES: tuple[str, ...] = get_args(RunState)
 FINAL_STATES = frozenset({"finished", "failed", "crashed"})
+MAX_FAILURE = 2000  # characters of a failure kept: the type and message, not a traceback
 
 _RUN_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ADJECTIVES = (
@@ -137,6 +138,7 @@ def run_info(run: Run, project: str) -> RunInfo:
         git_diff_digest=run.git_diff_digest,
         user=run.user,
         heartbeat_at=run.heartbeat_at,
+        failure=run.failure,
     )
 
 
@@ -215,6 +217,7 @@ class RunsMixin(SqlBase):
         config: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         notes: str | None = None,
+        failure: str | None = None,
     ) -> RunInfo:
         if state is not None and state not in RUN_STATES:
             raise InvalidInputError(
@@ -225,6 +228,9 @@ class RunsMixin(SqlBase):
         new_tags = check_tags(tags) if tags is not None else None
         if notes is not None:
             check_str("notes", notes)
+        if failure is not None:
+            check_str("failure", failure)
+            failure = failure[:MAX_FAILURE]
 
         def work(s: Session) -> RunInfo:
             run = find_run(s, run_id, lock="update")
@@ -243,6 +249,8 @@ class RunsMixin(SqlBase):
                 run.state = state
                 if state in FINAL_STATES:
                     run.finished_at = utcnow()
+                    if state != "finished" and failure is not None:
+                        run.failure = failure
             if new_config is not None:
                 run.config = new_config
             if new_summary is not None:
