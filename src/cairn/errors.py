@@ -20,12 +20,14 @@
     │   └── ReferenceChangedError    a referenced object is no longer what the version recorded
     ├── StateError                   the operation does not fit the object's state
     │   ├── RunFinishedError         logging to a finished run
-    │   └── ArtifactStateError       editing a logged version's files, saving a draft ...
+    │   ├── ArtifactStateError       editing a logged version's files, saving a draft ...
+    │   └── DownloadConflictError    a download would replace a modified file, or a clash
     ├── ConflictError                a concurrent writer won; retry
     ├── PermissionDeniedError        the key or user may not do this
     │   └── AuthenticationError      no API key, or one the server does not know (401)
     ├── StoreError                   the store or database cannot be used (schema, storage I/O)
-    └── MissingDependencyError       an optional dependency (NumPy for the demo) is not installed
+    ├── MissingDependencyError       an optional dependency (NumPy for the demo) is not installed
+    └── DiskFullError                no space left where Cairn was writing (nothing partial kept)
 
 Every message says what went wrong and what to do next. Every class has its own ``code``
 (the server's JSON error shape carries it, `cairn.wire`), and `error_class` maps a code back to
@@ -148,6 +150,17 @@ class ArtifactStateError(StateError):
     code = "artifact_state"
 
 
+class DownloadConflictError(StateError):
+    """A download would replace files the user modified, write through a symlink, or finds a
+    folder where the version has a file (or the reverse). ``conflicts`` lists (path, kind)."""
+
+    code = "download_conflict"
+
+    def __init__(self, message: str, conflicts: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.conflicts = list(conflicts or [])
+
+
 class ConflictError(CairnError):
     code = "conflict"
 
@@ -164,6 +177,19 @@ class AuthenticationError(PermissionDeniedError):
 
 class StoreError(CairnError):
     code = "store"
+
+
+class DiskFullError(CairnError, OSError):
+    """No space left on the filesystem Cairn was writing to; nothing partial was kept."""
+
+    code = "disk_full"
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class MissingDependencyError(CairnError):

@@ -51,7 +51,29 @@ def test_verify_ok_and_failed(cli: Invoke, store: Path, tmp_path: Path) -> None:
     assert "not in the artifact: extra.txt" in bad.stdout
     assert bad.stderr.count("\n") == 1
     assert bad.stderr.startswith(f"error: {dest} does not match demo/data:v1 (3 differences)")
-    assert "cairn artifact get demo/data:v1 --root" in bad.stderr
+    assert f"cairn artifact get demo/data:v1 --root {dest} --force`" in bad.stderr
+
+
+def test_get_keeps_modified_files_unless_force(cli: Invoke, store: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    cli("artifact", "get", "demo/data:v1", "--root", str(dest))
+    (dest / "a.csv").write_text("my edit\n")
+    (dest / "sub" / "b.csv").unlink()
+    (dest / "c.csv").unlink()
+    (dest / "c.csv").mkdir()
+    (dest / "c.csv" / "mine.txt").write_text("x")
+    refused = cli("artifact", "get", "demo/data:v1", "--root", str(dest), code=1)
+    assert refused.stderr.startswith(f"error: 2 paths in {dest} would be lost by the download")
+    assert "a.csv: modified" in refused.stderr
+    assert "c.csv: a folder with content where the version has a file" in refused.stderr
+    assert (dest / "a.csv").read_text() == "my edit\n"
+    assert not (dest / "sub" / "b.csv").exists()  # nothing was written
+    (dest / "c.csv" / "mine.txt").unlink()
+    (dest / "c.csv").rmdir()
+    cli("artifact", "get", "demo/data:v1", "--root", str(dest), "--force")
+    ok = cli("artifact", "verify", "demo/data:v1", str(dest))
+    assert ok.stdout.startswith("OK:")
+    assert (dest / "a.csv").read_text() == "1\n"
 
 
 def test_verify_missing_folder_is_usage_error(cli: Invoke, store: Path) -> None:

@@ -14,6 +14,7 @@ from web_server import WebServer
 import cairn
 from cairn.core.digest import hash_bytes
 from cairn.errors import (
+    DownloadConflictError,
     IntegrityError,
     InvalidPathError,
     NotFoundError,
@@ -63,6 +64,47 @@ def test_a_folder_reference_lists_every_file_and_downloads_them(tmp_path: Path) 
     art.verify(out)
     # nothing was copied into Cairn's store: the version holds only its tree objects
     assert (tmp_path / "shared" / "train.csv").read_bytes() == FILES["train.csv"]
+
+
+def test_verify_checks_the_content_of_downloaded_file_copies(tmp_path: Path) -> None:
+    """Only the local copy changes (same size, mtime put back): the source is as logged, so
+    only hashing the copy finds it."""
+    folder = make_tree(tmp_path / "shared", FILES)
+    art = log_reference(folder.as_uri(), "ds")
+    out = Path(art.download(root=tmp_path / "dl"))
+    copy = out / "ds" / "train.csv"
+    st = copy.stat()
+    copy.write_bytes(FILES["train.csv"].replace(b"1", b"7"))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(IntegrityError, match=r"content differs: ds/train\.csv") as info:
+        art.verify(out)
+    assert "test.csv" not in str(info.value)  # the source and the other copies are fine
+
+
+def test_reference_downloads_keep_modified_files_and_never_follow_symlinks(
+    tmp_path: Path,
+) -> None:
+    folder = make_tree(tmp_path / "shared", FILES)
+    art = log_reference(folder.as_uri(), "ds")
+    out = Path(art.download(root=tmp_path / "dl"))
+    art.download(root=out)  # its own earlier download is replaced freely
+    (out / "ds" / "test.csv").write_bytes(b"the user's edit")
+    with pytest.raises(DownloadConflictError, match=r"ds/test\.csv: modified"):
+        art.download(root=out)
+    assert (out / "ds" / "test.csv").read_bytes() == b"the user's edit"
+    art.download(root=out, overwrite=True)
+    assert tree_of(out) == {f"ds/{k}": v for k, v in FILES.items()}
+    # a symlinked folder inside the target that points outside it is not written through
+    elsewhere = make_tree(tmp_path / "elsewhere", {"info.json": b"the user's own"})
+    other = tmp_path / "dl2"
+    (other / "ds").mkdir(parents=True)
+    (other / "ds" / "meta").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(DownloadConflictError, match=r"ds/meta: a symlink"):
+        art.download(root=other)
+    assert tree_of(elsewhere) == {"info.json": b"the user's own"}
+    art.download(root=other, overwrite=True)
+    assert tree_of(elsewhere) == {"info.json": b"the user's own"}
+    assert tree_of(other) == {f"ds/{k}": v for k, v in FILES.items()}
 
 
 def test_the_version_changes_exactly_when_the_referenced_data_does(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from sdk_helpers import make_tree, tree_of, write
 
 import cairn
 from cairn.core.digest import hash_bytes
-from cairn.errors import ArtifactStateError, IntegrityError, NotFoundError
+from cairn.errors import ArtifactStateError, DownloadConflictError, IntegrityError, NotFoundError
 
 FILES_V0 = {"train.csv": b"a,b\n1,2\n", "test.csv": b"a,b\n3,4\n", "meta/info.json": b"{}"}
 FILES_V1 = {**FILES_V0, "train.csv": b"a,b\n1,2\n5,6\n"}
@@ -93,10 +93,15 @@ def test_verify_detects_every_change_to_a_downloaded_folder(
     with pytest.raises(IntegrityError, match="does not match data-proj/ds:v1") as info:
         art.verify(root)
     assert expected in str(info.value)
-    assert "download() again to restore missing and changed files" in str(info.value)
+    assert "download() again to restore missing files" in str(info.value)
+    assert "download(overwrite=True)" in str(info.value)
     assert ("remove the files that are not in the artifact" in str(info.value)) == (damage == "add")
-    # a download puts the folder back in order (an added file is not the download's to remove)
-    art.download(root=root)
+    # a download puts the folder back in order (an added file is not the download's to remove);
+    # a file the user changed is only replaced when asked
+    if damage.startswith("modify"):
+        with pytest.raises(DownloadConflictError, match=r"train\.csv: modified"):
+            art.download(root=root)
+    art.download(root=root, overwrite=True)
     if damage == "add":
         (root / "meta" / "extra.txt").unlink()
     art.verify(root)
@@ -160,9 +165,13 @@ def test_a_second_download_of_the_same_version_rewrites_nothing(
             st.st_mtime_ns,
             st.st_ctime_ns,
         ), p
-    # a file changed since is rewritten
+    # a file the user changed since is not replaced unless asked
     (root / "test.csv").write_bytes(b"mine")
-    versions[1].download(root=root)
+    with pytest.raises(DownloadConflictError, match=r"test\.csv: modified") as info:
+        versions[1].download(root=root)
+    assert info.value.conflicts == [("test.csv", "modified")]
+    assert (root / "test.csv").read_bytes() == b"mine"
+    versions[1].download(root=root, overwrite=True)
     assert tree_of(root) == FILES_V1
 
 
@@ -188,5 +197,7 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_detected(
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(IntegrityError, match=r"content differs: train\.csv"):
         art.verify(root)
-    art.download(root=root)
+    with pytest.raises(DownloadConflictError, match=r"train\.csv: modified"):
+        art.download(root=root)
+    art.download(root=root, overwrite=True)
     assert tree_of(root) == FILES_V1

@@ -71,11 +71,21 @@ def get(
             help="Download the rest when a reference's source is gone (a warning names it).",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace files you modified, and symlinks or empty folders in the way.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Download a version's files into a folder and print the folder.
 
     Files are verified against their digests. Files already in place are not fetched again.
+    A file you modified (it differs from the version and from what Cairn last wrote there) is
+    not replaced without --force: the command lists every such path and writes nothing.
+    Nothing is written through a symlinked folder.
     """
     from cairn.cli.common import iter_files
     from cairn.objects.references import ReferenceSkippedWarning
@@ -97,7 +107,11 @@ def get(
     with warnings.catch_warnings(record=True) as skipped:
         warnings.simplefilter("always", ReferenceSkippedWarning)
         dest = art.download(
-            root, path_prefix=path, copy=copy, allow_missing_references=allow_missing_references
+            root,
+            path_prefix=path,
+            copy=copy,
+            allow_missing_references=allow_missing_references,
+            overwrite=force,
         )
     for warning in skipped:
         output.hint(f"warning: {warning.message}")
@@ -430,10 +444,12 @@ def verify(
         if not output.quiet(quiet):
             for p in problems:
                 output.echo(f"  {p}")
+        changed = any(p.startswith(("size differs", "content differs")) for p in problems)
+        force = " --force" if changed else ""  # changed files are only replaced when asked
         fail(
             f"{path} does not match {qn} ({total} difference"
             f"{'s' if total != 1 else ''}); restore it with "
-            f"`cairn artifact get {qn} --root {path}`",
+            f"`cairn artifact get {qn} --root {path}{force}`",
             EXIT_INTEGRITY,
         )
     if not output.quiet(quiet):

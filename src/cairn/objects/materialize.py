@@ -1,31 +1,63 @@
-"""Downloads: write a version's files into a folder from the object store, verified.
+"""Downloads: write a version's files into a folder from the object store, verified, without
+ever destroying a user's file.
 
-Each file is written to a temp name beside its target (small files from their one object,
-chunked files chunk by chunk, copied inside the kernel where the store is local), hashed, and
-renamed into place; a file that does not match its digest is never left behind. A file already in
-place whose (device, inode, size, mtime) the hash cache knows with the right digest is left
-alone, so a second download of the same version only stats each file.
+Safety rules (docs/api.md, "Downloading"):
+
+* Nothing is written outside the target folder: folders below it are opened one level at a time
+  without following symlinks (``O_NOFOLLOW`` relative to the parent's descriptor), so a symlinked
+  sub-folder is never written through, and a symlink where the version has a file is replaced
+  (with ``overwrite``), never followed.
+* A file already in place is **unmodified** when its content is the version's, or when the hash
+  cache knows it in its current state (same device, inode, size, mtime and ctime): Cairn wrote it
+  in an earlier download, or read it for a log, and nothing changed it since. Unmodified files are
+  replaced freely. Any other file that differs from the version is **modified**: the download
+  refuses (`DownloadConflictError`, listing every such path) before writing anything, unless
+  ``overwrite=True``. Clashes (a folder where the version has a file, a file or link where it has
+  a folder) are listed the same way; ``overwrite`` replaces files and links in the way and empty
+  folders, never a folder with content.
+* Each file is written to a temp name beside its target, locked (``flock``) while it is written,
+  hashed, and renamed into place: a file at its final name is always complete and verified. A
+  temp file whose writer died (``kill -9``, power loss) is unlocked; the next download into that
+  folder removes it. A full disk raises `DiskFullError` and leaves no temp file.
+
+A file already in place whose (device, inode, size, mtime, ctime) the hash cache knows with the
+right digest is left alone, so a second download of the same version only stats each file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import os
+import shutil
+import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.core.digest import new_hasher
 from cairn.core.names import check_path
-from cairn.errors import IntegrityError, InvalidPathError
+from cairn.errors import DiskFullError, DownloadConflictError, IntegrityError, InvalidPathError
 from cairn.objects import chunking
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
 from cairn.objects.odb import ObjectStore
 
 ProgressFn = Callable[[int, int], None]
 _GROUP = 32  # files placed per task
+TMP_SUFFIX = ".cairn-tmp"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+# what stands in the way, by kind; with overwrite=True all but "folder" are replaced
+MODIFIED = "modified"  # a file whose content differs from the version and from any download
+SYMLINK = "symlink"  # a symlink where the version has a file or a folder
+FOLDER = "folder"  # a folder with content where the version has a file
+FILE = "file"  # a modified file (or other non-folder) where the version has a folder
+_NEVER_REPLACED = (FOLDER,)
 
 
 @dataclass(frozen=True)
@@ -34,6 +66,232 @@ class Wanted:
     digest: str
     size: int
     chunks: str | None
+
+
+@dataclass
+class _Plan:
+    todo: list[Wanted] = field(default_factory=list)
+    in_place: list[Wanted] = field(default_factory=list)
+    replace: set[str] = field(default_factory=set)  # paths (files or folders) to remove first
+    new: set[str] = field(default_factory=set)  # files absent when planned
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, kind)
+    hashed: list[tuple[StatKey, CachedDigest]] = field(default_factory=list)
+
+
+def tmp_name(name: str) -> str:
+    """A temp name beside ``name`` (short enough for NAME_MAX whatever ``name`` is)."""
+    if len(name.encode("utf-8", "surrogateescape")) > 200:
+        name = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f".{name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+
+
+def open_tmp(dir_fd: int | None, name: str) -> tuple[int, str]:
+    """Create and lock a temp file beside ``name`` (relative to ``dir_fd``, or a path): (fd,
+    temp name). The lock tells `remove_stale_tmp` of other processes that its writer lives."""
+    folder, base = os.path.split(name)
+    while True:
+        tmp = os.path.join(folder, tmp_name(base))
+        fd = os.open(
+            tmp,
+            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+            dir_fd=dir_fd,
+        )
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # a cleaner may have removed it between the create and the lock: make another
+            if os.stat(tmp, dir_fd=dir_fd, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_stale_tmp(folder: str | Path) -> int:
+    """Remove the temp files of downloads that died in ``folder`` (those no live writer holds
+    locked). Returns how many were removed."""
+    removed = 0
+    try:
+        with os.scandir(folder) as found:
+            entries = list(found)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # being written right now
+        try:
+            if os.stat(entry.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def prepare(
+    dest: Path,
+    wanted: list[Wanted],
+    hash_cache: HashCache | None,
+    *,
+    overwrite: bool,
+    threads: int = 2,
+    folders_only: Sequence[str] = (),
+) -> _Plan:
+    """Check a download into ``dest`` before anything is written: raise `DownloadConflictError`
+    listing what is in the way, else make the folders (never through a symlink) and return what
+    to write. ``folders_only``: more paths whose parent folders are needed (their own place is
+    not checked)."""
+    for w in wanted:
+        # paths come from tree objects, which anyone able to write objects can craft: never
+        # let one name a place outside ``dest`` ('../x', '/etc/x')
+        if check_path(w.path) != w.path:
+            raise InvalidPathError(f"artifact path {w.path!r} is not in normal form ('a/b')")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DownloadConflictError(
+            f"{dest} is a file, not a folder: download somewhere else", conflicts=[("", FILE)]
+        ) from None
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise _disk_full(exc, dest, wanted) from None
+        raise
+    root = str(dest) + "/"
+    parents = {os.path.dirname(w.path) for w in wanted}
+    parents |= {os.path.dirname(check_path(p)) for p in folders_only}
+    folders = sorted({f for p in parents - {""} for f in _ancestors(p)})
+    plan = _plan(wanted, root, folders, hash_cache, threads)
+    blocking = [c for c in plan.conflicts if not overwrite or c[1] in _NEVER_REPLACED]
+    if blocking:
+        raise _conflict_error(dest, blocking, overwrite)
+    if plan.hashed and hash_cache:
+        hash_cache.put_many(plan.hashed)
+    if overwrite:
+        plan.replace |= {p for p, _kind in plan.conflicts}
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _FolderOpener(root_fd) as opener:
+            for folder in folders:
+                opener.make(folder, replace=folder in plan.replace)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise _disk_full(exc, dest, plan.todo) from None
+        raise
+    finally:
+        os.close(root_fd)
+    return plan
+
+
+def _plan(
+    wanted: list[Wanted],
+    root: str,
+    folders: list[str],
+    hash_cache: HashCache | None,
+    threads: int,
+) -> _Plan:
+    """What a download has to do, and what stands in the way (reads only)."""
+    plan = _Plan()
+    # the state of every folder the version needs: "dir", "missing", or a blocked one
+    state: dict[str, str] = {"": "dir"}
+    file_in_the_way: dict[str, os.stat_result] = {}
+    for folder in folders:
+        parent = state[os.path.dirname(folder)]
+        if parent != "dir":
+            state[folder] = "missing"  # below a folder to be made (or refused)
+            continue
+        try:
+            st = os.lstat(root + folder)
+        except FileNotFoundError:
+            state[folder] = "missing"
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            state[folder] = "dir"
+            remove_stale_tmp(root + folder)
+        elif stat.S_ISLNK(st.st_mode):
+            state[folder] = "blocked"
+            plan.conflicts.append((folder, SYMLINK))
+        else:
+            state[folder] = "blocked"
+            file_in_the_way[folder] = st
+    remove_stale_tmp(root)
+    regular: dict[str, os.stat_result] = {}
+    for w in wanted:
+        if state[os.path.dirname(w.path)] != "dir":
+            plan.todo.append(w)
+            plan.new.add(w.path)
+            continue
+        try:
+            st = os.lstat(root + w.path)
+        except FileNotFoundError:
+            plan.todo.append(w)
+            plan.new.add(w.path)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            regular[w.path] = st
+            continue
+        plan.todo.append(w)
+        if stat.S_ISLNK(st.st_mode):
+            plan.conflicts.append((w.path, SYMLINK))
+        elif stat.S_ISDIR(st.st_mode):
+            with os.scandir(root + w.path) as entries:
+                empty = next(entries, None) is None
+            if not empty:
+                plan.conflicts.append((w.path, FOLDER))
+            else:
+                plan.conflicts.append((w.path, "empty folder"))
+        else:
+            plan.conflicts.append((w.path, "special file"))
+    keys = {p: stat_key(st) for p, st in [*regular.items(), *file_in_the_way.items()]}
+    cached = hash_cache.get_many(list(keys.values())) if hash_cache else {}
+    # files in the way of a folder: replaced when Cairn knows them, else a clash
+    for folder in file_in_the_way:
+        if keys[folder] in cached:
+            plan.replace.add(folder)
+        else:
+            plan.conflicts.append((folder, FILE))
+    to_hash: list[Wanted] = []
+    for w in wanted:
+        st_or_none = regular.get(w.path)
+        if st_or_none is None:
+            continue
+        hit = cached.get(keys[w.path])
+        if hit is not None and hit.digest == w.digest:
+            plan.in_place.append(w)
+        elif hit is not None:
+            plan.todo.append(w)  # an earlier download (or a logged file), unchanged since
+        elif st_or_none.st_size != w.size:
+            plan.todo.append(w)
+            plan.conflicts.append((w.path, MODIFIED))
+        else:
+            to_hash.append(w)
+    if to_hash:  # unknown files of the right size: the same content is fine where it is
+
+        def digest_of(w: Wanted) -> str | None:
+            try:
+                return _hash_path(root + w.path)
+            except OSError:
+                return None
+
+        with ThreadPoolExecutor(threads) as pool:
+            digests = list(pool.map(digest_of, to_hash))
+        for w, digest in zip(to_hash, digests, strict=True):
+            if digest == w.digest:
+                plan.in_place.append(w)
+                plan.hashed.append((keys[w.path], CachedDigest(w.digest, w.chunks)))
+            else:
+                plan.todo.append(w)
+                plan.conflicts.append((w.path, MODIFIED))
+    return plan
 
 
 class Materializer:
@@ -52,70 +310,64 @@ class Materializer:
         self.progress = progress or (lambda files, nbytes: None)
         self._placed: list[tuple[StatKey, CachedDigest]] = []
 
-    def materialize(self, wanted: list[Wanted], dest: Path) -> None:
-        for w in wanted:
-            # paths come from tree objects, which anyone able to write objects can craft: never
-            # let one name a place outside ``dest`` ('../x', '/etc/x')
-            if check_path(w.path) != w.path:
-                raise InvalidPathError(f"artifact path {w.path!r} is not in normal form ('a/b')")
-        dest.mkdir(parents=True, exist_ok=True)
-        known = self._already_in_place(wanted, dest)
-        todo = [w for w in wanted if w.path not in known]
-        for w in wanted:
-            if w.path in known:
-                self.progress(1, w.size)
-        for parent in sorted({os.path.dirname(w.path) for w in todo}):
-            if parent:
-                (dest / parent).mkdir(parents=True, exist_ok=True)
-        warm = getattr(self.odb, "warm", None)
-        if warm is not None:  # look every object up in one pass, not one query per file
-            warm([w.chunks or w.digest for w in todo])
-        root = str(dest) + "/"
-        # a few dozen files per task: a Future per file costs more Python time than placing
-        # a small file does, and that time holds the GIL
-        groups = [todo[i : i + _GROUP] for i in range(0, len(todo), _GROUP)]
+    def materialize(self, wanted: list[Wanted], dest: Path, *, overwrite: bool = False) -> None:
+        """Write ``wanted`` into ``dest``. Refuses (`DownloadConflictError`, nothing written)
+        when a modified file, a symlink or a clash is in the way, unless ``overwrite``."""
+        plan = prepare(dest, wanted, self.hash_cache, overwrite=overwrite, threads=self.threads)
+        for w in plan.in_place:
+            self.progress(1, w.size)
+        if not plan.todo:
+            return
         try:
-            with ThreadPoolExecutor(self.threads) as pool:
-                for _ in pool.map(lambda group: self._place_group(group, root), groups):
-                    pass
+            self._write(plan, dest)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise _disk_full(exc, dest, plan.todo) from None
+            raise
         finally:
             if self.hash_cache and self._placed:
                 self.hash_cache.put_many(self._placed, racy_ok=True)
             self._placed = []
 
-    def _already_in_place(self, wanted: list[Wanted], dest: Path) -> set[str]:
-        if not self.hash_cache:
-            return set()
-        stats: dict[str, StatKey] = {}
-        root = str(dest) + "/"
-        for w in wanted:
-            try:
-                stats[w.path] = stat_key(os.stat(root + w.path))
-            except OSError:
-                continue
-        cached = self.hash_cache.get_many(list(stats.values()))
-        digests = {w.path: w.digest for w in wanted}
-        return {
-            path
-            for path, key in stats.items()
-            if (hit := cached.get(key)) is not None and hit.digest == digests[path]
-        }
-
-    def _place_group(self, group: list[Wanted], root: str) -> None:
-        for w in group:
-            self._place(w, root)
-
-    def _place(self, w: Wanted, root: str) -> None:
-        target = root + w.path
-        # a new file is written in place (a crash leaves a file the hash cache does not know,
-        # which the next download rewrites); an existing one is replaced atomically
+    # --- writing -------------------------------------------------------------------------------
+    def _write(self, plan: _Plan, dest: Path) -> None:
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            tmp = target
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            folder, name = os.path.split(target)
-            tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.cairn-tmp")
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            warm = getattr(self.odb, "warm", None)
+            if warm is not None:  # look every object up in one pass, not one query per file
+                warm([w.chunks or w.digest for w in plan.todo])
+            by_folder: dict[str, list[Wanted]] = {}
+            for w in plan.todo:
+                by_folder.setdefault(os.path.dirname(w.path), []).append(w)
+            # a few dozen files per task: a Future per file costs more Python time than placing
+            # a small file does, and that time holds the GIL
+            groups = [
+                (folder, files[i : i + _GROUP])
+                for folder, files in by_folder.items()
+                for i in range(0, len(files), _GROUP)
+            ]
+
+            def place_group(item: tuple[str, list[Wanted]]) -> None:
+                folder, group = item
+                with _FolderOpener(root_fd) as opener:
+                    dir_fd = opener.open(folder)
+                    for w in group:
+                        self._place(w, dir_fd, w.path in plan.new, w.path in plan.replace)
+
+            pool = ThreadPoolExecutor(self.threads)
+            try:
+                for _ in pool.map(place_group, groups):
+                    pass
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure
+                raise
+            pool.shutdown()
+        finally:
+            os.close(root_fd)
+
+    def _place(self, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
+        name = os.path.basename(w.path)
+        fd, tmp = open_tmp(dir_fd, name)
         try:
             if w.chunks is None:
                 written = self.odb.read_into(w.digest, fd, 0)
@@ -133,17 +385,180 @@ class Materializer:
                     path=w.path,
                     digest=w.digest,
                 )
-            st = os.fstat(fd)
+            _put_in_place(tmp, name, dir_fd, w.path, new, replace)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except BaseException:
-            os.close(fd)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dir_fd)
             raise
-        os.close(fd)
-        if tmp != target:
-            os.replace(tmp, target)
+        finally:
+            os.close(fd)
         self._placed.append((stat_key(st), CachedDigest(w.digest, w.chunks)))
         self.progress(1, w.size if w.chunks is None else 0)
+
+
+def _put_in_place(tmp: str, name: str, dir_fd: int, path: str, new: bool, replace: bool) -> None:
+    """Rename ``tmp`` to ``name``; what is there must be what the plan saw (nothing, or
+    something it may replace): a path the user made meanwhile is not replaced."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not replace and (new or not stat.S_ISREG(st.st_mode)):
+        kind = MODIFIED if stat.S_ISREG(st.st_mode) else SYMLINK
+        kind = FOLDER if stat.S_ISDIR(st.st_mode) else kind
+        raise DownloadConflictError(
+            f"{path} appeared while it was downloaded: move it away and download again",
+            conflicts=[(path, kind)],
+        )
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        os.rmdir(name, dir_fd=dir_fd)  # an empty folder in the way (overwrite=True)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+class _FolderOpener:
+    """Opens folders below a root descriptor one level at a time, never following a symlink."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.fds: dict[str, int] = {"": root_fd}
+
+    def __enter__(self) -> _FolderOpener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for path, fd in self.fds.items():
+            if path:
+                os.close(fd)
+        self.fds = {"": self.root_fd}
+
+    def open(self, folder: str) -> int:
+        fd = self.fds.get(folder)
+        if fd is not None:
+            return fd
+        parent = self.open(os.path.dirname(folder))
+        name = os.path.basename(folder)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise DownloadConflictError(
+                    f"{folder} is not a folder any more (a symlink or a file was put there "
+                    "during the download): move it away and download again",
+                    conflicts=[(folder, SYMLINK)],
+                ) from None
+            raise
+        self.fds[folder] = fd
+        return fd
+
+    def make(self, folder: str, *, replace: bool) -> None:
+        parent = self.open(os.path.dirname(folder))
+        name = os.path.basename(folder)
+        if replace:  # a symlink or a file Cairn may replace is in the way: the link, not its target
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o777, dir_fd=parent)
+        self.open(folder)
+
+
+def make_folders(dest: Path, folder: str) -> None:
+    """Make ``dest/folder`` and the folders between, never through a symlink: a symlink or a
+    file in the way raises `DownloadConflictError`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if not folder or folder == ".":
+        return
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _FolderOpener(root_fd) as opener:
+            for f in _ancestors(check_path(folder)):
+                opener.make(f, replace=False)
+    finally:
+        os.close(root_fd)
+
+
+def record(hash_cache: HashCache | None, paths: list[Path]) -> None:
+    """Remember the digests of files Cairn just wrote (reference downloads), so a later download
+    knows them as its own and not as the user's."""
+    if hash_cache is None or not paths:
+        return
+    items = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                items.append((stat_key(st), CachedDigest(_hash_path(str(path)), None)))
+    hash_cache.put_many(items, racy_ok=True)
+
+
+def _ancestors(folder: str) -> Iterator[str]:
+    parts = folder.split("/")
+    for i in range(1, len(parts) + 1):
+        yield "/".join(parts[:i])
+
+
+_WHAT = {
+    MODIFIED: "modified (differs from the version and from what Cairn last wrote there)",
+    SYMLINK: "a symlink (Cairn does not write through links)",
+    FOLDER: "a folder with content where the version has a file",
+    FILE: "a file where the version has a folder",
+    "empty folder": "an empty folder where the version has a file",
+    "special file": "not a regular file (a FIFO, socket or device)",
+}
+
+
+def _conflict_error(
+    dest: Path, conflicts: list[tuple[str, str]], overwrite: bool
+) -> DownloadConflictError:
+    lines = [f"{path or '.'}: {_WHAT.get(kind, kind)}" for path, kind in conflicts[:20]]
+    more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+    if overwrite:
+        advice = "move these folders away yourself (Cairn never removes a folder with content)"
+    elif any(kind in _NEVER_REPLACED for _p, kind in conflicts):
+        advice = (
+            "pass overwrite=True (`--force`) to replace files and links, move folders away "
+            "yourself, or download somewhere else"
+        )
+    else:
+        advice = (
+            "pass overwrite=True (`--force`) to replace them, or download somewhere else; "
+            "nothing was written"
+        )
+    n = len(conflicts)
+    return DownloadConflictError(
+        f"{n} path{'s' if n != 1 else ''} in {dest} would be lost by the download:\n  "
+        + "\n  ".join(lines)
+        + more
+        + f"\n{advice}",
+        conflicts=conflicts,
+    )
+
+
+def _disk_full(exc: OSError, dest: Path, todo: list[Wanted]) -> DiskFullError:
+    need = sum(w.size for w in todo)
+    try:
+        free = shutil.disk_usage(dest).free
+        where = f"{free:,} bytes free"
+    except OSError:
+        where = "free space unknown"
+    return DiskFullError(
+        f"disk full while downloading into {dest} ({os.strerror(exc.errno or errno.ENOSPC)}; "
+        f"{where}, the files still to write total {need:,} bytes); nothing partial was left: "
+        "free space on that filesystem or download somewhere else, then download again",
+        path=str(dest),
+    )
+
+
+def _hash_path(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return _hash_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def _hash_fd(fd: int, size: int) -> str:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import stat
-import uuid
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +55,7 @@ from cairn.errors import (
     StoreError,
     TooManyObjectsError,
 )
+from cairn.objects.hashcache import HashCache
 from cairn.objects.tree import FileEntry, encode
 
 DEFAULT_MAX_OBJECTS = 10_000
@@ -120,16 +120,17 @@ class Resolver:
         the fields the source reported for what was written. Raises ReferenceMissingError."""
         raise NotImplementedError
 
-    def fetch_tree(self, uri: str, out: Path) -> None:
+    def fetch_tree(self, uri: str, out: Path, root: Path | None = None) -> None:
         """An unchecked reference whose URI turned out to be a folder or prefix: fetch
-        everything below it into the folder ``out``."""
+        everything below it into the folder ``out`` (inside ``root``, never through a
+        symlink)."""
         for f in self.resolve(uri, DEFAULT_MAX_OBJECTS * 10):
             target = out / check_path(f.rel) if f.rel else out
 
             def fill(tmp: Path, f: Found = f) -> dict[str, Any]:
                 return self.fetch(f.uri, {}, tmp)
 
-            _write_atomically(target, fill, lambda _: True)
+            _write_atomically(target, fill, lambda _: True, root or out.parent)
 
 
 def _too_many(uri: str, max_objects: int) -> TooManyObjectsError:
@@ -335,8 +336,8 @@ class CloudResolver(Resolver):
             raise self._fail(exc, "downloading", uri) from None
         return got
 
-    def fetch_tree(self, uri: str, out: Path) -> None:
-        super().fetch_tree(uri.rstrip("/") + "/", out)
+    def fetch_tree(self, uri: str, out: Path, root: Path | None = None) -> None:
+        super().fetch_tree(uri.rstrip("/") + "/", out, root)
 
 
 class HTTPResolver(Resolver):
@@ -515,11 +516,20 @@ def resolve(
 
 
 def _write_atomically(
-    target: Path, fill: Callable[[Path], Any], accept: Callable[[Any], bool]
+    target: Path,
+    fill: Callable[[Path], Any],
+    accept: Callable[[Any], bool],
+    root: Path | None = None,
 ) -> Any:
-    """Fill a temp file beside ``target``; move it into place only if ``accept(result)``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.cairn-tmp")
+    """Fill a temp file beside ``target`` (locked while written, so a later download removes
+    it if this process dies); move it into place only if ``accept(result)``. With ``root``, the
+    folders from ``root`` to ``target`` are made first, never through a symlink."""
+    from cairn.objects import materialize
+
+    if root is not None:
+        materialize.make_folders(root, os.path.relpath(target.parent, root))
+    fd, name = materialize.open_tmp(None, str(target))
+    tmp = Path(name)
     try:
         result = fill(tmp)
         if tmp.exists() and accept(result):
@@ -527,6 +537,7 @@ def _write_atomically(
         return result
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
 
 
 @dataclass
@@ -545,7 +556,7 @@ def _describe(recorded: dict[str, Any], now: dict[str, Any]) -> str:
     return ", ".join(diffs)
 
 
-def _fetch_one(path: str, entry: dict[str, Any], dest: Path) -> Problem | None:
+def _fetch_one(path: str, entry: dict[str, Any], dest: Path, written: list[Path]) -> Problem | None:
     uri = entry["u"]
     fields = entry.get("x") or {}
     size = entry.get("s")
@@ -563,18 +574,20 @@ def _fetch_one(path: str, entry: dict[str, Any], dest: Path) -> Problem | None:
 
     try:
         got = _write_atomically(target, fill, lambda got: good(got) and "size" not in got)
+        if good(got) and "size" not in got:
+            written.append(target)
     except _Unfetchable:
         return Problem(path, uri, "unfetchable", "Cairn tracks this URI but cannot download it")
     except ReferenceMissingError:
         if fields:
             return Problem(path, uri, "missing")
         try:  # an unchecked reference may name a folder or prefix
-            res.fetch_tree(uri, target)
+            res.fetch_tree(uri, target, dest)
         except ReferenceMissingError:
             return Problem(path, uri, "missing")
         return None
     except IsADirectoryError:
-        res.fetch_tree(uri, target)
+        res.fetch_tree(uri, target, dest)
         return None
     if not good(got):
         return Problem(path, uri, "changed", _describe(fields, got))
@@ -589,14 +602,32 @@ def download(
     *,
     version: str = "",
     allow_missing: bool = False,
+    overwrite: bool = False,
+    hash_cache: HashCache | None = None,
 ) -> None:
     """Fetch referenced objects into ``dest`` (at their paths), each checked against what was
     recorded. A reference whose source changed or vanished raises, naming it; with
-    ``allow_missing`` vanished ones are skipped with a `ReferenceSkippedWarning`."""
+    ``allow_missing`` vanished ones are skipped with a `ReferenceSkippedWarning`.
+
+    Local files are protected as by `cairn.objects.materialize`: a modified file, a symlink or a
+    clash in the way raises `DownloadConflictError` before anything is fetched (unless
+    ``overwrite``), and nothing is written through a symlinked folder. Files written are
+    recorded in ``hash_cache`` so the next download knows them as its own."""
     if not refs:
         return
+    from cairn.objects import materialize
+
+    checked = [
+        materialize.Wanted(check_path(p), (e.get("x") or {}).get("blake3", ""), e["s"], None)
+        for p, e in refs
+        if e.get("x") and not isinstance(resolver(e["u"]), URIOnlyResolver)
+    ]
+    unchecked = [p for p, e in refs if not e.get("x")]
+    materialize.prepare(dest, checked, hash_cache, overwrite=overwrite, folders_only=unchecked)
+    written: list[Path] = []
     with ThreadPoolExecutor(min(CONCURRENCY, len(refs))) as pool:
-        problems = [p for p in pool.map(lambda r: _fetch_one(r[0], r[1], dest), refs) if p]
+        problems = [p for p in pool.map(lambda r: _fetch_one(r[0], r[1], dest, written), refs) if p]
+    materialize.record(hash_cache, written)
     changed = [p for p in problems if p.kind == "changed"]
     missing = [p for p in problems if p.kind == "missing"]
     skipped = [p for p in problems if p.kind == "unfetchable"]

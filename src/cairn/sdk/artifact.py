@@ -100,15 +100,18 @@ class ArtifactFile:
         *,
         copy: bool = False,
         allow_missing_references: bool = False,
+        overwrite: bool = False,
     ) -> str:
-        """Download this one file (a reference: from its source, checked); returns its path."""
+        """Download this one file (a reference: from its source, checked); returns its path.
+        A modified file in the way is only replaced with ``overwrite=True`` (see
+        `Artifact.download`)."""
         dest = self.artifact._download_root(root)
         if self._entry.get("t") == "r":
             self.artifact._fetch_references(
-                [(self.path, self._entry)], dest, allow_missing_references
+                [(self.path, self._entry)], dest, allow_missing_references, overwrite
             )
         else:
-            self.artifact._materialize([self._wanted()], dest)
+            self.artifact._materialize([self._wanted()], dest, overwrite)
         return str(dest / self.path)
 
     def _wanted(self) -> Wanted:
@@ -550,10 +553,10 @@ class Artifact:
         return Path(root) if root is not None else Path("artifacts") / f"{info.name}:{info.label}"
 
     @gc_paused
-    def _materialize(self, wanted: list[Wanted], dest: Path) -> None:
+    def _materialize(self, wanted: list[Wanted], dest: Path, overwrite: bool) -> None:
         total = sum(w.size for w in wanted)
         with progress_bar(f"downloading {self.name}", len(wanted), total) as advance:
-            self._be().materializer(advance).materialize(wanted, dest)
+            self._be().materializer(advance).materialize(wanted, dest, overwrite=overwrite)
 
     def download(
         self,
@@ -562,12 +565,21 @@ class Artifact:
         path_prefix: str | None = None,
         copy: bool = False,
         allow_missing_references: bool = False,
+        overwrite: bool = False,
     ) -> str:
         """Put the version's files in ``root`` (default ``./artifacts/NAME:vN``); returns it.
 
         Files are written as independent, writable copies (copied inside the kernel from the
         local store) and each is verified against its digest; files already in place with the
         right content are left alone. ``copy`` is accepted for compatibility; it is always True.
+
+        Nothing outside ``root`` is ever written (symlinked sub-folders are not followed), and
+        files are never left half-written under their own name. A file the user modified (its
+        content differs from this version's and from what Cairn last wrote or read there) is not
+        replaced: `DownloadConflictError` lists every such path, and the clashes (a folder where
+        the version has a file, a file or symlink where it has a folder), before anything is
+        written. ``overwrite=True`` replaces modified files, symlinks and empty folders in the
+        way; a folder with content is never removed. Other files in ``root`` are left alone.
         References are fetched from their sources and checked against what was recorded: one
         that changed or vanished raises an error naming it (``allow_missing_references=True``
         skips vanished ones with a warning).
@@ -580,20 +592,31 @@ class Artifact:
                 refs.append((p, e))
             else:
                 wanted.append(Wanted(p, e["d"], e["s"], e.get("c")))
-        self._materialize(wanted, dest)
-        self._fetch_references(refs, dest, allow_missing_references)
+        self._materialize(wanted, dest, overwrite)
+        self._fetch_references(refs, dest, allow_missing_references, overwrite)
         return str(dest)
 
     def _fetch_references(
-        self, refs: list[tuple[str, dict[str, Any]]], dest: Path, allow_missing: bool
+        self,
+        refs: list[tuple[str, dict[str, Any]]],
+        dest: Path,
+        allow_missing: bool,
+        overwrite: bool = False,
     ) -> None:
         if refs:
             from cairn.objects import references
 
             label = self._logged().qualified_name
-            references.download(refs, dest, version=label, allow_missing=allow_missing)
+            references.download(
+                refs,
+                dest,
+                version=label,
+                allow_missing=allow_missing,
+                overwrite=overwrite,
+                hash_cache=getattr(self._be(), "hash_cache", None),
+            )
 
-    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+    def file(self, root: str | os.PathLike[str] | None = None, *, overwrite: bool = False) -> str:
         """Download a single-file artifact and return the file's path."""
         files = self.files()
         if len(files) != 1:
@@ -601,7 +624,7 @@ class Artifact:
                 f"{self.qualified_name} has {len(files)} files; file() is for single-file "
                 "artifacts, use download() instead"
             )
-        return files[0].download(root)
+        return files[0].download(root, overwrite=overwrite)
 
     @gc_paused
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
@@ -656,7 +679,8 @@ class Artifact:
             extra = any(p.startswith("not in the artifact: ") for p in problems)
             raise IntegrityError(
                 f"{dest} does not match {self.qualified_name}:\n  {shown}{more}\n"
-                "download() again to restore missing and changed files"
+                "download() again to restore missing files (download(overwrite=True), "
+                "`cairn artifact get --force`, to replace changed ones too)"
                 + ("; remove the files that are not in the artifact yourself" if extra else ""),
                 path=str(dest),
                 digest=self.digest,
