@@ -450,8 +450,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     turns the skip into a failure)."""
     import subprocess
 
-    from conftest import require
-
     mount = tmp_path / "small-disk"
     mount.mkdir()
     done = subprocess.run(
@@ -459,7 +457,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         capture_output=True,
         text=True,
     )
-    require(done.returncode == 0, f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+    if done.returncode != 0:  # the rule of require() in tests/conftest.py
+        why = f"cannot mount a tmpfs (needs root): {done.stderr.strip()}"
+        if os.environ.get("CAIRN_REQUIRE_ALL") == "1":
+            pytest.fail(f"required test dependency missing: {why}", pytrace=False)
+        pytest.skip(why)
     try:
         yield mount
     finally:
