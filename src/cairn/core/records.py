@@ -153,3 +153,9 @@ class LineageGraph(_Record):
     root: str
     nodes: list[LineageNode]
     edges: list[LineageEdge]
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the dashboard's lineage picture."""
+        from cairn.core.lineage import graph_html
+
+        return graph_html(self)

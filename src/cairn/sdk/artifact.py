@@ -229,6 +229,12 @@ class Artifact:
             return f"<Artifact {self.name} (draft, {len(self._entries)} files)>"
         return f"<Artifact {self._info.qualified_name} {self._info.digest[:19]}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a card: name, digest, size, aliases, metadata, the first files."""
+        from cairn.sdk.notebook import version_html
+
+        return version_html(self)
+
     # --- filling a draft ---------------------------------------------------------------------
     def _draft_only(self) -> None:
         if self._info is not None:

@@ -90,6 +90,12 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.name} ({self.id}) {self.state}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a card: state, config, summary, the versions used and logged."""
+        from cairn.sdk.notebook import run_html
+
+        return run_html(self)
+
     def _check_open(self) -> None:
         if not self._active:
             raise RunFinishedError(
