@@ -13,6 +13,12 @@ def cairn_dir() -> Path:
     return Path(os.environ.get("CAIRN_DIR") or "~/.cairn").expanduser().absolute()
 
 
+def artifact_dir() -> Path:
+    """Where ``art.download()`` puts a version without a ``root``: ``CAIRN_ARTIFACT_DIR``,
+    default ``./artifacts`` (absolute)."""
+    return Path(os.environ.get("CAIRN_ARTIFACT_DIR") or "artifacts").expanduser().absolute()
+
+
 def database_url() -> str:
     """``CAIRN_DATABASE_URL``, default a SQLite file under ``CAIRN_DIR``."""
     url = os.environ.get("CAIRN_DATABASE_URL")

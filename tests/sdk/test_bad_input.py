@@ -87,7 +87,10 @@ def test_a_missing_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
         run.log_artifact(art)
     assert info.value.path == str(gone)
     assert art.is_draft
-    write(gone, "back again")  # the draft can be logged once the file is back
+    write(gone, "back again")  # another file now: refused until it is added again
+    with store_unchanged(), pytest.raises(FileChangedError, match="changed since it was added"):
+        run.log_artifact(art)
+    art.add_file(gone)
     run.log_artifact(art)
     assert art.version == "v1"
 
@@ -246,6 +249,7 @@ def test_a_large_file_that_changes_while_it_is_read(
     assert art.is_draft
 
     monkeypatch.setattr(os, "readv", real_readv)
+    art.add_file(path)  # added again: what it holds now is what gets logged
     run.log_artifact(art)
     assert Path(art.file(root=tmp_path / "dl")).read_bytes() == path.read_bytes()
 
@@ -268,10 +272,13 @@ def test_a_small_file_that_changes_while_it_is_read(
     monkeypatch.setattr(os, "read", read_then_append)
     art = cairn.Artifact("ds", type="dataset")
     art.add_file(path)
-    with store_unchanged(), pytest.raises(FileChangedError, match="Log it again"):
+    with store_unchanged(), pytest.raises(FileChangedError, match="add it to the artifact again"):
         run.log_artifact(art)
     assert appended
     monkeypatch.setattr(os, "read", real_read)
+    with store_unchanged(), pytest.raises(FileChangedError, match="changed since it was added"):
+        run.log_artifact(art)
+    art.add_file(path)
     run.log_artifact(art)
     assert Path(art.file(root=tmp_path / "dl")).read_bytes() == b"first line\nsecond line\n"
 

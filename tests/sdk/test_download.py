@@ -49,7 +49,7 @@ def test_download_defaults_to_artifacts_name_version(versions: list[cairn.Artifa
     with cairn.init(project="data-proj") as run:
         art = run.use_artifact("ds:fresh")
         path = art.download()
-    assert Path(path) == Path("artifacts") / "ds:v1"
+    assert Path(path) == Path.cwd() / "artifacts" / "ds:v1"
     assert Path(path).resolve() == Path.cwd() / "artifacts" / "ds:v1"
     assert tree_of(path) == FILES_V1
     art.verify()
@@ -126,7 +126,7 @@ def test_get_entry_downloads_one_file(versions: list[cairn.Artifact], tmp_path: 
     assert Path(local) == tmp_path / "one" / "meta" / "info.json"
     assert tree_of(tmp_path / "one") == {"meta/info.json": b"{}"}
     default = art.get_entry("test.csv").download()
-    assert Path(default) == Path("artifacts") / "ds:v0" / "test.csv"
+    assert Path(default) == Path.cwd() / "artifacts" / "ds:v0" / "test.csv"
     assert Path(default).read_bytes() == FILES_V0["test.csv"]
     for missing in ("nope.csv", "meta"):
         with pytest.raises(NotFoundError, match=r"list them with art\.files\(\)"):
@@ -140,7 +140,7 @@ def test_file_downloads_a_single_file_artifact(tmp_path: Path) -> None:
     with cairn.init(project="proj") as run:
         model = run.use_artifact("model:latest")
         path = model.file()
-    assert Path(path) == Path("artifacts") / "model:v0" / "model.pt"
+    assert Path(path) == Path.cwd() / "artifacts" / "model:v0" / "model.pt"
     assert Path(path).read_bytes() == b"\x80weights"
     assert Path(model.file(root=tmp_path / "m")).read_bytes() == b"\x80weights"
 

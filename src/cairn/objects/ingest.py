@@ -39,6 +39,9 @@ class StagedFile:
 
     path: str
     source: str | Path
+    #: (size, mtime in ns) when the file was added to the draft: a file that differs when it
+    #: is logged is refused with FileChangedError instead of logging other content
+    added: tuple[int, int] | None = None
 
 
 @dataclass
@@ -75,7 +78,7 @@ def _open(path: str | Path) -> int:
 def _changed(path: str | Path) -> FileChangedError:
     return FileChangedError(
         f"file {path} changed while Cairn was reading it; nothing was logged. "
-        "Log it again once it is no longer being written.",
+        "Once it is no longer being written, add it to the artifact again and log it.",
         str(path),
     )
 
@@ -159,7 +162,15 @@ class Ingestor:
                 ) from None
             except OSError as exc:
                 raise SourceFileError(f"cannot read {sf.source}: {exc}", str(sf.source)) from None
-            mode = stats[-1].st_mode
+            st = stats[-1]
+            if sf.added is not None and sf.added != (st.st_size, st.st_mtime_ns):
+                raise FileChangedError(
+                    f"file {sf.source} changed since it was added to the artifact (size "
+                    f"{sf.added[0]} -> {st.st_size} bytes, or its modification time): nothing "
+                    "was logged; add it again to log its current content",
+                    str(sf.source),
+                )
+            mode = st.st_mode
             if stat.S_ISDIR(mode):
                 raise SourceFileError(f"{sf.source} is a folder; use add_dir()", str(sf.source))
             if not stat.S_ISREG(mode):

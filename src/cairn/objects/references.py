@@ -269,7 +269,10 @@ class CloudResolver(Resolver):
         try:
             if key and not key.endswith("/"):
                 meta = self._head(store, key, pinned)
-                if meta is not None:
+                # a 0-byte "folder marker" (application/x-directory, made by consoles and
+                # sync tools) with objects below it is a folder: its children are listed
+                marker = meta is not None and int(meta["size"]) == 0
+                if meta is not None and not (marker and self._has_children(store, key)):
                     return [Found("", self._uri(uri, key), int(meta["size"]), self._fields(meta))]
                 if pinned:
                     raise _missing(uri, f"no version {pinned} of the object")
@@ -286,6 +289,11 @@ class CloudResolver(Resolver):
             raise
         except Exception as exc:
             raise self._fail(exc, "reading", uri) from None
+        # a 0-byte marker at a path that also has objects below it is a folder, not a file
+        folders = {
+            m["path"].rsplit("/", i)[0] for m in metas for i in range(1, m["path"].count("/") + 1)
+        }
+        metas = [m for m in metas if not (int(m["size"]) == 0 and m["path"] in folders)]
         if not metas:
             raise _missing(uri)
         start = len(folder) + 1 if folder else 0
@@ -299,6 +307,12 @@ class CloudResolver(Resolver):
             Found(m["path"][start:], self._uri(uri, m["path"]), int(m["size"]), self._fields(m))
             for m in metas
         ]
+
+    @staticmethod
+    def _has_children(store: Any, key: str) -> bool:
+        import obstore
+
+        return any(batch for batch in obstore.list(store, key + "/", chunk_size=1))
 
     def current(self, uri: str, fields: dict[str, Any]) -> dict[str, Any] | None:
         store, key, _ = self._split(uri)

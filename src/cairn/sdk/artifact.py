@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -77,6 +78,33 @@ def _user_aliases(aliases: list[str]) -> list[str]:
     return out
 
 
+def _check_path(path: object) -> str:
+    if isinstance(path, os.PathLike):
+        path = Path(path).as_posix()
+    return names.check_path(path)
+
+
+def _added(source: str) -> tuple[int, int] | None:
+    """(size, mtime) of a file being added, or None when it cannot be read (logging says so)."""
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _same_source(old: StagedFile | FileEntry, new: StagedFile) -> bool:
+    """The same file on disk added again at the same path."""
+    if not isinstance(old, StagedFile):
+        return False
+    if os.fspath(old.source) == os.fspath(new.source):
+        return True
+    try:
+        return os.path.samefile(old.source, new.source)
+    except OSError:
+        return False
+
+
 _REPAIRS = 3  # times a log stores again what a concurrent gc dropped before giving up
 
 
@@ -93,6 +121,39 @@ class ArtifactFile:
 
     def __repr__(self) -> str:
         return f"<ArtifactFile {self.path} {self.size} bytes>"
+
+    @property
+    def is_reference(self) -> bool:
+        return self._entry.get("t") == "r"
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What was recorded to identify a reference's content at its source (``etag``,
+        ``version``, ``blake3``, ``last_modified``); empty for a stored file."""
+        return dict(self._entry.get("x") or {})
+
+    @property
+    def etag(self) -> str | None:
+        """A reference's ETag as recorded when it was added (S3, GCS, Azure, HTTP)."""
+        value = self.extra.get("etag")
+        return str(value) if value is not None else None
+
+    @property
+    def version_id(self) -> str | None:
+        """A reference's object version (S3 version id, GCS generation, Azure version)."""
+        value = self.extra.get("version")
+        return str(value) if value is not None else None
+
+    @property
+    def content_hash(self) -> str | None:
+        """``blake3:…`` of the content: a stored file's digest, a reference's when its content
+        was hashed (``file://``, or a web server that gave no ETag); None otherwise."""
+        if not self.is_reference:
+            return self.digest or None
+        value = self.extra.get("blake3")
+        if value is None:
+            return None
+        return value if str(value).startswith("blake3:") else f"blake3:{value}"
 
     def download(
         self,
@@ -132,7 +193,11 @@ class Artifact:
         type: str,
         description: str = "",
         metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
     ) -> None:
+        """``incremental=True`` starts the draft from the files of the artifact's latest
+        version (in the current run's project, else the default project), to add, replace or
+        remove a few without listing the rest; a new artifact starts empty."""
         self.name = names.check_artifact_name(name)
         self.type = names.check_type(type)
         self.description = description or ""
@@ -145,6 +210,28 @@ class Artifact:
         self._backend: Backend | None = None
         self._staging: Path | None = None
         self._open_files = 0
+        if incremental:
+            self._start_from_latest()
+
+    def _start_from_latest(self) -> None:
+        from cairn.sdk import run as run_module
+
+        current = run_module.current_run()
+        project = current.project if current is not None else None
+        project = names.check_project(project or config.default_project() or "default")
+        backend = get_backend()
+        try:
+            latest = backend.registry.resolve(project, self.name, "latest")
+        except NotFoundError:
+            return  # nothing logged yet: the first version is made from what is added
+        if latest.type != self.type:
+            raise InvalidNameError(
+                f"artifact {project}/{self.name} has type {latest.type!r}, not {self.type!r}: "
+                f"make the incremental draft with type={latest.type!r}"
+            )
+        base = Artifact._from_info(latest, backend)
+        self._entries.update(base.new_draft()._entries)
+        self.project = project
 
     # --- construction from a stored version --------------------------------------------------
     @classmethod
@@ -215,6 +302,14 @@ class Artifact:
     @property
     def created_at(self) -> datetime:
         return self._logged().created_at
+
+    @property
+    def updated_at(self) -> datetime:
+        """When the version last changed: logged, or its metadata, description, aliases or
+        tags edited (the latest entry of its history)."""
+        info = self._logged()
+        times = [h.at for h in self._be().registry.history(info.id)]
+        return max([info.created_at, *times])
 
     @property
     def qualified_name(self) -> str:
@@ -288,17 +383,26 @@ class Artifact:
         self._draft_only()
         source = Path(local_path)
         target = names.check_path(name if name is not None else source.name)
-        if not source.exists():
-            raise SourceFileError(f"file {source} does not exist; check the path", str(source))
-        if source.is_dir():
+        try:
+            st = source.stat()
+        except FileNotFoundError:
+            raise SourceFileError(
+                f"file {source} does not exist; check the path", str(source)
+            ) from None
+        except OSError as exc:
+            raise SourceFileError(f"cannot read {source}: {exc.strerror}", str(source)) from None
+        if stat.S_ISDIR(st.st_mode):
             raise SourceFileError(f"{source} is a folder; use add_dir()", str(source))
         if not os.access(source, os.R_OK):
             raise SourceFileError(
                 f"file {source} is not readable; fix its permissions", str(source)
             )
+        staged = StagedFile(target, str(source.absolute()), (st.st_size, st.st_mtime_ns))
         if target not in self._entries:
             self._check_no_clash(target)
-        self._put(target, StagedFile(target, str(source.absolute())), overwrite)
+        elif _same_source(self._entries[target], staged):
+            overwrite = True  # the same file again: nothing to decide (its size/mtime renewed)
+        self._put(target, staged, overwrite)
         return None
 
     @gc_paused
@@ -314,8 +418,13 @@ class Artifact:
         root = Path(local_path).absolute()
         prefix = names.check_path(name) + "/" if name else ""
         found = [(names.check_path(prefix + rel), src) for rel, src in walk_files(root)]
+        staged = {path: StagedFile(path, src, _added(src)) for path, src in found}
         if not overwrite:
-            clashes = [p for p, _ in found if p in self._entries]
+            clashes = [
+                p
+                for p, _ in found
+                if p in self._entries and not _same_source(self._entries[p], staged[p])
+            ]
             if clashes:
                 raise InvalidPathError(
                     f"two files at one path: {clashes[0]!r} (and {len(clashes) - 1} more) already "
@@ -323,8 +432,7 @@ class Artifact:
                 )
         if self._entries:
             self._check_no_clashes([p for p, _ in found if p not in self._entries])
-        for path, src in found:
-            self._entries[path] = StagedFile(path, src)
+        self._entries.update(staged)
 
     def add_reference(
         self,
@@ -378,12 +486,19 @@ class Artifact:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
         with open(local, mode.replace("x", "w"), **kwargs) as f:
             yield f
-        self._entries[path] = StagedFile(path, str(local))
+        self._entries[path] = StagedFile(path, str(local), _added(str(local)))
 
-    def remove(self, path: str) -> None:
-        """Remove a file, or every file under a folder, from the draft."""
+    def remove(self, item: str | os.PathLike[str] | ArtifactFile) -> None:
+        """Remove a file, or every file under a folder, from the draft: a path inside the
+        artifact (``str`` or ``pathlib`` path) or an entry from ``files()``."""
         self._draft_only()
-        path = names.check_path(path)
+        if isinstance(item, ArtifactFile):
+            raw: object = item.path
+        elif isinstance(item, os.PathLike):
+            raw = Path(item).as_posix()
+        else:
+            raw = item
+        path = names.check_path(raw)
         prefix = path + "/"
         doomed = [p for p in self._entries if p == path or p.startswith(prefix)]
         if not doomed:
@@ -524,11 +639,26 @@ class Artifact:
             return
         yield from tree.iter_files(info.digest, self._load)
 
-    def files(self, prefix: str | None = None) -> list[ArtifactFile]:
+    def files(
+        self, prefix: str | None = None, *, names: list[str] | None = None
+    ) -> list[ArtifactFile]:
         """The files of a logged version, or of a draft (a file staged from disk has its
-        current size and no digest until it is logged), below ``prefix`` when given."""
+        current size and no digest until it is logged), below ``prefix`` when given; only
+        those at the paths in ``names`` when given (a path that is not there is skipped)."""
+        if names is not None:
+            if isinstance(names, str):
+                raise InvalidInputError("names is a list of paths, e.g. names=['a.csv']")
+            wanted = [_check_path(n) for n in names]
+            if self._info is None:
+                return [f for f in self.files() if f.path in set(wanted)]
+            out = []
+            for path in dict.fromkeys(wanted):
+                entry = tree.lookup(self._info.digest, path, self._load)
+                if entry is not None and entry["t"] != "d":
+                    out.append(ArtifactFile(self, path, entry))
+            return sorted(out, key=lambda f: f.path)
         if self._info is None:
-            folder = names.check_path(prefix) if prefix else None
+            folder = _check_path(prefix) if prefix else None
             out = []
             for p, v in sorted(self._entries.items()):
                 if folder is not None and p != folder and not p.startswith(folder + "/"):
@@ -544,6 +674,10 @@ class Artifact:
             return out
         return [ArtifactFile(self, p, e) for p, e in self._iter_entries(prefix)]
 
+    def __getitem__(self, path: str) -> ArtifactFile:
+        """``art["data/train.csv"]``: the entry at that path (`get_entry`)."""
+        return self.get_entry(path)
+
     def get_entry(self, path: str) -> ArtifactFile:
         info = self._logged()
         path = names.check_path(path)
@@ -556,7 +690,9 @@ class Artifact:
 
     def _download_root(self, root: str | os.PathLike[str] | None) -> Path:
         info = self._logged()
-        return Path(root) if root is not None else Path("artifacts") / f"{info.name}:{info.label}"
+        if root is not None:
+            return Path(root).expanduser().absolute()
+        return config.artifact_dir() / f"{info.name}:{info.label}"
 
     @gc_paused
     def _materialize(self, wanted: list[Wanted], dest: Path, overwrite: bool) -> None:
@@ -573,7 +709,8 @@ class Artifact:
         allow_missing_references: bool = False,
         overwrite: bool = False,
     ) -> str:
-        """Put the version's files in ``root`` (default ``./artifacts/NAME:vN``); returns it.
+        """Put the version's files in ``root`` (default ``$CAIRN_ARTIFACT_DIR/NAME:vN``, else
+        ``./artifacts/NAME:vN``); returns its absolute path.
 
         Files are written as independent, writable copies (copied inside the kernel from the
         local store) and each is verified against its digest; files already in place with the
@@ -601,6 +738,47 @@ class Artifact:
         self._materialize(wanted, dest, overwrite)
         self._fetch_references(refs, dest, allow_missing_references, overwrite)
         return str(dest)
+
+    @gc_paused
+    def checkout(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Make ``root`` hold exactly this version: download it, and remove every file (and
+        symlink) below ``root`` that is not in the version, then the folders left empty.
+        Nothing outside ``root`` is touched: symlinks below it are removed, never followed.
+        Returns the absolute path."""
+        dest = self._download_root(root)
+        keep: set[str] = set()
+        folders: list[str] = []  # references recorded without a checksum may be folders
+        for path, entry in self._iter_entries():
+            keep.add(path)
+            if entry["t"] == "r" and not entry.get("x"):
+                folders.append(path + "/")
+        if dest.is_dir():
+            self._remove_extra(dest, keep, tuple(folders))
+        elif dest.exists() or dest.is_symlink():
+            raise InvalidPathError(f"{dest} is not a folder; checkout() needs a folder")
+        return self.download(dest, overwrite=True)
+
+    @staticmethod
+    def _remove_extra(dest: Path, keep: set[str], folders: tuple[str, ...]) -> None:
+        wanted_dirs = {p.rsplit("/", i)[0] for p in keep for i in range(1, p.count("/") + 1)}
+        for dirpath, dirnames, filenames in os.walk(dest, topdown=False):
+            base = Path(dirpath)
+            rel_dir = os.path.relpath(dirpath, dest).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            for name in filenames:
+                rel = rel_dir + name
+                if rel not in keep and not (folders and rel.startswith(folders)):
+                    (base / name).unlink()
+            for name in dirnames:
+                sub = base / name
+                rel = rel_dir + name
+                if sub.is_symlink():  # os.walk lists a symlinked folder here, never inside it
+                    if rel not in keep:
+                        sub.unlink()
+                    continue
+                inside = folders and (rel + "/").startswith(folders)
+                if rel not in wanted_dirs and not inside and not any(sub.iterdir()):
+                    sub.rmdir()
 
     def _fetch_references(
         self,
@@ -695,10 +873,19 @@ class Artifact:
     # --- editing a version -------------------------------------------------------------------
     def save(self) -> Artifact:
         """Persist changes to metadata, description, aliases and tags (each change goes into
-        the version's history)."""
-        info = self._logged()
+        the version's history). On a draft: log it, in the current run, or in a run of its
+        own (job type "auto") when there is none."""
         from cairn.sdk import run as run_module
 
+        if self._info is None:
+            current = run_module.current_run()
+            if current is not None and current._active and current.state == "running":
+                current.log_artifact(self)
+            else:
+                with run_module.init(project=self.project, job_type="auto") as own:
+                    own.log_artifact(self)
+            return self
+        info = self._logged()
         current = run_module.current_run()
         aliases = list(dict.fromkeys(self.aliases))
         if "latest" in aliases and "latest" in info.aliases:

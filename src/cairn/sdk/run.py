@@ -96,6 +96,12 @@ class Run:
 
         return run_html(self)
 
+    def _check_lineage(self) -> None:
+        """Artifacts may be logged and used by a run read from the registry (lineage added
+        after the fact, whatever its state); the process's own run must still be running."""
+        if self._active:
+            self._check_open()
+
     def _check_open(self) -> None:
         if not self._active:
             raise RunFinishedError(
@@ -150,10 +156,17 @@ class Run:
         tags: Sequence[str] | None = None,
     ) -> Artifact:
         """Log a draft as this run's output. A path is logged as a new artifact (``name``
-        defaults to the file or folder name, ``type`` to "dataset"). Logging content identical
-        to an existing version makes no new version: the aliases are applied to that one."""
-        self._check_open()
-        if not isinstance(artifact, Artifact):
+        defaults to the file or folder name, ``type`` to "dataset"); a URI (``s3://…``,
+        ``gs://…``, ``az://…``, ``https://…``, ``file:///…``) as an artifact holding a
+        reference to it. Logging content identical to an existing version makes no new
+        version: the aliases are applied to that one. On a run read with ``Api().run(id)``
+        this adds lineage after the fact (the run may be finished)."""
+        self._check_lineage()
+        if isinstance(artifact, str) and "://" in artifact:
+            art = Artifact(name or _uri_name(artifact), type or "dataset")
+            art.add_reference(artifact)
+            artifact = art
+        elif not isinstance(artifact, Artifact):
             path = os.fspath(artifact)
             art = Artifact(name or os.path.basename(os.path.abspath(path)), type or "dataset")
             if os.path.isdir(path):
@@ -175,8 +188,17 @@ class Run:
 
     def use_artifact(self, artifact: str | Artifact, type: str | None = None) -> Artifact:
         """Declare an input: ``"name"``, ``"name:v3"``, ``"name:alias"`` or
-        ``"project/name:alias"``. Records the lineage edge and returns the version."""
-        self._check_open()
+        ``"project/name:alias"``, or an `Artifact`. Records the lineage edge and returns the
+        version. A draft is logged first (as a version no run produced: this run only reads
+        it). On a run read with ``Api().run(id)`` this adds lineage after the fact."""
+        self._check_lineage()
+        if isinstance(artifact, Artifact) and artifact.is_draft:
+            if artifact.project is not None and artifact.project != self.project:
+                raise InvalidInputError(
+                    f"artifact {artifact.name!r} belongs to project {artifact.project!r}, this "
+                    f"run to {self.project!r}"
+                )
+            artifact._commit(self._backend, self.project, None, [], [])
         if isinstance(artifact, Artifact):
             info = artifact._logged()
         else:
@@ -257,6 +279,17 @@ def describe_failure(exc_type: type[BaseException], exc: BaseException | None) -
         return f"{name} (interrupted, e.g. Ctrl-C)"
     message = str(exc) if exc is not None else ""
     return f"{name}: {message}" if message else name
+
+
+def _uri_name(uri: str) -> str:
+    """An artifact name for a URI: its last path segment (or host/bucket), made valid."""
+    import re
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    last = parts.path.rstrip("/").rsplit("/", 1)[-1] or parts.netloc or "reference"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", last).lstrip("._-")[:128]
+    return cleaned or "reference"
 
 
 def _finite(summary: dict[str, Any]) -> dict[str, Any]:
