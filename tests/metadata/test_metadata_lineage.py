@@ -198,3 +198,45 @@ def test_lineage_queries_per_level_not_per_node(registry: SqlRegistry, digest: D
     assert len(graph.nodes) == 121 and len(graph.edges) == 120
     assert len([s for s in statements if "run_artifacts" in s]) <= 4
     assert len(statements) < 15
+
+
+def test_lineage_diamonds_keep_every_edge(registry: SqlRegistry, digest: Digest) -> None:
+    """Two runs use V and both log identical content W (one version, two producers): every edge
+    into an already-visited node is kept, both ways and at every depth."""
+    a = registry.create_run("proj", name="a")
+    b = registry.create_run("proj", name="b")
+    v = log(registry, "v", digest("v"), None)
+    registry.record_use(a.id, v.id)
+    registry.record_use(b.id, v.id)
+    w = log(registry, "w", digest("w"), a.id)
+    assert log(registry, "w", digest("w"), b.id).id == w.id  # identical content: same version
+    # and a second diamond below: c and d both use W, e uses what both logged
+    c = registry.create_run("proj", name="c")
+    d = registry.create_run("proj", name="d")
+    e = registry.create_run("proj", name="e")
+    for r in (c, d):
+        registry.record_use(r.id, w.id)
+    x = log(registry, "x", digest("x"), c.id)
+    y = log(registry, "y", digest("y"), d.id)
+    registry.record_use(e.id, x.id)
+    registry.record_use(e.id, y.id)
+    z = log(registry, "z", digest("z"), e.id)
+    V, W, X, Y, Z = (f"version:{i.id}" for i in (v, w, x, y, z))
+    A, B, C, D, E = (f"run:{r.id}" for r in (a, b, c, d, e))
+    every = {
+        (V, A), (V, B), (A, W), (B, W),
+        (W, C), (W, D), (C, X), (D, Y), (X, E), (Y, E), (E, Z),
+    }  # fmt: skip
+    nodes, edges = shape(registry.lineage(v.id, direction="down"))
+    assert edges == every
+    assert nodes == {V: 0, A: 1, B: 1, W: 2, C: 3, D: 3, X: 4, Y: 4, E: 5, Z: 6}
+    nodes, edges = shape(registry.lineage(z.id, direction="up"))
+    assert edges == every
+    assert nodes == {Z: 0, E: -1, X: -2, Y: -2, C: -3, D: -3, W: -4, A: -5, B: -5, V: -6}
+    nodes, edges = shape(registry.lineage(w.id))
+    assert edges == every
+    assert nodes[V] == -2 and nodes[Z] == 4
+    # a depth limit keeps the edges between the nodes it reaches
+    nodes, edges = shape(registry.lineage(w.id, direction="up", depth=2))
+    assert nodes == {W: 0, A: -1, B: -1, V: -2}
+    assert edges == {(V, A), (V, B), (A, W), (B, W)}
