@@ -21,6 +21,7 @@ from pathlib import Path
 import cairn
 i, start = int(sys.argv[1]), Path(sys.argv[2])
 work = Path(sys.argv[3])
+(start.parent / f"ready-{{i}}").touch()  # imported: at the start line
 while not start.exists():
     time.sleep(0.005)
 for j in range({versions}):
@@ -70,7 +71,13 @@ def test_clients_on_two_server_processes_get_consecutive_versions(
             )
             for i in range(CLIENTS)
         ]
-        time.sleep(1.0)  # let every client import and wait at the start line
+        # a real start barrier: every client has imported and waits at the start line
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready-{i}").exists() for i in range(CLIENTS)):
+            for c in clients:
+                assert c.poll() is None, c.communicate()[1]
+            assert time.monotonic() < deadline, "the clients did not reach the start line"
+            time.sleep(0.01)
         start.touch()
         labels = []
         for c in clients:
