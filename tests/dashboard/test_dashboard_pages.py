@@ -328,7 +328,8 @@ def test_wide_folder_pages_read_only_their_pages(fresh: Any) -> None:
     assert len(store.reads) <= 4  # root, index, one page, the blob
 
 
-def test_ten_thousand_versions_page_fast(fresh: Any) -> None:
+def test_ten_thousand_versions_page(fresh: Any) -> None:
+    """Every page of a 10,000-version artifact answers (their timing is in bench/limits.py)."""
     from cairn.metadata.tables import Version
 
     first, _ = fresh.registry.commit_version(
@@ -356,7 +357,6 @@ def test_ten_thousand_versions_page_fast(fresh: Any) -> None:
             ],
         )
     client, _ = client_for(fresh)
-    started = time.monotonic()
     top = client.get("/p/p/a/many")
     assert "1-50 of 10000" in text(top)
     assert ">v9999<" in top.text and ">v9950<" in top.text and ">v9949<" not in top.text
@@ -365,7 +365,6 @@ def test_ten_thousand_versions_page_fast(fresh: Any) -> None:
     assert client.get("/p/p").status_code == 200
     assert "many:v5000" in text(client.get("/p/p/a/many/v/v5000"))
     assert client.get("/p/p/a/many/v/v5000/usage").status_code == 200
-    assert time.monotonic() - started < 5
 
 
 # --- compare, lineage, storage ---------------------------------------------------------------
