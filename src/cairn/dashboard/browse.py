@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cairn.dashboard import previews
 from cairn.objects import chunking, tree
 from cairn.objects.odb import ObjectStore
 
@@ -185,6 +186,7 @@ SAFE_INLINE = {
     "text/csv",
     "application/json",
     "application/pdf",
+    *previews.AUDIO.values(),
 }
 
 
@@ -209,6 +211,8 @@ def kind_of(path: str) -> str:
 
 def content_type(path: str) -> str:
     ext = posixpath.splitext(path.lower())[1]
+    if ext in previews.AUDIO:
+        return previews.AUDIO[ext]
     if ext in (".md", ".markdown", ".jsonl", ".ndjson", ".tsv", ".log", ".yaml", ".yml"):
         return "text/plain; charset=utf-8"
     guessed, _ = mimetypes.guess_type(path)
@@ -246,6 +250,11 @@ class Preview:
     truncated: bool = False  # the preview shows only the start of the file
     total_rows: int | None = None  # a table's data rows, when the whole file was read
     note: str = ""
+    # parquet | arrow | npy | npz | safetensors: facts, and a table of columns/arrays/tensors
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    column_header: list[str] = field(default_factory=list)
+    columns: list[list[str]] = field(default_factory=list)
+    audio_type: str = ""
 
 
 def _numeric(value: str) -> bool:
@@ -301,6 +310,23 @@ def make_preview(odb: ObjectStore, path: str, entry: dict[str, Any], render_md: 
     kind = kind_of(path)
     if kind == "image":
         return Preview("image")
+    special = previews.kind_of(path)
+    if special == "audio":
+        ext = posixpath.splitext(path.lower())[1]
+        return Preview("audio", audio_type=previews.AUDIO[ext])
+    if special:
+        found = previews.rich_preview(odb, special, entry)
+        if "error" in found:
+            return Preview("binary", note=found["error"])
+        return Preview(
+            special,
+            header=found["header"],
+            rows=found["rows"],
+            facts=found["facts"],
+            column_header=found["column_header"],
+            columns=found["columns"],
+            note=found["note"],
+        )
     head = read_head(odb, entry, PREVIEW_BYTES)
     complete = len(head) >= size
     if kind in ("csv", "tsv"):

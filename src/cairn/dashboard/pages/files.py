@@ -100,6 +100,8 @@ def folder_view(
                 "chunked": bool(e.get("c")),
                 "url": urls.files(info.project, info.name, info.version, child),
                 "download": urls.raw(info.project, info.name, info.version, child, True),
+                "inline": urls.raw(info.project, info.name, info.version, child),
+                "image": e["t"] == "f" and browse.kind_of(e["n"]) == "image",
             }
         )
     return version_page(
