@@ -252,7 +252,7 @@ def test_previews(seeded: Any) -> None:
     )
     assert cached.status_code == 304
     npy = client.get("/p/demo/a/classifier/v/v0/files/model.npy").text
-    assert "No preview for this binary file" in npy
+    assert 'id="preview-columns"' in npy and "&lt;f8" in npy  # shape and dtype, from the header
 
 
 def test_large_csv_preview_reads_only_the_start(fresh: Any, tmp_path: Path) -> None:
