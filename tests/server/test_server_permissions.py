@@ -86,6 +86,8 @@ ROUTES = [
     Route("GET", "/projects/p/artifacts", "read", 404),
     Route("GET", "/projects/p/artifacts/data/versions", "read", 404),
     Route("GET", "/projects/p/artifacts/data/versions/best", "read", 404),
+    Route("GET", "/projects/p/artifacts/data", "read", 404),
+    Route("PATCH", "/projects/p/artifacts/data", "write", 403, lambda w: {"description": "x"}),
     Route(
         "POST",
         "/projects/p/artifacts/data/versions",
@@ -112,6 +114,7 @@ ROUTES = [
     Route("POST", "/users/reader/keys", "self", 403, lambda w: {"label": "more"}),
     Route("POST", "/runs/{run}/inputs", "write", 404, lambda w: {"version_id": w.version_id}),
     Route("DELETE", "/keys/{extra_key}", "self", 404),
+    Route("DELETE", "/projects/p/artifacts/data", "write", 403),  # destructive: near the end
     Route("DELETE", "/versions/{version}?force=true", "write", 404),  # last: destructive
 ]
 RANK = {"reader": 1, "writer": 2, "owner": 3, "root": 4}

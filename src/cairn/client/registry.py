@@ -30,6 +30,8 @@ from cairn.errors import InvalidInputError, InvalidNameError, RunNotFoundError
 from cairn.service.registry import Direction, Registry
 from cairn.service.validate import (
     check_int,
+    check_order,
+    check_tags,
     decode_metric,
     encode_metric,
     json_dict,
@@ -249,12 +251,61 @@ class RemoteRegistry:
         return [ArtifactInfo.from_dict(a) for a in items]
 
     def list_versions(
-        self, project: str, name: str, *, limit: int = 100, offset: int = 0
+        self,
+        project: str,
+        name: str,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        order: str = "-version",
+        tags: Sequence[str] | None = None,
     ) -> list[VersionInfo]:
         check_project(project)
         check_artifact_name(name)
-        items = self._list(f"/projects/{project}/artifacts/{name}/versions", {}, limit, offset)
+        check_order(order)
+        params: dict[str, Any] = {"order": order, "tag": check_tags(tags)}
+        items = self._list(f"/projects/{project}/artifacts/{name}/versions", params, limit, offset)
         return [VersionInfo.from_dict(v) for v in items]
+
+    def get_artifact(self, project: str, name: str) -> ArtifactInfo:
+        check_project(project)
+        check_artifact_name(name)
+        return ArtifactInfo.from_dict(self._get(f"/projects/{project}/artifacts/{name}"))
+
+    def update_artifact(
+        self,
+        project: str,
+        name: str,
+        *,
+        new_name: str | None = None,
+        type: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ArtifactInfo:
+        check_project(project)
+        check_artifact_name(name)
+        body = {
+            "name": new_name,
+            "type": type,
+            "description": description,
+            "tags": _listish(tags),
+        }
+        data = self.http.json("PATCH", f"/projects/{project}/artifacts/{name}", json=body)
+        return ArtifactInfo.from_dict(data)
+
+    def delete_artifact(
+        self,
+        project: str,
+        name: str,
+        *,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        check_project(project)
+        check_artifact_name(name)
+        params = {"run_id": run_id, "user": user}
+        data = self.http.json("DELETE", f"/projects/{project}/artifacts/{name}", params=params)
+        return int(data["deleted"])
 
     def update_version(
         self,

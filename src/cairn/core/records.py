@@ -92,6 +92,7 @@ class ArtifactInfo(_Record):
     latest_version: int | None = None
     latest_size: int | None = None
     description: str = ""
+    tags: list[str] = field(default_factory=list)  # the artifact's own tags
 
 
 @dataclass

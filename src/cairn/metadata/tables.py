@@ -178,6 +178,16 @@ class VersionTag(Base):
     tag: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), primary_key=True)
 
 
+class ArtifactTag(Base):
+    """Tags of an artifact itself (all its versions), apart from each version's tags."""
+
+    __tablename__ = "artifact_tags"
+    __table_args__ = (sa.Index("ix_artifact_tags_tag", "tag"),)
+
+    artifact_id: Mapped[int] = mapped_column(sa.ForeignKey("artifacts.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), primary_key=True)
+
+
 class History(Base):
     """Append-only log of changes to versions."""
 

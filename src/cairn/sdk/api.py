@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from cairn import config
 from cairn.core import names
-from cairn.core.records import LineageGraph, ProjectInfo, RunInfo, RunState
+from cairn.core.records import ArtifactInfo, LineageGraph, ProjectInfo, RunInfo, RunState
+from cairn.errors import InvalidInputError, NotFoundError
 from cairn.sdk.artifact import Artifact
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.run import Run
@@ -52,17 +56,52 @@ class Api:
         return out
 
     def artifact_versions(
-        self, name: str, project: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        name: str,
+        project: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        order: str = "-version",
+        tags: Sequence[str] | None = None,
     ) -> list[Artifact]:
-        """Live versions of an artifact, newest first."""
+        """Live versions of an artifact, newest first; ``order`` is "-version", "version",
+        "-created_at" or "created_at"; ``tags=[...]`` keeps versions having every tag."""
         ref = names.parse_ref(name)
         project = self._project(project or ref.project)
         return [
             Artifact._from_info(v, self._backend)
             for v in self._backend.registry.list_versions(
-                project, ref.name, limit=limit, offset=offset
+                project, ref.name, limit=limit, offset=offset, order=order, tags=tags
             )
         ]
+
+    def artifact_exists(self, name: str, type: str | None = None) -> bool:
+        """Whether ``[project/]name[:version or alias]`` names a live version (of ``type``)."""
+        try:
+            self.artifact(name, type)
+        except (NotFoundError, InvalidInputError):
+            return False
+        return True
+
+    def artifact_collection(self, name: str, type: str | None = None) -> ArtifactCollection:
+        """The artifact itself, with all its versions ("collection" in W&B): rename it,
+        change its type, description or tags, delete every version."""
+        ref = names.parse_ref(name)
+        info = self._backend.registry.get_artifact(self._project(ref.project), ref.name)
+        if type is not None and info.type != type:
+            raise InvalidInputError(
+                f"artifact {info.project}/{info.name} has type {info.type!r}, not {type!r}"
+            )
+        return ArtifactCollection(info, self._backend)
+
+    def artifact_collection_exists(self, name: str, type: str | None = None) -> bool:
+        """Whether the artifact has live versions (of ``type`` when given)."""
+        try:
+            collection = self.artifact_collection(name, type)
+        except (NotFoundError, InvalidInputError):
+            return False
+        return collection.version_count > 0
 
     def runs(
         self,
@@ -87,3 +126,86 @@ class Api:
         self, name: str, direction: Direction = "both", depth: int | None = None
     ) -> LineageGraph:
         return self.artifact(name).lineage(direction=direction, depth=depth)
+
+
+class ArtifactCollection:
+    """An artifact with all its versions (W&B's "artifact collection"). Edit ``name``,
+    ``type``, ``description`` and ``tags``, then ``save()``; ``delete()`` deletes every
+    version. Its versions, aliases and lineage follow a rename."""
+
+    def __init__(self, info: ArtifactInfo, backend: Backend) -> None:
+        self._backend = backend
+        self._set(info)
+
+    def _set(self, info: ArtifactInfo) -> None:
+        self._info = info
+        self.project = info.project
+        self.name = info.name
+        self.type = info.type
+        self.description = info.description
+        self.tags = list(info.tags)
+
+    def __repr__(self) -> str:
+        return f"<ArtifactCollection {self.project}/{self._info.name} ({self._info.type})>"
+
+    @property
+    def created_at(self) -> datetime:
+        return self._info.created_at
+
+    @property
+    def updated_at(self) -> datetime:
+        return self._info.updated_at
+
+    @property
+    def version_count(self) -> int:
+        return self._info.version_count
+
+    def is_sequence(self) -> bool:
+        """Always True: every Cairn artifact is a sequence of versions."""
+        return True
+
+    def versions(
+        self, *, order: str = "-version", tags: Sequence[str] | None = None, limit: int = 1000
+    ) -> list[Artifact]:
+        """Live versions, newest first (see `Api.artifact_versions`)."""
+        infos = self._backend.registry.list_versions(
+            self.project, self._info.name, limit=limit, order=order, tags=tags
+        )
+        return [Artifact._from_info(v, self._backend) for v in infos]
+
+    artifacts = versions
+
+    @property
+    def aliases(self) -> list[str]:
+        """Every alias on a live version, 'latest' included."""
+        return sorted({a for v in self.versions() for a in v.aliases})
+
+    def save(self) -> ArtifactCollection:
+        """Apply changes to name, type, description and tags."""
+        if isinstance(self.tags, str):
+            raise InvalidInputError("tags are a list, e.g. tags=['curated']")
+        info = self._info
+        new = self._backend.registry.update_artifact(
+            self.project,
+            info.name,
+            new_name=self.name if self.name != info.name else None,
+            type=self.type if self.type != info.type else None,
+            description=self.description if self.description != info.description else None,
+            tags=list(self.tags) if list(self.tags) != info.tags else None,
+        )
+        self._set(new)
+        return self
+
+    def change_type(self, type: str) -> ArtifactCollection:
+        self.type = type
+        return self.save()
+
+    def delete(self) -> int:
+        """Delete every live version (their aliases dropped); returns how many."""
+        from cairn.sdk import run as run_module
+
+        current = run_module.current_run()
+        run_id = current.id if current is not None and current._active else None
+        count = self._backend.registry.delete_artifact(self.project, self._info.name, run_id=run_id)
+        self._set(self._backend.registry.get_artifact(self.project, self._info.name))
+        return count

@@ -3,9 +3,9 @@ calls the same `SqlRegistry` method the embedded mode calls."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cairn.core.digest import is_digest
@@ -79,6 +79,13 @@ class UpdateVersion(Strict):
     tags: list[str] | None = None
     run_id: str | None = None
     user: str | None = Field(None, description="recorded only by an open server (no accounts)")
+
+
+class UpdateArtifact(Strict):
+    name: str | None = Field(None, description="a new name for the artifact")
+    type: str | None = None
+    description: str | None = None
+    tags: list[str] | None = Field(None, description="the artifact's own tags (the full list)")
 
 
 class CreateProject(Strict):
@@ -346,12 +353,62 @@ def list_versions(
     caller: Caller,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
+    order: str = "-version",
+    tag: Annotated[list[str] | None, Query(description="only versions with every tag")] = None,
 ) -> dict[str, Any]:
     svc.accounts.require(caller, project, "read")
     limit, offset = page_window(limit, offset)
-    infos = svc.registry.list_versions(project, name, limit=limit + 1, offset=offset)
+    infos = svc.registry.list_versions(
+        project, name, limit=limit + 1, offset=offset, order=order, tags=tag or []
+    )
     items = [v.to_dict() for v in infos[:limit]]
     return page(request, items, limit, offset, more=len(infos) > limit)
+
+
+@router.get("/projects/{project}/artifacts/{name}", tags=["artifacts"], summary="One artifact")
+def get_artifact(project: str, name: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    svc.accounts.require(caller, project, "read")
+    return svc.registry.get_artifact(project, name).to_dict()
+
+
+@router.patch(
+    "/projects/{project}/artifacts/{name}",
+    tags=["artifacts"],
+    summary="Rename an artifact, change its type, description or tags",
+)
+def update_artifact(
+    project: str, name: str, body: UpdateArtifact, svc: Svc, caller: Caller
+) -> dict[str, Any]:
+    svc.accounts.require_writable(caller, project)
+    info = svc.registry.update_artifact(
+        project,
+        name,
+        new_name=body.name,
+        type=body.type,
+        description=body.description,
+        tags=body.tags,
+    )
+    return info.to_dict()
+
+
+@router.delete(
+    "/projects/{project}/artifacts/{name}",
+    tags=["artifacts"],
+    summary="Delete every version of an artifact",
+)
+def delete_artifact(
+    project: str,
+    name: str,
+    svc: Svc,
+    caller: Caller,
+    run_id: str | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    svc.accounts.require_writable(caller, project)
+    if run_id is not None:
+        _run(svc, caller, run_id, "write")
+    deleted = svc.registry.delete_artifact(project, name, run_id=run_id, user=_who(caller, user))
+    return {"deleted": deleted}
 
 
 @router.get(

@@ -131,9 +131,47 @@ class Registry(Protocol):
     ) -> list[ArtifactInfo]: ...
 
     def list_versions(
-        self, project: str, name: str, *, limit: int = 100, offset: int = 0
+        self,
+        project: str,
+        name: str,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        order: str = "-version",
+        tags: Sequence[str] | None = None,
     ) -> list[VersionInfo]:
-        """Live versions, newest first."""
+        """Live versions, newest first; ``order`` is "-version" (default), "version",
+        "-created_at" or "created_at"; with ``tags``, only versions having every one."""
+        ...
+
+    def get_artifact(self, project: str, name: str) -> ArtifactInfo:
+        """An artifact (its versions counted), ArtifactNotFoundError when it does not exist."""
+        ...
+
+    def update_artifact(
+        self,
+        project: str,
+        name: str,
+        *,
+        new_name: str | None = None,
+        type: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ArtifactInfo:
+        """Rename an artifact, change its type, its own description or tags (the full list).
+        Its versions, aliases and lineage follow. ConflictError when ``new_name`` is taken."""
+        ...
+
+    def delete_artifact(
+        self,
+        project: str,
+        name: str,
+        *,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        """Delete every live version (aliases dropped, each recorded in its history); returns
+        how many. The artifact keeps its name and numbering: a new log makes the next vN."""
         ...
 
     def update_version(

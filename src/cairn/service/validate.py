@@ -137,6 +137,19 @@ def unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+VERSION_ORDERS = ("-version", "version", "-created_at", "created_at")
+
+
+def check_order(order: object) -> tuple[bool, str]:
+    """A version listing's order: (descending, "version" or "created_at")."""
+    if not isinstance(order, str) or order not in VERSION_ORDERS:
+        raise InvalidInputError(
+            f"invalid order {order!r}: use one of {', '.join(VERSION_ORDERS)} "
+            "('-' means newest first)"
+        )
+    return order.startswith("-"), order.lstrip("-")
+
+
 def check_aliases(aliases: Sequence[str] | None) -> list[str]:
     if aliases is None:
         return []

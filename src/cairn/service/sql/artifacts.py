@@ -12,11 +12,11 @@ from typing import Literal, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cairn.core.names import check_project, check_type, is_version_label
+from cairn.core.names import check_artifact_name, check_project, check_type, is_version_label
 from cairn.core.records import ArtifactInfo, VersionInfo
-from cairn.errors import ArtifactNotFoundError, InvalidNameError
+from cairn.errors import ArtifactNotFoundError, ConflictError, InvalidNameError
 from cairn.metadata.engine import lock_artifact
-from cairn.metadata.tables import Alias, Artifact, Project, Version, VersionTag
+from cairn.metadata.tables import Alias, Artifact, ArtifactTag, Project, Version, VersionTag
 from cairn.service.sql.common import (
     COMMITTED,
     DELETED,
@@ -27,7 +27,7 @@ from cairn.service.sql.common import (
     utcnow,
 )
 from cairn.service.sql.projects import find_project
-from cairn.service.validate import check_int, check_page, check_str, listing
+from cairn.service.validate import check_int, check_page, check_str, check_tags, listing
 
 _SHOWN = 5  # names listed in a not-found message
 
@@ -240,7 +240,118 @@ def missing_ref_message(s: Session, project: str, artifact: Artifact, ref: str) 
     )
 
 
+def artifact_infos(s: Session, project: str, artifacts: Sequence[Artifact]) -> list[ArtifactInfo]:
+    """ArtifactInfo for each artifact, with a fixed number of queries for the whole list."""
+    stats = artifact_stats(s, [a.id for a in artifacts])
+    tags: dict[int, list[str]] = defaultdict(list)
+    for chunk in chunks([a.id for a in artifacts]):
+        for aid, tag in s.execute(
+            sa.select(ArtifactTag.artifact_id, ArtifactTag.tag)
+            .where(ArtifactTag.artifact_id.in_(chunk))
+            .order_by(ArtifactTag.tag)
+        ):
+            tags[aid].append(tag)
+    result = []
+    for a in artifacts:
+        count, latest, latest_size = stats.get(a.id, (0, None, None))
+        result.append(
+            ArtifactInfo(
+                project=project,
+                name=a.name,
+                type=a.type,
+                created_at=a.created_at,
+                updated_at=a.updated_at,
+                version_count=count,
+                latest_version=latest,
+                latest_size=latest_size,
+                description=a.description,
+                tags=tags[a.id],
+            )
+        )
+    return result
+
+
 class ArtifactsMixin(SqlBase):
+    def get_artifact(self, project: str, name: str) -> ArtifactInfo:
+        check_project(project)
+        check_artifact_name(name)
+
+        def work(s: Session) -> ArtifactInfo:
+            proj, artifact = find_artifact(s, project, name)
+            return artifact_infos(s, proj.name, [artifact])[0]
+
+        return self._read(work)
+
+    def update_artifact(
+        self,
+        project: str,
+        name: str,
+        *,
+        new_name: str | None = None,
+        type: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ArtifactInfo:
+        check_project(project)
+        check_artifact_name(name)
+        if new_name is not None:
+            check_artifact_name(new_name)
+        if type is not None:
+            check_type(type)
+        if description is not None:
+            check_str("description", description)
+        want_tags = check_tags(tags) if tags is not None else None
+
+        def work(s: Session) -> ArtifactInfo:
+            proj, artifact = find_artifact(s, project, name)
+            lock_artifact(s, artifact.id)
+            s.refresh(artifact)
+            changed = False
+            if new_name is not None and new_name != artifact.name:
+                taken = s.scalar(
+                    sa.select(Artifact.id).where(
+                        Artifact.project_id == proj.id, Artifact.name == new_name
+                    )
+                )
+                if taken is not None:
+                    raise ConflictError(
+                        f"artifact {project}/{new_name} already exists: choose another name "
+                        f"for {project}/{name}"
+                    )
+                artifact.name = new_name
+                changed = True
+            if type is not None and type != artifact.type:
+                artifact.type = type
+                changed = True
+            if description is not None and description != artifact.description:
+                artifact.description = description
+                changed = True
+            if want_tags is not None:
+                current = set(
+                    s.scalars(
+                        sa.select(ArtifactTag.tag).where(ArtifactTag.artifact_id == artifact.id)
+                    )
+                )
+                added, removed = set(want_tags) - current, current - set(want_tags)
+                if removed:
+                    s.execute(
+                        sa.delete(ArtifactTag).where(
+                            ArtifactTag.artifact_id == artifact.id, ArtifactTag.tag.in_(removed)
+                        )
+                    )
+                if added:
+                    s.execute(
+                        sa.insert(ArtifactTag),
+                        [{"artifact_id": artifact.id, "tag": t} for t in sorted(added)],
+                    )
+                changed |= bool(added or removed)
+            if changed:
+                artifact.updated_at = utcnow()
+            s.flush()
+            return artifact_infos(s, proj.name, [artifact])[0]
+
+        return self._write(work)
+
     def list_artifacts(
         self,
         project: str,
@@ -272,23 +383,6 @@ class ArtifactsMixin(SqlBase):
                 )
             query = query.order_by(Artifact.name).limit(limit).offset(offset)
             artifacts = s.scalars(query).all()
-            stats = artifact_stats(s, [a.id for a in artifacts])
-            result = []
-            for a in artifacts:
-                count, latest, latest_size = stats.get(a.id, (0, None, None))
-                result.append(
-                    ArtifactInfo(
-                        project=proj.name,
-                        name=a.name,
-                        type=a.type,
-                        created_at=a.created_at,
-                        updated_at=a.updated_at,
-                        version_count=count,
-                        latest_version=latest,
-                        latest_size=latest_size,
-                        description=a.description,
-                    )
-                )
-            return result
+            return artifact_infos(s, proj.name, artifacts)
 
         return self._read(work)

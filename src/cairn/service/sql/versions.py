@@ -20,7 +20,7 @@ from cairn.core.names import (
 from cairn.core.records import VersionInfo
 from cairn.errors import ArtifactNotFoundError, InvalidInputError, InvalidNameError, StateError
 from cairn.metadata.engine import lock_artifact
-from cairn.metadata.tables import Alias, Artifact, Version
+from cairn.metadata.tables import Alias, Artifact, Version, VersionTag
 from cairn.service.sql.aliases import add_aliases, aliases_of, set_aliases, set_tags
 from cairn.service.sql.artifacts import (
     ensure_artifact,
@@ -38,6 +38,7 @@ from cairn.service.sql.runs import find_run
 from cairn.service.validate import (
     check_aliases,
     check_int,
+    check_order,
     check_page,
     check_str,
     check_tags,
@@ -181,20 +182,35 @@ class VersionsMixin(SqlBase):
         return self._read(work)
 
     def list_versions(
-        self, project: str, name: str, *, limit: int = 100, offset: int = 0
+        self,
+        project: str,
+        name: str,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        order: str = "-version",
+        tags: Sequence[str] | None = None,
     ) -> list[VersionInfo]:
         check_project(project)
         check_artifact_name(name)
         check_page(limit, offset)
+        sort = check_order(order)
+        want_tags = check_tags(tags)
 
         def work(s: Session) -> list[VersionInfo]:
             _, artifact = find_artifact(s, project, name)
+            query = sa.select(Version).where(
+                Version.artifact_id == artifact.id, Version.state == COMMITTED
+            )
+            for tag in want_tags:  # every tag asked for
+                query = query.where(
+                    sa.exists().where(VersionTag.version_id == Version.id, VersionTag.tag == tag)
+                )
+            column = Version.version if sort[1] == "version" else Version.created_at
+            direction = column.desc() if sort[0] else column.asc()
+            tiebreak = Version.version.desc() if sort[0] else Version.version.asc()
             versions = s.scalars(
-                sa.select(Version)
-                .where(Version.artifact_id == artifact.id, Version.state == COMMITTED)
-                .order_by(Version.version.desc())
-                .limit(limit)
-                .offset(offset)
+                query.order_by(direction, tiebreak).limit(limit).offset(offset)
             ).all()
             return version_infos(s, versions)
 
@@ -263,6 +279,40 @@ class VersionsMixin(SqlBase):
                 )
             s.flush()
             return version_infos(s, [version])[0]
+
+        return self._write(work)
+
+    def delete_artifact(
+        self,
+        project: str,
+        name: str,
+        *,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        check_project(project)
+        check_artifact_name(name)
+        if user is not None:
+            check_str("user", user)
+
+        def work(s: Session) -> int:
+            if run_id is not None:
+                find_run(s, run_id)
+            _, artifact = find_artifact(s, project, name)
+            lock_artifact(s, artifact.id)
+            live = s.scalars(
+                sa.select(Version)
+                .where(Version.artifact_id == artifact.id, Version.state == COMMITTED)
+                .order_by(Version.version)
+            ).all()
+            now = utcnow()
+            for version in live:
+                set_aliases(s, artifact.id, version, [], run_id, user, now)
+                add_history(s, version.id, "deleted", COMMITTED, DELETED, now, run_id, user)
+                version.state = DELETED
+            if live:
+                artifact.updated_at = now
+            return len(live)
 
         return self._write(work)
 
