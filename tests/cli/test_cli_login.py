@@ -12,9 +12,9 @@ import pytest
 from cli_helpers import Invoke, log_with_sdk, make_files
 
 from cairn import config
-from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+from cairn.service.accounts import Accounts
 
 pytestmark = pytest.mark.embedded_only("each test starts and logs in to its own servers")
 

@@ -29,7 +29,7 @@ from cairn.errors import (
     RunFinishedError,
     SourceFileError,
 )
-from cairn.server.accounts import check_user_name
+from cairn.service.accounts import check_user_name
 from cairn.service.validate import check_text
 
 

@@ -11,9 +11,9 @@ from server_helpers import Raw
 
 import cairn.sdk.run as run_module
 from cairn.sdk.backend import reset_backends
-from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+from cairn.service.accounts import Accounts
 
 
 @pytest.fixture(autouse=True)

@@ -36,9 +36,9 @@ from cairn.cli.main import app as cli_app
 from cairn.client.objects import RemoteObjectStore
 from cairn.core.digest import hash_bytes
 from cairn.sdk.backend import get_backend, reset_backends
-from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+from cairn.service.accounts import Accounts
 from cairn.storage import open_storage
 
 __all__ = ["azure_service", "gcs_service", "s3_service"]

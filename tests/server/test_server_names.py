@@ -10,7 +10,7 @@ from server_helpers import Raw
 
 from cairn.core.digest import hash_bytes
 from cairn.errors import InvalidInputError
-from cairn.server.accounts import Accounts
+from cairn.service.accounts import Accounts
 
 RawFactory = Callable[[str | None], Raw]
 ENDS = ["%0A", "%0D%0A", "%09", "%7F", "%C2%85", "%E2%80%A8"]

@@ -15,7 +15,7 @@ from server_helpers import Raw
 import cairn
 from cairn.core.digest import hash_bytes
 from cairn.errors import AuthenticationError, PermissionDeniedError, ProjectNotFoundError
-from cairn.server.accounts import Accounts
+from cairn.service.accounts import Accounts
 
 RawFactory = Callable[[str | None], Raw]
 UseServer = Callable[[str | None], None]

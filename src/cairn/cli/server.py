@@ -18,8 +18,8 @@ from cairn.cli import output
 from cairn.cli.output import JsonOpt
 
 if TYPE_CHECKING:
-    from cairn.server.accounts import Accounts
     from cairn.server.deps import ServerSettings
+    from cairn.service.accounts import Accounts
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -50,7 +50,7 @@ def _database_url(url: str | None) -> str:
 
 
 def _accounts(url: str | None) -> Accounts:
-    from cairn.server.accounts import Accounts
+    from cairn.service.accounts import Accounts
     from cairn.service.sql import SqlRegistry
 
     registry = SqlRegistry(_database_url(url))  # brings the schema to head

@@ -19,12 +19,12 @@ from cairn.objects.odb import ObjectStore
 from cairn.service.registry import Registry
 
 if TYPE_CHECKING:
-    from cairn.server.accounts import Accounts
     from cairn.server.deps import Services
+    from cairn.service.accounts import Accounts
 
 
 class ServerAccess:
-    """`cairn.server.accounts.Accounts` as the dashboard's `Access`."""
+    """`cairn.service.accounts.Accounts` as the dashboard's `Access`."""
 
     def __init__(self, accounts: Accounts) -> None:
         self.accounts = accounts

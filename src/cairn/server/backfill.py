@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 
 from cairn.errors import CairnError
-from cairn.server.accounts import Principal
 from cairn.server.objects import ServerObjects
+from cairn.service.accounts import Principal
 
 log = logging.getLogger("cairn.server")
 

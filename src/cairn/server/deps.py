@@ -12,8 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cairn import config
 from cairn.errors import InvalidInputError
-from cairn.server.accounts import Accounts, Principal
 from cairn.server.objects import ServerObjects
+from cairn.service.accounts import Accounts, Principal
 from cairn.service.sql import SqlRegistry
 
 MAX_PAGE = 1000  # items per page at most; a larger limit is cut to this (follow `next`)

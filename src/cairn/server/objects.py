@@ -56,7 +56,7 @@ from cairn.errors import (
 from cairn.objects import chunking, tree
 from cairn.objects.odb import ObjectStore
 from cairn.objects.packdb import PackedObjectDB
-from cairn.server.accounts import Accounts, Principal
+from cairn.service.accounts import Accounts, Principal
 from cairn.storage.cloud_packs import PackedRemoteObjectDB, pack_key, upload_key
 from cairn.wire import frame_header
 

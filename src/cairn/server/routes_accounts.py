@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
 from cairn.errors import NotFoundError, PermissionDeniedError
-from cairn.server.accounts import Principal
 from cairn.server.deps import DEFAULT_PAGE, Caller, Limit, Offset, Services, Svc, slice_page
+from cairn.service.accounts import Principal
 
 router = APIRouter(tags=["accounts"])
 

@@ -16,9 +16,9 @@ from cairn.errors import (
     ProjectNotFoundError,
     RunNotFoundError,
 )
-from cairn.server.accounts import Principal
 from cairn.server.deps import DEFAULT_PAGE, Caller, Limit, Offset, Services, Svc, page, page_window
 from cairn.server.deps import slice_page as _slice
+from cairn.service.accounts import Principal
 from cairn.service.validate import encode_metric
 
 router = APIRouter()
