@@ -25,7 +25,7 @@ def _encode(value: Any) -> Any:
     return value
 
 
-class _Record:
+class Record:
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = _encode(self)
         return result
@@ -44,7 +44,7 @@ class _Record:
 
 
 @dataclass
-class ProjectInfo(_Record):
+class ProjectInfo(Record):
     name: str
     created_at: datetime
     artifact_count: int = 0
@@ -52,7 +52,7 @@ class ProjectInfo(_Record):
 
 
 @dataclass
-class RunInfo(_Record):
+class RunInfo(Record):
     id: str
     project: str
     name: str
@@ -75,14 +75,14 @@ class RunInfo(_Record):
 
 
 @dataclass
-class MetricRow(_Record):
+class MetricRow(Record):
     step: int
     data: dict[str, Any]
     at: datetime
 
 
 @dataclass
-class ArtifactInfo(_Record):
+class ArtifactInfo(Record):
     project: str
     name: str
     type: str
@@ -96,7 +96,7 @@ class ArtifactInfo(_Record):
 
 
 @dataclass
-class VersionInfo(_Record):
+class VersionInfo(Record):
     id: int
     project: str
     name: str
@@ -123,7 +123,7 @@ class VersionInfo(_Record):
 
 
 @dataclass
-class HistoryEntry(_Record):
+class HistoryEntry(Record):
     version_id: int
     field: str  # "description" | "metadata" | "aliases" | "tags" | "created" | "deleted"
     old: Any
@@ -134,7 +134,7 @@ class HistoryEntry(_Record):
 
 
 @dataclass
-class LineageNode(_Record):
+class LineageNode(Record):
     id: str  # "run:<run id>" or "version:<version id>"
     kind: Literal["run", "version"]
     label: str  # run name / "name:vN"
@@ -144,13 +144,13 @@ class LineageNode(_Record):
 
 
 @dataclass
-class LineageEdge(_Record):
+class LineageEdge(Record):
     source: str  # node ids; data flows source -> target
     target: str
 
 
 @dataclass
-class LineageGraph(_Record):
+class LineageGraph(Record):
     root: str
     nodes: list[LineageNode]
     edges: list[LineageEdge]

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from cairn.core.names import check_project, has_control
-from cairn.core.records import _Record
+from cairn.core.records import Record
 from cairn.errors import (
     AuthenticationError,
     ConflictError,
@@ -105,7 +105,7 @@ class Principal:
 
 
 @dataclass
-class UserInfo(_Record):
+class UserInfo(Record):
     id: int
     name: str
     is_admin: bool
@@ -113,7 +113,7 @@ class UserInfo(_Record):
 
 
 @dataclass
-class KeyInfo(_Record):
+class KeyInfo(Record):
     id: int
     user: str
     prefix: str  # the first characters of the key, to tell keys apart
@@ -123,7 +123,7 @@ class KeyInfo(_Record):
 
 
 @dataclass
-class MemberInfo(_Record):
+class MemberInfo(Record):
     project: str
     user: str
     role: str
