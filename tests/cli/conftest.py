@@ -26,7 +26,7 @@ import pytest
 from cli_helpers import Invoke, make_files, seed_store
 from typer.testing import CliRunner, Result
 
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.cli.main import app
 from cairn.sdk.backend import reset_backends
 
@@ -66,7 +66,7 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setenv("CAIRN_QUIET", "1")
         for var in ("CAIRN_DATABASE_URL", "CAIRN_URL", "CAIRN_API_KEY", "CAIRN_PROJECT"):
             mp.delenv(var, raising=False)
-        mp.setattr(run_module, "_current", None)
+        mp.setattr(run_context, "_current", None)
         reset_backends()
         seed_store(base / "src")
         reset_backends()
@@ -145,7 +145,7 @@ def cli_env(
     it."""
     monkeypatch.setenv("CAIRN_QUIET", "1")
     monkeypatch.delenv("CAIRN_DEBUG", raising=False)
-    monkeypatch.setattr(run_module, "_current", None)
+    monkeypatch.setattr(run_context, "_current", None)
     reset_backends()
     seeded = "store" in request.fixturenames
     template: Path | None = request.getfixturevalue("seeded_template") if seeded else None
@@ -156,7 +156,7 @@ def cli_env(
         for var, value in served.env(cairn_env).items():
             monkeypatch.setenv(var, value)
     yield cairn_env
-    run_module._current = None
+    run_context._current = None
     reset_backends()
     if server_data is not None:  # every call went to the server: no embedded store was made
         assert not (cairn_env / "cairn.db").exists(), "a command used the embedded store"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import cairn
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.sdk.backend import reset_backends
 
 ORIGIN_HEADER = "origin"
@@ -28,7 +28,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         database_url=f"sqlite:///{tmp_path / 'server.db'}", store=tmp_path / "server-store"
     )
     monkeypatch.setenv("CAIRN_QUIET", "1")
-    monkeypatch.setattr(run_module, "_current", None)
+    monkeypatch.setattr(run_context, "_current", None)
     with ServerThread(settings) as running:
         monkeypatch.setenv("CAIRN_URL", running.url)
         reset_backends()

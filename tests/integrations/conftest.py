@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "storage"))
 
 from emulators import s3_service
 
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.sdk.backend import reset_backends
 
 __all__ = ["s3_service"]
@@ -43,7 +43,7 @@ def sdk_env(
 ) -> Iterator[Path]:
     monkeypatch.setenv("CAIRN_QUIET", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # datasets caches nothing shared
-    monkeypatch.setattr(run_module, "_current", None)
+    monkeypatch.setattr(run_context, "_current", None)
     if backend_mode in ("sqlite", "bucket"):
         database_url = f"sqlite:///{tmp_path / 'meta.db'}"
     else:
@@ -69,7 +69,7 @@ def sdk_env(
         monkeypatch.setenv("CAIRN_URL", server.url)
         monkeypatch.setenv("CAIRN_API_KEY", accounts.create_key("tester")[1])
     yield cairn_env
-    run_module._current = None
+    run_context._current = None
     reset_backends()
     if server is not None:
         server.stop()

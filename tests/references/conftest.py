@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "storage"))
 from emulators import azure_service, gcs_service, s3_service
 from web_server import WebServer
 
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.sdk.backend import reset_backends
 
 __all__ = ["azure_service", "gcs_service", "s3_service"]
@@ -23,10 +23,10 @@ __all__ = ["azure_service", "gcs_service", "s3_service"]
 @pytest.fixture(autouse=True)
 def sdk_env(cairn_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("CAIRN_QUIET", "1")
-    monkeypatch.setattr(run_module, "_current", None)
+    monkeypatch.setattr(run_context, "_current", None)
     reset_backends()
     yield cairn_env
-    run_module._current = None
+    run_context._current = None
     reset_backends()
 
 

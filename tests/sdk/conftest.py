@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.sdk.backend import reset_backends
 
 
@@ -35,7 +35,7 @@ def sdk_env(
     folder the embedded mode would use, and CAIRN_URL/CAIRN_API_KEY pointing at it."""
     monkeypatch.setenv("CAIRN_DATABASE_URL", database_url)
     monkeypatch.setenv("CAIRN_QUIET", "1")
-    monkeypatch.setattr(run_module, "_current", None)
+    monkeypatch.setattr(run_context, "_current", None)
     reset_backends()
     server = None
     if backend_mode == "remote":
@@ -48,7 +48,7 @@ def sdk_env(
         monkeypatch.setenv("CAIRN_URL", server.url)
         monkeypatch.setenv("CAIRN_API_KEY", accounts.create_key("tester")[1])
     yield cairn_env
-    run_module._current = None
+    run_context._current = None
     reset_backends()
     if server is not None:
         server.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from server_helpers import Raw
 
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.sdk.backend import reset_backends
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
@@ -19,10 +19,10 @@ from cairn.service.accounts import Accounts
 @pytest.fixture(autouse=True)
 def _fresh_sdk(cairn_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("CAIRN_QUIET", "1")
-    monkeypatch.setattr(run_module, "_current", None)
+    monkeypatch.setattr(run_context, "_current", None)
     reset_backends()
     yield
-    run_module._current = None
+    run_context._current = None
     reset_backends()
 
 
@@ -71,7 +71,7 @@ def use_server(
             monkeypatch.setenv("CAIRN_API_KEY", key)
         else:
             monkeypatch.delenv("CAIRN_API_KEY", raising=False)
-        monkeypatch.setattr(run_module, "_current", None)
+        monkeypatch.setattr(run_context, "_current", None)
         reset_backends()
 
     return point

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import cairn
-import cairn.sdk.run as run_module
+import cairn.sdk.context as run_context
 from cairn.core.digest import hash_bytes
 from cairn.sdk.backend import reset_backends
 from cairn.server.deps import ServerSettings
@@ -30,7 +30,7 @@ def test_versions_logged_before_the_server_are_readable_by_members(
         art = cairn.Artifact("data", type="dataset")
         art.add_dir(data)
         run.log_artifact(art)
-    run_module._current = None
+    run_context._current = None
     reset_backends()
 
     server = ServerThread(ServerSettings(database_url, cairn_env / "store")).start()

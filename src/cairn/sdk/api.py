@@ -9,9 +9,9 @@ from cairn import config
 from cairn.core import names
 from cairn.core.records import ArtifactInfo, LineageGraph, ProjectInfo, RunInfo, RunState
 from cairn.errors import InvalidInputError, NotFoundError
-from cairn.sdk.artifact import Artifact
+from cairn.sdk.artifact import Artifact, artifact_at
 from cairn.sdk.backend import Backend, get_backend
-from cairn.sdk.run import Run
+from cairn.sdk.run import Run, run_view
 from cairn.service.registry import Direction
 
 
@@ -35,7 +35,7 @@ class Api:
             from cairn.errors import InvalidInputError
 
             raise InvalidInputError(f"{info.qualified_name} has type {info.type!r}, not {type!r}")
-        return Artifact._from_info(info, self._backend)
+        return artifact_at(info, self._backend)
 
     def artifacts(
         self,
@@ -70,7 +70,7 @@ class Api:
         ref = names.parse_ref(name)
         project = self._project(project or ref.project)
         return [
-            Artifact._from_info(v, self._backend)
+            artifact_at(v, self._backend)
             for v in self._backend.registry.list_versions(
                 project, ref.name, limit=limit, offset=offset, order=order, tags=tags
             )
@@ -116,11 +116,11 @@ class Api:
         infos = self._backend.registry.list_runs(
             self._project(project), job_type=job_type, state=state, limit=limit, offset=offset
         )
-        return [Run._view(i, self._backend) for i in infos]
+        return [run_view(i, self._backend) for i in infos]
 
     def run(self, run_id: str) -> Run:
         info: RunInfo = self._backend.registry.get_run(run_id)
-        return Run._view(info, self._backend)
+        return run_view(info, self._backend)
 
     def lineage(
         self, name: str, direction: Direction = "both", depth: int | None = None
@@ -171,7 +171,7 @@ class ArtifactCollection:
         infos = self._backend.registry.list_versions(
             self.project, self._info.name, limit=limit, order=order, tags=tags
         )
-        return [Artifact._from_info(v, self._backend) for v in infos]
+        return [artifact_at(v, self._backend) for v in infos]
 
     artifacts = versions
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -17,13 +16,11 @@ from typing import IO, TYPE_CHECKING, Any
 from cairn import config
 from cairn.core import names
 from cairn.core.gcpause import gc_paused
-from cairn.core.records import HistoryEntry, LineageGraph, RunInfo, VersionInfo
+from cairn.core.records import HistoryEntry, LineageGraph, VersionInfo
 from cairn.errors import (
     ArtifactStateError,
-    ConflictError,
     IntegrityError,
     InvalidInputError,
-    InvalidMetadataError,
     InvalidNameError,
     InvalidPathError,
     NotFoundError,
@@ -31,51 +28,20 @@ from cairn.errors import (
 )
 from cairn.objects import tree
 from cairn.objects.hashcache import stat_key
-from cairn.objects.ingest import StagedFile
+from cairn.objects.ingest import IngestStats, StagedFile
 from cairn.objects.materialize import Wanted
 from cairn.objects.tree import FileEntry
+from cairn.sdk import context
 from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.log_version import Draft, Logged
 from cairn.sdk.metadata import Metadata, loaded, to_metadata
 from cairn.sdk.metadata import stored as stored_metadata
-from cairn.sdk.progress import enabled as progress_enabled
 from cairn.sdk.progress import progress_bar
 from cairn.sdk.walk import walk_files
 
 if TYPE_CHECKING:
+    from cairn.sdk.run import Run
     from cairn.service.registry import Direction
-
-
-def check_json(value: Any, what: str, *, allow_nan: bool = False) -> dict[str, Any]:
-    """``value`` as a dict of JSON values, or InvalidMetadataError naming the bad key.
-    ``allow_nan`` lets NaN and ±Inf floats through (metrics: a diverging loss is data)."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidMetadataError(
-            f"{what} must be a dict of JSON values, got {type(value).__name__}"
-        )
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise InvalidMetadataError(f"{what} keys must be strings, got {key!r}")
-        try:
-            json.dumps(item, allow_nan=allow_nan)
-        except (TypeError, ValueError) as exc:
-            raise InvalidMetadataError(
-                f"{what}[{key!r}] is not JSON-serialisable ({exc}); convert it to str, int, "
-                "float, bool, list or dict"
-            ) from None
-    return dict(value)
-
-
-def _user_aliases(aliases: list[str]) -> list[str]:
-    """The aliases to set on a new version: each checked, duplicates and 'latest' dropped
-    (Cairn gives 'latest' to the newest version anyway)."""
-    if isinstance(aliases, str):
-        raise InvalidInputError("aliases are a list, e.g. aliases=['best']")
-    out = [a for a in dict.fromkeys(aliases) if a != "latest"]
-    for a in out:
-        names.check_alias(a)
-    return out
 
 
 def _check_path(path: object) -> str:
@@ -103,9 +69,6 @@ def _same_source(old: StagedFile | FileEntry, new: StagedFile) -> bool:
         return os.path.samefile(old.source, new.source)
     except OSError:
         return False
-
-
-_REPAIRS = 3  # times a log stores again what a concurrent gc dropped before giving up
 
 
 class ArtifactFile:
@@ -187,6 +150,9 @@ class Artifact:
     fixed; metadata, description, aliases and tags can still be edited and ``save()``d.
     """
 
+    #: what the log that made (or found) this version hashed and stored; set by logging
+    stats: IngestStats
+
     def __init__(
         self,
         name: str,
@@ -214,9 +180,7 @@ class Artifact:
             self._start_from_latest()
 
     def _start_from_latest(self) -> None:
-        from cairn.sdk import run as run_module
-
-        current = run_module.current_run()
+        current = context.current()
         project = current.project if current is not None else None
         project = names.check_project(project or config.default_project() or "default")
         backend = get_backend()
@@ -229,23 +193,9 @@ class Artifact:
                 f"artifact {project}/{self.name} has type {latest.type!r}, not {self.type!r}: "
                 f"make the incremental draft with type={latest.type!r}"
             )
-        base = Artifact._from_info(latest, backend)
+        base = artifact_at(latest, backend)
         self._entries.update(base.new_draft()._entries)
         self.project = project
-
-    # --- construction from a stored version --------------------------------------------------
-    @classmethod
-    def _from_info(cls, info: VersionInfo, backend: Backend) -> Artifact:
-        art = cls.__new__(cls)
-        art.name = info.name
-        art.type = info.type
-        art.project = info.project
-        art._entries = {}
-        art._staging = None
-        art._open_files = 0
-        art._backend = backend
-        art._set_info(info)
-        return art
 
     def _set_info(self, info: VersionInfo) -> None:
         self._info = info
@@ -525,92 +475,6 @@ class Artifact:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
 
-    # --- logging (called by Run.log_artifact) ------------------------------------------------
-    @gc_paused
-    def _commit(
-        self,
-        backend: Backend,
-        project: str,
-        run_id: str | None,
-        aliases: list[str],
-        tags: list[str],
-    ) -> bool:
-        """Store the draft's files and record the version. True when a new version was made."""
-        self._draft_only()
-        # every check that can refuse the version comes before a byte is stored
-        aliases = _user_aliases([*self.aliases, *aliases])
-        all_tags = list(dict.fromkeys([*self.tags, *tags]))
-        for t in all_tags:
-            names.check_tag(t)
-        metadata = stored_metadata(self.metadata)
-        if not isinstance(self.description, str):
-            raise InvalidInputError(
-                f"description must be a string, not {type(self.description).__name__}"
-            )
-        try:
-            existing = backend.registry.resolve(project, self.name, "latest")
-        except NotFoundError:
-            existing = None  # a new artifact (or one whose versions were all deleted)
-        if existing is not None and existing.type != self.type:
-            raise InvalidNameError(
-                f"artifact {project}/{self.name} already exists with type {existing.type!r}, "
-                f"not {self.type!r}: log it with type={existing.type!r}, or choose another name"
-            )
-        staged = [v for v in self._entries.values() if isinstance(v, StagedFile)]
-        known = [v for v in self._entries.values() if isinstance(v, FileEntry)]
-        total = 0
-        if progress_enabled():  # sizing the bar costs a stat per file: only when it is drawn
-            for sf in staged:
-                try:
-                    total += os.stat(sf.source).st_size
-                except OSError:
-                    pass  # reported with a clear message by the ingestor
-        with progress_bar(f"logging {self.name}", len(staged), total) as advance:
-            ingestor = backend.ingestor(advance)
-            entries = ingestor.hash_files(staged) + known
-        built = tree.build(entries)
-        try:
-            backend.registry.resolve(project, self.name, built.root)
-            exists = True
-        except NotFoundError:
-            exists = False
-        if exists:
-            ingestor.flush_cache()
-        else:
-            ingestor.store_tree(built)
-            backend.odb.sync()
-            lost = ingestor.lost_since_stored(built)
-            for _ in range(_REPAIRS):  # a concurrent gc dropped what this log reused
-                if not lost:
-                    break
-                ingestor.repair(built)
-                backend.odb.sync()
-                lost = ingestor.lost_since_stored(built)
-            if lost:
-                raise ConflictError(
-                    f"{len(lost)} stored object(s) this log reuses were removed by a concurrent "
-                    f"`cairn gc` {_REPAIRS + 1} times in a row; nothing was logged, log again"
-                )
-        info, created = backend.registry.commit_version(
-            project,
-            self.name,
-            self.type,
-            digest=built.root,
-            size=built.size,
-            file_count=built.file_count,
-            description=self.description,
-            metadata=metadata,
-            aliases=aliases,
-            tags=all_tags,
-            run_id=run_id,
-        )
-        self._backend = backend
-        self._entries = {}
-        self._cleanup_staging()
-        self._set_info(info)
-        self.stats = ingestor.stats
-        return created
-
     def wait(self, timeout: float | None = None) -> Artifact:
         """Logging is synchronous; kept so scripts written for asynchronous tools run as-is."""
         self._logged()
@@ -875,18 +739,16 @@ class Artifact:
         """Persist changes to metadata, description, aliases and tags (each change goes into
         the version's history). On a draft: log it, in the current run, or in a run of its
         own (job type "auto") when there is none."""
-        from cairn.sdk import run as run_module
-
         if self._info is None:
-            current = run_module.current_run()
-            if current is not None and current._active and current.state == "running":
+            current = context.current()  # only ever a run this process started
+            if current is not None and current.state == "running":
                 current.log_artifact(self)
             else:
-                with run_module.init(project=self.project, job_type="auto") as own:
+                with context.start_run(self.project, "auto") as own:
                     own.log_artifact(self)
             return self
         info = self._logged()
-        current = run_module.current_run()
+        current = context.current()
         aliases = list(dict.fromkeys(self.aliases))
         if "latest" in aliases and "latest" in info.aliases:
             aliases.remove("latest")  # computed by Cairn: kept by the newest version
@@ -912,9 +774,7 @@ class Artifact:
         """Delete this version (its number is not reused). Refuses a version with aliases
         unless ``delete_aliases=True``."""
         info = self._logged()
-        from cairn.sdk import run as run_module
-
-        current = run_module.current_run()
+        current = context.current()
         self._be().registry.delete_version(
             info.id, force=delete_aliases, run_id=current.id if current else None
         )
@@ -922,15 +782,12 @@ class Artifact:
 
     # --- lineage and history -----------------------------------------------------------------
     def logged_by(self) -> Run | None:
-        from cairn.sdk.run import Run
-
         info = self._be().registry.logged_by(self._logged().id)
-        return Run._view(info, self._be()) if info else None
+        return context.run_view(info, self._be()) if info else None
 
     def used_by(self) -> list[Run]:
-        from cairn.sdk.run import Run
-
-        return [Run._view(r, self._be()) for r in self._be().registry.used_by(self._logged().id)]
+        runs = self._be().registry.used_by(self._logged().id)
+        return [context.run_view(r, self._be()) for r in runs]
 
     def history(self) -> list[HistoryEntry]:
         return self._be().registry.history(self._logged().id)
@@ -939,7 +796,49 @@ class Artifact:
         return self._be().registry.lineage(self._logged().id, direction=direction, depth=depth)
 
 
-if TYPE_CHECKING:
-    from cairn.sdk.run import Run
+# --- what the rest of the SDK asks of an artifact (Run, Api) ---------------------------------
 
-__all__ = ["Artifact", "ArtifactFile", "RunInfo"]
+
+def artifact_at(info: VersionInfo, backend: Backend) -> Artifact:
+    """The `Artifact` of a stored version."""
+    art = Artifact.__new__(Artifact)
+    art.name = info.name
+    art.type = info.type
+    art.project = info.project
+    art._entries = {}
+    art._staging = None
+    art._open_files = 0
+    art._backend = backend
+    art._set_info(info)
+    return art
+
+
+def logged_info(artifact: Artifact) -> VersionInfo:
+    """The stored version of `artifact`; ArtifactStateError for a draft."""
+    return artifact._logged()
+
+
+def draft_of(artifact: Artifact) -> Draft:
+    """What `log_version` needs of a draft; ArtifactStateError for a logged version."""
+    artifact._draft_only()
+    return Draft(
+        name=artifact.name,
+        type=artifact.type,
+        description=artifact.description,
+        metadata=artifact.metadata,
+        aliases=list(artifact.aliases),
+        tags=list(artifact.tags),
+        entries=list(artifact._entries.values()),
+    )
+
+
+def mark_logged(artifact: Artifact, logged: Logged, backend: Backend) -> None:
+    """Turn the draft `artifact` into the version `log_version` made or found."""
+    artifact._backend = backend
+    artifact._entries = {}
+    artifact._cleanup_staging()
+    artifact._set_info(logged.info)
+    artifact.stats = logged.stats
+
+
+__all__ = ["Artifact", "ArtifactFile", "artifact_at", "draft_of", "logged_info", "mark_logged"]

@@ -8,7 +8,6 @@ import os
 import platform
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -18,20 +17,21 @@ from cairn import config as cairn_config
 from cairn.core import names
 from cairn.core.records import RunInfo, RunState, VersionInfo
 from cairn.errors import InvalidInputError, RunFinishedError
-from cairn.sdk import lockfile
-from cairn.sdk.artifact import Artifact, check_json
+from cairn.sdk import context, lockfile
+from cairn.sdk.artifact import Artifact, artifact_at, draft_of, logged_info, mark_logged
 from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.checks import check_json
 from cairn.sdk.gitinfo import read_git_info
 from cairn.sdk.heartbeat import Heartbeat
+from cairn.sdk.log_version import log_version
 
-_current: Run | None = None
-_current_lock = threading.RLock()
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 2.0
 
 
 def current_run() -> Run | None:
-    return _current
+    """The active run of this process (None before `cairn.init` and after its `finish`)."""
+    return context.current()
 
 
 class Run:
@@ -51,11 +51,6 @@ class Run:
         self._heartbeat: Heartbeat | None = None
         if active and info.state == "running":
             self._heartbeat = Heartbeat(backend.registry, info.id)
-
-    @classmethod
-    def _view(cls, info: RunInfo, backend: Backend) -> Run:
-        """A read-only handle on a stored run."""
-        return cls(info, backend, active=False)
 
     # --- identity ----------------------------------------------------------------------------
     @property
@@ -181,9 +176,15 @@ class Run:
                 f"artifact {artifact.name!r} belongs to project {artifact.project!r}, this run "
                 f"to {self.project!r}"
             )
-        artifact._commit(
-            self._backend, self.project, self.id, list(aliases or []), list(tags or [])
+        logged = log_version(
+            self._backend,
+            self.project,
+            draft_of(artifact),
+            run_id=self.id,
+            aliases=list(aliases or []),
+            tags=list(tags or []),
         )
+        mark_logged(artifact, logged, self._backend)
         return artifact
 
     def use_artifact(self, artifact: str | Artifact, type: str | None = None) -> Artifact:
@@ -198,9 +199,12 @@ class Run:
                     f"artifact {artifact.name!r} belongs to project {artifact.project!r}, this "
                     f"run to {self.project!r}"
                 )
-            artifact._commit(self._backend, self.project, None, [], [])
+            logged = log_version(
+                self._backend, self.project, draft_of(artifact), run_id=None, aliases=[], tags=[]
+            )
+            mark_logged(artifact, logged, self._backend)
         if isinstance(artifact, Artifact):
-            info = artifact._logged()
+            info = logged_info(artifact)
         else:
             ref = names.parse_ref(artifact)
             project = ref.project or self.project
@@ -214,7 +218,7 @@ class Run:
         if type is not None and info.type != type:
             raise InvalidInputError(f"{info.qualified_name} has type {info.type!r}, not {type!r}")
         self._backend.registry.record_use(self.id, info.id)
-        return Artifact._from_info(info, self._backend)
+        return artifact_at(info, self._backend)
 
     def used_artifacts(self) -> list[Artifact]:
         return [self._wrap(v) for v in self._backend.registry.run_inputs(self.id)]
@@ -223,7 +227,7 @@ class Run:
         return [self._wrap(v) for v in self._backend.registry.run_outputs(self.id)]
 
     def _wrap(self, info: VersionInfo) -> Artifact:
-        return Artifact._from_info(info, self._backend)
+        return artifact_at(info, self._backend)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def finish(
@@ -232,7 +236,6 @@ class Run:
         """Mark the run finished (or failed for a non-zero exit code). Idempotent. ``failure``
         says why a failed run failed (``with cairn.init()`` and an uncaught exception record
         the exception's type and message)."""
-        global _current
         if not self._active or self._info.state != "running":
             return
         final: RunState = state or ("finished" if exit_code == 0 else "failed")
@@ -248,9 +251,7 @@ class Run:
             config=check_json(self.config, "config"),
             failure=failure if final != "finished" else None,
         )
-        with _current_lock:
-            if _current is self:
-                _current = None
+        context.clear_current(self)
 
     def __enter__(self) -> Run:
         return self
@@ -315,7 +316,6 @@ def init(
     save_code: bool = True,
 ) -> Run:
     """Start a run. ``project`` defaults to ``CAIRN_PROJECT``, else "default"."""
-    global _current
     project = names.check_project(project or cairn_config.default_project() or "default")
     if job_type is not None:
         names.check_type(job_type)
@@ -342,10 +342,11 @@ def init(
         git_diff_digest=diff_digest,
     )
     run = Run(info, backend, active=True)
-    with _current_lock:
-        if _current is not None and _owned_and_running(_current):
-            _current.finish()
-        _current = run
+    with context.lock():
+        current = context.current()
+        if current is not None and _owned_and_running(current):
+            current.finish()
+        context.set_current(run)
     return run
 
 
@@ -356,9 +357,10 @@ def _owned_and_running(run: Run) -> bool:
 
 
 def _require_current() -> Run:
-    if _current is None:
+    current = context.current()
+    if current is None:
         raise RunFinishedError("no active run; call cairn.init() first")
-    return _current
+    return current
 
 
 def log(data: dict[str, Any], step: int | None = None) -> None:
@@ -380,8 +382,9 @@ def use_artifact(artifact: str | Artifact, type: str | None = None) -> Artifact:
 
 
 def finish(exit_code: int = 0) -> None:
-    if _current is not None:
-        _current.finish(exit_code)
+    current = context.current()
+    if current is not None:
+        current.finish(exit_code)
 
 
 _previous_excepthook = sys.excepthook
@@ -390,7 +393,7 @@ _previous_excepthook = sys.excepthook
 def _excepthook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
-    run = _current
+    run = context.current()
     if run is not None and _owned_and_running(run):
         try:
             run.finish(
@@ -403,7 +406,7 @@ def _excepthook(
 
 
 def _at_exit() -> None:
-    run = _current
+    run = context.current()
     if run is not None and _owned_and_running(run):
         try:
             run.finish()
@@ -411,13 +414,18 @@ def _at_exit() -> None:
             pass
 
 
+def run_view(info: RunInfo, backend: Backend) -> Run:
+    """A read-only handle on a stored run."""
+    return Run(info, backend, active=False)
+
+
 def _after_fork_in_child() -> None:
-    global _current_lock
-    _current_lock = threading.RLock()  # another thread may have held it at the fork
-    if _current is not None:
-        _current._metrics = []  # rows the parent has not written yet are the parent's to write
+    current = context.current()
+    if current is not None:
+        current._metrics = []  # rows the parent has not written yet are the parent's to write
 
 
 sys.excepthook = _excepthook
 atexit.register(_at_exit)
 os.register_at_fork(after_in_child=_after_fork_in_child)
+context.set_runs(run_view, init)
