@@ -54,10 +54,9 @@ def _open_store(
 ) -> tuple[PackedObjectDB | PackedRemoteObjectDB, Registry]:
     """A server's store (``--store``) and its database, opened directly."""
     from cairn import config
-    from cairn.cli.server import _database_url
     from cairn.errors import CairnError
     from cairn.objects.packdb import PackedObjectDB
-    from cairn.service.sql import SqlRegistry
+    from cairn.service.sql import open_registry
     from cairn.storage import open_storage
     from cairn.storage.cloud_packs import PackedRemoteObjectDB
 
@@ -82,7 +81,7 @@ def _open_store(
         if not (folder / "index.db").exists():
             output.fail(f"--store {store}: no Cairn store there (no index.db)")
         odb = PackedObjectDB(folder)
-    return odb, SqlRegistry(_database_url(database_url))
+    return odb, open_registry(database_url)
 
 
 def gc(
