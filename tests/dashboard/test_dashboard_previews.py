@@ -189,22 +189,22 @@ def test_large_files_are_previewed_from_byte_ranges(live: LiveServer, page: Any)
     backend = live.backend  # type: ignore[attr-defined]
     version = backend.registry.resolve("prev", "media", "v0")
 
-    def entry(path: str) -> dict[str, Any]:
+    def entry(path: str) -> tree.File:
         found = tree.lookup(version.digest, path, backend.odb.get)
-        assert found is not None
+        assert isinstance(found, tree.File)
         return found
 
     big = entry("big.parquet")
-    assert big.get("c") and big["s"] > 20 << 20  # chunked
+    assert big.chunks and big.size > 20 << 20  # chunked
     found = previews.rich_preview(backend.odb, "parquet", big)
     # the footer and the first of 8 row groups, not the whole file
     assert found["facts"][0] == ("rows", f"{BIG_ROWS:,}")
-    assert 0 < found["fetched"] < big["s"] // 3
+    assert 0 < found["fetched"] < big.size // 3
     page.goto(f"{FILES}/big.parquet")
     expect(page.locator("#preview-rows tbody tr")).to_have_count(20)
 
     weights = entry("model.safetensors")
-    assert weights.get("c")
+    assert weights.chunks
     found = previews.rich_preview(backend.odb, "safetensors", weights)
     assert ("parameters", "513,000") in found["facts"]
     assert found["fetched"] <= 2 << 20  # the first chunk: the header, none of the weights

@@ -87,11 +87,11 @@ def test_dir_pages_and_seek_over_page_indexes() -> None:
     entries = [tree.FileEntry(f"f{i:05d}", hash_bytes(b"%d" % i), 1) for i in range(9000)]
     built = tree.build(entries)
     load = built.objects.__getitem__
-    assert tree.parse(load(built.root))["cairn"] == "pages"
+    assert isinstance(tree.parse(load(built.root)), tree.PageIndex)
     names = [f"f{i:05d}" for i in range(9000)]
     for offset in (0, 255, 4095, 4096, 8990):
         page = dir_page(built.root, load, offset, 20)
-        assert [e["n"] for e in page.entries] == names[offset : offset + 20]
+        assert [e.name for e in page.entries] == names[offset : offset + 20]
         assert page.total == 9000
     assert seek(built.root, "f07000", load) == 7000
     assert seek(built.root, "f07000x", load) == 7001

@@ -22,6 +22,7 @@ import pytest
 import cairn
 from cairn import config
 from cairn.errors import ArtifactStateError, IntegrityError, InvalidInputError
+from cairn.objects import tree
 from cairn.sdk.backend import get_backend
 
 PROJECT = "fsproj"
@@ -149,7 +150,9 @@ def test_a_corrupt_chunk_is_refused(logged: dict[str, Any]) -> None:
     fs = fsspec.filesystem("cairn", skip_instance_cache=True)
     path = f"cairn://{PROJECT}/data:v0/big.bin"
     entry = fs.info(path)
-    chunks = json.loads(fs._load_tree(fs._entry(fs._parse(path))[1]["c"]))["chunks"]
+    big = fs._entry(fs._parse(path))[1]
+    assert isinstance(big, tree.File) and big.chunks
+    chunks = json.loads(fs._load_tree(big.chunks))["chunks"]
     digest, _ = chunks[3]
     pack, offset, _length = db.execute(
         "SELECT pack, offset, length FROM objects WHERE digest = ?", (digest,)

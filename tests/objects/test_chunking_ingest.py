@@ -456,8 +456,7 @@ def test_store_tree_writes_children_first_and_every_object(
     listed = dict(tree.iter_files(built.root, odb.get))
     assert sorted(listed) == sorted(files)
     for path, source in files.items():
-        e = listed[path]
-        entry = FileEntry(path, e["d"], e["s"], e.get("c"))
+        entry = FileEntry.of(path, listed[path])
         assert read_back(odb, entry) == source.read_bytes()
 
 

@@ -76,7 +76,9 @@ def log_version(store: ObjectStore, tmp_path: Path, content: dict[str, bytes]) -
     ingestor.store_tree(built)
     store.sync()
     return [
-        Wanted(p, e["d"], e["s"], e.get("c")) for p, e in tree.iter_files(built.root, store.get)
+        Wanted(p, e.digest, e.size, e.chunks)
+        for p, e in tree.iter_files(built.root, store.get)
+        if isinstance(e, tree.File)
     ]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable
-from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
@@ -76,8 +75,8 @@ def width(body: bytes) -> int:
     return len(doc["pages"] if doc["cairn"] == "pages" else doc["entries"])
 
 
-def path_key(path: str, e: dict[str, Any]) -> str:
-    return path + "/" if e["t"] == "d" else path
+def path_key(path: str, e: tree.Entry) -> str:
+    return path + "/" if isinstance(e, tree.Dir) else path
 
 
 # --- strategies -------------------------------------------------------------------------------
@@ -115,8 +114,8 @@ def test_iteration_yields_exactly_the_input_sorted(
     assert [p for p, _ in out] == sorted(files)
     for path, e in out:
         f = files[path]
-        assert e["n"] == path.rsplit("/", 1)[-1]
-        assert (e["t"], e["d"], e["s"], e.get("c")) == ("f", f.digest, f.size, f.chunks)
+        assert e.name == path.rsplit("/", 1)[-1]
+        assert e == tree.File(e.name, f.digest, f.size, f.chunks)
     assert built.file_count == len(files)
     assert built.size == sum(f.size for f in files.values())
 
@@ -124,14 +123,14 @@ def test_iteration_yields_exactly_the_input_sorted(
     everything = list(tree.iter_entries(built.root, load))
     keys = [path_key(p, e) for p, e in everything]
     assert keys == sorted(keys)
-    folders = {p: e for p, e in everything if e["t"] == "d"}
+    folders = {p: e for p, e in everything if isinstance(e, tree.Dir)}
     assert set(folders) == {
         "/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)
     }
     for folder, e in folders.items():
         below = [f for p, f in files.items() if p.startswith(folder + "/")]
-        assert e["k"] == len(below)
-        assert e["s"] == sum(f.size for f in below)
+        assert e.count == len(below)
+        assert e.size == sum(f.size for f in below)
 
 
 @SETTINGS
@@ -217,7 +216,7 @@ def test_lookup_finds_files_and_folders(files: dict[str, FileEntry]) -> None:
     for path, f in files.items():
         found = tree.lookup(built.root, path, load)
         assert found is not None
-        assert (found["t"], found["d"], found["s"]) == ("f", f.digest, f.size)
+        assert isinstance(found, tree.File) and (found.digest, found.size) == (f.digest, f.size)
         # below a file, or a name that is only a prefix of an entry, there is nothing
         assert tree.lookup(built.root, path + "/x", load) is None
         assert tree.lookup(built.root, path + "zz", load) is None
@@ -272,9 +271,9 @@ def test_diff_is_exactly_the_set_difference(
     assert [(c.path, c.kind) for c in changes] == expected_changes(old, new)
     for c in changes:
         if c.old is not None:
-            assert (c.old["d"], c.old["s"]) == (old[c.path].digest, old[c.path].size)
+            assert (c.old.digest, c.old.size) == (old[c.path].digest, old[c.path].size)
         if c.new is not None:
-            assert (c.new["d"], c.new["s"]) == (new[c.path].digest, new[c.path].size)
+            assert (c.new.digest, c.new.size) == (new[c.path].digest, new[c.path].size)
     # the other way round, everything is mirrored
     back = [(c.path, c.kind) for c in tree.diff(b.root, a.root, load)]
     assert back == expected_changes(new, old)
@@ -306,7 +305,7 @@ def test_diff_never_reads_an_identical_subtree(
     load = Loader(a, b)
     same_dir = tree.lookup(a.root, "same", load)
     assert same_dir is not None
-    untouchable = reachable(same_dir["d"], load)
+    untouchable = reachable(same_dir.digest, load)
     load.loaded.clear()
     changes = list(tree.diff(a.root, b.root, load))
     assert [(c.path, c.kind) for c in changes] == expected_changes(old_files, new_files)
@@ -335,8 +334,8 @@ def test_wide_directory_is_split_into_bounded_pages(
     entries, built = wide
     load = Loader(built)
     data = tree.lookup(built.root, "data", load)
-    assert data is not None and data["k"] == WIDE
-    top = json.loads(built.objects[data["d"]])
+    assert isinstance(data, tree.Dir) and data.count == WIDE
+    top = json.loads(built.objects[data.digest])
     assert top["cairn"] == "pages"
     assert len(top["pages"]) >= WIDE // tree.MAX_ENTRIES
     assert sum(p["k"] for p in top["pages"]) == WIDE
@@ -358,7 +357,7 @@ def test_lookup_in_a_wide_directory_reads_one_page(
     for i in (0, 1, 4095, 4096, 12_345, WIDE - 1):
         load.loaded.clear()
         found = tree.lookup(built.root, f"data/{wide_names()[i]}", load)
-        assert found is not None and found["s"] == 100 + i
+        assert found is not None and found.size == 100 + i
         assert len(load.loaded) <= 3  # root, the folder's page index, one page
     for missing in ("data/a", "data/img_0", "data/zzz", "data/img_999999.png"):
         assert tree.lookup(built.root, missing, load) is None
@@ -406,15 +405,15 @@ def test_very_wide_directory_gets_index_pages_of_index_pages() -> None:
         for body in built.objects.values():
             assert width(body) <= 8
         d = tree.lookup(built.root, "d", load)
-        assert d is not None and d["k"] == 600
-        top = json.loads(built.objects[d["d"]])
+        assert isinstance(d, tree.Dir) and d.count == 600
+        top = json.loads(built.objects[d.digest])
         assert top["cairn"] == "pages"
         assert json.loads(built.objects[top["pages"][0]["d"]])["cairn"] == "pages"
         assert sum(p["k"] for p in top["pages"]) == 600  # 'k' counts entries at every level
         assert [p for p, _ in tree.iter_files(built.root, load)] == sorted(e.path for e in entries)
         for e in entries[::37]:
             found = tree.lookup(built.root, e.path, load)
-            assert found is not None and found["d"] == e.digest
+            assert found is not None and found.digest == e.digest
         # what writers rely on to store children first: `children` lists exactly what each
         # object points to, and every object is reachable from the root through it
         for digest, body in built.objects.items():
@@ -441,3 +440,102 @@ def test_children_list_exactly_what_each_object_points_to(
     built = tree.build([*entries, *extra, entry("a/b/c", 1, 1)])
     for digest, body in built.objects.items():
         assert set(built.children.get(digest, [])) == references(body)
+
+
+def raw_links(body: bytes) -> set[tuple[str, str, int]]:
+    """What an object points to, decoded here from the format itself (independently of
+    `tree.children`): (digest, kind, size of a blob)."""
+    doc = json.loads(body)
+    if doc["cairn"] == "pages":
+        return {(p["d"], "tree", 0) for p in doc["pages"]}
+    out = set()
+    for e in doc["entries"]:
+        if e["t"] == "d":
+            out.add((e["d"], "tree", 0))
+        elif e["t"] == "f":
+            out.add((e["c"], "chunks", 0) if "c" in e else (e["d"], "blob", e["s"]))
+    return out
+
+
+def test_children_and_reachable_follow_every_link_once(
+    wide: tuple[list[FileEntry], BuiltTree],
+) -> None:
+    from cairn.objects.references import make_entry
+
+    entries, _ = wide
+    more = [
+        entry("m/chunked.bin", 1, 10 << 20, chunked=True),
+        entry("m/again.bin", 1, 10 << 20, chunked=True),  # the same content twice
+        make_entry("m/ref.csv", "s3://b/k.csv", 5, {"etag": "x"}),
+        entry("m/deep/er/f", 2, 3),
+    ]
+    built = tree.build([*entries, *more])
+    for body in built.objects.values():
+        assert {(x.digest, x.kind, x.size) for x in tree.children(body)} == raw_links(body)
+    load = Loader(built)
+    seen: set[str] = set()
+    walked = [(d, body) for d, body, _ in tree.reachable([built.root, built.root], load, seen)]
+    assert sorted(d for d, _ in walked) == sorted(built.objects)  # every object, once
+    assert all(built.objects[d] == body for d, body in walked)
+    assert seen == set(built.objects)
+    # what was seen is not walked again
+    load.loaded.clear()
+    assert list(tree.reachable([built.root], load, seen)) == [] and load.loaded == []
+    # a reference points to nothing stored, and reads back typed
+    ref = tree.lookup(built.root, "m/ref.csv", load)
+    assert ref == tree.Ref("ref.csv", ref.digest if ref else "", 5, "s3://b/k.csv", {"etag": "x"})
+    assert isinstance(ref, tree.Ref) and FileEntry.of("m/ref.csv", ref) == more[2]
+    chunked = tree.lookup(built.root, "m/chunked.bin", load)
+    assert isinstance(chunked, tree.File) and FileEntry.of("m/chunked.bin", chunked) == more[0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"cairn": "chunks", "v": 1, "chunks": []}',
+        b'{"cairn": "tree", "v": 1}',
+        b'{"cairn": "tree", "v": 1, "entries": [{"n": "a", "t": "z", "d": "x", "s": 1}]}',
+        b'{"cairn": "tree", "v": 1, "entries": [{"n": "a", "t": "d", "d": "x"}]}',
+        b'{"cairn": "pages", "v": 1, "pages": [{"first": "a"}]}',
+        b"\xff\xfe",
+    ],
+)
+def test_parse_refuses_what_is_not_a_tree_object(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        tree.parse(body)
+    with pytest.raises(ValueError):
+        tree.children(body)
+
+
+def pinned_entries() -> list[FileEntry]:
+    from cairn.objects.references import make_entry
+
+    out = [FileEntry(f"wide/img_{i:05d}.png", hash_bytes(b"%d" % i), i) for i in range(9000)]
+    out += [FileEntry(f"nested/d{i}/x/y/f{i}", hash_bytes(b"n%d" % i), i * 7) for i in range(30)]
+    out.append(FileEntry("big.bin", hash_bytes(b"big"), 50 << 20, hash_bytes(b"chunks")))
+    out.append(FileEntry('名前/é"q \u00e9\t.txt', hash_bytes(b"u"), 3))
+    ref = make_entry("refs/a.csv", "s3://b/a.csv", 5, {"etag": "e", "version": "1"})
+    return [*out, FileEntry("refs/a.csv", hash_bytes(b"r"), 5, ref=ref.ref)]
+
+
+@pytest.mark.parametrize(
+    ("max_entries", "root", "objects"),
+    [
+        (4096, "6f1616702d9b44cfa1f06cfb052285180a24264fb7aaeb2160f5950c4b2cccd1", 102),
+        (8, "2839ad05725f6da4d825aba72272f8bc4903441d51aff03e505404cb35588134", 1390),
+        (4, "bd9b2b5b5a033623a8b79a06ea496600c04ca0b7760b240d1b81486500aceca8", 3112),
+    ],
+)
+def test_tree_digests_are_pinned(
+    max_entries: int, root: str, objects: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The on-disk format never changes: these digests were made by the tree code of 0971987
+    (wide folders with page indexes of page indexes, chunked files, references, non-ASCII and
+    escaped names). A version logged once keeps its digest forever."""
+    monkeypatch.setattr(tree, "MAX_ENTRIES", max_entries)
+    monkeypatch.setattr(tree, "MIN_PAGE", 256 if max_entries == 4096 else 2)
+    built = tree.build(pinned_entries())
+    assert (built.root, len(built.objects)) == ("blake3:" + root, objects)
+    assert (built.size, built.file_count) == (92927353, 9033)

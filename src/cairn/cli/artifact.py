@@ -334,10 +334,10 @@ def diff(
         {
             "path": c.path,
             "change": c.kind,
-            "old_size": c.old["s"] if c.old else None,
-            "new_size": c.new["s"] if c.new else None,
-            "old_digest": c.old["d"] if c.old else None,
-            "new_digest": c.new["d"] if c.new else None,
+            "old_size": c.old.size if c.old else None,
+            "new_size": c.new.size if c.new else None,
+            "old_digest": c.old.digest if c.old else None,
+            "new_digest": c.new.digest if c.new else None,
         }
         for c in changes
     ]
@@ -366,10 +366,10 @@ def diff(
         )
         width = max(len(c.path) for c in changes)
         for c in changes:
-            old_size = output.human_size(c.old["s"]) if c.old else ""
-            new_size = output.human_size(c.new["s"]) if c.new else ""
-            if c.old and c.new and old_size == new_size and c.old["s"] != c.new["s"]:
-                old_size, new_size = f"{c.old['s']:,} B", f"{c.new['s']:,} B"
+            old_size = output.human_size(c.old.size) if c.old else ""
+            new_size = output.human_size(c.new.size) if c.new else ""
+            if c.old and c.new and old_size == new_size and c.old.size != c.new.size:
+                old_size, new_size = f"{c.old.size:,} B", f"{c.new.size:,} B"
             if c.kind == "added":
                 mark, size = "+", new_size
             elif c.kind == "removed":

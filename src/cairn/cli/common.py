@@ -51,20 +51,9 @@ def iter_files(art: Artifact, prefix: str | None = None) -> Iterator[tuple[str, 
     from cairn.core import names
     from cairn.objects import tree
 
-    load = backend().odb.get
-    root = art.digest
-    start = ""
-    if prefix:
-        path = names.check_path(prefix)
-        entry = tree.lookup(root, path, load)
-        if entry is None:
-            return
-        if entry["t"] != "d":
-            yield path, entry["s"], entry["d"]
-            return
-        root, start = entry["d"], path + "/"
-    for path, entry in tree.iter_files(root, load, start):
-        yield path, entry["s"], entry["d"]
+    start = names.check_path(prefix) if prefix else None
+    for path, entry in tree.files_below(art.digest, start, backend().odb.get):
+        yield path, entry.size, entry.digest
 
 
 def split_name(ref: str, project: str | None) -> tuple[str, str]:

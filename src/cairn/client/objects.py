@@ -703,11 +703,8 @@ def _subtrees(data: bytes) -> list[str]:
     if not _structural(data):
         return []
     try:
-        doc = tree.parse(data)
-        if doc["cairn"] == "pages":
-            return [str(page["d"]) for page in doc["pages"]]
-        return [str(e["d"]) for e in doc["entries"] if e.get("t") == "d"]
-    except (ValueError, KeyError, TypeError):
+        return [link.digest for link in tree.children(data) if link.kind == "tree"]
+    except ValueError:
         return []
 
 

@@ -33,7 +33,7 @@ STREAM_BLOCK = 1 << 20
 
 @dataclass
 class DirPage:
-    entries: list[dict[str, Any]]
+    entries: list[tree.Entry]
     total: int
     offset: int
     limit: int
@@ -43,27 +43,18 @@ class DirPage:
         return self.offset + len(self.entries) < self.total
 
 
-def _count(doc: dict[str, Any]) -> int:
-    if doc["cairn"] == "pages":
-        return sum(int(p["k"]) for p in doc["pages"])
-    return len(doc["entries"])
-
-
-def _collect(
-    doc: dict[str, Any], skip: int, want: int, load: Load, out: list[dict[str, Any]]
-) -> None:
+def _collect(node: tree.Node, skip: int, want: int, load: Load, out: list[tree.Entry]) -> None:
     if want <= 0:
         return
-    if doc["cairn"] == "tree":
-        out.extend(doc["entries"][skip : skip + want])
+    if isinstance(node, tree.Listing):
+        out.extend(node.entries[skip : skip + want])
         return
-    for page in doc["pages"]:
-        k = int(page["k"])
-        if skip >= k:
-            skip -= k
+    for page in node.pages:
+        if skip >= page.count:
+            skip -= page.count
             continue
         before = len(out)
-        _collect(tree.parse(load(page["d"])), skip, want, load, out)
+        _collect(tree.parse(load(page.digest)), skip, want, load, out)
         want -= len(out) - before
         skip = 0
         if want <= 0:
@@ -73,50 +64,50 @@ def _collect(
 def dir_page(digest: str, load: Load, offset: int, limit: int) -> DirPage:
     """Entries ``offset .. offset+limit`` of a folder object, in name order, loading only the
     pages that hold them."""
-    doc = tree.parse(load(digest))
-    out: list[dict[str, Any]] = []
-    _collect(doc, max(offset, 0), limit, load, out)
-    return DirPage(out, _count(doc), offset, limit)
+    node = tree.parse(load(digest))
+    out: list[tree.Entry] = []
+    _collect(node, max(offset, 0), limit, load, out)
+    return DirPage(out, node.count, offset, limit)
 
 
 def seek(digest: str, name: str, load: Load) -> int:
     """The position of the first entry whose name is >= ``name`` (to jump into a huge
     folder), loading one page per level."""
-    doc = tree.parse(load(digest))
+    node = tree.parse(load(digest))
     position = 0
-    while doc["cairn"] == "pages":
-        pages = doc["pages"]
-        i = max(bisect.bisect_right([p["first"] for p in pages], name) - 1, 0)
-        position += sum(int(p["k"]) for p in pages[:i])
-        doc = tree.parse(load(pages[i]["d"]))
-    names = [e["n"] for e in doc["entries"]]
+    while isinstance(node, tree.PageIndex):
+        pages = node.pages
+        i = max(bisect.bisect_right([p.first for p in pages], name) - 1, 0)
+        position += sum(p.count for p in pages[:i])
+        node = tree.parse(load(pages[i].digest))
+    names = [e.name for e in node.entries]
     return position + bisect.bisect_left(names, name)
 
 
 # --- file contents ---------------------------------------------------------------------------
 
 
-def read_head(odb: ObjectStore, entry: dict[str, Any], limit: int) -> bytes:
+def read_head(odb: ObjectStore, entry: tree.Leaf, limit: int) -> bytes:
     """The first ``limit`` bytes of a file (its first object or objects only)."""
-    if entry.get("t") == "r":
+    if isinstance(entry, tree.Ref):
         return b""
-    if entry.get("c"):
+    if entry.chunks:
         out = bytearray()
-        for digest, _ in chunking.decode_chunk_list(odb.get(entry["c"])):
+        for digest, _ in chunking.decode_chunk_list(odb.get(entry.chunks)):
             out += odb.get(digest)
             if len(out) >= limit:
                 break
         return bytes(out[:limit])
-    return odb.get(entry["d"])[:limit]
+    return odb.get(entry.digest)[:limit]
 
 
-def iter_content(odb: ObjectStore, entry: dict[str, Any]) -> Iterator[bytes]:
+def iter_content(odb: ObjectStore, entry: tree.File) -> Iterator[bytes]:
     """The whole file, one object (or one MiB of a blob) at a time, each verified."""
-    if entry.get("c"):
-        for digest, _ in chunking.decode_chunk_list(odb.get(entry["c"])):
+    if entry.chunks:
+        for digest, _ in chunking.decode_chunk_list(odb.get(entry.chunks)):
             yield odb.get(digest)
         return
-    data = odb.get(entry["d"])
+    data = odb.get(entry.digest)
     for i in range(0, len(data), STREAM_BLOCK):
         yield data[i : i + STREAM_BLOCK]
 
@@ -300,11 +291,11 @@ def csv_preview(data: bytes, complete: bool, delimiter: str, rows: int = CSV_ROW
     )
 
 
-def make_preview(odb: ObjectStore, path: str, entry: dict[str, Any], render_md: Any) -> Preview:
+def make_preview(odb: ObjectStore, path: str, entry: tree.Leaf, render_md: Any) -> Preview:
     """The preview of one file: reads at most its first PREVIEW_BYTES (first object)."""
-    if entry.get("t") == "r":
-        return Preview("reference", text=str(entry.get("u", "")))
-    size = int(entry.get("s", 0))
+    if isinstance(entry, tree.Ref):
+        return Preview("reference", text=entry.uri)
+    size = entry.size
     if size == 0:
         return Preview("empty")
     kind = kind_of(path)

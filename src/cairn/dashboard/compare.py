@@ -39,8 +39,8 @@ def _change(c: tree.Change) -> FileChange:
     return FileChange(
         c.path,
         c.kind,
-        int(c.old["s"]) if c.old else None,
-        int(c.new["s"]) if c.new else None,
+        c.old.size if c.old else None,
+        c.new.size if c.new else None,
     )
 
 
@@ -60,9 +60,9 @@ def file_diff(odb: ObjectStore, old: str, new: str, offset: int, limit: int) -> 
             break
         counts[c.kind] += 1
         if c.old:
-            removed += int(c.old["s"])
+            removed += c.old.size
         if c.new:
-            added += int(c.new["s"])
+            added += c.new.size
     return FileDiff(
         changes=page[:limit],
         offset=offset,

@@ -22,7 +22,7 @@ import zipfile
 from collections import OrderedDict
 from typing import Any
 
-from cairn.objects import chunking
+from cairn.objects import chunking, tree
 from cairn.objects.odb import ObjectStore
 
 ROWS = 20  # first rows shown
@@ -69,14 +69,14 @@ class PreviewError(Exception):
 class EntryReader(io.RawIOBase):
     """A read-only, seekable file over one stored file's objects."""
 
-    def __init__(self, odb: ObjectStore, entry: dict[str, Any]) -> None:
+    def __init__(self, odb: ObjectStore, entry: tree.File) -> None:
         super().__init__()
         self.odb = odb
-        self.size = int(entry["s"])
-        if entry.get("c"):
-            parts = chunking.decode_chunk_list(odb.get(entry["c"]))
+        self.size = entry.size
+        if entry.chunks:
+            parts = chunking.decode_chunk_list(odb.get(entry.chunks))
         else:
-            parts = [(entry["d"], self.size)] if self.size else []
+            parts = [(entry.digest, self.size)] if self.size else []
         self.digests = [d for d, _ in parts]
         self.starts: list[int] = []
         offset = 0
@@ -395,7 +395,7 @@ READERS = {"parquet": parquet, "arrow": arrow, "npy": npy, "npz": npz, "safetens
 TABLE_HEADER = ["column", "type", "nulls", "min", "max"]
 
 
-def rich_preview(odb: ObjectStore, kind: str, entry: dict[str, Any]) -> dict[str, Any]:
+def rich_preview(odb: ObjectStore, kind: str, entry: tree.File) -> dict[str, Any]:
     """The preview data of a file of one of READERS' kinds; ``error`` says why there is none."""
     reader = EntryReader(odb, entry)
     try:

@@ -123,32 +123,19 @@ class StorageIndex:
         return found
 
     def _walk(self, odb: ObjectStore, root: str, into: dict[str, int], seen: set[str]) -> None:
-        stack = [root]
-        while stack:
-            digest = stack.pop()
-            if digest in seen:
-                continue
-            seen.add(digest)
-            data = odb.get(digest, verify=False)
+        def load(digest: str) -> bytes:
+            return odb.get(digest, verify=False)
+
+        for digest, data, found in tree.reachable([root], load, seen):
             into[digest] = len(data)
-            doc = tree.parse(data)
-            if doc["cairn"] == "pages":
-                stack.extend(p["d"] for p in doc["pages"])
-                continue
-            for e in doc["entries"]:
-                kind = e["t"]
-                if kind == "d":
-                    stack.append(e["d"])
-                elif kind == "f":
-                    chunks = e.get("c")
-                    if chunks:
-                        if chunks not in into:
-                            length, parts = self._chunk_list(odb, chunks)
-                            into[chunks] = length
-                            for d, n in parts:
-                                into[d] = n
-                    else:
-                        into[e["d"]] = int(e["s"])
+            for link in found:
+                if link.kind == "blob":
+                    into[link.digest] = link.size
+                elif link.kind == "chunks" and link.digest not in into:
+                    length, parts = self._chunk_list(odb, link.digest)
+                    into[link.digest] = length
+                    for d, n in parts:
+                        into[d] = n
 
     def _compute(
         self,

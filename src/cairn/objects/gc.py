@@ -144,29 +144,14 @@ class _Marker:
         for leaf in leaves:
             if present(leaf):
                 self.marked.add(leaf)
-        stack = [r for r in roots if r not in self._walked]
-        while stack:
-            digest = stack.pop()
-            if digest in self._walked:
-                continue
-            doc = tree.parse(self._get(digest))
-            self._walked.add(digest)
+        for digest, _data, found in tree.reachable(roots, self._get, self._walked):
             self.marked.add(digest)
-            if doc["cairn"] == "pages":
-                stack.extend(p["d"] for p in doc["pages"])
-                continue
-            for entry in doc["entries"]:
-                kind = entry["t"]
-                if kind == "d":
-                    stack.append(entry["d"])
-                elif kind == "f":
-                    chunks = entry.get("c")
-                    if not chunks:
-                        self.marked.add(entry["d"])
-                    elif chunks not in self.marked:
-                        self.marked.add(chunks)
-                        self.marked.update(d for d, _ in decode_chunk_list(self._get(chunks)))
-                # "r" (references) have no stored bytes
+            for link in found:
+                if link.kind == "blob":
+                    self.marked.add(link.digest)
+                elif link.kind == "chunks" and link.digest not in self.marked:
+                    self.marked.add(link.digest)
+                    self.marked.update(d for d, _ in decode_chunk_list(self._get(link.digest)))
 
 
 class PackStore(Protocol):

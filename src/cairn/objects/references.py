@@ -56,7 +56,7 @@ from cairn.errors import (
     TooManyObjectsError,
 )
 from cairn.objects.hashcache import HashCache
-from cairn.objects.tree import FileEntry, encode
+from cairn.objects.tree import FileEntry, Ref, encode
 
 DEFAULT_MAX_OBJECTS = 10_000
 CONCURRENCY = 16
@@ -83,13 +83,6 @@ def make_entry(path: str, uri: str, size: int, fields: dict[str, Any]) -> FileEn
         size,
         ref={"u": uri, "x": fields},
     )
-
-
-def ref_of(entry: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``ref`` of a `FileEntry` rebuilt from a tree entry (None for a plain file)."""
-    if entry.get("t") != "r":
-        return None
-    return {"u": entry["u"], "x": entry.get("x", {})}
 
 
 @dataclass(frozen=True)
@@ -570,10 +563,10 @@ def _describe(recorded: dict[str, Any], now: dict[str, Any]) -> str:
     return ", ".join(diffs)
 
 
-def _fetch_one(path: str, entry: dict[str, Any], dest: Path, written: list[Path]) -> Problem | None:
-    uri = entry["u"]
-    fields = entry.get("x") or {}
-    size = entry.get("s")
+def _fetch_one(path: str, entry: Ref, dest: Path, written: list[Path]) -> Problem | None:
+    uri = entry.uri
+    fields = entry.fields
+    size = entry.size
     res = resolver(uri)
     target = dest / check_path(path)
 
@@ -611,7 +604,7 @@ def _fetch_one(path: str, entry: dict[str, Any], dest: Path, written: list[Path]
 
 
 def download(
-    refs: list[tuple[str, dict[str, Any]]],
+    refs: list[tuple[str, Ref]],
     dest: Path,
     *,
     version: str = "",
@@ -632,11 +625,11 @@ def download(
     from cairn.objects import materialize
 
     checked = [
-        materialize.Wanted(check_path(p), (e.get("x") or {}).get("blake3", ""), e["s"], None)
+        materialize.Wanted(check_path(p), e.fields.get("blake3", ""), e.size, None)
         for p, e in refs
-        if e.get("x") and not isinstance(resolver(e["u"]), URIOnlyResolver)
+        if e.fields and not isinstance(resolver(e.uri), URIOnlyResolver)
     ]
-    unchecked = [p for p, e in refs if not e.get("x")]
+    unchecked = [p for p, e in refs if not e.fields]
     materialize.prepare(dest, checked, hash_cache, overwrite=overwrite, folders_only=unchecked)
     written: list[Path] = []
     with ThreadPoolExecutor(min(CONCURRENCY, len(refs))) as pool:
@@ -688,24 +681,24 @@ def _lines(problems: list[Problem], limit: int = 20) -> str:
     return shown + more
 
 
-def check_sources(refs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def check_sources(refs: list[tuple[str, Ref]]) -> list[str]:
     """Drift at the sources, without downloading: one line per reference that changed or
     vanished (metadata requests only, except file:// and servers without ETag)."""
 
-    def one(item: tuple[str, dict[str, Any]]) -> str | None:
+    def one(item: tuple[str, Ref]) -> str | None:
         path, entry = item
-        fields = entry.get("x") or {}
+        fields = entry.fields
         if not fields:
             return None  # tracked by URI only: nothing to compare
-        uri = entry["u"]
+        uri = entry.uri
         now = resolver(uri).current(uri, fields)
         if now is None:
             return Problem(path, uri, "reference missing at the source").line()
         if not _same(fields, now):
             detail = _describe(fields, now)
             return Problem(path, uri, "reference changed at the source", detail).line()
-        if now.get("size", entry["s"]) != entry["s"]:
-            detail = f"size {entry['s']} -> {now['size']}"
+        if now.get("size", entry.size) != entry.size:
+            detail = f"size {entry.size} -> {now['size']}"
             return Problem(path, uri, "reference changed at the source", detail).line()
         return None
 
@@ -715,19 +708,19 @@ def check_sources(refs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         return [line for line in pool.map(one, refs) if line]
 
 
-def check_local(local: Path, path: str, entry: dict[str, Any]) -> list[str]:
+def check_local(local: Path, path: str, entry: Ref) -> list[str]:
     """Problems with the downloaded copy of a reference."""
-    fields = entry.get("x") or {}
-    if isinstance(resolver(entry["u"]), URIOnlyResolver):
+    fields = entry.fields
+    if isinstance(resolver(entry.uri), URIOnlyResolver):
         return []  # never downloaded: tracked by URI only
     try:
         st = local.stat()
     except OSError:
-        return [f"missing: {path} (reference to {entry['u']})"]
+        return [f"missing: {path} (reference to {entry.uri})"]
     if not fields or stat.S_ISDIR(st.st_mode):
         return []  # unchecked reference: any content is what was asked for
-    if st.st_size != entry["s"]:
-        return [f"size differs: {path} ({st.st_size} != {entry['s']})"]
+    if st.st_size != entry.size:
+        return [f"size differs: {path} ({st.st_size} != {entry.size})"]
     if "blake3" in fields and FileResolver._hash(local)[0] != fields["blake3"]:
         return [f"content differs: {path}"]
     return []
@@ -739,6 +732,5 @@ __all__ = [
     "check_sources",
     "download",
     "make_entry",
-    "ref_of",
     "resolve",
 ]

@@ -25,7 +25,7 @@ import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import blake3
 
@@ -47,6 +47,19 @@ class FileEntry:
     size: int
     chunks: str | None = None  # chunk-list digest for chunked files
     ref: dict[str, Any] | None = None  # for references: {"u": uri, ...}
+
+    @classmethod
+    def of(cls, path: str, leaf: Leaf) -> FileEntry:
+        """The entry that puts a stored file (or reference) at ``path`` in a new version."""
+        if isinstance(leaf, Ref):
+            return cls(path, leaf.digest, leaf.size, ref={"u": leaf.uri, "x": leaf.fields})
+        return cls(path, leaf.digest, leaf.size, leaf.chunks)
+
+    def leaf(self, name: str) -> Leaf:
+        """This entry as read back from a tree, under ``name``."""
+        if self.ref:
+            return Ref(name, self.digest, self.size, self.ref["u"], self.ref.get("x") or {})
+        return File(name, self.digest, self.size, self.chunks)
 
     def to_json(self, name: str) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -86,54 +99,111 @@ def _is_boundary(name: str) -> bool:
     return (int.from_bytes(blake3.blake3(name.encode()).digest(4), "little") & _BOUNDARY_MASK) == 0
 
 
-def _subtrees(entries: list[dict[str, Any]]) -> list[str]:
-    return [e["d"] for e in entries if e["t"] == "d"]
+def _name_json(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False)
 
 
-def _paginate(
-    items: list[tuple[str, dict[str, Any]]],
-    put: Callable[[bytes], str],
-    children: dict[str, list[str]],
-) -> tuple[bytes, list[str]]:
-    """Split (name, entry-json) pairs into pages; return the top object and the tree objects it
-    points to. Every page written is recorded in ``children`` with the objects it points to
-    (a page of entries: its subdirectories; an index page: its pages)."""
+def file_json(name: str, digest: str, size: int, chunks: str | None = None) -> str:
+    """The encoded tree entry of a stored file (what `encode` makes of it, written directly:
+    this runs once per file of every log)."""
+    if chunks:
+        return f'{{"c":"{chunks}","d":"{digest}","n":{_name_json(name)},"s":{size},"t":"f"}}'
+    return f'{{"d":"{digest}","n":{_name_json(name)},"s":{size},"t":"f"}}'
+
+
+def dir_json(name: str, digest: str, size: int, count: int) -> str:
+    return f'{{"d":"{digest}","k":{count},"n":{_name_json(name)},"s":{size},"t":"d"}}'
+
+
+def entry_json(name: str, entry: FileEntry) -> str:
+    if entry.ref:
+        return encode(entry.to_json(name)).decode()
+    return file_json(name, entry.digest, entry.size, entry.chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry of a folder being written: its name, its encoded form, and the tree object it
+    points to (folders only)."""
+
+    name: str
+    json: str
+    subtree: str | None = None
+
+
+Put = Callable[[str, bytes, list[str]], None]  # (digest, body, tree objects it points to)
+
+
+def _tree_body(parts: Iterable[str]) -> bytes:
+    return ('{"cairn":"tree","entries":[' + ",".join(parts) + '],"v":1}').encode()
+
+
+def _pages_body(parts: Iterable[str]) -> bytes:
+    return ('{"cairn":"pages","pages":[' + ",".join(parts) + '],"v":1}').encode()
+
+
+def _page_json(first: str, digest: str, count: int) -> str:
+    return f'{{"d":"{digest}","first":{_name_json(first)},"k":{count}}}'
+
+
+def write_folder(items: list[Item], put: Put) -> str:
+    """Write one folder's tree object(s) through ``put`` and return the folder's digest.
+    ``items`` are sorted by name. A folder of more than MAX_ENTRIES entries is split into
+    pages at content-defined boundaries (so inserting one name changes one page) under a
+    page index, itself split the same way when it grows too wide. Every object is put
+    before the object pointing to it."""
     if len(items) <= MAX_ENTRIES:
-        entries = [e for _, e in items]
-        return encode({"cairn": "tree", "v": 1, "entries": entries}), _subtrees(entries)
-    level: list[tuple[str, dict[str, Any]]] = items
-    kind = "tree"
-    while True:
-        pages: list[tuple[str, dict[str, Any]]] = []
+        body = _tree_body(i.json for i in items)
+        digest = hash_bytes(body)
+        put(digest, body, [i.subtree for i in items if i.subtree])
+        return digest
+    level: list[tuple[str, str, int, list[str]]] = []  # (first name, json, count, subtrees)
+    start = 0
+    for i, item in enumerate(items):
+        n = i - start + 1
+        if (n >= MIN_PAGE and _is_boundary(item.name)) or n >= MAX_ENTRIES or i == len(items) - 1:
+            chunk = items[start : i + 1]
+            body = _tree_body(c.json for c in chunk)
+            digest = hash_bytes(body)
+            put(digest, body, [c.subtree for c in chunk if c.subtree])
+            first = items[start].name
+            level.append((first, _page_json(first, digest, len(chunk)), len(chunk), [digest]))
+            start = i + 1
+    while len(level) > MAX_ENTRIES:
+        upper: list[tuple[str, str, int, list[str]]] = []
         start = 0
-        for i, (name, _) in enumerate(level):
+        for i, (name, _j, _k, _s) in enumerate(level):
             n = i - start + 1
             if (n >= MIN_PAGE and _is_boundary(name)) or n >= MAX_ENTRIES or i == len(level) - 1:
-                chunk = [e for _, e in level[start : i + 1]]
-                if kind == "tree":
-                    body = encode({"cairn": "tree", "v": 1, "entries": chunk})
-                    refs, count = _subtrees(chunk), len(chunk)
-                else:
-                    body = encode({"cairn": "pages", "v": 1, "pages": chunk})
-                    refs, count = [p["d"] for p in chunk], sum(p["k"] for p in chunk)
-                digest = put(body)
-                children[digest] = refs
+                group = level[start : i + 1]
+                body = _pages_body(c[1] for c in group)
+                digest = hash_bytes(body)
+                put(digest, body, [d for c in group for d in c[3]])
+                count = sum(c[2] for c in group)
                 first = level[start][0]
-                pages.append((first, {"first": first, "d": digest, "k": count}))
+                upper.append((first, _page_json(first, digest, count), count, [digest]))
                 start = i + 1
-        if len(pages) <= MAX_ENTRIES:
-            top = encode({"cairn": "pages", "v": 1, "pages": [e for _, e in pages]})
-            return top, [p["d"] for _, p in pages]
-        level, kind = pages, "pages"
+        level = upper
+    body = _pages_body(c[1] for c in level)
+    digest = hash_bytes(body)
+    put(digest, body, [d for c in level for d in c[3]])
+    return digest
+
+
+def check_paths(entries: Iterable[FileEntry]) -> None:
+    """InvalidPathError for a path not in normal form ('a/b')."""
+    for entry in entries:
+        if check_path(entry.path) != entry.path:
+            raise InvalidPathError(f"artifact path {entry.path!r} is not in normal form ('a/b')")
 
 
 def build(entries: list[FileEntry]) -> BuiltTree:
     """Build the tree objects for a flat list of file entries. Raises InvalidPathError for an
-    invalid path, two entries at one path, or a path that is both a file and a folder."""
+    invalid path, two entries at one path, or a path that is both a file and a folder.
+    Iterative: any depth of nesting works."""
+    check_paths(entries)
     root = _Dir()
     for entry in entries:
-        if check_path(entry.path) != entry.path:
-            raise InvalidPathError(f"artifact path {entry.path!r} is not in normal form ('a/b')")
         node = root
         *parents, leaf = entry.path.split("/")
         for i, part in enumerate(parents):
@@ -153,62 +223,207 @@ def build(entries: list[FileEntry]) -> BuiltTree:
     children: dict[str, list[str]] = {}
     files: dict[str, list[FileEntry]] = {}
 
-    def put(body: bytes) -> str:
-        digest = hash_bytes(body)
+    def put(digest: str, body: bytes, refs: list[str]) -> None:
         objects[digest] = body
-        return digest
+        children[digest] = refs
 
-    def visit(node: _Dir) -> tuple[str, int, int]:
-        items: list[tuple[str, dict[str, Any]]] = []
-        total_size = 0
-        total_count = 0
+    # post order without recursion: a folder is written once all its subfolders are
+    done: dict[int, tuple[str, int, int]] = {}  # id(node) -> (digest, size, count)
+    stack: list[tuple[_Dir, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((sub, False) for sub in node.dirs.values())
+            continue
+        items: list[Item] = []
+        total_size = total_count = 0
         for name, sub in node.dirs.items():
-            digest, size, count = visit(sub)
-            items.append((name, {"n": name, "t": "d", "d": digest, "s": size, "k": count}))
+            digest, size, count = done.pop(id(sub))
+            items.append(Item(name, dir_json(name, digest, size, count), digest))
             total_size += size
             total_count += count
         for name, f in node.files.items():
-            items.append((name, f.to_json(name)))
+            items.append(Item(name, entry_json(name, f)))
             total_size += f.size
             total_count += 1
-        items.sort(key=lambda item: item[0])
-        body, refs = _paginate(items, put, children)
-        digest = put(body)
-        # the top object of a paginated directory points to its pages, they to subdirectories
-        children[digest] = refs
+        items.sort(key=lambda item: item.name)
+        digest = write_folder(items, put)
         files[digest] = list(node.files.values())
-        return digest, total_size, total_count
+        done[id(node)] = (digest, total_size, total_count)
 
-    digest, size, count = visit(root)
+    digest, size, count = done[id(root)]
     return BuiltTree(digest, size, count, objects, children, files)
 
 
-def parse(data: bytes) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(data)
-    if doc.get("cairn") not in ("tree", "pages"):
-        raise ValueError("not a tree object")
-    return doc
+# --- reading: typed entries ------------------------------------------------------------------
+# Only this module knows the encoded keys; everything else reads these classes.
 
 
-def _iter_dir(digest: str, load: Callable[[str], bytes]) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class File:
+    """A file stored in the store: its whole-content digest, size and, for a file cut into
+    chunks, the digest of its chunk list."""
+
+    name: str
+    digest: str
+    size: int
+    chunks: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A reference: data that stays at ``uri``; ``fields`` identify the object there (ETag,
+    version, content hash ...), empty when it is tracked by its URI alone."""
+
+    name: str
+    digest: str
+    size: int
+    uri: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Dir:
+    """A folder: the digest of its tree object, the total size and number of its files."""
+
+    name: str
+    digest: str
+    size: int
+    count: int
+
+
+Entry = File | Ref | Dir
+Leaf = File | Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a wide folder: the name of its first entry, its object, its entry count."""
+
+    first: str
+    digest: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A tree object: one folder's entries (or one page of them), sorted by name."""
+
+    entries: list[Entry]
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True, slots=True)
+class PageIndex:
+    """The top object (or an inner index page) of a folder split into pages."""
+
+    pages: list[Page]
+
+    @property
+    def count(self) -> int:
+        return sum(p.count for p in self.pages)
+
+
+Node = Listing | PageIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An object another object points to. ``kind``: ``tree`` (a tree or page object),
+    ``blob`` (a file's whole content, ``size`` bytes) or ``chunks`` (a chunk list)."""
+
+    digest: str
+    kind: Literal["tree", "blob", "chunks"]
+    size: int = 0
+
+
+def _entry(e: dict[str, Any]) -> Entry:
+    kind = e["t"]
+    if kind == "f":
+        return File(e["n"], e["d"], e["s"], e.get("c"))
+    if kind == "d":
+        return Dir(e["n"], e["d"], e["s"], e["k"])
+    if kind == "r":
+        return Ref(e["n"], e["d"], e["s"], e["u"], e.get("x") or {})
+    raise ValueError(f"unknown tree entry kind {kind!r}")
+
+
+def parse(data: bytes) -> Node:
+    """Decode a tree or page-index object; ValueError if it is not one."""
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise ValueError("not a tree object")
+        what = doc.get("cairn")
+        if what == "tree":
+            return Listing([_entry(e) for e in doc["entries"]])
+        if what == "pages":
+            return PageIndex([Page(p["first"], p["d"], p["k"]) for p in doc["pages"]])
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a valid tree object ({exc!r})") from None
+    raise ValueError("not a tree object")
+
+
+def links(node: Node) -> list[Link]:
+    """The objects a tree or page-index object points to (references point to none)."""
+    if isinstance(node, PageIndex):
+        return [Link(p.digest, "tree") for p in node.pages]
+    out: list[Link] = []
+    for e in node.entries:
+        if isinstance(e, Dir):
+            out.append(Link(e.digest, "tree"))
+        elif isinstance(e, File):
+            out.append(Link(e.chunks, "chunks") if e.chunks else Link(e.digest, "blob", e.size))
+    return out
+
+
+def children(data: bytes) -> list[Link]:
+    """The objects the tree object ``data`` points to; ValueError if it is not a tree object."""
+    return links(parse(data))
+
+
+def reachable(
+    roots: Iterable[str], load: Callable[[str], bytes], seen: set[str]
+) -> Iterator[tuple[str, bytes, list[Link]]]:
+    """Every tree and page object reachable from ``roots`` and not in ``seen``, once each,
+    with its bytes and what it points to (one stack, no recursion). ``seen`` is updated; pass
+    the same set to several calls to walk what versions share once."""
+    stack = [r for r in roots if r not in seen]
+    while stack:
+        digest = stack.pop()
+        if digest in seen:
+            continue
+        data = load(digest)
+        seen.add(digest)
+        found = children(data)
+        stack.extend(link.digest for link in found if link.kind == "tree")
+        yield digest, data, found
+
+
+def _iter_dir(digest: str, load: Callable[[str], bytes]) -> Iterator[Entry]:
     """The direct entries of one directory object in name order, one page loaded at a time."""
-    doc = parse(load(digest))
-    if doc["cairn"] == "pages":
-        for page in doc["pages"]:
-            yield from _iter_dir(page["d"], load)
-        return
-    yield from doc["entries"]
+    stack = [digest]
+    while stack:
+        node = parse(load(stack.pop()))
+        if isinstance(node, PageIndex):
+            stack.extend(p.digest for p in reversed(node.pages))
+        else:
+            yield from node.entries
 
 
-def _in_path_order(entries: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _in_path_order(entries: Iterable[Entry]) -> Iterator[Entry]:
     """Entries given in name order, re-ordered so that each directory comes where its paths
     sort: 'a/x' sorts after 'a-b' and 'a.txt' but before 'a0'. Holds back only directories."""
-    held: list[tuple[str, int, dict[str, Any]]] = []
+    held: list[tuple[str, int, Entry]] = []
     for i, entry in enumerate(entries):
-        name = entry["n"]
+        name = entry.name
         while held and held[0][0] < name:
             yield heapq.heappop(held)[2]
-        if entry["t"] == "d":
+        if isinstance(entry, Dir):
             heapq.heappush(held, (name + "/", i, entry))
         else:
             yield entry
@@ -218,43 +433,50 @@ def _in_path_order(entries: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]
 
 def iter_entries(
     digest: str, load: Callable[[str], bytes], prefix: str = ""
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (path, entry-json) for every entry below the object, depth first, in path order
-    (the files come out as ``sorted()`` of their paths). Directory entries are yielded too,
-    just before their contents."""
-    for entry in _in_path_order(_iter_dir(digest, load)):
-        path = prefix + entry["n"]
+) -> Iterator[tuple[str, Entry]]:
+    """Yield (path, entry) for every entry below the object, depth first, in path order (the
+    files come out as ``sorted()`` of their paths). Directory entries are yielded too, just
+    before their contents. Iterative: any depth of nesting works."""
+    stack: list[tuple[str, Iterator[Entry]]] = [(prefix, _in_path_order(_iter_dir(digest, load)))]
+    while stack:
+        base, it = stack[-1]
+        entry = next(it, None)
+        if entry is None:
+            stack.pop()
+            continue
+        path = base + entry.name
         yield path, entry
-        if entry["t"] == "d":
-            yield from iter_entries(entry["d"], load, path + "/")
+        if isinstance(entry, Dir):
+            stack.append((path + "/", _in_path_order(_iter_dir(entry.digest, load))))
 
 
 def iter_files(
     digest: str, load: Callable[[str], bytes], prefix: str = ""
-) -> Iterator[tuple[str, dict[str, Any]]]:
+) -> Iterator[tuple[str, Leaf]]:
+    """(path, file or reference) of every file below the object, in path order."""
     for path, entry in iter_entries(digest, load, prefix):
-        if entry["t"] != "d":
+        if not isinstance(entry, Dir):
             yield path, entry
 
 
-def list_dir(digest: str, load: Callable[[str], bytes]) -> list[dict[str, Any]]:
+def list_dir(digest: str, load: Callable[[str], bytes]) -> list[Entry]:
     """The direct entries of one directory object (pages joined), in name order."""
     return list(_iter_dir(digest, load))
 
 
-def _find(digest: str, name: str, load: Callable[[str], bytes]) -> dict[str, Any] | None:
+def _find(digest: str, name: str, load: Callable[[str], bytes]) -> Entry | None:
     """The entry called ``name`` in one directory, loading only the page that can hold it."""
-    doc = parse(load(digest))
-    while doc["cairn"] == "pages":
-        pages = doc["pages"]
-        i = bisect.bisect_right([p["first"] for p in pages], name) - 1
+    node = parse(load(digest))
+    while isinstance(node, PageIndex):
+        pages = node.pages
+        i = bisect.bisect_right([p.first for p in pages], name) - 1
         if i < 0:
             return None
-        doc = parse(load(pages[i]["d"]))
-    return next((e for e in doc["entries"] if e["n"] == name), None)
+        node = parse(load(pages[i].digest))
+    return next((e for e in node.entries if e.name == name), None)
 
 
-def lookup(digest: str, path: str, load: Callable[[str], bytes]) -> dict[str, Any] | None:
+def lookup(digest: str, path: str, load: Callable[[str], bytes]) -> Entry | None:
     """The entry at ``path`` (file or directory), or None."""
     parts = path.split("/")
     current = digest
@@ -264,72 +486,116 @@ def lookup(digest: str, path: str, load: Callable[[str], bytes]) -> dict[str, An
             return None
         if i == len(parts) - 1:
             return match
-        if match["t"] != "d":
+        if not isinstance(match, Dir):
             return None
-        current = match["d"]
+        current = match.digest
     return None
+
+
+def files_below(
+    digest: str, path: str | None, load: Callable[[str], bytes]
+) -> Iterator[tuple[str, Leaf]]:
+    """The files at or below ``path`` (a file or a folder; everything when None), in path
+    order; nothing when the path is not in the tree."""
+    if not path:
+        yield from iter_files(digest, load)
+        return
+    entry = lookup(digest, path, load)
+    if entry is None:
+        return
+    if isinstance(entry, Dir):
+        yield from iter_files(entry.digest, load, path + "/")
+    else:
+        yield path, entry
 
 
 @dataclass
 class Change:
     path: str
     kind: str  # "added" | "removed" | "modified"
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
+    old: Leaf | None
+    new: Leaf | None
 
 
-def _entries_except(
-    doc: dict[str, Any], load: Callable[[str], bytes], skip: set[str]
-) -> dict[str, dict[str, Any]]:
+def _entries_except(node: Node, load: Callable[[str], bytes], skip: set[str]) -> dict[str, Entry]:
     """The entries of a directory object by name, leaving out the pages in ``skip``."""
-    if doc["cairn"] == "tree":
-        return {e["n"]: e for e in doc["entries"]}
-    out: dict[str, dict[str, Any]] = {}
-    for page in doc["pages"]:
-        if page["d"] not in skip:
-            out.update(_entries_except(parse(load(page["d"])), load, skip))
+    out: dict[str, Entry] = {}
+    stack: list[Node] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Listing):
+            out.update((e.name, e) for e in current.entries)
+            continue
+        stack.extend(parse(load(p.digest)) for p in current.pages if p.digest not in skip)
     return out
+
+
+def _same(a: Entry, b: Entry) -> bool:
+    return a.digest == b.digest and type(a) is type(b) and a.size == b.size
+
+
+@dataclass(frozen=True, slots=True)
+class _Sub:
+    """A folder present or changed on either side: diffed after the entries sorted before it."""
+
+    old: str | None
+    new: str | None
+    prefix: str
 
 
 def diff(
     old: str | None, new: str | None, load: Callable[[str], bytes], prefix: str = ""
 ) -> Iterator[Change]:
     """Files added, removed and modified between two trees, in path order; identical subtrees
-    (and identical pages of wide directories) are skipped without being read."""
+    (and identical pages of wide directories) are skipped without being read. Iterative: any
+    depth of nesting works."""
+    stack: list[Iterator[Change | _Sub]] = [_diff_dir(old, new, load, prefix)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, _Sub):
+            stack.append(_diff_dir(item.old, item.new, load, item.prefix))
+        else:
+            yield item
+
+
+def _diff_dir(
+    old: str | None, new: str | None, load: Callable[[str], bytes], prefix: str
+) -> Iterator[Change | _Sub]:
     if old == new:
         return
-    old_doc = parse(load(old)) if old else None
-    new_doc = parse(load(new)) if new else None
+    old_node = parse(load(old)) if old else None
+    new_node = parse(load(new)) if new else None
     shared: set[str] = set()
-    if old_doc and new_doc and old_doc["cairn"] == new_doc["cairn"] == "pages":
+    if isinstance(old_node, PageIndex) and isinstance(new_node, PageIndex):
         # a page found on both sides lists the same entries on both: none of them changed
-        shared = {p["d"] for p in old_doc["pages"]} & {p["d"] for p in new_doc["pages"]}
-    old_entries = _entries_except(old_doc, load, shared) if old_doc else {}
-    new_entries = _entries_except(new_doc, load, shared) if new_doc else {}
+        shared = {p.digest for p in old_node.pages} & {p.digest for p in new_node.pages}
+    old_entries = _entries_except(old_node, load, shared) if old_node else {}
+    new_entries = _entries_except(new_node, load, shared) if new_node else {}
     todo: list[tuple[str, str]] = []  # (sort key, name); a folder's key is 'name/'
     for name in old_entries.keys() | new_entries.keys():
         a = old_entries.get(name)
         b = new_entries.get(name)
-        if a and b and a["d"] == b["d"] and a["t"] == b["t"] and a.get("s") == b.get("s"):
+        if a and b and _same(a, b):
             continue
-        if (a and a["t"] != "d") or (b and b["t"] != "d"):
+        if (a and not isinstance(a, Dir)) or (b and not isinstance(b, Dir)):
             todo.append((name, name))
-        if (a and a["t"] == "d") or (b and b["t"] == "d"):
+        if isinstance(a, Dir) or isinstance(b, Dir):
             todo.append((name + "/", name))
     for key, name in sorted(todo):
         a = old_entries.get(name)
         b = new_entries.get(name)
         path = prefix + name
         if key.endswith("/"):
-            yield from diff(
-                a["d"] if a and a["t"] == "d" else None,
-                b["d"] if b and b["t"] == "d" else None,
-                load,
+            yield _Sub(
+                a.digest if isinstance(a, Dir) else None,
+                b.digest if isinstance(b, Dir) else None,
                 path + "/",
             )
             continue
-        a_file = a if a and a["t"] != "d" else None
-        b_file = b if b and b["t"] != "d" else None
+        a_file = a if a and not isinstance(a, Dir) else None
+        b_file = b if b and not isinstance(b, Dir) else None
         if a_file and b_file:
             yield Change(path, "modified", a_file, b_file)
         elif a_file:

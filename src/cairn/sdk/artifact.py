@@ -74,12 +74,12 @@ def _same_source(old: StagedFile | FileEntry, new: StagedFile) -> bool:
 class ArtifactFile:
     """One file of a logged version."""
 
-    def __init__(self, artifact: Artifact, path: str, entry: dict[str, Any]) -> None:
+    def __init__(self, artifact: Artifact, path: str, entry: tree.Leaf) -> None:
         self.artifact = artifact
         self.path = path
-        self.size: int = entry["s"]
-        self.digest: str = entry["d"]
-        self.ref: str | None = entry.get("u")  # the URI, for a reference
+        self.size: int = entry.size
+        self.digest: str = entry.digest
+        self.ref: str | None = entry.uri if isinstance(entry, tree.Ref) else None
         self._entry = entry
 
     def __repr__(self) -> str:
@@ -87,13 +87,13 @@ class ArtifactFile:
 
     @property
     def is_reference(self) -> bool:
-        return self._entry.get("t") == "r"
+        return isinstance(self._entry, tree.Ref)
 
     @property
     def extra(self) -> dict[str, Any]:
         """What was recorded to identify a reference's content at its source (``etag``,
         ``version``, ``blake3``, ``last_modified``); empty for a stored file."""
-        return dict(self._entry.get("x") or {})
+        return dict(self._entry.fields) if isinstance(self._entry, tree.Ref) else {}
 
     @property
     def etag(self) -> str | None:
@@ -130,16 +130,14 @@ class ArtifactFile:
         A modified file in the way is only replaced with ``overwrite=True`` (see
         `Artifact.download`)."""
         dest = self.artifact._download_root(root)
-        if self._entry.get("t") == "r":
+        if isinstance(self._entry, tree.Ref):
             self.artifact._fetch_references(
                 [(self.path, self._entry)], dest, allow_missing_references, overwrite
             )
         else:
-            self.artifact._materialize([self._wanted()], dest, overwrite)
+            wanted = Wanted(self.path, self.digest, self.size, self._entry.chunks)
+            self.artifact._materialize([wanted], dest, overwrite)
         return str(dest / self.path)
-
-    def _wanted(self) -> Wanted:
-        return Wanted(self.path, self.digest, self.size, self._entry.get("c"))
 
 
 class Artifact:
@@ -462,12 +460,8 @@ class Artifact:
         info = self._logged()
         draft = Artifact(info.name, info.type, info.description, loaded(info.metadata))
         draft.project = info.project
-        from cairn.objects.references import ref_of
-
         for path, entry in self._iter_entries():
-            draft._entries[path] = FileEntry(
-                path, entry["d"], entry["s"], entry.get("c"), ref=ref_of(entry)
-            )
+            draft._entries[path] = FileEntry.of(path, entry)
         return draft
 
     def _cleanup_staging(self) -> None:
@@ -489,19 +483,10 @@ class Artifact:
     def _load(self, digest: str) -> bytes:
         return self._be().odb.get(digest)
 
-    def _iter_entries(self, prefix: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _iter_entries(self, prefix: str | None = None) -> Iterator[tuple[str, tree.Leaf]]:
         info = self._logged()
-        if prefix:
-            prefix = names.check_path(prefix)
-            entry = tree.lookup(info.digest, prefix, self._load)
-            if entry is None:
-                return
-            if entry["t"] != "d":
-                yield prefix, entry
-                return
-            yield from tree.iter_files(entry["d"], self._load, prefix + "/")
-            return
-        yield from tree.iter_files(info.digest, self._load)
+        start = names.check_path(prefix) if prefix else None
+        yield from tree.files_below(info.digest, start, self._load)
 
     def files(
         self, prefix: str | None = None, *, names: list[str] | None = None
@@ -518,7 +503,7 @@ class Artifact:
             out = []
             for path in dict.fromkeys(wanted):
                 entry = tree.lookup(self._info.digest, path, self._load)
-                if entry is not None and entry["t"] != "d":
+                if entry is not None and not isinstance(entry, tree.Dir):
                     out.append(ArtifactFile(self, path, entry))
             return sorted(out, key=lambda f: f.path)
         if self._info is None:
@@ -527,14 +512,15 @@ class Artifact:
             for p, v in sorted(self._entries.items()):
                 if folder is not None and p != folder and not p.startswith(folder + "/"):
                     continue
+                name = p.rsplit("/", 1)[-1]
                 if isinstance(v, FileEntry):
-                    out.append(ArtifactFile(self, p, {"s": v.size, "d": v.digest}))
+                    out.append(ArtifactFile(self, p, v.leaf(name)))
                     continue
                 try:
                     size = os.stat(v.source).st_size
                 except OSError:
                     size = 0  # gone since it was added: logging will say so
-                out.append(ArtifactFile(self, p, {"s": size, "d": ""}))
+                out.append(ArtifactFile(self, p, tree.File(name, "", size)))
             return out
         return [ArtifactFile(self, p, e) for p, e in self._iter_entries(prefix)]
 
@@ -546,7 +532,7 @@ class Artifact:
         info = self._logged()
         path = names.check_path(path)
         entry = tree.lookup(info.digest, path, self._load)
-        if entry is None or entry["t"] == "d":
+        if entry is None or isinstance(entry, tree.Dir):
             raise NotFoundError(
                 f"{info.qualified_name} has no file {path!r}; list them with art.files()"
             )
@@ -593,12 +579,12 @@ class Artifact:
         """
         dest = self._download_root(root)
         wanted: list[Wanted] = []
-        refs: list[tuple[str, dict[str, Any]]] = []
+        refs: list[tuple[str, tree.Ref]] = []
         for p, e in self._iter_entries(path_prefix):
-            if e["t"] == "r":
+            if isinstance(e, tree.Ref):
                 refs.append((p, e))
             else:
-                wanted.append(Wanted(p, e["d"], e["s"], e.get("c")))
+                wanted.append(Wanted(p, e.digest, e.size, e.chunks))
         self._materialize(wanted, dest, overwrite)
         self._fetch_references(refs, dest, allow_missing_references, overwrite)
         return str(dest)
@@ -614,7 +600,7 @@ class Artifact:
         folders: list[str] = []  # references recorded without a checksum may be folders
         for path, entry in self._iter_entries():
             keep.add(path)
-            if entry["t"] == "r" and not entry.get("x"):
+            if isinstance(entry, tree.Ref) and not entry.fields:
                 folders.append(path + "/")
         if dest.is_dir():
             self._remove_extra(dest, keep, tuple(folders))
@@ -646,7 +632,7 @@ class Artifact:
 
     def _fetch_references(
         self,
-        refs: list[tuple[str, dict[str, Any]]],
+        refs: list[tuple[str, tree.Ref]],
         dest: Path,
         allow_missing: bool,
         overwrite: bool = False,
@@ -685,13 +671,13 @@ class Artifact:
         dest = self._download_root(root)
         problems: list[str] = []
         seen: set[str] = set()
-        refs: list[tuple[str, dict[str, Any]]] = []
+        refs: list[tuple[str, tree.Ref]] = []
         backend = self._be()
         cache = getattr(backend, "hash_cache", None)
         for path, entry in self._iter_entries():
             seen.add(path)
             local = dest / path
-            if entry["t"] == "r":
+            if isinstance(entry, tree.Ref):
                 refs.append((path, entry))
                 problems += references.check_local(local, path, entry)
                 continue
@@ -700,8 +686,8 @@ class Artifact:
             except OSError:
                 problems.append(f"missing: {path}")
                 continue
-            if st.st_size != entry["s"]:
-                problems.append(f"size differs: {path} ({st.st_size} != {entry['s']})")
+            if st.st_size != entry.size:
+                problems.append(f"size differs: {path} ({st.st_size} != {entry.size})")
                 continue
             hit = cache.get_many([stat_key(st)]).get(stat_key(st)) if cache else None
             if hit is not None:
@@ -712,10 +698,10 @@ class Artifact:
                     while block := f.read(16 << 20):
                         hasher.update(block)
                 digest = "blake3:" + hasher.hexdigest()
-            if digest != entry["d"]:
+            if digest != entry.digest:
                 problems.append(f"content differs: {path}")
         problems += references.check_sources(refs)
-        folders = tuple(p + "/" for p, e in refs if not e.get("x"))  # unchecked: may be folders
+        folders = tuple(p + "/" for p, e in refs if not e.fields)  # unchecked: may be folders
         for dirpath, _dirs, filenames in os.walk(dest):
             for fn in filenames:
                 rel = os.path.relpath(os.path.join(dirpath, fn), dest).replace(os.sep, "/")

@@ -209,12 +209,11 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self._trees.popitem(last=False)
         return data
 
-    def _entry(self, p: _Path) -> tuple[VersionInfo, dict[str, Any]]:
+    def _entry(self, p: _Path) -> tuple[VersionInfo, tree.Entry]:
         """The version and the tree entry at the path (a version's root is a directory)."""
         info = self._version(p)
         if not p.inner:
-            root = {"t": "d", "d": info.digest, "s": info.size, "k": info.file_count}
-            return info, root
+            return info, tree.Dir("", info.digest, info.size, info.file_count)
         entry = tree.lookup(info.digest, p.inner, self._load_tree)
         if entry is None:
             raise FileNotFoundError(
@@ -224,19 +223,18 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     # --- listing ------------------------------------------------------------------------------
     @staticmethod
-    def _details(name: str, entry: dict[str, Any], info: VersionInfo) -> dict[str, Any]:
-        kind = "directory" if entry["t"] == "d" else "file"
+    def _details(name: str, entry: tree.Entry, info: VersionInfo) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": name,
-            "size": entry["s"],
-            "type": kind,
-            "digest": entry["d"],
+            "size": entry.size,
+            "type": "directory" if isinstance(entry, tree.Dir) else "file",
+            "digest": entry.digest,
             "version": info.qualified_name,
         }
-        if entry["t"] == "r":
-            out["reference"] = entry.get("u")
-        if kind == "directory":
-            out["files"] = entry.get("k", 0)
+        if isinstance(entry, tree.Ref):
+            out["reference"] = entry.uri
+        if isinstance(entry, tree.Dir):
+            out["files"] = entry.count
         return out
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -256,12 +254,12 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
         else:
             info, entry = self._entry(p)
             base = f"{p.prefix}/{p.inner}" if p.inner else p.prefix
-            if entry["t"] != "d":
+            if not isinstance(entry, tree.Dir):
                 out = [self._details(base, entry, info)]
             else:
                 out = [
-                    self._details(f"{base}/{e['n']}", e, info)
-                    for e in tree.list_dir(entry["d"], self._load_tree)
+                    self._details(f"{base}/{e.name}", e, info)
+                    for e in tree.list_dir(entry.digest, self._load_tree)
                 ]
         return out if detail else [o["name"] for o in out]
 
@@ -293,10 +291,10 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise InvalidInputError("walk_files needs a version: cairn://[project/]name:ref/...")
         info, entry = self._entry(p)
         base = f"{p.prefix}/{p.inner}" if p.inner else p.prefix
-        if entry["t"] != "d":
+        if not isinstance(entry, tree.Dir):
             yield base, self._details(base, entry, info)
             return
-        for rel, e in tree.iter_files(entry["d"], self._load_tree):
+        for rel, e in tree.iter_files(entry.digest, self._load_tree):
             yield f"{base}/{rel}", self._details(f"{base}/{rel}", e, info)
 
     def find(
@@ -331,16 +329,16 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return int(self.ukey(path).partition(":")[2][:16], 16)
 
     # --- reading ------------------------------------------------------------------------------
-    def _file(self, path: str) -> tuple[_Path, VersionInfo, dict[str, Any]]:
+    def _file(self, path: str) -> tuple[_Path, VersionInfo, tree.File]:
         p = self._parse(path)
         if p is None:
             raise IsADirectoryError(f"cairn://{self._strip_protocol(path)} is not a file")
         info, entry = self._entry(p)
-        if entry["t"] == "d":
+        if isinstance(entry, tree.Dir):
             raise IsADirectoryError(f"cairn://{p.prefix}/{p.inner} is a folder, not a file")
-        if entry["t"] == "r":
+        if isinstance(entry, tree.Ref):
             raise InvalidInputError(
-                f"cairn://{p.prefix}/{p.inner} is a reference to {entry.get('u')}; Cairn does "
+                f"cairn://{p.prefix}/{p.inner} is a reference to {entry.uri}; Cairn does "
                 "not hold its bytes, read it from there (or download() the version)"
             )
         self._record_use(info)
@@ -467,12 +465,12 @@ class _Content:
             raise CairnError(f"stored chunk list adds up to {offset} bytes, not {size}")
 
     @classmethod
-    def of(cls, fs: CairnFileSystem, entry: dict[str, Any]) -> _Content:
-        size = int(entry["s"])
-        if entry.get("c"):
-            parts = chunking.decode_chunk_list(fs._load_tree(entry["c"]))
+    def of(cls, fs: CairnFileSystem, entry: tree.File) -> _Content:
+        size = entry.size
+        if entry.chunks:
+            parts = chunking.decode_chunk_list(fs._load_tree(entry.chunks))
         else:
-            parts = [(entry["d"], size)] if size else []
+            parts = [(entry.digest, size)] if size else []
         return cls(fs, size, parts)
 
     def read(self, start: int, end: int) -> bytes:

@@ -12,6 +12,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cairn.objects import tree
     from cairn.sdk.artifact import Artifact
     from cairn.sdk.run import Run
 
@@ -94,14 +95,14 @@ def version_html(art: Artifact) -> str:
         rows.append(("state", escape(info.state)))
     files_html = ""
     if info.state == "committed":
-        shown: list[tuple[str, dict[str, Any]]] = []
+        shown: list[tuple[str, tree.Leaf]] = []
         for f in art._iter_entries():
             if len(shown) == _FILES_SHOWN:
                 break
             shown.append(f)
         items = "".join(
             f'<tr><td style="{_TD}"><code>{escape(p)}</code></td>'
-            f'<td style="{_TD};text-align:right">{human_size(int(e["s"]))}</td></tr>'
+            f'<td style="{_TD};text-align:right">{human_size(e.size)}</td></tr>'
             for p, e in shown
         )
         more = info.file_count - len(shown)

@@ -500,19 +500,9 @@ class ServerObjects:
                 for chunk, _n in chunking.decode_chunk_list(data):
                     out[chunk] = "b"
                 return out
-            doc: dict[str, Any] = tree.parse(data)
-            if doc["cairn"] == "pages":
-                for page in doc["pages"]:
-                    out[page["d"]] = "t"
-                return out
-            for entry in doc["entries"]:
-                if entry["t"] == "d":
-                    out[entry["d"]] = "t"
-                elif entry["t"] == "f":
-                    if entry.get("c"):
-                        out[entry["c"]] = "c"
-                    else:
-                        out[entry["d"]] = "b"
+            kinds = {"tree": "t", "blob": "b", "chunks": "c"}
+            for link in tree.children(data):
+                out[link.digest] = kinds[link.kind]
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(
                 f"object {digest} is not a valid {'chunk list' if kind == 'c' else 'tree'} "

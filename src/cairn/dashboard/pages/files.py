@@ -51,8 +51,8 @@ def files_path(
     entry = tree.lookup(info.digest, path, ctx.load)
     if entry is None:
         raise ArtifactNotFoundError(f"{info.qualified_name} has no file or folder {path!r}")
-    if entry["t"] == "d":
-        return folder_view(ctx, info, path, entry["d"], offset, limit, start)
+    if isinstance(entry, tree.Dir):
+        return folder_view(ctx, info, path, entry.digest, offset, limit, start)
     preview = browse.make_preview(ctx.odb, path, entry, render.markdown)
     return version_page(
         ctx,
@@ -61,6 +61,8 @@ def files_path(
         "version_file.html",
         path=path,
         entry=entry,
+        stored=isinstance(entry, tree.File),
+        chunked=isinstance(entry, tree.File) and bool(entry.chunks),
         crumbs=_crumbs(path),
         preview=preview,
         raw_url=ctx.urls.raw(project, name, info.version, path),
@@ -87,21 +89,21 @@ def folder_view(
     pager = make_pager(here, offset, limit, len(listing.entries), listing.has_more, listing.total)
     rows = []
     for e in listing.entries:
-        child = f"{path}/{e['n']}" if path else e["n"]
+        child = f"{path}/{e.name}" if path else e.name
         rows.append(
             {
-                "name": e["n"],
+                "name": e.name,
                 "path": child,
-                "dir": e["t"] == "d",
-                "ref": e["t"] == "r",
-                "size": e.get("s"),
-                "count": e.get("k"),
-                "digest": e.get("d"),
-                "chunked": bool(e.get("c")),
+                "dir": isinstance(e, tree.Dir),
+                "ref": isinstance(e, tree.Ref),
+                "size": e.size,
+                "count": e.count if isinstance(e, tree.Dir) else None,
+                "digest": e.digest,
+                "chunked": isinstance(e, tree.File) and bool(e.chunks),
                 "url": urls.files(info.project, info.name, info.version, child),
                 "download": urls.raw(info.project, info.name, info.version, child, True),
                 "inline": urls.raw(info.project, info.name, info.version, child),
-                "image": e["t"] == "f" and browse.kind_of(e["n"]) == "image",
+                "image": isinstance(e, tree.File) and browse.kind_of(e.name) == "image",
             }
         )
     return version_page(
@@ -121,16 +123,16 @@ def folder_view(
 def raw(ctx: C, project: str, name: str, ref: str, path: str, download: bool = False) -> Response:
     info = version_of(ctx, project, name, ref, "/raw/" + quote(path, safe="/"))
     entry = tree.lookup(info.digest, path, ctx.load)
-    if entry is None or entry["t"] != "f":
+    if not isinstance(entry, tree.File):
         raise ArtifactNotFoundError(f"{info.qualified_name} has no file {path!r}")
     kind = browse.content_type(path)
     inline = not download and kind.split(";")[0] in browse.SAFE_INLINE
     filename = posixpath.basename(path)
     disposition = "inline" if inline else "attachment"
     headers = {
-        "Content-Length": str(entry["s"]),
+        "Content-Length": str(entry.size),
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(filename)}",
-        "ETag": '"' + entry["d"] + '"',
+        "ETag": '"' + entry.digest + '"',
         "Cache-Control": "private, max-age=3600",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self' data:; "
