@@ -80,7 +80,7 @@ def test_a_prefix_reference_downloads_and_verifies(bucket: Bucket, tmp_path: Pat
     assert sorted(files) == ["ds/test.csv", "ds/train.csv", "ds/x/y.bin"]
     assert files["ds/train.csv"].ref == bucket.uri("data/train.csv")
     assert files["ds/x/y.bin"].size == 99
-    recorded = files["ds/train.csv"]._entry["x"]
+    recorded = files["ds/train.csv"]._entry.fields
     assert recorded["etag"] and '"' not in recorded["etag"]
 
     out = art.download(root=tmp_path / "dl")
@@ -136,7 +136,7 @@ def test_versioned_objects_are_fetched_as_recorded_even_after_overwrites(
     bucket = Bucket(scheme, service.bucket(versioned=True))
     bucket.write("model.bin", b"weights v1")
     v0 = log_reference(bucket.uri("model.bin"))
-    version = v0.files()[0]._entry["x"]["version"]
+    version = v0.files()[0]._entry.fields["version"]
     assert version
 
     bucket.write("model.bin", b"weights v2")

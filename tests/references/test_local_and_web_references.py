@@ -221,7 +221,7 @@ def test_web_references_detect_changes(web: WebServer, tmp_path: Path, mode: str
     art = log_reference(url)
     [entry] = art.files()
     assert (entry.path, entry.ref, entry.size) == ("model.bin", url, 10)
-    recorded = entry._entry["x"]
+    recorded = entry._entry.fields
     if mode == "etag":
         assert set(recorded) == {"etag"}
     elif mode == "lm":
