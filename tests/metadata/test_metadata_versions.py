@@ -441,3 +441,33 @@ def test_records_survive_a_json_round_trip(registry: SqlRegistry, digest: Digest
     assert VersionInfo.from_dict(v.to_dict()) == v
     [entry] = registry.history(v.id)
     assert type(entry).from_dict(entry.to_dict()) == entry
+
+
+def test_atomic_alias_and_tag_operations(
+    registry: SqlRegistry, digest: Callable[[str], str]
+) -> None:
+    v0, _ = registry.commit_version(
+        "p", "data", "dataset", digest=digest("a"), size=1, file_count=1, aliases=["best"]
+    )
+    v1, _ = registry.commit_version(
+        "p", "data", "dataset", digest=digest("b"), size=1, file_count=1
+    )
+    info, moved_from = registry.add_alias(v1.id, "best", user="ann")
+    assert moved_from == 0 and "best" in info.aliases
+    assert "best" not in registry.get_version(v0.id).aliases
+    info, moved_from = registry.add_alias(v1.id, "prod")
+    assert moved_from is None and sorted(info.aliases) == ["best", "latest", "prod"]
+    assert registry.add_alias(v1.id, "prod")[1] is None  # already here: nothing moves
+    info = registry.remove_alias(v1.id, "best")
+    assert sorted(info.aliases) == ["latest", "prod"]
+    with pytest.raises(ArtifactNotFoundError, match="has no alias 'best'; its aliases: prod"):
+        registry.remove_alias(v1.id, "best")
+    assert registry.add_tag(v1.id, "golden").tags == ["golden"]
+    assert registry.add_tag(v1.id, "golden").tags == ["golden"]
+    assert registry.remove_tag(v1.id, "golden").tags == []
+    with pytest.raises(ArtifactNotFoundError, match="has no tag 'golden'"):
+        registry.remove_tag(v1.id, "golden")
+    with pytest.raises(InvalidNameError):
+        registry.add_alias(v1.id, "v3")
+    fields = [(h.field, h.user) for h in registry.history(v1.id)]
+    assert ("aliases", "ann") in fields and ("tags", None) in fields

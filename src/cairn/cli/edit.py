@@ -35,9 +35,8 @@ def alias_add(
 ) -> None:
     """Point an alias at a version. An alias names one version of an artifact, so it moves
     here from the version that had it."""
-    from cairn.cli.common import api, open_version
+    from cairn.cli.common import backend, open_version
     from cairn.core import names
-    from cairn.errors import NotFoundError
 
     art = open_version(ref, project, explicit=True)
     names.check_alias(alias)
@@ -45,15 +44,8 @@ def alias_add(
     if alias in art.aliases:
         _say(quiet, f"{qn} already has alias {alias!r}.")
         return
-    moved_from = None
-    try:
-        holder = api(project).artifact(f"{art.project}/{art.name}:{alias}")
-        moved_from = holder.version
-    except NotFoundError:
-        pass
-    art.aliases.append(alias)
-    art.save()
-    moved = f" (moved from {moved_from})" if moved_from else ""
+    _, moved_from = backend().registry.add_alias(art.id, alias)  # atomic: no edit is lost
+    moved = f" (moved from v{moved_from})" if moved_from is not None else ""
     _say(quiet, f"{qn} now has alias {alias!r}{moved}.")
 
 
@@ -65,19 +57,20 @@ def alias_rm(
     quiet: QuietOpt = False,
 ) -> None:
     """Remove an alias from a version."""
-    from cairn.cli.common import open_version, user_aliases
+    from cairn.cli.common import backend, open_version, user_aliases
     from cairn.core import names
+    from cairn.errors import NotFoundError
 
     art = open_version(ref, project, explicit=True)
     names.check_alias(alias)
     qn = art.qualified_name
-    if alias not in art.aliases:
+    try:
+        backend().registry.remove_alias(art.id, alias)  # atomic: no edit is lost
+    except NotFoundError:
         fail(
             f"{qn} has no alias {alias!r}; its aliases: {output.comma(user_aliases(art.aliases))}",
             EXIT_NOT_FOUND,
         )
-    art.aliases.remove(alias)
-    art.save()
     _say(quiet, f"Removed alias {alias!r} from {qn}.")
 
 
@@ -89,7 +82,7 @@ def tag_add(
     quiet: QuietOpt = False,
 ) -> None:
     """Add a tag to a version (a version can have many tags; many versions can share one)."""
-    from cairn.cli.common import open_version
+    from cairn.cli.common import backend, open_version
     from cairn.core import names
 
     art = open_version(ref, project, explicit=True)
@@ -98,8 +91,7 @@ def tag_add(
     if tag in art.tags:
         _say(quiet, f"{qn} already has tag {tag!r}.")
         return
-    art.tags.append(tag)
-    art.save()
+    backend().registry.add_tag(art.id, tag)  # atomic: no edit is lost
     _say(quiet, f"Tagged {qn} with {tag!r}.")
 
 
@@ -111,16 +103,17 @@ def tag_rm(
     quiet: QuietOpt = False,
 ) -> None:
     """Remove a tag from a version."""
-    from cairn.cli.common import open_version
+    from cairn.cli.common import backend, open_version
     from cairn.core import names
+    from cairn.errors import NotFoundError
 
     art = open_version(ref, project, explicit=True)
     names.check_tag(tag)
     qn = art.qualified_name
-    if tag not in art.tags:
+    try:
+        backend().registry.remove_tag(art.id, tag)  # atomic: no edit is lost
+    except NotFoundError:
         fail(f"{qn} has no tag {tag!r}; its tags: {output.comma(art.tags)}", EXIT_NOT_FOUND)
-    art.tags.remove(tag)
-    art.save()
     _say(quiet, f"Removed tag {tag!r} from {qn}.")
 
 

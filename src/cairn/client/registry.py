@@ -329,6 +329,41 @@ class RemoteRegistry:
         data = self.http.json("PATCH", f"/versions/{_version_seg(version_id)}", json=body)
         return VersionInfo.from_dict(data)
 
+    def add_alias(
+        self, version_id: int, alias: str, *, run_id: str | None = None, user: str | None = None
+    ) -> tuple[VersionInfo, int | None]:
+        body = {"alias": alias, "run_id": run_id, "user": user}
+        data = self.http.json("POST", f"/versions/{_version_seg(version_id)}/aliases", json=body)
+        moved = data.get("moved_from")
+        return VersionInfo.from_dict(data["version"]), (int(moved) if moved is not None else None)
+
+    def remove_alias(
+        self, version_id: int, alias: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        data = self.http.json(
+            "DELETE",
+            f"/versions/{_version_seg(version_id)}/aliases/{_seg(alias)}",
+            params={"run_id": run_id, "user": user},
+        )
+        return VersionInfo.from_dict(data)
+
+    def add_tag(
+        self, version_id: int, tag: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        body = {"tag": tag, "run_id": run_id, "user": user}
+        data = self.http.json("POST", f"/versions/{_version_seg(version_id)}/tags", json=body)
+        return VersionInfo.from_dict(data)
+
+    def remove_tag(
+        self, version_id: int, tag: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        data = self.http.json(
+            "DELETE",
+            f"/versions/{_version_seg(version_id)}/tags/{_seg(tag)}",
+            params={"run_id": run_id, "user": user},
+        )
+        return VersionInfo.from_dict(data)
+
     def delete_version(
         self,
         version_id: int,

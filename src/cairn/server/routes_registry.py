@@ -88,6 +88,19 @@ class UpdateArtifact(Strict):
     tags: list[str] | None = Field(None, description="the artifact's own tags (the full list)")
 
 
+class AddLabel(Strict):
+    run_id: str | None = None
+    user: str | None = Field(None, description="recorded only by an open server (no accounts)")
+
+
+class AddAlias(AddLabel):
+    alias: str
+
+
+class AddTag(AddLabel):
+    tag: str
+
+
 class CreateProject(Strict):
     name: str
 
@@ -459,6 +472,70 @@ def update_version(
         run_id=body.run_id,
         user=_who(caller, body.user),
     )
+    return info.to_dict()
+
+
+def _label_edit(svc: Any, caller: Any, version_id: int, run_id: str | None) -> None:
+    _version(svc, caller, version_id, "write")
+    if run_id is not None:
+        _run(svc, caller, run_id, "write")
+
+
+@router.post(
+    "/versions/{version_id}/aliases",
+    tags=["artifacts"],
+    summary="Point an alias at a version (atomic; says where it moved from)",
+)
+def add_alias(version_id: int, body: AddAlias, svc: Svc, caller: Caller) -> dict[str, Any]:
+    _label_edit(svc, caller, version_id, body.run_id)
+    info, moved_from = svc.registry.add_alias(
+        version_id, body.alias, run_id=body.run_id, user=_who(caller, body.user)
+    )
+    return {"version": info.to_dict(), "moved_from": moved_from}
+
+
+@router.delete(
+    "/versions/{version_id}/aliases/{alias}",
+    tags=["artifacts"],
+    summary="Remove an alias from a version (atomic)",
+)
+def remove_alias(
+    version_id: int,
+    alias: str,
+    svc: Svc,
+    caller: Caller,
+    run_id: str | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    _label_edit(svc, caller, version_id, run_id)
+    info = svc.registry.remove_alias(version_id, alias, run_id=run_id, user=_who(caller, user))
+    return info.to_dict()
+
+
+@router.post("/versions/{version_id}/tags", tags=["artifacts"], summary="Tag a version (atomic)")
+def add_tag(version_id: int, body: AddTag, svc: Svc, caller: Caller) -> dict[str, Any]:
+    _label_edit(svc, caller, version_id, body.run_id)
+    info = svc.registry.add_tag(
+        version_id, body.tag, run_id=body.run_id, user=_who(caller, body.user)
+    )
+    return info.to_dict()
+
+
+@router.delete(
+    "/versions/{version_id}/tags/{tag}",
+    tags=["artifacts"],
+    summary="Remove a tag from a version (atomic)",
+)
+def remove_tag(
+    version_id: int,
+    tag: str,
+    svc: Svc,
+    caller: Caller,
+    run_id: str | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    _label_edit(svc, caller, version_id, run_id)
+    info = svc.registry.remove_tag(version_id, tag, run_id=run_id, user=_who(caller, user))
     return info.to_dict()
 
 

@@ -189,6 +189,34 @@ class Registry(Protocol):
         Each changed field appends one HistoryEntry."""
         ...
 
+    def add_alias(
+        self, version_id: int, alias: str, *, run_id: str | None = None, user: str | None = None
+    ) -> tuple[VersionInfo, int | None]:
+        """Point ``alias`` at the version, in one transaction (concurrent edits of the same
+        version are never lost). Returns the version and the number (N of vN) of the other
+        version of the artifact the alias moved from, None when none had it."""
+        ...
+
+    def remove_alias(
+        self, version_id: int, alias: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        """Remove ``alias`` from the version, in one transaction; ArtifactNotFoundError when
+        the version does not have it."""
+        ...
+
+    def add_tag(
+        self, version_id: int, tag: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        """Add ``tag`` to the version (nothing changes when it has it), in one transaction."""
+        ...
+
+    def remove_tag(
+        self, version_id: int, tag: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        """Remove ``tag`` from the version, in one transaction; ArtifactNotFoundError when the
+        version does not have it."""
+        ...
+
     def delete_version(
         self,
         version_id: int,

@@ -22,7 +22,7 @@ from cairn.dashboard.context import (
     make_pager,
     window,
 )
-from cairn.errors import ArtifactNotFoundError, InvalidInputError
+from cairn.errors import ArtifactNotFoundError, InvalidInputError, NotFoundError
 
 pages = Pages()
 
@@ -112,19 +112,16 @@ def edit_aliases(
     alias = alias.strip()
     current = [a for a in info.aliases if a != "latest"]
     back = ctx.urls.version(project, name, info.version)
-    try:
+    try:  # one atomic registry call each: a concurrent edit is never overwritten
         if action == "remove":
-            ctx.registry.update_version(
-                info.id, aliases=[a for a in current if a != alias], user=ctx.viewer.name
-            )
+            ctx.registry.remove_alias(info.id, alias, user=ctx.viewer.name)
             return ctx.redirect(back, f"Alias {alias!r} removed from {info.label}.")
         if action != "add":
             raise InvalidInputError(f"unknown action {action!r}")
         if alias in current:
             return ctx.redirect(back, f"{info.label} already has alias {alias!r}.")
-        moved_from = _alias_holder(ctx, project, name, alias)
-        ctx.registry.update_version(info.id, aliases=[*current, alias], user=ctx.viewer.name)
-    except InvalidInputError as exc:
+        _, moved_from = ctx.registry.add_alias(info.id, alias, user=ctx.viewer.name)
+    except (InvalidInputError, NotFoundError) as exc:
         return ctx.redirect(back, f"Could not set alias: {exc}")
     if moved_from is not None:
         return ctx.redirect(back, f"Alias {alias!r} moved from v{moved_from} to {info.label}.")
@@ -144,10 +141,14 @@ def edit_tags(
     info = ctx.registry.resolve(project, name, ref)
     tag = tag.strip()
     back = ctx.urls.version(project, name, info.version)
-    wanted = [t for t in info.tags if t != tag] if action == "remove" else [*info.tags, tag]
-    try:
-        ctx.registry.update_version(info.id, tags=list(dict.fromkeys(wanted)), user=ctx.viewer.name)
-    except InvalidInputError as exc:
+    try:  # one atomic registry call each: a concurrent edit is never overwritten
+        if action == "remove":
+            ctx.registry.remove_tag(info.id, tag, user=ctx.viewer.name)
+        elif action == "add":
+            ctx.registry.add_tag(info.id, tag, user=ctx.viewer.name)
+        else:
+            raise InvalidInputError(f"unknown action {action!r}")
+    except (InvalidInputError, NotFoundError) as exc:
         return ctx.redirect(back, f"Could not change tags: {exc}")
     done = "removed from" if action == "remove" else "added to"
     return ctx.redirect(back, f"Tag {tag!r} {done} {info.label}.")
@@ -211,10 +212,3 @@ def _artifact_info(ctx: Ctx, project: str, name: str) -> ArtifactInfo:
             break
         offset += 500
     raise ArtifactNotFoundError(f"project {project!r} has no artifact {name!r}")
-
-
-def _alias_holder(ctx: Ctx, project: str, name: str, alias: str) -> int | None:
-    try:
-        return ctx.registry.resolve(project, name, alias).version
-    except ArtifactNotFoundError:
-        return None

@@ -3,7 +3,8 @@ and deleting."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from cairn.core.names import (
     check_alias,
     check_artifact_name,
     check_project,
+    check_tag,
     check_type,
     is_version_label,
 )
@@ -315,6 +317,105 @@ class VersionsMixin(SqlBase):
             return len(live)
 
         return self._write(work)
+
+    def _edit_labels(
+        self,
+        version_id: int,
+        run_id: str | None,
+        user: str | None,
+        edit: Callable[[Session, Version, datetime], bool],
+    ) -> VersionInfo:
+        """Run `edit` on the version with its artifact locked, in one transaction."""
+        if user is not None:
+            check_str("user", user)
+
+        def work(s: Session) -> VersionInfo:
+            if run_id is not None:
+                find_run(s, run_id)
+            version = find_version(s, version_id)
+            lock_artifact(s, version.artifact_id)
+            s.refresh(version)
+            if version.state != COMMITTED:
+                raise StateError(
+                    f"version {version.id} ({version_label(s, version)}) is deleted and cannot be "
+                    "changed; log the files again to make a new version"
+                )
+            now = utcnow()
+            if edit(s, version, now):
+                s.execute(
+                    sa.update(Artifact)
+                    .where(Artifact.id == version.artifact_id)
+                    .values(updated_at=now)
+                )
+            s.flush()
+            return version_infos(s, [version])[0]
+
+        return self._write(work)
+
+    def add_alias(
+        self, version_id: int, alias: str, *, run_id: str | None = None, user: str | None = None
+    ) -> tuple[VersionInfo, int | None]:
+        check_alias(alias)
+        moved_from: list[int] = []
+
+        def edit(s: Session, version: Version, now: datetime) -> bool:
+            holder = s.scalar(
+                sa.select(Version.version)
+                .join(Alias, Alias.version_id == Version.id)
+                .where(Alias.artifact_id == version.artifact_id, Alias.alias == alias)
+            )
+            if holder is not None and holder != version.version:
+                moved_from.append(holder)
+            return add_aliases(s, version.artifact_id, version, [alias], run_id, user, now)
+
+        info = self._edit_labels(version_id, run_id, user, edit)
+        return info, (moved_from[0] if moved_from else None)
+
+    def remove_alias(
+        self, version_id: int, alias: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        check_alias(alias)
+
+        def edit(s: Session, version: Version, now: datetime) -> bool:
+            current = aliases_of(s, version.id)
+            if alias not in current:
+                raise ArtifactNotFoundError(
+                    f"{version_label(s, version)} has no alias {alias!r}; its aliases: "
+                    f"{', '.join(current) or '(none)'}"
+                )
+            keep = [a for a in current if a != alias]
+            return set_aliases(s, version.artifact_id, version, keep, run_id, user, now)
+
+        return self._edit_labels(version_id, run_id, user, edit)
+
+    def add_tag(
+        self, version_id: int, tag: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        check_tag(tag)
+
+        def edit(s: Session, version: Version, now: datetime) -> bool:
+            return set_tags(s, version, [tag], run_id, user, now, replace=False)
+
+        return self._edit_labels(version_id, run_id, user, edit)
+
+    def remove_tag(
+        self, version_id: int, tag: str, *, run_id: str | None = None, user: str | None = None
+    ) -> VersionInfo:
+        check_tag(tag)
+
+        def edit(s: Session, version: Version, now: datetime) -> bool:
+            current = sorted(
+                s.scalars(sa.select(VersionTag.tag).where(VersionTag.version_id == version.id))
+            )
+            if tag not in current:
+                raise ArtifactNotFoundError(
+                    f"{version_label(s, version)} has no tag {tag!r}; its tags: "
+                    f"{', '.join(current) or '(none)'}"
+                )
+            keep = [t for t in current if t != tag]
+            return set_tags(s, version, keep, run_id, user, now, replace=True)
+
+        return self._edit_labels(version_id, run_id, user, edit)
 
     def delete_version(
         self,
