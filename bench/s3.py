@@ -5,11 +5,11 @@ share an interpreter), generates 2,000 files of 4-64 KiB plus one 64 MiB file, t
 object layout logs them (hash, store the missing objects, write the trees, sync) and downloads
 them into an empty folder (every file verified):
 
-- ``loose``:  `ObjectDB` over `CloudStorage`, one S3 key per object (a PUT and a HEAD each);
-- ``packed``: `PackedRemoteObjectDB`, objects appended to 32 MiB packs, one PUT per pack plus
+- ``loose``:  `KeyedObjectStore` over `CloudStorage`, one S3 key per object (a PUT and a HEAD each);
+- ``packed``: `BucketPackStore`, objects appended to 32 MiB packs, one PUT per pack plus
   one per pack index, reads in 4 MiB blocks.
 - ``direct`` / ``proxied`` (``--layouts direct,proxied``): through a ``cairn server --store
-  s3://…`` process (SQLite, open mode), the client's `RemoteObjectStore` moving the bytes
+  s3://…`` process (SQLite, open mode), the client's `HttpObjectStore` moving the bytes
   straight to and from the bucket on signed URLs, or through the server (``--no-direct``).
 
 Requests are counted by a thin wrapper around the storage (for the server layouts: the
@@ -37,10 +37,10 @@ from typing import Any, BinaryIO
 
 from cairn.objects import tree
 from cairn.objects.ingest import Ingestor, StagedFile
+from cairn.objects.keyed import KeyedObjectStore
 from cairn.objects.materialize import Materializer, Wanted
-from cairn.objects.odb import ObjectDB
+from cairn.objects.packs.bucket import BucketPackStore
 from cairn.storage import open_storage
-from cairn.storage.cloud_packs import PackedRemoteObjectDB
 
 
 class Counting:
@@ -188,12 +188,12 @@ def _counts(odb: Any, direction: str) -> dict[str, int]:
 
 def run_server(layout: str, url: str, staged: list[StagedFile], work: Path) -> dict[str, Any]:
     from cairn.client.http import Http
-    from cairn.client.objects import RemoteObjectStore
+    from cairn.client.objects import HttpObjectStore
 
     server = Server(url, work, direct=layout == "direct")
     try:
         http = Http(server.url, None)
-        odb = RemoteObjectStore(http, work / f"cache-{layout}")
+        odb = HttpObjectStore(http, work / f"cache-{layout}")
         start = time.perf_counter()
         ingestor = Ingestor(odb, None)
         entries = ingestor.hash_files(staged)
@@ -203,7 +203,7 @@ def run_server(layout: str, url: str, staged: list[StagedFile], work: Path) -> d
         log_requests = _counts(odb, "up")
         odb.close()
         # download as another machine would: an empty cache
-        odb = RemoteObjectStore(http, work / f"cache-{layout}-reader")
+        odb = HttpObjectStore(http, work / f"cache-{layout}-reader")
         dest = work / f"out-{layout}"
         start = time.perf_counter()
         wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]
@@ -234,9 +234,9 @@ def run(layout: str, url: str, staged: list[StagedFile], work: Path) -> dict[str
     storage = Counting(open_storage(url))
     odb: Any
     if layout == "packed":
-        odb = PackedRemoteObjectDB(storage, work / f"cache-{layout}")  # type: ignore[arg-type]
+        odb = BucketPackStore(storage, work / f"cache-{layout}")  # type: ignore[arg-type]
     else:
-        odb = ObjectDB(storage)  # type: ignore[arg-type]
+        odb = KeyedObjectStore(storage)  # type: ignore[arg-type]
     start = time.perf_counter()
     ingestor = Ingestor(odb, None)
     entries = ingestor.hash_files(staged)
@@ -249,9 +249,9 @@ def run(layout: str, url: str, staged: list[StagedFile], work: Path) -> dict[str
     # download as another machine would: a new store object, an empty index cache
     storage = Counting(open_storage(url))
     if layout == "packed":
-        odb = PackedRemoteObjectDB(storage, work / f"cache-{layout}-reader")  # type: ignore[arg-type]
+        odb = BucketPackStore(storage, work / f"cache-{layout}-reader")  # type: ignore[arg-type]
     else:
-        odb = ObjectDB(storage)  # type: ignore[arg-type]
+        odb = KeyedObjectStore(storage)  # type: ignore[arg-type]
     dest = work / f"out-{layout}"
     start = time.perf_counter()
     wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]

@@ -19,7 +19,8 @@ from cairn.objects import chunking, tree
 from cairn.objects.chunking import CHUNK_THRESHOLD, MAX_CHUNK, MIN_CHUNK
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import BLOCK, Ingestor, StagedFile
-from cairn.objects.odb import ObjectDB, object_key
+from cairn.objects.keyed import KeyedObjectStore
+from cairn.objects.store import object_key
 from cairn.objects.tree import BuiltTree, FileEntry
 from cairn.storage.local import LocalStorage
 
@@ -54,7 +55,7 @@ def stage(files: dict[str, Path]) -> list[StagedFile]:
 
 
 def log(
-    odb: ObjectDB, cache: HashCache | None, files: dict[str, Path], **kw: object
+    odb: KeyedObjectStore, cache: HashCache | None, files: dict[str, Path], **kw: object
 ) -> tuple[Ingestor, list[FileEntry], BuiltTree]:
     """What logging an artifact does: hash and store the files, then the tree."""
     ingestor = Ingestor(odb, cache, **kw)  # type: ignore[arg-type]
@@ -64,24 +65,24 @@ def log(
     return ingestor, entries, built
 
 
-def keys(odb: ObjectDB) -> list[str]:
+def keys(odb: KeyedObjectStore) -> list[str]:
     return list(odb.storage.list("objects/"))
 
 
-def assert_every_object_matches_its_name(odb: ObjectDB) -> None:
+def assert_every_object_matches_its_name(odb: KeyedObjectStore) -> None:
     for digest in odb.all_digests():
         odb.get(digest, verify=True)
 
 
-def read_back(odb: ObjectDB, e: FileEntry) -> bytes:
+def read_back(odb: KeyedObjectStore, e: FileEntry) -> bytes:
     if e.chunks is None:
         return odb.get(e.digest)
     return b"".join(odb.get(d) for d, _ in chunking.decode_chunk_list(odb.get(e.chunks)))
 
 
 @pytest.fixture
-def odb(tmp_path: Path) -> ObjectDB:
-    return ObjectDB(LocalStorage(tmp_path / "store"))
+def odb(tmp_path: Path) -> KeyedObjectStore:
+    return KeyedObjectStore(LocalStorage(tmp_path / "store"))
 
 
 @pytest.fixture
@@ -102,7 +103,9 @@ def src(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("size", [0, 1, 1000, CHUNK_THRESHOLD - 1])
-def test_small_file_is_stored_whole(odb: ObjectDB, cache: HashCache, src: Path, size: int) -> None:
+def test_small_file_is_stored_whole(
+    odb: KeyedObjectStore, cache: HashCache, src: Path, size: int
+) -> None:
     data = random_bytes(size)
     _, [e], _ = log(odb, cache, {"f.bin": write(src / "f.bin", data)})
     assert e.chunks is None
@@ -117,7 +120,7 @@ def test_small_file_is_stored_whole(odb: ObjectDB, cache: HashCache, src: Path, 
     ids=["threshold", "one-block", "two-blocks-and-a-bit"],
 )
 def test_large_file_is_stored_as_chunks_and_a_chunk_list(
-    odb: ObjectDB, cache: HashCache, src: Path, size: int
+    odb: KeyedObjectStore, cache: HashCache, src: Path, size: int
 ) -> None:
     data = random_bytes(size, size)
     _, [e], _ = log(odb, cache, {"model.bin": write(src / "model.bin", data)})
@@ -141,7 +144,7 @@ def test_large_file_is_stored_as_chunks_and_a_chunk_list(
 
 
 def test_editing_one_mib_of_a_large_file_stores_little(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     data = bytearray(random_bytes(64 * MiB, "big"))
     path = write(src / "weights.bin", bytes(data))
@@ -158,7 +161,9 @@ def test_editing_one_mib_of_a_large_file_stores_little(
     assert read_back(odb, e1) != data  # the old version is intact too
 
 
-def test_identical_content_is_stored_once(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_identical_content_is_stored_once(
+    odb: KeyedObjectStore, cache: HashCache, src: Path
+) -> None:
     small = random_bytes(5000, "small")
     large = random_bytes(CHUNK_THRESHOLD + MiB, "large")
     files = {
@@ -184,7 +189,9 @@ def test_identical_content_is_stored_once(odb: ObjectDB, cache: HashCache, src: 
 # --- the hash cache ---------------------------------------------------------------------------
 
 
-def test_unchanged_files_are_not_read_again(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_unchanged_files_are_not_read_again(
+    odb: KeyedObjectStore, cache: HashCache, src: Path
+) -> None:
     files = {
         "x.csv": write(src / "x.csv", random_bytes(3000, 1)),
         "d/y.csv": write(src / "y.csv", random_bytes(10, 2)),
@@ -204,7 +211,7 @@ def test_unchanged_files_are_not_read_again(odb: ObjectDB, cache: HashCache, src
 
 
 def test_a_file_changed_since_it_was_cached_is_read_again(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     path = write(src / "x.csv", b"a,b\n1,2\n")
     _, [e1], _ = log(odb, cache, {"x.csv": path})
@@ -218,7 +225,7 @@ def test_a_file_changed_since_it_was_cached_is_read_again(
 
 
 def test_a_file_modified_this_second_is_not_trusted_from_the_cache(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     # it could change again within the same timestamp tick, unseen by its mtime
     path = write(src / "x.csv", b"fresh", age=False)
@@ -230,7 +237,7 @@ def test_a_file_modified_this_second_is_not_trusted_from_the_cache(
 # --- a user's files going wrong ---------------------------------------------------------------
 
 
-def test_missing_file(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_missing_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
     ok = write(src / "ok.txt", b"fine")
     gone = src / "gone.txt"
     with pytest.raises(SourceFileError, match=r"gone\.txt") as info:
@@ -239,7 +246,7 @@ def test_missing_file(odb: ObjectDB, cache: HashCache, src: Path) -> None:
     assert info.value.path == str(gone)
 
 
-def test_unreadable_file(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_unreadable_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
     path = write(src / "secret.txt", b"no peeking")
     path.chmod(0)
     try:
@@ -254,7 +261,7 @@ def test_unreadable_file(odb: ObjectDB, cache: HashCache, src: Path) -> None:
     assert str(path) in str(info.value)
 
 
-def test_a_folder_is_not_a_file(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_a_folder_is_not_a_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
     folder = src / "folder"
     folder.mkdir()
     with pytest.raises(SourceFileError) as info:
@@ -262,7 +269,9 @@ def test_a_folder_is_not_a_file(odb: ObjectDB, cache: HashCache, src: Path) -> N
     assert str(folder) in str(info.value)
 
 
-def test_a_fifo_is_refused_not_waited_on(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_a_fifo_is_refused_not_waited_on(
+    odb: KeyedObjectStore, cache: HashCache, src: Path
+) -> None:
     fifo = src / "pipe"
     os.mkfifo(fifo)
     outcome: list[BaseException | None] = []
@@ -286,7 +295,7 @@ def test_a_fifo_is_refused_not_waited_on(odb: ObjectDB, cache: HashCache, src: P
     assert str(fifo) in str(outcome[0])
 
 
-def test_large_file_changing_while_read(odb: ObjectDB, cache: HashCache, src: Path) -> None:
+def test_large_file_changing_while_read(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
     path = write(src / "growing.log", random_bytes(BLOCK + 4 * MiB, "log"))
 
     def progress(files: int, nbytes: int) -> None:
@@ -306,7 +315,7 @@ def test_large_file_changing_while_read(odb: ObjectDB, cache: HashCache, src: Pa
 
 
 def test_large_file_rewritten_in_place_while_read(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     size = BLOCK + 4 * MiB
     path = write(src / "data.bin", random_bytes(size, "in place"))
@@ -324,7 +333,7 @@ def test_large_file_rewritten_in_place_while_read(
 
 @pytest.mark.parametrize("how", ["append", "rewrite"])
 def test_small_file_changing_while_read(
-    odb: ObjectDB, cache: HashCache, src: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    odb: KeyedObjectStore, cache: HashCache, src: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     path = write(src / "note.txt", b"x" * 100_000)
     ino = path.stat().st_ino
@@ -349,7 +358,7 @@ def test_small_file_changing_while_read(
 
 
 def test_a_rewrite_within_one_timestamp_tick_never_corrupts_the_store(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     # File timestamps are coarse (a clock tick of a few ms): a write that lands in the same
     # tick as the previous one leaves the mtime unchanged. Cairn cannot see such a change, but
@@ -372,7 +381,7 @@ def test_a_rewrite_within_one_timestamp_tick_never_corrupts_the_store(
 
 
 def test_a_small_file_rewritten_within_one_tick_never_corrupts_the_store(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     first = write(src / "first.txt", b"first file")
     second = write(src / "second.txt", b"second file, original")
@@ -446,7 +455,7 @@ def test_store_tree_writes_children_first_and_every_object(
     monkeypatch.setattr(tree, "MAX_ENTRIES", 4)
     monkeypatch.setattr(tree, "MIN_PAGE", 2)
     storage = WatchedStorage(tmp_path / "store")
-    odb = ObjectDB(storage)
+    odb = KeyedObjectStore(storage)
     files = make_files(src)
     _, _, built = log(odb, cache, files)
     assert storage.problems == []
@@ -461,7 +470,7 @@ def test_store_tree_writes_children_first_and_every_object(
 
 
 def test_store_tree_restores_cached_files_whose_objects_are_gone(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     files = make_files(src)
     log(odb, cache, files)
@@ -478,7 +487,7 @@ def test_store_tree_restores_cached_files_whose_objects_are_gone(
 
 
 def test_store_tree_restores_one_lost_file_next_to_a_new_one(
-    odb: ObjectDB, cache: HashCache, src: Path
+    odb: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     files = {
         "d/old.txt": write(src / "old.txt", b"old content"),

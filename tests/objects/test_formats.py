@@ -22,7 +22,7 @@ from cairn.core.digest import hash_bytes
 from cairn.objects import chunking, tree
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, StagedFile
-from cairn.objects.odb import ObjectDB
+from cairn.objects.keyed import KeyedObjectStore
 from cairn.objects.references import make_entry, reference_digest
 from cairn.objects.tree import FileEntry
 from cairn.storage.local import LocalStorage
@@ -36,8 +36,8 @@ def random_bytes(n: int, seed: int | str) -> bytes:
 
 
 @pytest.fixture
-def odb(tmp_path: Path) -> ObjectDB:
-    return ObjectDB(LocalStorage(tmp_path / "store"))
+def odb(tmp_path: Path) -> KeyedObjectStore:
+    return KeyedObjectStore(LocalStorage(tmp_path / "store"))
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def cache(tmp_path: Path) -> Iterator[HashCache]:
     c.close()
 
 
-def log_file(odb: ObjectDB, cache: HashCache | None, path: Path) -> tuple[FileEntry, int]:
+def log_file(odb: KeyedObjectStore, cache: HashCache | None, path: Path) -> tuple[FileEntry, int]:
     """Log one file as the SDK does: (its entry, the bytes of new objects stored)."""
     ingestor = Ingestor(odb, cache)
     [entry] = ingestor.hash_files([StagedFile(path.name, path)])
@@ -77,7 +77,7 @@ def test_a_blob_is_named_by_the_plain_blake3_of_its_bytes() -> None:
 
 
 def test_cut_points_and_the_chunk_list_are_pinned(
-    odb: ObjectDB, cache: HashCache, tmp_path: Path
+    odb: KeyedObjectStore, cache: HashCache, tmp_path: Path
 ) -> None:
     path = tmp_path / "vector.bin"
     path.write_bytes(VECTOR)
@@ -160,7 +160,7 @@ def test_the_page_index_of_a_wide_folder_is_pinned() -> None:
 BIG = random_bytes(24 * MiB, "cdc")
 
 
-def _edits(odb: ObjectDB, cache: HashCache, tmp_path: Path) -> dict[str, int]:
+def _edits(odb: KeyedObjectStore, cache: HashCache, tmp_path: Path) -> dict[str, int]:
     """New bytes stored by logging BIG, then each edit of it."""
     path = tmp_path / "big.bin"
     path.write_bytes(BIG)
@@ -180,7 +180,7 @@ def _edits(odb: ObjectDB, cache: HashCache, tmp_path: Path) -> dict[str, int]:
 
 
 def test_insertions_and_deletions_store_little(
-    odb: ObjectDB, cache: HashCache, tmp_path: Path
+    odb: KeyedObjectStore, cache: HashCache, tmp_path: Path
 ) -> None:
     new = _edits(odb, cache, tmp_path)
     assert new["first log"] >= 24 * MiB
@@ -207,7 +207,7 @@ class _FixedCuts:
 
 
 def test_control_fixed_size_cuts_would_store_the_file_again(
-    odb: ObjectDB, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    odb: KeyedObjectStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The measure above notices a broken chunker: with fixed cuts an insertion at the front
     stores the whole file again."""

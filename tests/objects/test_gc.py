@@ -17,7 +17,7 @@ import pytest
 import cairn
 from cairn.cli.gc import live_objects
 from cairn.objects.gc import collect
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.packs.local import LocalPackStore
 from cairn.sdk.backend import get_backend, reset_backends
 
 
@@ -36,9 +36,9 @@ def _log(name: str, src: Path) -> cairn.Artifact:
     return art
 
 
-def _odb() -> PackedObjectDB:
+def _odb() -> LocalPackStore:
     odb = get_backend().odb
-    assert isinstance(odb, PackedObjectDB)
+    assert isinstance(odb, LocalPackStore)
     return odb
 
 
@@ -126,14 +126,14 @@ def test_partly_live_pack_is_rewritten(tmp_path: Path, cairn_env: Path) -> None:
 def test_mostly_live_pack_is_kept(
     tmp_path: Path, cairn_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cairn.objects.packdb as packdb
+    import cairn.objects.packs.local as packdb
 
     monkeypatch.setattr(packdb, "PACK_TARGET", 1 << 40)
     odb = _odb()
     big = odb.add(os.urandom(100_000))
     small = odb.add(b"small garbage")
     odb.sync()
-    rows = {r[0]: r[1] for r in odb.index_rows()}
+    rows = {r[0]: r[1] for r in odb.index.rows()}
     assert rows[big] == rows[small]  # one pack
     report = collect(odb, [], leaves=[big], grace_seconds=0, dry_run=False, settle_seconds=0)
     assert report.packs_rewritten == 0 and report.packs_deleted == 0
@@ -143,14 +143,14 @@ def test_mostly_live_pack_is_kept(
 def test_mostly_dead_pack_is_rewritten(
     tmp_path: Path, cairn_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cairn.objects.packdb as packdb
+    import cairn.objects.packs.local as packdb
 
     monkeypatch.setattr(packdb, "PACK_TARGET", 1 << 40)
     odb = _odb()
     live = odb.add(b"live" * 100)
     dead = odb.add(os.urandom(100_000))
     odb.sync()
-    (old_pack,) = {r[1] for r in odb.index_rows()}
+    (old_pack,) = {r[1] for r in odb.index.rows()}
     dry = collect(odb, [], leaves=[live], grace_seconds=0, dry_run=True, settle_seconds=0)
     assert dry.packs_rewritten == 1 and odb.pack_path(old_pack).exists()
     report = collect(odb, [], leaves=[live], grace_seconds=0, dry_run=False, settle_seconds=0)
@@ -335,7 +335,7 @@ def test_damaged_store_stops_gc_before_deleting(tmp_path: Path, cairn_env: Path)
     cairn.Api().artifact("p/b:v0").delete()
     odb = _odb()
     chunk_list = next(
-        r[0] for r in odb.index_rows() if odb.get(r[0]).startswith(b'{"cairn":"chunks"')
+        r[0] for r in odb.index.rows() if odb.get(r[0]).startswith(b'{"cairn":"chunks"')
     )
     odb.delete(chunk_list)
     before = _store_bytes(cairn_env)

@@ -21,9 +21,10 @@ from cairn.objects import tree
 from cairn.objects.chunking import CHUNK_THRESHOLD
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, StagedFile
+from cairn.objects.keyed import KeyedObjectStore
 from cairn.objects.materialize import FILE, FOLDER, MODIFIED, SYMLINK, Materializer, Wanted
-from cairn.objects.odb import ObjectDB, ObjectStore
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.packs.local import LocalPackStore
+from cairn.objects.store import ObjectStore
 from cairn.storage.local import LocalStorage
 
 MiB = 1 << 20
@@ -37,9 +38,9 @@ def random_bytes(n: int, seed: int | str = 0) -> bytes:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     """Both local object stores: one file per object, and pack files with an index."""
     if request.param == "objects":
-        yield ObjectDB(LocalStorage(tmp_path / "store"))
+        yield KeyedObjectStore(LocalStorage(tmp_path / "store"))
     else:
-        packed = PackedObjectDB(tmp_path / "store")
+        packed = LocalPackStore(tmp_path / "store")
         yield packed
         packed.close()
 
@@ -358,10 +359,10 @@ import json, os, sys, time
 from pathlib import Path
 from cairn.objects.hashcache import HashCache
 from cairn.objects.materialize import Materializer, Wanted
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.packs.local import LocalPackStore
 
 store, cache, dest, wanted, ready = sys.argv[1:6]
-odb = PackedObjectDB(Path(store))
+odb = LocalPackStore(Path(store))
 real = odb.read_into
 calls = 0
 
@@ -387,7 +388,7 @@ def test_a_download_killed_with_kill_9_leaves_nothing_the_next_one_keeps(tmp_pat
     import sys
     import time
 
-    store = PackedObjectDB(tmp_path / "store")
+    store = LocalPackStore(tmp_path / "store")
     big = random_bytes(CHUNK_THRESHOLD + 4 * MiB, "big")
     v0 = log_version(store, tmp_path, {"big.bin": big[::-1], "small.txt": b"v0"})
     v1 = log_version(store, tmp_path, {"big.bin": big, "new.bin": big[1:], "small.txt": b"v1"})
@@ -396,7 +397,7 @@ def test_a_download_killed_with_kill_9_leaves_nothing_the_next_one_keeps(tmp_pat
     dest = tmp_path / "download"
     cache_path = tmp_path / "cache" / "hashes.db"
     cache = HashCache(cache_path)
-    Materializer(PackedObjectDB(tmp_path / "store"), cache).materialize(v0, dest)
+    Materializer(LocalPackStore(tmp_path / "store"), cache).materialize(v0, dest)
     ready = tmp_path / "ready"
     wanted = json.dumps([[w.path, w.digest, w.size, w.chunks] for w in v1])
     args = [str(tmp_path / "store"), str(cache_path), str(dest), wanted, str(ready)]
@@ -420,7 +421,7 @@ def test_a_download_killed_with_kill_9_leaves_nothing_the_next_one_keeps(tmp_pat
         if path not in temps:
             assert data in versions[path], path
     # the next download removes the dead download's temp file and completes
-    store = PackedObjectDB(tmp_path / "store")
+    store = LocalPackStore(tmp_path / "store")
     Materializer(store, cache).materialize(v1, dest)
     assert files_in(dest) == {"big.bin": big, "new.bin": big[1:], "small.txt": b"v1"}
     store.close()

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-import cairn.objects.packdb as packdb
+import cairn.objects.packs.local as packdb
 from cairn.core.digest import hash_bytes
 from cairn.errors import StoreError
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.packs.local import LocalPackStore
 
 
 def test_a_pack_the_disk_failed_to_write_is_never_indexed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    odb = PackedObjectDB(tmp_path / "store")
+    odb = LocalPackStore(tmp_path / "store")
     data = os.urandom(1000)
     digest = hash_bytes(data)
     real = packdb._datasync_close
@@ -38,7 +38,7 @@ def test_a_pack_the_disk_failed_to_write_is_never_indexed(
     assert odb.put(digest, data)  # the next log stores it again, and this time it holds
     odb.sync()
     odb.close()
-    again = PackedObjectDB(tmp_path / "store")
+    again = LocalPackStore(tmp_path / "store")
     assert again.get(digest) == data
     again.close()
 
@@ -56,13 +56,13 @@ def test_files_the_hash_cache_knows_from_another_store_are_stored_here(tmp_path:
     src.write_bytes(b"x" * 1000)
     old = os.stat(src).st_mtime - 10
     os.utime(src, (old, old))
-    elsewhere = PackedObjectDB(tmp_path / "elsewhere")
+    elsewhere = LocalPackStore(tmp_path / "elsewhere")
     first = Ingestor(elsewhere, cache)
     first.hash_files([StagedFile("f.txt", src)])
     first.flush_cache()
     elsewhere.close()
 
-    local = PackedObjectDB(tmp_path / "store")
+    local = LocalPackStore(tmp_path / "store")
     assert local.generation() == 0  # never collected
     ingestor = Ingestor(local, cache)
     entries = ingestor.hash_files([StagedFile("f.txt", src)])
@@ -81,7 +81,7 @@ def test_a_drop_while_files_are_hashed_is_seen_before_the_commit(tmp_path: Path)
     from cairn.objects import tree
     from cairn.objects.ingest import Ingestor, StagedFile
 
-    odb = PackedObjectDB(tmp_path / "store")
+    odb = LocalPackStore(tmp_path / "store")
     data = b"old content nobody references"
     old = hash_bytes(data)
     odb.put(old, data)
@@ -92,8 +92,8 @@ def test_a_drop_while_files_are_hashed_is_seen_before_the_commit(tmp_path: Path)
     src.write_bytes(data)
     ingestor = Ingestor(odb, None)
     entries = ingestor.hash_files([StagedFile("f.txt", src)])  # finds `old` stored
-    gc = PackedObjectDB(tmp_path / "store")  # another process collects it now
-    gc.drop_pack_rows([odb._locate(old)[0]])
+    gc = LocalPackStore(tmp_path / "store")  # another process collects it now
+    gc.drop_packs([odb.locate(old)[0]])
     gc.close()
     built = tree.build(entries)
     ingestor.store_tree(built)

@@ -33,7 +33,7 @@ from emulators import (
 
 import cairn
 from cairn.cli.main import app as cli_app
-from cairn.client.objects import RemoteObjectStore
+from cairn.client.objects import HttpObjectStore
 from cairn.core.digest import hash_bytes
 from cairn.sdk.backend import get_backend, reset_backends
 from cairn.server.deps import ServerSettings
@@ -109,7 +109,7 @@ def servers(postgres_url: str, tmp_path: Path) -> Iterator[Servers]:
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., RemoteObjectStore]:
+def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., HttpObjectStore]:
     """``client(server, key, machine)``: point the SDK at a server, as a machine of its own
     (its own CAIRN_DIR, so its own download cache); returns that machine's object store."""
 
@@ -181,7 +181,7 @@ def test_direct_transfers_move_no_object_bytes_through_the_server(
     kind: str,
     request: pytest.FixtureRequest,
     servers: Servers,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
 ) -> None:
     url = bucket_url(request, kind)
@@ -211,7 +211,7 @@ def test_direct_transfers_move_no_object_bytes_through_the_server(
 def test_proxy_mode_on_a_bucket_sends_objects_through_the_server(
     s3_service: S3Emulator,
     servers: Servers,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
 ) -> None:
     url = f"s3://{s3_service.bucket()}/cairn"
@@ -252,7 +252,7 @@ def test_a_folder_store_offers_no_direct_transfers(servers: Servers) -> None:
 def test_a_second_client_uploads_nothing_and_a_stranger_adds_no_pack(
     s3_service: S3Emulator,
     servers: Servers,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
 ) -> None:
     url = f"s3://{s3_service.bucket()}/cairn"
@@ -287,7 +287,7 @@ def test_a_second_client_uploads_nothing_and_a_stranger_adds_no_pack(
 def test_a_client_without_access_gets_no_url(
     s3_service: S3Emulator,
     servers: Servers,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
 ) -> None:
     url = f"s3://{s3_service.bucket()}/cairn"
@@ -347,7 +347,7 @@ def test_a_client_without_access_gets_no_url(
 def test_a_pack_holding_objects_the_caller_may_not_read_gets_them_no_url(
     s3_service: S3Emulator,
     servers: Servers,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
 ) -> None:
     """A signed URL opens a whole pack: when dedup left a caller's object in a pack that also
@@ -448,7 +448,7 @@ def test_a_pack_that_does_not_match_its_entries_is_refused_and_nothing_is_indexe
 def test_expired_signed_urls_are_replaced_and_the_transfers_succeed(
     azure_service: Any,
     servers: Servers,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -456,16 +456,16 @@ def test_expired_signed_urls_are_replaced_and_the_transfers_succeed(
     URLs live 2 s; the first upload and the first download wait 3.5 s before using theirs."""
     url = f"az://{azure_service.container()}/cairn"
     server = servers.start(url, signed_url_ttl=2)
-    original = RemoteObjectStore._bucket_request
+    original = HttpObjectStore._bucket_request
     delayed: set[str] = set()
 
-    def late(self: RemoteObjectStore, method: str, target: str, **kwargs: Any) -> httpx.Response:
+    def late(self: HttpObjectStore, method: str, target: str, **kwargs: Any) -> httpx.Response:
         if method not in delayed:
             delayed.add(method)
             time.sleep(3.5)
         return original(self, method, target, **kwargs)
 
-    monkeypatch.setattr(RemoteObjectStore, "_bucket_request", late)
+    monkeypatch.setattr(HttpObjectStore, "_bucket_request", late)
     files = make_files(tmp_path / "data", 40)
     writer = client(server)
     log("p", "data", tmp_path / "data")
@@ -483,7 +483,7 @@ def test_expired_signed_urls_are_replaced_and_the_transfers_succeed(
 def test_two_server_processes_share_one_bucket(
     s3_service: S3Emulator,
     postgres_url: str,
-    client: Callable[..., RemoteObjectStore],
+    client: Callable[..., HttpObjectStore],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

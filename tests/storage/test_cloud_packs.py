@@ -1,4 +1,4 @@
-"""Objects in packs on object storage (`PackedRemoteObjectDB`), against the real emulators:
+"""Objects in packs on object storage (`BucketPackStore`), against the real emulators:
 many small files are a few PUTs, another machine reads what was logged, a failed upload records
 nothing and a retry completes, and the embedded SDK logs to a bucket when CAIRN_STORE says so."""
 
@@ -16,12 +16,13 @@ from cairn.core.digest import hash_bytes
 from cairn.errors import ObjectNotFoundError, StoreError
 from cairn.objects import tree
 from cairn.objects.ingest import Ingestor, StagedFile
+from cairn.objects.keyed import KeyedObjectStore
 from cairn.objects.materialize import Materializer, Wanted
-from cairn.objects.odb import ObjectDB
+from cairn.objects.packs.bucket import BucketPackStore
+from cairn.objects.packs.format import decode_index
 from cairn.objects.tree import FileEntry
 from cairn.sdk.backend import reset_backends
 from cairn.storage import open_storage
-from cairn.storage.cloud_packs import PackedRemoteObjectDB, decode_index
 
 
 def make_files(root: Path, n: int, seed: int = 7, big: int = 0) -> dict[str, bytes]:
@@ -37,7 +38,7 @@ def make_files(root: Path, n: int, seed: int = 7, big: int = 0) -> dict[str, byt
 
 
 def log(
-    odb: PackedRemoteObjectDB | ObjectDB, root: Path, files: dict[str, bytes]
+    odb: BucketPackStore | KeyedObjectStore, root: Path, files: dict[str, bytes]
 ) -> list[FileEntry]:
     ingestor = Ingestor(odb, None)
     entries = ingestor.hash_files([StagedFile(rel, root / rel) for rel in files])
@@ -46,7 +47,7 @@ def log(
     return entries
 
 
-def download(odb: PackedRemoteObjectDB, entries: list[FileEntry], dest: Path) -> dict[str, bytes]:
+def download(odb: BucketPackStore, entries: list[FileEntry], dest: Path) -> dict[str, bytes]:
     wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]
     Materializer(odb, None).materialize(wanted, dest)
     return {e.path: (dest / e.path).read_bytes() for e in entries}
@@ -55,7 +56,7 @@ def download(odb: PackedRemoteObjectDB, entries: list[FileEntry], dest: Path) ->
 def test_many_small_files_are_a_few_objects_in_the_bucket(cloud_url: str, tmp_path: Path) -> None:
     files = make_files(tmp_path / "src", 1500, big=5 << 20)  # and one chunked file
     storage = open_storage(cloud_url)
-    odb = PackedRemoteObjectDB(storage, tmp_path / "cache", pack_target=2 << 20)
+    odb = BucketPackStore(storage, tmp_path / "cache", pack_target=2 << 20)
     entries = log(odb, tmp_path / "src", files)
 
     keys = list(storage.list())
@@ -77,7 +78,7 @@ def test_many_small_files_are_a_few_objects_in_the_bucket(cloud_url: str, tmp_pa
     assert {e.digest for e in entries if not e.chunks} <= listed.keys()
 
     # another machine (empty cache) finds everything through the index objects
-    reader = PackedRemoteObjectDB(open_storage(cloud_url), tmp_path / "other-cache")
+    reader = BucketPackStore(open_storage(cloud_url), tmp_path / "other-cache")
     assert download(reader, entries, tmp_path / "out") == files
     # ... in a few large reads, not one request per file
     assert reader.stats["block_gets"] + reader.stats["range_gets"] < 40
@@ -88,11 +89,11 @@ def test_logging_the_same_files_again_uploads_nothing(
 ) -> None:
     files = make_files(tmp_path / "src", 300)
     url = f"s3://{s3_service.bucket()}/p"
-    first = PackedRemoteObjectDB(open_storage(url), tmp_path / "cache")
+    first = BucketPackStore(open_storage(url), tmp_path / "cache")
     log(first, tmp_path / "src", files)
     keys = list(open_storage(url).list())
     # a second process (its own cache) knows the objects from the bucket's indexes
-    second = PackedRemoteObjectDB(open_storage(url), tmp_path / "cache2")
+    second = BucketPackStore(open_storage(url), tmp_path / "cache2")
     log(second, tmp_path / "src", files)
     assert second.stats["pack_puts"] == 0
     assert list(open_storage(url).list()) == keys
@@ -102,8 +103,8 @@ def test_an_open_store_sees_objects_written_later_by_another(
     s3_service: S3Emulator, tmp_path: Path
 ) -> None:
     url = f"s3://{s3_service.bucket()}/p"
-    reader = PackedRemoteObjectDB(open_storage(url), tmp_path / "r")
-    writer = PackedRemoteObjectDB(open_storage(url), tmp_path / "w")
+    reader = BucketPackStore(open_storage(url), tmp_path / "r")
+    writer = BucketPackStore(open_storage(url), tmp_path / "w")
     digest = writer.add(b"written after the reader opened")
     with pytest.raises(ObjectNotFoundError):
         reader.get(digest)  # not uploaded yet: sync has not run
@@ -113,7 +114,7 @@ def test_an_open_store_sees_objects_written_later_by_another(
 
 
 def test_objects_are_readable_before_sync_and_after_their_pack_left(tmp_path: Path) -> None:
-    odb = PackedRemoteObjectDB(open_storage("memory://"), None, pack_target=1000)
+    odb = BucketPackStore(open_storage("memory://"), None, pack_target=1000)
     digests = [odb.add(bytes([i]) * 600) for i in range(10)]  # several packs seal on the way
     for i, d in enumerate(digests):
         assert odb.get(d) == bytes([i]) * 600
@@ -129,7 +130,7 @@ def test_a_failed_upload_records_nothing_and_a_retry_completes(
     bucket = s3_service.bucket()
     url = f"s3://{bucket}/p"
     files = make_files(tmp_path / "src", 50)
-    odb = PackedRemoteObjectDB(open_storage(url), tmp_path / "cache")
+    odb = BucketPackStore(open_storage(url), tmp_path / "cache")
     s3_service.boto().delete_bucket(Bucket=bucket)  # the bucket goes away mid-session
     with pytest.raises(StoreError, match="log again"):
         log(odb, tmp_path / "src", files)
@@ -138,15 +139,15 @@ def test_a_failed_upload_records_nothing_and_a_retry_completes(
 
     s3_service.boto().create_bucket(Bucket=bucket)
     entries = log(odb, tmp_path / "src", files)
-    again = PackedRemoteObjectDB(open_storage(url), tmp_path / "fresh-cache")
+    again = BucketPackStore(open_storage(url), tmp_path / "fresh-cache")
     assert download(again, entries, tmp_path / "out") == files
 
 
 def test_unbatched_object_db_is_one_key_per_object(s3_service: S3Emulator, tmp_path: Path) -> None:
-    """The layout PackedRemoteObjectDB replaces (kept for comparison and small stores)."""
+    """The layout BucketPackStore replaces (kept for comparison and small stores)."""
     files = make_files(tmp_path / "src", 40)
     storage = open_storage(f"s3://{s3_service.bucket()}/loose")
-    entries = log(ObjectDB(storage), tmp_path / "src", files)
+    entries = log(KeyedObjectStore(storage), tmp_path / "src", files)
     keys = list(storage.list())
     assert len(keys) == len({e.digest for e in entries}) + 1 + 7  # files, root tree, folders
     assert all(k.startswith("objects/blake3/") for k in keys)

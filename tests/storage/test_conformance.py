@@ -8,7 +8,9 @@ its own; an emulator that cannot be started fails the test in CI instead of skip
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -296,6 +298,64 @@ def test_concurrent_puts_of_many_keys_in_new_folders(store: Storage) -> None:
     for i in range(n):
         for j in range(20):
             assert store.get(f"objects/blake3/{j:02x}/{i:04x}") == f"{i}-{j}".encode()
+
+
+def test_get_range_reads_part_of_a_value(store: Storage) -> None:
+    data = bytes(range(256)) * 64
+    store.put(KEY, data)
+    assert store.get_range(KEY, 0, 10) == data[:10]
+    assert store.get_range(KEY, 1000, 3000) == data[1000:4000]
+    assert store.get_range(KEY, len(data) - 5, 5) == data[-5:]
+    assert store.get_range(KEY, 7, 0) == b""
+    with pytest.raises(ObjectNotFoundError):
+        store.get_range(KEY + "x", 0, 1)
+
+
+def test_iter_bytes_streams_the_whole_value(store: Storage) -> None:
+    data = os.urandom(300_000)
+    store.put(KEY, data)
+    pieces = list(store.iter_bytes(KEY, chunk=64 << 10))
+    assert b"".join(pieces) == data
+    assert len(pieces) >= 2
+    store.put(KEY + "0", b"")
+    assert b"".join(store.iter_bytes(KEY + "0")) == b""
+    with pytest.raises(ObjectNotFoundError):
+        list(store.iter_bytes(KEY + "x"))
+
+
+def test_list_info_gives_size_and_time_of_each_key(store: Storage) -> None:
+    before = time.time()
+    for key in KEYS:
+        store.put(key, key.encode())
+    info = list(store.list_info("objects/"))
+    assert [k for k, _, _ in info] == sorted(k for k in KEYS if k.startswith("objects/"))
+    for key, size, mtime in info:
+        assert size == len(key)
+        # the service's clock may differ a little from this machine's
+        assert before - 120 < mtime < time.time() + 120
+    assert [k for k, _, _ in store.list_info()] == sorted(KEYS)
+
+
+def test_copy_to_a_new_key_and_over_an_old_one(store: Storage) -> None:
+    store.put("a/src", b"the source")
+    store.copy("a/src", "a/dst")
+    assert store.get("a/dst") == b"the source"
+    store.put("a/other", b"other value")
+    store.copy("a/other", "a/dst")  # overwrites
+    assert store.get("a/dst") == b"other value"
+    assert store.get("a/src") == b"the source"
+    with pytest.raises(ObjectNotFoundError):
+        store.copy("a/none", "a/dst2")
+
+
+def test_signer_only_on_object_storage(store: Storage) -> None:
+    if store.url.split("://", 1)[0] in ("s3", "gs", "az"):
+        assert store.signer is not None
+        store.put(KEY, b"signed")
+        urls = store.signer.signed_urls([KEY, KEY + "0"], "GET", 60)
+        assert len(urls) == 2 and all(u.startswith("http") for u in urls)
+    else:
+        assert store.signer is None
 
 
 # --- local disk only ------------------------------------------------------------------------

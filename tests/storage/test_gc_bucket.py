@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 import cairn
 from cairn.cli.gc import live_objects
 from cairn.objects.gc import GcReport, collect
+from cairn.objects.packs.bucket import BucketPackStore
 from cairn.sdk.backend import get_backend, reset_backends
 from cairn.storage import open_storage
-from cairn.storage.cloud_packs import PackedRemoteObjectDB
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +71,7 @@ def _age(bucket: str, keys: set[str], days: float = 2) -> None:
 def _gc(url: str, cache: Path, **kw: Any) -> GcReport:
     """gc as an admin runs it: its own store object and index cache, the same database."""
     registry = get_backend().registry
-    odb = PackedRemoteObjectDB(open_storage(url), cache)
+    odb = BucketPackStore(open_storage(url), cache)
     args: dict[str, Any] = {"grace_seconds": 0, "dry_run": False, "settle_seconds": 0}
     args.update(kw)
     try:
@@ -212,7 +212,7 @@ def test_version_committed_during_gc_keeps_its_objects(
             live = [*live, root]
         return live, diffs
 
-    odb = PackedRemoteObjectDB(open_storage(url), tmp_path / "c")
+    odb = BucketPackStore(open_storage(url), tmp_path / "c")
     report = collect(odb, roots, grace_seconds=0, dry_run=False, settle_seconds=0)
     odb.close()
     assert report.bytes_freed == 0 and report.objects_dropped == 0
@@ -238,7 +238,7 @@ def test_a_logger_with_a_stale_index_cache_sees_the_deletion_before_committing(
     _age(bucket, old_packs)
 
     odb = get_backend().odb
-    assert isinstance(odb, PackedRemoteObjectDB)
+    assert isinstance(odb, BucketPackStore)
     real_sync = odb.sync
     reports: list[GcReport] = []
 
@@ -268,21 +268,21 @@ def test_missing_forgets_vanished_packs_and_refresh_drops_them(
     s3_service: S3Emulator, tmp_path: Path
 ) -> None:
     url = f"s3://{s3_service.bucket()}/x"
-    writer = PackedRemoteObjectDB(open_storage(url), tmp_path / "w")
+    writer = BucketPackStore(open_storage(url), tmp_path / "w")
     digest = writer.add(b"hello" * 100)
     writer.sync()
-    reader = PackedRemoteObjectDB(open_storage(url), tmp_path / "r")
+    reader = BucketPackStore(open_storage(url), tmp_path / "r")
     assert not reader.missing([digest])
-    (pack,) = reader.index_rows()[1]
+    (pack,) = reader.index.known_packs()
     writer.storage.delete(f"index/{pack}.idx")
     # within VERIFY_AGE a lookup may trust the cache; after a sync it never does
     reader.sync()
     assert reader.missing([digest]) == {digest}
     assert not reader.has(digest)
-    other = PackedRemoteObjectDB(open_storage(url), tmp_path / "o")  # saw the pack before?
+    other = BucketPackStore(open_storage(url), tmp_path / "o")  # saw the pack before?
     assert other.missing([digest]) == {digest}
     writer.refresh()
-    assert writer.index_rows() == ([], set())
+    assert writer.index.rows() == [] and writer.index.known_packs() == set()
     for db in (writer, reader, other):
         db.close()
 
@@ -291,19 +291,19 @@ def test_a_stale_cache_reads_the_copy_of_a_rewritten_pack(
     s3_service: S3Emulator, tmp_path: Path
 ) -> None:
     url = f"s3://{s3_service.bucket()}/x"
-    writer = PackedRemoteObjectDB(open_storage(url), tmp_path / "w")
+    writer = BucketPackStore(open_storage(url), tmp_path / "w")
     data = b"live" * 1000
     digest = writer.add(data)
     writer.sync()
-    reader = PackedRemoteObjectDB(open_storage(url), tmp_path / "r")  # locates it in the pack
-    (old,) = reader.index_rows()[1]
+    reader = BucketPackStore(open_storage(url), tmp_path / "r")  # locates it in the pack
+    (old,) = reader.index.known_packs()
     # what gc does: copy to a new pack (indexed), then delete the old index and pack
     writer.put(digest, data)
     writer.sync()
     writer.storage.delete(f"index/{old}.idx")
     writer.storage.delete(f"packs/{old}.pack")
     assert reader.get(digest) == data
-    assert old not in reader.index_rows()[1]
+    assert old not in reader.index.known_packs()
     writer.close()
     reader.close()
 

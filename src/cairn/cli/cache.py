@@ -85,11 +85,11 @@ def _drop_packs(packs: list[CachedFile]) -> None:
     never finds an index row whose pack is gone."""
     if not packs:
         return
-    from cairn.objects.packdb import PackedObjectDB
+    from cairn.objects.packs.local import LocalPackStore
 
-    db = PackedObjectDB(objects_dir())
+    db = LocalPackStore(objects_dir())
     try:
-        db.drop_pack_rows(p.pack for p in packs if p.pack)
+        db.drop_packs([p.pack for p in packs if p.pack])
     finally:
         db.close()
     for p in packs:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,11 +14,8 @@ from cairn.cli import output
 from cairn.cli.output import JsonOpt, QuietOpt
 
 if TYPE_CHECKING:
-    from cairn.objects.packdb import PackedObjectDB
+    from cairn.objects.packs import PackStore
     from cairn.service.registry import Registry
-    from cairn.storage.cloud_packs import PackedRemoteObjectDB
-
-_BUCKETS = ("s3", "gs", "az")
 
 
 def live_objects(registry: Registry) -> tuple[list[str], list[str]]:
@@ -51,37 +47,23 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 def _open_store(
     store: str, endpoint: str | None, database_url: str | None
-) -> tuple[PackedObjectDB | PackedRemoteObjectDB, Registry]:
+) -> tuple[PackStore, Registry]:
     """A server's store (``--store``) and its database, opened directly."""
     from cairn import config
     from cairn.errors import CairnError
-    from cairn.objects.packdb import PackedObjectDB
+    from cairn.objects.store import open_object_store
     from cairn.service.sql import open_registry
-    from cairn.storage import open_storage
-    from cairn.storage.cloud_packs import PackedRemoteObjectDB
 
-    bucket = store.split("://", 1)[0] in _BUCKETS
-    if not bucket and "://" in store and not store.startswith("file://"):
-        output.fail(
-            f"--store {store!r}: use a folder, or a bucket as s3://bucket/prefix, "
-            "gs://bucket/prefix or az://container/prefix"
+    try:
+        opened = open_object_store(
+            store,
+            cache_dir=config.cairn_dir() / "cache" / "stores",
+            endpoint=endpoint,
+            must_exist=True,
         )
-    if endpoint and not bucket:
-        output.fail("--store-endpoint needs a bucket store (--store s3://bucket/prefix)")
-    odb: PackedObjectDB | PackedRemoteObjectDB
-    if bucket:
-        try:
-            odb = PackedRemoteObjectDB(
-                open_storage(store, endpoint=endpoint), config.cairn_dir() / "cache" / "stores"
-            )
-        except CairnError as exc:
-            output.fail(f"cannot open the object store {store}: {exc}")
-    else:
-        folder = Path(store.removeprefix("file://")).expanduser().absolute()
-        if not (folder / "index.db").exists():
-            output.fail(f"--store {store}: no Cairn store there (no index.db)")
-        odb = PackedObjectDB(folder)
-    return odb, open_registry(database_url)
+    except CairnError as exc:
+        output.fail(f"--store {store}: {exc}")
+    return opened, open_registry(database_url)
 
 
 def gc(
@@ -147,23 +129,23 @@ def gc(
     if database_url and not store:
         output.fail("--database-url needs --store (embedded mode reads $CAIRN_DATABASE_URL)")
     from cairn.objects.gc import collect
-    from cairn.objects.packdb import PackedObjectDB
-    from cairn.storage.cloud_packs import PackedRemoteObjectDB
+    from cairn.objects.packs.bucket import BucketPackStore
+    from cairn.objects.packs.local import LocalPackStore
 
-    odb: object
+    packs: object
     if store:
-        odb, registry = _open_store(store, store_endpoint, database_url)
+        packs, registry = _open_store(store, store_endpoint, database_url)
     else:
         from cairn.cli.common import backend
 
         b = backend()
-        odb, registry = b.odb, b.registry
-    if not isinstance(odb, PackedObjectDB | PackedRemoteObjectDB):
+        packs, registry = b.odb, b.registry
+    if not isinstance(packs, LocalPackStore | BucketPackStore):
         output.fail("gc runs on the server / embedded local store only")
     try:
         with _progress(not json_out and not output.quiet(quiet)) as progress:
             report = collect(
-                odb,
+                packs,
                 lambda: live_objects(registry),
                 grace_seconds=grace * 3600,
                 dry_run=dry_run,
@@ -171,7 +153,7 @@ def gc(
             )
     finally:
         if store:
-            odb.close()
+            packs.close()
             registry.close()
     if json_out:
         output.print_json(report.to_dict())
@@ -182,7 +164,7 @@ def gc(
     verb = "Would free" if dry_run else "Freed"
     leftovers = (
         f"{report.uploads_removed} stale uploads removed"
-        if isinstance(odb, PackedRemoteObjectDB)
+        if report.uploads_removed or isinstance(packs, BucketPackStore)
         else f"{report.tmp_packs_removed} temp packs removed"
     )
     output.echo(

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from cairn import config
 from cairn.client.http import Http
-from cairn.client.objects import RemoteObjectStore
+from cairn.client.objects import HttpObjectStore
 from cairn.client.registry import RemoteRegistry
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
 
 
@@ -23,7 +23,7 @@ class RemoteBackend:
         self.home = home or config.cairn_dir()
         self.url = url
         self.http = Http(url, api_key)
-        self.remote_odb = RemoteObjectStore(self.http, self.home / "cache" / "objects")
+        self.remote_odb = HttpObjectStore(self.http, self.home / "cache" / "objects")
         self.odb: ObjectStore = self.remote_odb
         self.registry: Registry = RemoteRegistry(self.http)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")

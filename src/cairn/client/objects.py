@@ -1,4 +1,4 @@
-"""`RemoteObjectStore`: the `ObjectStore` contract against a Cairn server.
+"""`HttpObjectStore`: the `ObjectStore` contract against a Cairn server (over HTTP).
 
 Uploads: ``missing()`` asks the server in batches; ``put()`` only buffers, and full buffers
 (``batch_bytes``, default 16 MiB) are sent as one framed, streamed request each, several at a
@@ -8,7 +8,7 @@ objects) are held back and sent last, after every object they may refer to is on
 the store's invariant (an object that exists implies everything it refers to exists) holds on
 the server too, so an interrupted log leaves nothing a later log would wrongly trust.
 
-Downloads: objects are fetched into a local cache (a `PackedObjectDB` under
+Downloads: objects are fetched into a local cache (a `LocalPackStore` under
 ``CAIRN_DIR/cache/objects``), verified against their digests; ``warm()`` (called by downloads)
 fetches every object a download needs in a few parallel streamed batches, including the chunks
 of chunked files, so a second download of the same files reads only the cache.
@@ -41,7 +41,7 @@ from cairn.client.http import Http
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
 from cairn.objects import chunking, tree
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.packs.local import LocalPackStore
 from cairn.wire import OBJECTS_TYPE, FrameParser, frame_header
 
 BATCH_BYTES = 16 << 20  # bytes per upload request
@@ -77,7 +77,7 @@ def _env_off(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
 
 
-class RemoteObjectStore:
+class HttpObjectStore:
     def __init__(
         self,
         http: Http,
@@ -88,7 +88,7 @@ class RemoteObjectStore:
         direct: bool | None = None,
     ) -> None:
         self.http = http
-        self.cache = PackedObjectDB(cache_root)
+        self.cache = LocalPackStore(cache_root)
         explicit = batch_bytes or int(os.environ.get("CAIRN_UPLOAD_BATCH_BYTES") or 0)
         self.batch_bytes = explicit or BATCH_BYTES
         self.pack_bytes = explicit or PACK_BYTES
@@ -116,7 +116,7 @@ class RemoteObjectStore:
         self.url_refreshes = 0  # signed URLs replaced because the bucket refused them
 
     def __repr__(self) -> str:
-        return f"RemoteObjectStore({self.http.origin!r})"
+        return f"HttpObjectStore({self.http.origin!r})"
 
     # --- the transfer mode -----------------------------------------------------------------------
     @property
@@ -649,6 +649,9 @@ class RemoteObjectStore:
             self._cache_new = 0
         self.cache.warm(wanted + chunks)
 
+    def generation(self) -> int | None:
+        return None  # the server's drops are not counted here: a logger checks again
+
     # --- not over HTTP --------------------------------------------------------------------------
     def delete(self, digest: str) -> None:
         raise StoreError(
@@ -727,4 +730,4 @@ def _bucket_error(what: str, response: httpx.Response) -> StoreError:
     )
 
 
-__all__ = ["RemoteObjectStore"]
+__all__ = ["HttpObjectStore"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from cairn.dashboard import previews
 from cairn.objects import chunking, tree
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 
 Load = Callable[[str], bytes]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cairn.objects import tree
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 
 COUNT_LIMIT = 100_000  # changes counted for the summary at most
 

@@ -37,7 +37,7 @@ from cairn.errors import (
     RunNotFoundError,
     StateError,
 )
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
 
 log = logging.getLogger("cairn.dashboard")

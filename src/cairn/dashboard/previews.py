@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import Any
 
 from cairn.objects import chunking, tree
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 
 ROWS = 20  # first rows shown
 MAX_ROW_GROUP = 64 << 20  # the first rows are read only from a first row group this small

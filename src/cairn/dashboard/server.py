@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 
 from cairn.dashboard.app import dashboard_router
 from cairn.dashboard.auth import Viewer
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
 
 if TYPE_CHECKING:

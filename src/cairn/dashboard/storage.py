@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cairn.core.records import VersionInfo
 from cairn.objects import chunking, tree
-from cairn.objects.odb import ObjectStore
+from cairn.objects.packs.local import LocalPackStore
+from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
 
 _PAGE = 1000
@@ -76,16 +76,10 @@ def live_versions(registry: Registry) -> Iterator[tuple[str, str, str, list[Vers
 
 
 def _pack_bytes(odb: ObjectStore) -> int | None:
-    root = getattr(odb, "root", None)
-    if not isinstance(root, Path) or not (root / "packs").is_dir():
+    """The bytes of a local store's pack files (None for other stores)."""
+    if not isinstance(odb, LocalPackStore):
         return None
-    total = 0
-    for path in (root / "packs").rglob("*.pack"):
-        try:
-            total += path.stat().st_size
-        except OSError:
-            pass
-    return total
+    return sum(size for size, _ in odb.packs().values())
 
 
 class StorageIndex:

@@ -16,42 +16,32 @@ Sweep, safely while other processes log:
   left by a crashed writer and removed. Unindexed packs under ``packs/`` are left alone: a
   running logger seals full packs there and indexes them only at its end.
 
-Marking and the sweep policy are shared; what differs between a local store and a bucket is a
-`PackStore`: list packs with their size and age, the index rows, copy live objects to a new
-pack, drop and restore packs' index entries, delete a pack, and the leftovers of crashed
-writers (``tmp/`` locally, never-committed direct uploads under ``uploads/`` on a bucket).
-On a bucket, "dropping" a pack's rows is deleting its index object, which every other process
-sees: their existence checks ask the bucket (see `PackedRemoteObjectDB.missing`).
+Marking and the sweep policy are here; what differs between a local store and a bucket is
+behind the `PackStore` protocol (`cairn.objects.packs`), which both stores implement: list
+packs with their size and age, snapshot the index, copy live objects to a new pack, drop and
+restore packs' index entries, delete a pack, and the leftovers of crashed writers (``tmp/``
+locally, never-committed direct uploads under ``uploads/`` on a bucket). On a bucket,
+"dropping" a pack's rows is deleting its index object, which every other process sees: their
+existence checks ask the bucket (see `BucketPackStore.missing`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, ObjectNotFoundError, StoreError
 from cairn.objects import tree
 from cairn.objects.chunking import decode_chunk_list
-from cairn.objects.packdb import PackedObjectDB
-
-if TYPE_CHECKING:
-    from cairn.storage.cloud_packs import PackedRemoteObjectDB
+from cairn.objects.packs import PackStore
+from cairn.objects.packs.format import Row
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
-# between deleting index objects and reading the roots once more: more than the VERIFY_AGE of
-# PackedRemoteObjectDB.missing plus the time from a logger's last check to its commit
-BUCKET_SETTLE_SECONDS = 10.0
 REWRITE_BELOW = 0.5  # rewrite a pack whose live bytes are less than this share of it
 
-Row = tuple[str, str, int, int]  # digest, pack, offset, length
 LiveSet = tuple[Iterable[str], Iterable[str]]  # (version root digests, other live objects)
 RootsFn = Callable[[], LiveSet]
 ProgressFn = Callable[[str], None]
@@ -78,41 +68,6 @@ class GcReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _pack_files(odb: PackedObjectDB) -> dict[str, os.stat_result]:
-    found: dict[str, os.stat_result] = {}
-    for sub in (odb.root / "packs").iterdir():
-        if not sub.is_dir():
-            continue
-        for path in sub.iterdir():
-            if path.name.endswith(".pack"):
-                try:
-                    found[path.name] = path.stat()
-                except FileNotFoundError:
-                    pass
-    return found
-
-
-def _open_files() -> set[str] | None:
-    """Paths any visible process has open (Linux /proc), or None when that cannot be known."""
-    proc = Path("/proc")
-    if not (proc / "self" / "fd").is_dir():
-        return None
-    opened: set[str] = set()
-    for pid in proc.iterdir():
-        if not pid.name.isdigit():
-            continue
-        try:
-            fds = list((pid / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                opened.add(os.readlink(fd))
-            except OSError:
-                pass
-    return opened
 
 
 def _live_of(roots: Iterable[str] | RootsFn, leaves: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -154,250 +109,8 @@ class _Marker:
                     self.marked.update(d for d, _ in decode_chunk_list(self._get(link.digest)))
 
 
-class PackStore(Protocol):
-    """The pack operations a sweep needs; everything else (marking, the plan, the order of
-    deletions, the rescue) is shared. A pack's age is its file's mtime or its bucket object's
-    last-modified time."""
-
-    where: str
-    default_settle: float
-
-    def lock(self) -> contextlib.AbstractContextManager[None]: ...
-
-    def index_rows(self) -> list[Row]:
-        """A snapshot of the index, taken before the roots are read (an object indexed later
-        is never a candidate)."""
-        ...
-
-    def packs(self) -> dict[str, tuple[int, float]]:
-        """Every pack: name -> (size in bytes, modification time)."""
-        ...
-
-    def load(self, digest: str) -> bytes: ...
-
-    def has(self, digest: str) -> bool: ...
-
-    def read(self, pack: str, offset: int, length: int) -> bytes: ...
-
-    def copy(self, digest: str, data: bytes) -> None:
-        """Write a live object into a new pack (the normal put path)."""
-        ...
-
-    def flush(self) -> None:
-        """Make the copies durable and indexed."""
-        ...
-
-    def drop(self, packs: list[str]) -> None:
-        """Remove the packs' index entries (others stop finding their objects)."""
-        ...
-
-    def restore(self, packs: list[str], rows: list[Row]) -> None:
-        """Index ``rows`` of dropped ``packs`` again (their bytes are still there)."""
-        ...
-
-    def delete_pack(self, pack: str) -> bool: ...
-
-    def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
-        """Unindexed garbage of crashed writers, old enough to remove: (name, size)."""
-        ...
-
-    def remove_leftover(self, name: str) -> bool: ...
-
-
-class _ObjectAccess:
-    """What both kinds of pack store do the same way: read, test and copy single objects
-    through the object database (``self.odb``)."""
-
-    odb: PackedObjectDB | PackedRemoteObjectDB
-
-    def load(self, digest: str) -> bytes:
-        return self.odb.get(digest, verify=False)
-
-    def has(self, digest: str) -> bool:
-        return self.odb.has(digest)
-
-    def read(self, pack: str, offset: int, length: int) -> bytes:
-        return self.odb.read_at(pack, offset, length)
-
-    def copy(self, digest: str, data: bytes) -> None:
-        self.odb.put(digest, data)
-
-
-class LocalPacks(_ObjectAccess):
-    """The local `PackedObjectDB`: packs are files, the index is ``index.db``."""
-
-    default_settle = 1.0
-    odb: PackedObjectDB
-
-    def __init__(self, odb: PackedObjectDB) -> None:
-        self.odb = odb
-        self.where = str(odb.root)
-
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        fd = os.open(self.odb.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"another gc is running on the store {self.odb.root}") from None
-            yield
-        finally:
-            os.close(fd)
-
-    def index_rows(self) -> list[Row]:
-        return self.odb.index_rows()
-
-    def packs(self) -> dict[str, tuple[int, float]]:
-        return {name: (st.st_size, st.st_mtime) for name, st in _pack_files(self.odb).items()}
-
-    def flush(self) -> None:
-        self.odb.sync_moved()
-
-    def drop(self, packs: list[str]) -> None:
-        self.odb.drop_pack_rows(packs)
-
-    def restore(self, packs: list[str], rows: list[Row]) -> None:
-        self.odb.restore_rows(rows)
-
-    def delete_pack(self, pack: str) -> bool:
-        self.odb.close_pack(pack)
-        try:
-            self.odb.pack_path(pack).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
-        # temp packs of crashed writers: old enough and open in no process
-        doomed: list[tuple[str, int]] = []
-        opened = _open_files()
-        for path in sorted((self.odb.root / "tmp").iterdir()):
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            if now - st.st_mtime < grace_seconds:
-                continue
-            if opened is None:
-                if now - st.st_mtime < max(grace_seconds, DEFAULT_GRACE_SECONDS):
-                    continue
-            elif os.path.realpath(path) in opened:
-                continue
-            doomed.append((str(path), st.st_size))
-        return doomed
-
-    def remove_leftover(self, name: str) -> bool:
-        try:
-            Path(name).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-
-class BucketPacks(_ObjectAccess):
-    """A `PackedRemoteObjectDB`: ``packs/<id>.pack`` objects, each indexed by an
-    ``index/<id>.idx`` object; a pack's age is its object's last-modified time. Dropping a
-    pack deletes its index object (other processes' existence checks see that at once);
-    restoring puts the same index back."""
-
-    default_settle = BUCKET_SETTLE_SECONDS
-    odb: PackedRemoteObjectDB
-
-    def __init__(self, odb: PackedRemoteObjectDB, grace_seconds: float) -> None:
-        self.odb = odb
-        self.where = odb.url
-        self.grace_seconds = grace_seconds
-        self.storage = odb.storage
-        self._dropped: dict[str, tuple[int, list[tuple[str, int, int]]]] = {}
-
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        # one gc at a time on this machine (two gcs on one bucket are safe, only wasteful:
-        # each re-reads the roots after deleting indexes and before deleting packs)
-        folder = Path(os.environ.get("TMPDIR") or "/tmp")
-        name = hashlib.sha256(self.odb.url.encode()).hexdigest()[:16]
-        fd = os.open(folder / f"cairn-gc-{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"another gc is running on the store {self.where}") from None
-            yield
-        finally:
-            os.close(fd)
-
-    def packs(self) -> dict[str, tuple[int, float]]:
-        from cairn.storage.cloud_packs import list_info
-
-        found: dict[str, tuple[int, float]] = {}
-        for key, size, mtime in list_info(self.storage, "packs/"):
-            name = key[len("packs/") :]
-            if name.endswith(".pack") and "/" not in name:
-                found[name[: -len(".pack")]] = (size, mtime)
-        return found
-
-    def index_rows(self) -> list[Row]:
-        """Every index the bucket lists now (imported into the local cache); for the packs
-        old enough to be candidates, every entry of their index object (an object may be in
-        several packs; the cache locates it in one)."""
-        self.odb.refresh()
-        files = self.packs()
-        now = time.time()
-        cached, indexed = self.odb.index_rows()
-        old = sorted(p for p in indexed if p in files and now - files[p][1] >= self.grace_seconds)
-        candidates = set(old)
-        rows = [r for r in cached if r[1] not in candidates]
-        for pack, got in zip(old, self.odb.index_entries(old), strict=True):
-            if got is not None:  # None: deleted meanwhile (another gc), not a candidate
-                rows.extend((d, pack, o, n) for d, o, n in got)
-        return rows
-
-    def flush(self) -> None:
-        self.odb.sync()  # the new packs and their indexes are on the bucket
-
-    def drop(self, packs: list[str]) -> None:
-        from cairn.storage.cloud_packs import decode_index, index_key
-
-        for pack in packs:
-            try:
-                _, size, entries = decode_index(self.storage.get(index_key(pack)))
-            except ObjectNotFoundError:
-                continue  # another gc dropped it
-            self._dropped[pack] = (size, entries)
-            self.storage.delete(index_key(pack))
-        self.odb.forget_packs(packs)
-
-    def restore(self, packs: list[str], rows: list[Row]) -> None:
-        # the whole index goes back as it was: its pack is kept, every byte still there
-        for pack in dict.fromkeys(packs):
-            kept = self._dropped.pop(pack, None)
-            if kept is not None:
-                self.odb.publish(pack, kept[0], kept[1])
-
-    def delete_pack(self, pack: str) -> bool:
-        from cairn.storage.cloud_packs import pack_key
-
-        self.storage.delete(pack_key(pack))
-        return True
-
-    def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
-        # a client's direct upload that was never committed (the commit deletes it)
-        from cairn.storage.cloud_packs import list_info
-
-        return [
-            (key, size)
-            for key, size, mtime in list_info(self.storage, "uploads/")
-            if now - mtime >= grace_seconds
-        ]
-
-    def remove_leftover(self, name: str) -> bool:
-        self.storage.delete(name)
-        return True
-
-
 def collect(
-    odb: PackedObjectDB | PackedRemoteObjectDB,
+    store: PackStore,
     roots: Iterable[str] | RootsFn,
     *,
     grace_seconds: float,
@@ -408,17 +121,14 @@ def collect(
 ) -> GcReport:
     """Drop the objects no live root reaches from packs older than ``grace_seconds``.
 
-    ``odb`` is the local packed store or packs on a bucket. ``roots`` is either the version
+    ``store`` is a local pack store or packs on a bucket. ``roots`` is either the version
     root digests, or (better, while others may log) a function returning ``(version roots,
     other live objects)`` that gc calls again after marking and before deleting anything.
     ``leaves`` are other live objects (runs' git diffs). ``settle_seconds``: the pause between
     dropping index entries and the last read of the roots (default 1 s locally, 10 s on a
     bucket)."""
-    store: PackStore = (
-        LocalPacks(odb) if isinstance(odb, PackedObjectDB) else BucketPacks(odb, grace_seconds)
-    )
     settle = store.default_settle if settle_seconds is None else settle_seconds
-    with store.lock():
+    with store.gc_lock():
         return sweep(store, roots, grace_seconds, dry_run, leaves, settle, progress)
 
 
@@ -436,7 +146,7 @@ def sweep(
     now = time.time()
     say("reading the index")
     # the index is read before the roots: an object indexed later is never a candidate
-    rows = store.index_rows()
+    rows = store.snapshot(grace_seconds)
     snapshot: dict[str, Row] = {}
     by_pack: dict[str, list[Row]] = {}
     for row in rows:
@@ -448,12 +158,12 @@ def sweep(
 
     def load(digest: str) -> bytes:
         try:
-            return store.load(digest)
+            return store.get(digest, verify=False)
         except ObjectNotFoundError:
             row = snapshot.get(digest)
             if row is None:
                 raise
-            return store.read(row[1], row[2], row[3])
+            return store.read_at(row[1], row[2], row[3])
 
     def present(digest: str) -> bool:
         return digest in snapshot or store.has(digest)
@@ -510,18 +220,18 @@ def sweep(
         for digest, _pack, offset, length in by_pack[pack]:
             if digest not in marker.marked or digest in moved:
                 continue
-            data = store.read(pack, offset, length)
+            data = store.read_at(pack, offset, length)
             if len(data) != length or hash_bytes(data) != digest:
                 raise IntegrityError(
                     f"gc stopped: stored object {digest} in pack {pack} is corrupt; nothing "
                     "was deleted",
                     digest=digest,
                 )
-            store.copy(digest, data)
+            store.put(digest, data)
             written += length
             moved.add(digest)
     if moved:
-        store.flush()
+        store.flush_moved()
 
     # 2. read the roots again: a pack that a new version now needs is kept
     if callable(roots):
@@ -534,9 +244,9 @@ def sweep(
     if drop:
         say(f"dropping {len(drop)} packs from the index")
         try:
-            store.drop(drop)
+            store.drop_packs(drop)
         except BaseException:  # a bucket may fail half-way: put back what went
-            store.restore(drop, [r for p in drop for r in by_pack[p] if r[0] not in moved])
+            store.restore_packs(drop, [r for p in drop for r in by_pack[p] if r[0] not in moved])
             raise
         # 3. a moment later, once more before anything is deleted: a version committed by a
         # logger that found these objects present just before their index went gets them back
@@ -548,7 +258,9 @@ def sweep(
             try:
                 marker.mark(*_live_of(roots, leaves), present)
             except BaseException:
-                store.restore(drop, [r for p in drop for r in by_pack[p] if r[0] not in moved])
+                store.restore_packs(
+                    drop, [r for p in drop for r in by_pack[p] if r[0] not in moved]
+                )
                 raise
             revived = marker.marked - before
             if revived:
@@ -556,7 +268,7 @@ def sweep(
                     r for p in drop for r in by_pack[p] if r[0] in revived and r[0] not in moved
                 ]
                 keep = sorted({r[1] for r in back})
-                store.restore(keep, back)
+                store.restore_packs(keep, back)
                 report.objects_rescued = len(back)
                 drop = [p for p in drop if p not in keep]
 
@@ -578,7 +290,7 @@ def sweep(
 
 
 def _count_leftovers(report: GcReport, store: PackStore, n: int) -> None:
-    if isinstance(store, LocalPacks):
+    if store.leftover_kind == "tmp":
         report.tmp_packs_removed = n
     else:
         report.uploads_removed = n

@@ -23,7 +23,7 @@ from cairn.core.digest import format_digest, hash_bytes, new_hasher
 from cairn.errors import FileChangedError, SourceFileError
 from cairn.objects import chunking
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 from cairn.objects.tree import BuiltTree, FileEntry
 
 GROUP_FILES = 256
@@ -144,8 +144,7 @@ class Ingestor:
         self._chunk_digests: set[str] = set()
         # the store's drop count before this log asked it anything: unchanged at the commit
         # means nothing this log found in the store has been dropped since
-        generation = getattr(odb, "generation", None)
-        self._generation: int | None = generation() if generation is not None else None
+        self._generation: int | None = odb.generation()
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
@@ -416,8 +415,8 @@ class Ingestor:
         something is lost, the new tree objects are forgotten too, so that no stored tree
         claims children that are gone and the next log writes them (and the lost objects)
         again."""
-        generation = getattr(self.odb, "generation", None)
-        if generation is not None and generation() == self._generation:
+        generation = self.odb.generation()
+        if generation is not None and generation == self._generation:
             return set()  # nothing was dropped since store_tree looked
         needed: set[str] = set(built.objects) | self._chunk_digests
         for entries in built.files.values():
@@ -433,8 +432,7 @@ class Ingestor:
         this log reused): check every file of the version, not only the cached ones, store
         again whatever is missing from the user's files, and write the trees again. The caller
         syncs and calls `lost_since_stored` once more."""
-        generation = getattr(self.odb, "generation", None)
-        self._generation = generation() if generation is not None else None
+        self._generation = self.odb.generation()
         self._unverified = dict(self._staged)
         self.store_tree(built)
 

@@ -44,7 +44,7 @@ from cairn.core.names import check_path
 from cairn.errors import DiskFullError, DownloadConflictError, IntegrityError, InvalidPathError
 from cairn.objects import chunking
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
-from cairn.objects.odb import ObjectStore
+from cairn.objects.store import ObjectStore
 
 ProgressFn = Callable[[int, int], None]
 _GROUP = 32  # files placed per task

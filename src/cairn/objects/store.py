@@ -1,19 +1,44 @@
-"""The object database: content-addressed bytes named by their digest.
+"""The object store: content-addressed bytes named by their digest.
 
-An object with digest ``blake3:abcd...`` lives at key ``objects/blake3/ab/cd...``. Objects are
-written once and never changed; writing one that exists stores nothing.
+`ObjectStore` is the one contract every implementation keeps (tests/objects/
+test_store_conformance.py runs it on each):
+
+- ``put(digest, data)`` stores bytes the caller has hashed. Objects are written once and never
+  changed: a put of an object the store holds leaves the stored bytes as they are (the first
+  copy wins). ``put`` does not look the object up (callers ask ``missing`` first): True means
+  bytes were written (or sent), False that this store knew the object already.
+- Nothing put is durable, or visible to another process, before ``sync`` returns.
+- ``get(digest)`` returns the object's bytes, checked against the digest (``verify=False``
+  skips the check when the caller hashes what it reads): wrong bytes raise IntegrityError,
+  an unknown digest ObjectNotFoundError. ``read_into`` copies an object into a file
+  (unchecked; the caller hashes what it wrote).
+- ``missing(digests)`` answers for many at once: the digests the store does not hold.
+- ``warm(digests)`` prepares reading many objects (one lookup, a prefetch); ``generation``
+  counts drops where the store can (see there).
+- ``delete(digest)`` forgets an object (its bytes may stay in a pack until gc rewrites it);
+  ``all_digests`` lists every object. A store on the far side of a server offers neither
+  (StoreError): gc runs where the store is.
+
+Implementations: `cairn.objects.packs.local.LocalPackStore` (pack files and ``index.db``),
+`cairn.objects.packs.bucket.BucketPackStore` (packs on object storage),
+`cairn.client.objects.HttpObjectStore` (a Cairn server), and
+`cairn.objects.keyed.KeyedObjectStore` (one storage key per object: tests, benchmarks).
+`open_object_store` opens the right pack store for a store URL: the one rule the SDK, the
+server and gc share.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cairn.core.digest import hash_bytes
-from cairn.errors import IntegrityError, ObjectNotFoundError
-from cairn.storage.base import Storage
+from cairn.errors import CairnError, ObjectNotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from cairn.objects.packs import PackStore
+
+BUCKET_SCHEMES = ("s3", "gs", "az")
 
 
 def object_key(digest: str) -> str:
@@ -27,7 +52,7 @@ def key_digest(key: str) -> str:
 
 
 class ObjectStore(Protocol):
-    """What ingest, download and the SDK need from an object database."""
+    """What ingest, download and the SDK need from an object store (see the module doc)."""
 
     def has(self, digest: str) -> bool: ...
 
@@ -49,68 +74,64 @@ class ObjectStore(Protocol):
 
     def sync(self) -> None: ...
 
+    def warm(self, digests: list[str]) -> None:
+        """Look many objects up (or fetch them) at once ahead of reading them: downloads."""
+        ...
 
-class ObjectDB:
-    """One storage key per object: for object storage and tests (the local embedded store
-    uses `PackedObjectDB`)."""
+    def generation(self) -> int | None:
+        """How many times objects were dropped from this store (gc, or a log forgetting its
+        own trees); None when the store does not count (then a logger checks everything
+        again before it commits). Unchanged means nothing found before has gone since."""
+        ...
 
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-
-    def has(self, digest: str) -> bool:
-        return self.storage.exists(object_key(digest))
-
-    def missing(self, digests: Iterable[str]) -> set[str]:
-        keys = {object_key(d): d for d in digests}
-        return {keys[k] for k in self.storage.missing(keys)}
-
-    def put(self, digest: str, data: bytes | memoryview) -> bool:
-        """Store ``data`` under its (already computed) digest. True when bytes were written."""
-        return self.storage.put(object_key(digest), data)
-
-    def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
-        """Store bytes of an open file under their (already computed) digest."""
-        return self.storage.put_range(object_key(digest), fd, offset, length)
-
-    def add(self, data: bytes) -> str:
-        digest = hash_bytes(data)
-        self.put(digest, data)
-        return digest
-
-    def get(self, digest: str, verify: bool = True) -> bytes:
-        data = self.storage.get(object_key(digest))
-        if verify and hash_bytes(data) != digest:
-            raise IntegrityError(
-                f"stored object {digest} is corrupt (its bytes hash differently); "
-                "run `cairn verify` and re-log the data that produced it",
-                digest=digest,
-            )
-        return data
-
-    def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
-        data = self.get(digest, verify=False)
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(out_fd, view, out_offset)
-            view = view[n:]
-            out_offset += n
-        return len(data)
-
-    def open(self, digest: str) -> BinaryIO:
-        return self.storage.open(object_key(digest))
-
-    def local_path(self, digest: str) -> Path | None:
-        return self.storage.local_path(object_key(digest))
-
-    def delete(self, digest: str) -> None:
-        self.storage.delete(object_key(digest))
-
-    def all_digests(self) -> Iterable[str]:
-        for key in self.storage.list("objects/"):
-            yield key_digest(key)
-
-    def sync(self) -> None:
-        self.storage.sync()
+    def close(self) -> None: ...
 
 
-__all__ = ["ObjectDB", "ObjectNotFoundError", "object_key"]
+def is_bucket_url(url: str) -> bool:
+    return url.split("://", 1)[0] in BUCKET_SCHEMES if "://" in url else False
+
+
+def open_object_store(
+    url: str | Path,
+    *,
+    cache_dir: Path | None = None,
+    endpoint: str | None = None,
+    must_exist: bool = False,
+) -> PackStore:
+    """The pack store at ``url``: a folder (a path or ``file://``) is a `LocalPackStore`; a
+    bucket (``s3://bucket/prefix``, ``gs://…``, ``az://…``) a `BucketPackStore` whose index
+    cache lives under ``cache_dir`` (memory when None); ``memory://`` a bucket store in this
+    process (tests). ``endpoint`` points a bucket at an S3-compatible service or an emulator.
+    ``must_exist``: refuse a folder that holds no store yet (gc, check)."""
+    text = str(url)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme in BUCKET_SCHEMES or scheme == "memory":
+        from cairn.objects.packs.bucket import BucketPackStore
+        from cairn.storage import open_storage
+
+        try:
+            return BucketPackStore(open_storage(text, endpoint=endpoint), cache_dir)
+        except CairnError as exc:
+            raise StoreError(f"cannot open the object store {text}: {exc}") from None
+    if scheme and scheme != "file":
+        raise StoreError(
+            f"store {text!r}: use a folder, or a bucket as s3://bucket/prefix, "
+            "gs://bucket/prefix or az://container/prefix"
+        )
+    if endpoint:
+        raise StoreError(f"an endpoint needs a bucket store (s3://bucket/prefix), not {text}")
+    from cairn.objects.packs.local import LocalPackStore
+
+    folder = Path(text.removeprefix("file://")).expanduser().absolute()
+    if must_exist and not (folder / "index.db").exists():
+        raise StoreError(f"no Cairn store at {folder} (no index.db)")
+    return LocalPackStore(folder)
+
+
+__all__ = [
+    "ObjectNotFoundError",
+    "ObjectStore",
+    "is_bucket_url",
+    "object_key",
+    "open_object_store",
+]

@@ -14,8 +14,7 @@ from cairn.core.gcpause import gc_paused
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer
-from cairn.objects.odb import ObjectStore
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.store import ObjectStore, open_object_store
 from cairn.service.registry import Registry
 
 
@@ -45,15 +44,10 @@ class EmbeddedBackend:
 
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)
-        store_url = os.environ.get("CAIRN_STORE")
-        if store_url:  # object storage (s3://bucket/prefix, gs://, az://): objects in packs
-            from cairn.storage import open_storage
-            from cairn.storage.cloud_packs import PackedRemoteObjectDB
-
-            cache = self.home / "cache" / "stores"
-            self.odb: ObjectStore = PackedRemoteObjectDB(open_storage(store_url), cache)
-        else:
-            self.odb = PackedObjectDB(self.home / "store")
+        store_url = os.environ.get("CAIRN_STORE") or self.home / "store"
+        self.odb: ObjectStore = open_object_store(
+            store_url, cache_dir=self.home / "cache" / "stores"
+        )
         url = database_url or config.database_url()
         self.registry: Registry = SqlRegistry(url)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
@@ -67,9 +61,7 @@ class EmbeddedBackend:
     def close(self) -> None:
         self.registry.close()
         self.hash_cache.close()
-        close = getattr(self.odb, "close", None)
-        if close is not None:
-            close()
+        self.odb.close()
 
 
 _lock = threading.Lock()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from cairn.errors import CairnError
-from cairn.server.objects import ServerObjects
+from cairn.server.objects import ObjectService
 from cairn.service.accounts import Principal
 
 log = logging.getLogger("cairn.server")
@@ -22,7 +22,7 @@ log = logging.getLogger("cairn.server")
 _SERVER = Principal(user_id=None, name="server", is_admin=True)
 
 
-def bind_unbound(objects: ServerObjects) -> int:
+def bind_unbound(objects: ObjectService) -> int:
     """Bind the objects of every version whose project does not hold them yet. Returns how
     many versions were bound. A version whose objects are missing from the store is reported
     and skipped: the server still starts."""

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cairn import config
 from cairn.errors import InvalidInputError
-from cairn.server.objects import ServerObjects
+from cairn.server.objects import ObjectService
 from cairn.service.accounts import Accounts, Principal
 from cairn.service.sql import SqlRegistry
 
@@ -89,14 +89,14 @@ class Services:
     settings: ServerSettings
     registry: SqlRegistry
     accounts: Accounts
-    objects: ServerObjects
+    objects: ObjectService
 
     @classmethod
     def open(cls, settings: ServerSettings) -> Services:
         registry = SqlRegistry(settings.database_url)  # brings the schema to head
         accounts = Accounts(registry.engine)
         try:
-            objects = ServerObjects(
+            objects = ObjectService(
                 settings.store,
                 accounts,
                 store_url=settings.store_url,

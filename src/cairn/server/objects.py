@@ -1,14 +1,15 @@
 """The server's side of the object store: existence checks per caller, verified uploads,
 reads, and binding a version's objects to its project.
 
-The store is the same `PackedObjectDB` the embedded mode uses, shared by every server process
-(its index is SQLite in WAL mode; each writer appends to a pack file of its own).
+The store is a `PackStore` opened by `open_object_store`, as the embedded mode and gc open
+theirs: a folder (`LocalPackStore`, shared by every server process: its index is SQLite in WAL
+mode, each writer appends to a pack file of its own) or a bucket (`BucketPackStore`).
 
-* An **upload** request writes into a pack of its own (`UploadPack`); every object's bytes are
-  hashed and compared with its digest first. Only when the whole request has arrived and been
-  verified is the pack made durable and indexed: a request cut short, malformed or too large
-  leaves nothing behind, and its retry stores each object once. Objects the store already has
-  are verified and discarded.
+* An **upload** request writes into a pack of its own (`PackStore.open_upload`); every object's
+  bytes are hashed and compared with its digest first. Only when the whole request has arrived
+  and been verified is the pack made durable and indexed: a request cut short, malformed or too
+  large leaves nothing behind, and its retry stores each object once. Objects the store already
+  has are verified and discarded.
 * **Existence** is answered per caller: an object counts as present only when the caller may
   see it (`Accounts.known`), so a check never tells a stranger what another project holds.
 * **Binding**: when a version is committed its objects are recorded as held by its project
@@ -17,7 +18,7 @@ The store is the same `PackedObjectDB` the embedded mode uses, shared by every s
   gain access to an object by referencing a digest they only know of.
 
 With ``store_url`` naming a bucket (s3://, gs://, az://) the objects live in packs on object
-storage (`PackedRemoteObjectDB`, a local index cache under ``cache_dir``), and any number of
+storage (`BucketPackStore`, a local index cache under ``cache_dir``), and any number of
 server processes on any machines may share the bucket: an object another process stored is
 found by listing the bucket's pack indexes again when a lookup misses. In **direct** mode
 (the default with a bucket) clients move the bytes themselves on short-lived signed URLs:
@@ -33,14 +34,13 @@ found by listing the bucket's pack indexes again when a lookup misses. In **dire
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cairn.core.digest import hash_bytes, is_digest
 from cairn.errors import (
@@ -54,10 +54,13 @@ from cairn.errors import (
     StoreError,
 )
 from cairn.objects import chunking, tree
-from cairn.objects.odb import ObjectStore
-from cairn.objects.packdb import PackedObjectDB
+from cairn.objects.packs import PackStore, Upload
+from cairn.objects.packs.adopt import adopt
+from cairn.objects.packs.bucket import BucketPackStore
+from cairn.objects.packs.format import pack_key, upload_key
+from cairn.objects.packs.local import LocalPackStore
+from cairn.objects.store import ObjectStore, open_object_store
 from cairn.service.accounts import Accounts, Principal
-from cairn.storage.cloud_packs import PackedRemoteObjectDB, pack_key, upload_key
 from cairn.wire import frame_header
 
 _SHOWN = 5
@@ -66,75 +69,6 @@ STREAM_BLOCK = 1 << 20  # bytes per block of a download stream
 REFRESH_AGE = 5.0  # seconds: an existence check lists the bucket's indexes at most this often
 MAX_SLOTS = 64  # upload URLs per request
 _SLOT = re.compile(r"[0-9a-f]{32}")
-
-
-class Upload(Protocol):
-    """The objects of one upload request, stored as a whole by ``commit`` or not at all."""
-
-    def put(self, digest: str, data: bytes | memoryview) -> bool: ...
-
-    def commit(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-
-class UploadPack(PackedObjectDB):
-    """A pack written by one upload request: committed as a whole, or `abort`ed leaving
-    nothing behind.
-
-    Committing flushes only this request's pack (``fdatasync``, then the folder it moved into),
-    not the whole file system as the embedded store's ``syncfs`` does: requests running at the
-    same time do not wait for each other's data."""
-
-    def _seal(self) -> None:
-        if self._writer_fd is not None:
-            os.fdatasync(self._writer_fd)
-        name = self._writer_name if self._writer_fd is not None else None
-        super()._seal()
-        if name is not None:
-            _fsync_dir(self._pack_path(name).parent)
-
-    def sync(self) -> None:
-        with self._lock:
-            self._seal()
-            if not self._sealed:
-                return
-            rows = [(d, pack, off, n) for d, (pack, off, n) in self._pending.items()]
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._pending.clear()
-            self._sealed.clear()
-
-    def abort(self) -> None:
-        with self._lock:
-            if self._writer_fd is not None:
-                os.close(self._writer_fd)
-                self._writer_fd = None
-                (self.root / "tmp" / self._writer_name).unlink(missing_ok=True)
-            for name in self._sealed:
-                self._pack_path(name).unlink(missing_ok=True)
-            self._sealed.clear()
-            self._pending.clear()
-            for fd in self._readers.values():
-                os.close(fd)
-            self._readers.clear()
-            self._db.close()
-
-    def commit(self) -> None:
-        self.close()  # seals, syncs, indexes
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _missing_error(digests: Iterable[str], what: str) -> ObjectNotFoundError:
@@ -150,7 +84,9 @@ def _missing_error(digests: Iterable[str], what: str) -> ObjectNotFoundError:
     return exc
 
 
-class ServerObjects:
+class ObjectService:
+    """The server's object store behind per-caller access (see the module doc)."""
+
     def __init__(
         self,
         root: Path,
@@ -169,59 +105,55 @@ class ServerObjects:
         self.signed_url_ttl = signed_url_ttl
         self.max_object_bytes = max_object_bytes
         self.max_pack_bytes = max_pack_bytes
-        self.remote: PackedRemoteObjectDB | None = None
+        self.store: PackStore = open_object_store(
+            store_url or root, cache_dir=cache_dir, endpoint=store_endpoint
+        )
+        # the bucket, when the store is one (direct transfers, refreshing its index)
+        self.bucket = self.store if isinstance(self.store, BucketPackStore) else None
         self.direct = False
-        if store_url:
-            self.remote = _open_bucket(store_url, store_endpoint, cache_dir)
-            self.store: ObjectStore = self.remote
-            if direct:
-                try:
-                    self._check_signing()
-                except BaseException:
-                    self.remote.close()
-                    raise
-                self.direct = True
-        else:
-            self.store = PackedObjectDB(root)
+        if self.bucket is not None and direct:
+            try:
+                self._check_signing(self.bucket)
+            except BaseException:
+                self.store.close()
+                raise
+            self.direct = True
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        self.store.close()
 
     def describe(self) -> str:
-        if self.remote is None:
+        if self.bucket is None:
             return str(self.root)
         how = (
             f"direct transfers on signed URLs valid {self.signed_url_ttl:g} s"
             if self.direct
             else "objects sent through the server"
         )
-        return f"{self.remote.url} ({how})"
+        return f"{self.store.url} ({how})"
 
     def info(self) -> dict[str, Any]:
         """What clients need to know about the store (``GET /info``)."""
         return {
-            "store": "bucket" if self.remote is not None else "folder",
+            "store": "bucket" if self.bucket is not None else "folder",
             "direct": self.direct,
             "signed_url_ttl": self.signed_url_ttl if self.direct else None,
             "max_pack_bytes": self.max_pack_bytes,
             "max_object_bytes": self.max_object_bytes,
         }
 
-    def _check_signing(self) -> None:
-        assert self.remote is not None
-        sign = getattr(self.remote.storage, "signed_url", None)
-        problem = "this kind of store has no signed URLs" if sign is None else ""
-        if sign is not None:
+    def _check_signing(self, bucket: BucketPackStore) -> None:
+        signer = bucket.storage.signer
+        problem = "this kind of store has no signed URLs" if signer is None else ""
+        if signer is not None:
             try:
-                sign(upload_key("check", "0" * 32), "PUT", 60)
+                signer.signed_urls([upload_key("check", "0" * 32)], "PUT", 60)
             except CairnError as exc:
                 problem = str(exc)
         if problem:
             raise StoreError(
-                f"cannot hand out signed URLs for {self.remote.url} ({problem}); give the "
+                f"cannot hand out signed URLs for {self.store.url} ({problem}); give the "
                 "server credentials that can sign (for GCS a service account key), or start "
                 "it with --no-direct to send objects through the server"
             )
@@ -229,9 +161,9 @@ class ServerObjects:
     # --- existence -----------------------------------------------------------------------------
     def _absent(self, digests: set[str], fresh: bool) -> set[str]:
         absent = self.store.missing(digests)
-        if absent and self.remote is not None:
+        if absent and self.bucket is not None:
             # stored through another server process since this one last listed the bucket?
-            self.remote.refresh(max_age=None if fresh else REFRESH_AGE)
+            self.bucket.refresh(max_age=None if fresh else REFRESH_AGE)
             absent = self.store.missing(absent)
         return absent
 
@@ -255,9 +187,7 @@ class ServerObjects:
 
     # --- uploads -------------------------------------------------------------------------------
     def open_upload(self) -> Upload:
-        if self.remote is not None:
-            return self.remote.open_upload()
-        return UploadPack(self.root)
+        return self.store.open_upload()
 
     def store_group(self, pack: Upload, frames: list[tuple[str, bytearray]]) -> int:
         """Verify each object against its digest, then write those the store lacks into the
@@ -277,13 +207,13 @@ class ServerObjects:
         return written
 
     # --- direct transfers (a bucket store) -------------------------------------------------------
-    def _direct_store(self) -> PackedRemoteObjectDB:
-        if not self.direct or self.remote is None:
+    def _direct_store(self) -> BucketPackStore:
+        if not self.direct or self.bucket is None:
             raise StateError(
                 "this server sends objects itself (its store is a folder, or it runs with "
                 "--no-direct): upload with POST /objects and download with POST /objects/fetch"
             )
-        return self.remote
+        return self.bucket
 
     def _require_writer(self, principal: Principal) -> None:
         roles = self.accounts.roles(principal)
@@ -302,8 +232,8 @@ class ServerObjects:
         owner = _owner(principal)
         ids = [uuid.uuid4().hex for _ in range(count)]
         urls = _sign(store, [upload_key(owner, i) for i in ids], "PUT", self.signed_url_ttl)
-        headers_for = getattr(store.storage, "signed_put_headers", None)
-        headers: dict[str, str] = headers_for() if headers_for is not None else {}
+        signer = store.storage.signer
+        headers = signer.signed_put_headers() if signer is not None else {}
         return {
             "packs": [
                 {"id": i, "method": "PUT", "url": u, "headers": headers}
@@ -348,7 +278,7 @@ class ServerObjects:
                 f"the uploaded pack is {size} bytes; this server accepts packs of at most "
                 f"{self.max_pack_bytes} bytes"
             )
-        stored, written = store.adopt(key, entries)
+        stored, written = adopt(store, key, entries)
         digests = list(dict.fromkeys(d for d, _, _ in entries))
         self.accounts.add_receipts(principal, digests)
         return {"received": len(digests), "stored": stored, "stored_bytes": written}
@@ -384,7 +314,7 @@ class ServerObjects:
     def _shared_packs(
         self,
         principal: Principal,
-        store: PackedRemoteObjectDB,
+        store: BucketPackStore,
         packs: set[str],
         readable: set[str],
     ) -> set[str]:
@@ -406,11 +336,11 @@ class ServerObjects:
     def stream(self, digests: list[str]) -> Iterator[bytes]:
         """Frames of the objects, read one at a time (all looked up at once first), sent in
         blocks of about STREAM_BLOCK bytes."""
-        if self.remote is not None:
-            self.remote.warm(digests)  # read in large blocks with read-ahead
-            yield from _frames(self.remote, digests)
+        if self.bucket is not None:
+            self.bucket.warm(digests)  # read in large blocks with read-ahead
+            yield from _frames(self.bucket, digests)
             return
-        reader = PackedObjectDB(self.root)
+        reader = LocalPackStore(self.root)  # its own lookups: streams run side by side
         try:
             reader.warm(digests)
             yield from _frames(reader, digests)
@@ -450,8 +380,8 @@ class ServerObjects:
     def _prefetch(self, digests: list[str]) -> None:
         """On a bucket, read these objects (trees, about to be parsed) in a few large GETs
         with read-ahead rather than one request each."""
-        if self.remote is not None and len(digests) > 1:
-            self.remote.warm(digests)
+        if self.bucket is not None and len(digests) > 1:
+            self.bucket.warm(digests)
 
     # --- binding -------------------------------------------------------------------------------
     def bind_version(self, principal: Principal, project: str, root: str) -> int:
@@ -525,26 +455,16 @@ def _frames(reader: ObjectStore, digests: list[str]) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def _open_bucket(url: str, endpoint: str | None, cache_dir: Path | None) -> PackedRemoteObjectDB:
-    from cairn.storage import open_storage
-
-    try:
-        return PackedRemoteObjectDB(open_storage(url, endpoint=endpoint), cache_dir)
-    except CairnError as exc:
-        raise StoreError(f"cannot open the object store {url}: {exc}") from None
-
-
 def _owner(principal: Principal) -> str:
     """The folder of a caller's uploads (a slot is only committed by whoever got it)."""
     return "open" if principal.user_id is None else f"u{principal.user_id}"
 
 
-def _sign(store: PackedRemoteObjectDB, keys: list[str], method: str, ttl: float) -> list[str]:
-    many = getattr(store.storage, "signed_urls", None)
-    if many is not None:
-        return list(many(keys, method, ttl))
-    one = store.storage.signed_url  # type: ignore[attr-defined]
-    return [str(one(k, method, ttl)) for k in keys]
+def _sign(store: BucketPackStore, keys: list[str], method: str, ttl: float) -> list[str]:
+    signer = store.storage.signer
+    if signer is None:  # pragma: no cover - checked when the server started
+        raise StoreError(f"the store {store.url} cannot sign URLs")
+    return list(signer.signed_urls(keys, method, ttl))
 
 
-__all__ = ["ServerObjects", "Upload", "UploadPack"]
+__all__ = ["ObjectService"]

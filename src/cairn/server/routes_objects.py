@@ -18,8 +18,8 @@ from starlette.requests import ClientDisconnect
 
 from cairn.core.digest import hash_bytes, is_digest
 from cairn.errors import IntegrityError, InvalidInputError, PayloadTooLargeError
+from cairn.objects.packs import Upload
 from cairn.server.deps import Caller, Services, Svc
-from cairn.server.objects import Upload
 from cairn.wire import API_PREFIX, OBJECTS_TYPE, FrameParser
 
 router = APIRouter(tags=["objects"])

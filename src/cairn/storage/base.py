@@ -13,25 +13,40 @@ Keys are '/'-separated strings such as ``objects/ab/cdef...``. Contracts:
 - ``sync`` makes every completed ``put`` durable; callers invoke it before they publish a
   record that refers to the written keys.
 
-Optional capabilities (look them up with ``getattr``; not every backend has them):
+- ``get_range(key, offset, length)`` returns the bytes there (fewer, or an error, when the
+  value ends first); ``iter_bytes`` streams a value front to back; ``list_info`` is ``list``
+  with each value's size and last-modified time; ``copy(src, dst)`` copies a value to a key
+  nobody else writes (overwriting it). Every backend has them: object storage does each in
+  one request (a ranged GET, one streamed GET, the listing, a copy inside the service).
 
-- ``signed_url(key, method="GET", expires=3600) -> str``: a URL that lets whoever holds it
-  GET (or PUT) one key directly at the service, without credentials, for ``expires`` seconds.
-  The object storage backends (S3, GCS, Azure) have it; the server's direct-transfer mode uses
-  it to send clients to the bucket instead of streaming bytes through itself.
-- ``get_range(key, offset, length) -> bytes``: part of a value in one request (object
-  storage), used to read objects out of packs.
+Signing is the one capability not every backend has: ``signer`` is a `Signer` on object
+storage (S3, GCS, Azure) and None elsewhere. The server's direct-transfer mode uses it to send
+clients to the bucket instead of streaming bytes through itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 
+class Signer(Protocol):
+    """Short-lived URLs that let whoever holds one GET (or PUT) one key directly at the
+    service, without credentials."""
+
+    def signed_urls(self, keys: Sequence[str], method: str, expires: float) -> list[str]:
+        """One URL per key for ``method`` (GET or PUT), valid for ``expires`` seconds."""
+        ...
+
+    def signed_put_headers(self) -> dict[str, str]:
+        """Headers a PUT on a signed URL must carry (Azure needs the blob type)."""
+        ...
+
+
 class Storage(Protocol):
     url: str
+    signer: Signer | None
 
     def exists(self, key: str) -> bool: ...
 
@@ -46,6 +61,15 @@ class Storage(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """At most ``length`` bytes of a value from ``offset`` (fewer, or an error, when the
+        value ends first)."""
+        ...
+
+    def iter_bytes(self, key: str, chunk: int = 4 << 20) -> Iterator[bytes]:
+        """A value front to back in pieces of about ``chunk`` bytes."""
+        ...
+
     def open(self, key: str) -> BinaryIO: ...
 
     def size(self, key: str) -> int: ...
@@ -53,6 +77,14 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int, float]]:
+        """(key, size, last-modified Unix time) of every value ``list(prefix)`` yields."""
+        ...
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a value to ``dst`` (overwritten: callers copy to keys nobody else writes)."""
+        ...
 
     def sync(self) -> None: ...
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qs, quote, urlsplit
 
 from cairn.errors import ObjectNotFoundError, StoreError
+from cairn.storage.base import Signer
 
 if TYPE_CHECKING:
     from obstore.store import AzureStore, GCSStore, S3Store
@@ -345,6 +346,7 @@ class CloudStorage:
         self.store = client(parsed.scheme, parsed.bucket, parsed.prefix, parsed.options)
         self._obstore = _import_obstore(parsed.scheme)
         self._conditional = True
+        self.signer: Signer | None = self
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -515,7 +517,7 @@ class CloudStorage:
         except Exception as exc:
             raise self._fail(exc, "copying", src) from None
 
-    # --- optional capabilities -------------------------------------------------------------
+    # --- signing (the `Signer` of object storage) ----------------------------------------
     def signed_url(self, key: str, method: str = "GET", expires: float | timedelta = 3600) -> str:
         """A URL that lets its holder ``method`` (GET or PUT) this key without credentials,
         valid for ``expires`` seconds (a timedelta is accepted too)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cairn.errors import ObjectNotFoundError, StoreError
+from cairn.storage.base import Signer
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -31,6 +32,8 @@ def _syncfs(path: Path) -> None:
 
 
 class LocalStorage:
+    signer: Signer | None = None
+
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
         self.url = str(self.root)
@@ -121,6 +124,16 @@ class LocalStorage:
         with self.open(key) as f:
             return f.read()
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        with self.open(key) as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def iter_bytes(self, key: str, chunk: int = 4 << 20) -> Iterator[bytes]:
+        with self.open(key) as f:
+            while piece := f.read(chunk):
+                yield piece
+
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
@@ -164,6 +177,19 @@ class LocalStorage:
                 yield from self._list_in(key, prefix)
             elif key.startswith(prefix):
                 yield key
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int, float]]:
+        for key in self.list(prefix):
+            try:
+                st = self._path(key).stat()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            yield key, st.st_size, st.st_mtime
+
+    def copy(self, src: str, dst: str) -> None:
+        data = self.get(src)
+        self.delete(dst)
+        self.put(dst, data)
 
     def sync(self) -> None:
         if self._dirty:

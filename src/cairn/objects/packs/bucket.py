@@ -1,26 +1,21 @@
-"""Objects packed for object storage: many small objects travel in one PUT.
+"""The bucket pack store: objects packed for object storage, many small objects in one PUT.
 
-One storage key per object (`cairn.objects.odb.ObjectDB`) makes logging 20,000 small files
-20,000 PUTs, and checking them 20,000 HEADs. `PackedRemoteObjectDB` appends objects to a pack
-held in memory and uploads it as one object when it reaches ``PACK_TARGET`` bytes (or at
-``sync``), with a small index object beside it. Layout under the store's URL::
-
-    packs/<id>.pack   objects back to back (one PUT)
-    index/<id>.idx    one JSON header line, then one 48-byte record per object:
-                      32-byte BLAKE3 digest, 8-byte offset, 8-byte length (little-endian)
-    uploads/<owner>/<slot>.pack
-                      a pack a client uploaded on a signed URL, until the server adopts it
-                      (``adopt``: copied to packs/, verified, indexed) and deletes it
+One storage key per object (`cairn.objects.keyed.KeyedObjectStore`) makes logging 20,000
+small files 20,000 PUTs, and checking them 20,000 HEADs. `BucketPackStore` appends objects to
+a pack held in memory and uploads it as one object when it reaches ``PACK_TARGET`` bytes (or
+at ``sync``), with a small index object beside it (layout and format:
+`cairn.objects.packs.format`). A pack a client uploaded on a signed URL is adopted by the
+server (`cairn.objects.packs.adopt`: copied to packs/, verified, indexed).
 
 Write ordering (the invariant of docs/architecture.md holds): a pack's index is uploaded only
 after the pack itself *and* every pack sealed before it (children are sealed before the trees
 that list them), so an object listed by any index is complete, and so is everything it refers
 to. ``sync`` waits for every upload. A crash leaves at most unindexed packs: garbage.
 
-Lookups never go to the network per object: every index object is read once into a local
-SQLite cache (``cache_dir/<hash of the URL>/index.db``, or memory), and a LIST of ``index/``
-at open (and when an object is not found) imports the indexes other writers added since, and
-forgets the packs whose index is gone (``cairn gc`` deleted them).
+Lookups never go to the network per object: every index object is read once into a local SQLite
+cache (`cairn.objects.packs.index`: ``cache_dir/<hash of the URL>/index.db``, or memory), and a
+LIST of ``index/`` at open (and when an object is not found) imports the indexes other writers
+added since, and forgets the packs whose index is gone (``cairn gc`` deleted them).
 
 Existence checks (``missing``) answer "present" only for objects whose pack's index was seen
 on the bucket less than ``VERIFY_AGE`` seconds ago, and always after ``sync``: the check a
@@ -32,11 +27,11 @@ file) are read in 4 MiB blocks with read-ahead, so a download is a few large GET
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-import sqlite3
-import struct
 import threading
 import time
 import uuid
@@ -45,14 +40,18 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from cairn.core.digest import format_digest, hash_bytes, new_hasher
-from cairn.errors import (
-    CairnError,
-    IntegrityError,
-    InvalidInputError,
-    ObjectNotFoundError,
-    StoreError,
+from cairn.core.digest import hash_bytes
+from cairn.errors import CairnError, IntegrityError, ObjectNotFoundError, StoreError
+from cairn.objects.packs.format import (
+    Entry,
+    Location,
+    Row,
+    decode_index,
+    encode_index,
+    index_key,
+    pack_key,
 )
+from cairn.objects.packs.index import PackIndex
 from cairn.storage.base import Storage
 
 PACK_TARGET = 32 << 20
@@ -61,53 +60,15 @@ BLOCK = 8 << 20
 CACHE_BLOCKS = 16  # 128 MiB of pack blocks kept for reads
 READ_AHEAD = 4
 VERIFY_AGE = 2.0  # seconds: ``missing`` trusts a pack's index seen this recently (see there)
-_RECORD = struct.Struct("<32sQQ")
-_ALGORITHM = "blake3"
-
-Location = tuple[str, int, int]  # pack id, offset, length
-
-
-def pack_key(pack: str) -> str:
-    return f"packs/{pack}.pack"
-
-
-def index_key(pack: str) -> str:
-    return f"index/{pack}.idx"
-
-
-def encode_index(pack: str, size: int, entries: list[tuple[str, int, int]]) -> bytes:
-    header = {
-        "cairn": "packindex",
-        "v": 1,
-        "pack": pack,
-        "algorithm": _ALGORITHM,
-        "count": len(entries),
-        "size": size,
-    }
-    out = bytearray(json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n")
-    for digest, offset, length in entries:
-        out += _RECORD.pack(bytes.fromhex(digest.partition(":")[2]), offset, length)
-    return bytes(out)
-
-
-def decode_index(data: bytes) -> tuple[str, int, list[tuple[str, int, int]]]:
-    line, _, body = data.partition(b"\n")
-    header = json.loads(line)
-    if header.get("cairn") != "packindex" or header.get("v") != 1:
-        raise ValueError("not a Cairn pack index")
-    prefix = header["algorithm"] + ":"
-    entries = [
-        (prefix + raw.hex(), offset, length) for raw, offset, length in _RECORD.iter_unpack(body)
-    ]
-    if len(entries) != header["count"]:
-        raise ValueError("pack index is truncated")
-    return header["pack"], int(header["size"]), entries
+# gc: seconds between deleting index objects and reading the roots once more: more than
+# VERIFY_AGE plus the time from a logger's last check to its commit
+SETTLE_SECONDS = 10.0
 
 
 class _Upload:
     """A sealed pack on its way to the store."""
 
-    def __init__(self, pack: str, data: bytearray, entries: list[tuple[str, int, int]]) -> None:
+    def __init__(self, pack: str, data: bytearray, entries: list[Entry]) -> None:
         self.pack = pack
         self.data = data
         self.size = len(data)
@@ -116,8 +77,12 @@ class _Upload:
         self.error: BaseException | None = None
 
 
-class PackedRemoteObjectDB:
-    """An `ObjectStore` over any `Storage` that writes objects in packs (see module doc)."""
+class BucketPackStore:
+    """An `ObjectStore` and `PackStore` over any `Storage` that writes objects in packs (see
+    the module doc); in practice a bucket."""
+
+    default_settle = SETTLE_SECONDS
+    leftover_kind = "uploads"
 
     def __init__(
         self,
@@ -129,39 +94,19 @@ class PackedRemoteObjectDB:
         self.storage = storage
         self.url = storage.url
         self.pack_target = pack_target
+        self.where = storage.url
+        db_path: Path | None = None
         if cache_dir is not None:
             folder = cache_dir / hashlib.sha256(storage.url.encode()).hexdigest()[:16]
             folder.mkdir(parents=True, exist_ok=True)
-            db_path = str(folder / "index.db")
-        else:
-            db_path = ":memory:"
-        try:
-            self._db = sqlite3.connect(
-                db_path, timeout=60, check_same_thread=False, isolation_level=None
-            )
-            if db_path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(
-                "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, pack TEXT NOT NULL,"
-                " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID;"
-                "CREATE TABLE IF NOT EXISTS packs (pack TEXT PRIMARY KEY, size INTEGER NOT NULL)"
-                " WITHOUT ROWID;"
-                # objects a pack holds too, though `objects` locates them in another pack
-                "CREATE TABLE IF NOT EXISTS also (pack TEXT NOT NULL, digest TEXT NOT NULL,"
-                " PRIMARY KEY (pack, digest)) WITHOUT ROWID;"
-                "CREATE INDEX IF NOT EXISTS objects_by_pack ON objects (pack);"
-                "CREATE TEMP TABLE IF NOT EXISTS incoming (digest TEXT PRIMARY KEY,"
-                " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID;"
-            )
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the index cache {db_path}: {exc}") from exc
+            db_path = folder / "index.db"
+        self.index = PackIndex(db_path, cache=True)
+        self._dropped: dict[str, tuple[int, list[Entry]]] = {}  # gc: index objects it deleted
         self._lock = threading.RLock()
-        self._db_lock = threading.Lock()
         # writing
         self._buf = bytearray()
         self._buf_pack = uuid.uuid4().hex
-        self._buf_entries: list[tuple[str, int, int]] = []
+        self._buf_entries: list[Entry] = []
         self._pending: dict[str, Location] = {}  # written, not yet in the local index
         self._uploads: list[tuple[_Upload, Future[None]]] = []
         self._in_memory: dict[str, bytearray] = {}  # pack -> bytes, until uploaded
@@ -183,7 +128,7 @@ class PackedRemoteObjectDB:
         self.refresh()
 
     def __repr__(self) -> str:
-        return f"<PackedRemoteObjectDB {self.url}>"
+        return f"<BucketPackStore {self.url}>"
 
     # --- the index ---------------------------------------------------------------------------
     def refresh(self, max_age: float | None = None) -> int:
@@ -199,8 +144,7 @@ class PackedRemoteObjectDB:
             started = time.monotonic()
             # read what is known *before* listing: a pack recorded meanwhile had its index
             # put before, so only a pack known before the LIST and not listed is gone
-            with self._db_lock:
-                known = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
+            known = self.index.known_packs()
             listed = set()
             for key in self.storage.list("index/"):
                 name = key[len("index/") :]
@@ -227,28 +171,7 @@ class PackedRemoteObjectDB:
         read again); the others count as missing."""
         gone = set(packs)
         while gone:
-            batch = sorted(gone)
-            with self._db_lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    others: set[str] = set()
-                    for i in range(0, len(batch), 200):
-                        part = batch[i : i + 200]
-                        marks = ",".join("?" * len(part))
-                        others.update(
-                            p
-                            for (p,) in self._db.execute(
-                                "SELECT DISTINCT a.pack FROM also a JOIN objects o "
-                                f"ON o.digest = a.digest WHERE o.pack IN ({marks})",
-                                part,
-                            )
-                        )
-                        for table in ("objects", "also", "packs"):
-                            self._db.execute(f"DELETE FROM {table} WHERE pack IN ({marks})", part)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            others = self.index.forget_packs(sorted(gone))
             with self._lock:
                 self._warm = {d: loc for d, loc in self._warm.items() if loc[0] not in gone}
                 for key in [k for k in self._blocks if k[0] in gone]:
@@ -269,64 +192,19 @@ class PackedRemoteObjectDB:
                     raise StoreError(f"a pack index in {self.url} is damaged ({exc})") from None
                 self._record(pack, size, entries)
 
-    def _record(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
-        with self._db_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM incoming")
-                self._db.executemany("INSERT OR IGNORE INTO incoming VALUES (?, ?, ?)", entries)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO objects SELECT digest, ?, offset, length FROM incoming",
-                    (pack,),
-                )
-                self._db.execute(
-                    "INSERT OR IGNORE INTO also SELECT ?, i.digest FROM incoming i "
-                    "JOIN objects o ON o.digest = i.digest WHERE o.pack != ?",
-                    (pack, pack),
-                )
-                self._db.execute("DELETE FROM incoming")
-                self._db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (pack, size))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def _record(self, pack: str, size: int, entries: list[Entry]) -> None:
+        self.index.record_pack(pack, size, entries)
         self._pack_sizes[pack] = size
 
     def pack_members(self, packs: Iterable[str]) -> dict[str, set[str]]:
         """Every object each pack holds (by its index), including those found in another."""
-        wanted = list(dict.fromkeys(packs))
-        members: dict[str, set[str]] = {p: set() for p in wanted}
-        with self._db_lock:
-            for i in range(0, len(wanted), 200):
-                batch = wanted[i : i + 200]
-                marks = ",".join("?" * len(batch))
-                rows = self._db.execute(
-                    f"SELECT pack, digest FROM objects WHERE pack IN ({marks}) "
-                    f"UNION ALL SELECT pack, digest FROM also WHERE pack IN ({marks})",
-                    batch + batch,
-                ).fetchall()
-                for pack, digest in rows:
-                    members[pack].add(digest)
-        return members
+        return self.index.members(packs)
 
-    def index_rows(self) -> tuple[list[tuple[str, str, int, int]], set[str]]:
-        """This cache's rows (digest, pack, offset, length: one location per object) and every
-        pack it knows (for garbage collection)."""
-        with self._db_lock:
-            rows = [
-                (d, p, int(o), int(n))
-                for d, p, o, n in self._db.execute(
-                    "SELECT digest, pack, offset, length FROM objects"
-                )
-            ]
-            packs = {p for (p,) in self._db.execute("SELECT pack FROM packs")}
-        return rows, packs
-
-    def index_entries(self, packs: list[str]) -> list[list[tuple[str, int, int]] | None]:
+    def index_entries(self, packs: list[str]) -> list[list[Entry] | None]:
         """The entries of each pack's index object, read from the store (in parallel); None
         for a pack whose index is gone."""
 
-        def entries(pack: str) -> list[tuple[str, int, int]] | None:
+        def entries(pack: str) -> list[Entry] | None:
             try:
                 return decode_index(self.storage.get(index_key(pack)))[2]
             except ObjectNotFoundError:
@@ -347,17 +225,7 @@ class PackedRemoteObjectDB:
                 loc = self._pending.get(d)
                 if loc is not None:
                     found[d] = loc
-        rest = [d for d in digests if d not in found]
-        with self._db_lock:
-            for i in range(0, len(rest), 500):
-                batch = rest[i : i + 500]
-                rows = self._db.execute(
-                    "SELECT digest, pack, offset, length FROM objects WHERE digest IN "
-                    f"({','.join('?' * len(batch))})",
-                    batch,
-                ).fetchall()
-                for digest, pack, offset, length in rows:
-                    found[digest] = (pack, offset, length)
+        found.update(self.index.locate(d for d in digests if d not in found))
         return found
 
     def _locate(self, digest: str) -> Location:
@@ -435,12 +303,12 @@ class PackedRemoteObjectDB:
         for pack, k in list(first)[: CACHE_BLOCKS // 2]:
             pool.submit(self._block, pack, k)
 
+    def generation(self) -> int | None:
+        return None  # drops are index objects gone from the bucket: `missing` asks it
+
     def all_digests(self) -> Iterator[str]:
         self.sync()
-        with self._db_lock:
-            rows = self._db.execute("SELECT digest FROM objects ORDER BY digest").fetchall()
-        for (digest,) in rows:
-            yield digest
+        yield from self.index.digests()
 
     # --- writing -----------------------------------------------------------------------------
     def put(self, digest: str, data: bytes | memoryview) -> bool:
@@ -569,7 +437,7 @@ class PackedRemoteObjectDB:
         self.storage.sync()
 
     # --- packs written elsewhere (the server's uploads) ----------------------------------------
-    def publish(self, pack: str, size: int, entries: list[tuple[str, int, int]]) -> None:
+    def publish(self, pack: str, size: int, entries: list[Entry]) -> None:
         """Index a pack that is already complete in the store: upload its index object, then
         record it in the local index. The caller put the pack (and every pack its objects
         refer to) first."""
@@ -577,53 +445,91 @@ class PackedRemoteObjectDB:
         self.stats["index_puts"] += 1
         self._record(pack, size, entries)
 
-    def adopt(self, staged: str, entries: list[tuple[str, int, int]]) -> tuple[int, int]:
-        """Make a pack a client uploaded to the key ``staged`` part of the store, once every
-        object ``entries`` lists in it (digest, offset, length) hashes to its digest.
-
-        The staged bytes are first copied (inside the service) to a new pack key nobody else
-        can write, and that copy is what gets verified and indexed: whoever uploaded to
-        ``staged`` cannot change the bytes afterwards. Only objects the store lacked count as
-        stored; a pack holding none is removed. A bad entry raises (IntegrityError,
-        InvalidInputError) and leaves nothing. ``staged`` is deleted either way.
-        Returns (objects stored, their bytes)."""
-        new: dict[str, tuple[str, int, int]] = {}
-        try:
-            size = self.storage.size(staged)
-            ordered = _check_entries(entries, size)
-            pack = uuid.uuid4().hex
-            key = pack_key(pack)
-            _copy(self.storage, staged, key)
-            try:
-                if self.storage.size(key) != size:  # re-uploaded between the check and the copy
-                    raise InvalidInputError(
-                        f"the pack uploaded to {staged} changed while it was being committed; "
-                        "upload it again on a new URL"
-                    )
-                _verify(self.storage, key, ordered)
-                lacking = self.missing(d for d, _, _ in ordered)
-                listed: dict[str, tuple[str, int, int]] = {}
-                for digest, offset, length in ordered:
-                    listed.setdefault(digest, (digest, offset, length))
-                    if digest in lacking and digest not in new:
-                        new[digest] = (digest, offset, length)
-                if new:
-                    # the index lists every object in the pack, also those stored before, so
-                    # that whoever decides who may read the pack sees all it holds
-                    self.publish(pack, size, list(listed.values()))
-                else:
-                    self.storage.delete(key)
-            except BaseException:
-                _quietly(self.storage.delete, key)
-                raise
-        finally:
-            _quietly(self.storage.delete, staged)
-        return len(new), sum(n for _, _, n in new.values())
-
-    def open_upload(self) -> PackUpload:
+    def open_upload(self) -> BucketUpload:
         """A set of objects written as packs of their own and indexed only at ``commit``
         (one server upload request)."""
-        return PackUpload(self)
+        return BucketUpload(self)
+
+    # --- garbage collection (`cairn.objects.gc` over the `PackStore` protocol) ------------------
+    @contextlib.contextmanager
+    def gc_lock(self) -> Iterator[None]:
+        """One gc at a time on this machine (two gcs on one bucket are safe, only wasteful:
+        each re-reads the roots after deleting indexes and before deleting packs)."""
+        folder = Path(os.environ.get("TMPDIR") or "/tmp")
+        name = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        fd = os.open(folder / f"cairn-gc-{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"another gc is running on the store {self.where}") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def packs(self) -> dict[str, tuple[int, float]]:
+        """Every pack on the bucket: id -> (size, last-modified time)."""
+        found: dict[str, tuple[int, float]] = {}
+        for key, size, mtime in self.storage.list_info("packs/"):
+            name = key[len("packs/") :]
+            if name.endswith(".pack") and "/" not in name:
+                found[name[: -len(".pack")]] = (size, mtime)
+        return found
+
+    def snapshot(self, grace_seconds: float) -> list[Row]:
+        """Every index the bucket lists now (imported into the local cache); for the packs
+        old enough to be candidates, every entry of their index object (an object may be in
+        several packs; the cache locates it in one)."""
+        self.refresh()
+        files = self.packs()
+        now = time.time()
+        cached = self.index.rows()
+        indexed = self.index.known_packs()
+        old = sorted(p for p in indexed if p in files and now - files[p][1] >= grace_seconds)
+        candidates = set(old)
+        rows = [r for r in cached if r[1] not in candidates]
+        for pack, got in zip(old, self.index_entries(old), strict=True):
+            if got is not None:  # None: deleted meanwhile (another gc), not a candidate
+                rows.extend((d, pack, o, n) for d, o, n in got)
+        return rows
+
+    def flush_moved(self) -> None:
+        self.sync()  # the new packs and their indexes are on the bucket
+
+    def drop_packs(self, packs: list[str]) -> None:
+        """Delete the packs' index objects (every process's existence checks see that) and
+        forget them here; their entries are kept for ``restore_packs``."""
+        for pack in packs:
+            try:
+                _, size, entries = decode_index(self.storage.get(index_key(pack)))
+            except ObjectNotFoundError:
+                continue  # another gc dropped it
+            self._dropped[pack] = (size, entries)
+            self.storage.delete(index_key(pack))
+        self.forget_packs(packs)
+
+    def restore_packs(self, packs: list[str], rows: list[Row]) -> None:
+        """Put dropped packs' index objects back as they were (the packs are kept)."""
+        for pack in dict.fromkeys(packs):
+            kept = self._dropped.pop(pack, None)
+            if kept is not None:
+                self.publish(pack, kept[0], kept[1])
+
+    def delete_pack(self, pack: str) -> bool:
+        self.storage.delete(pack_key(pack))
+        return True
+
+    def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
+        """Clients' direct uploads never committed (a commit deletes its upload)."""
+        return [
+            (key, size)
+            for key, size, mtime in self.storage.list_info("uploads/")
+            if now - mtime >= grace_seconds
+        ]
+
+    def remove_leftover(self, name: str) -> bool:
+        self.storage.delete(name)
+        return True
 
     def delete(self, digest: str) -> None:
         """Forget an object in this machine's index (its bytes stay in its pack until a
@@ -631,8 +537,7 @@ class PackedRemoteObjectDB:
         with self._lock:
             self._warm.pop(digest, None)
             self._pending.pop(digest, None)
-        with self._db_lock:
-            self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
+        self.index.remove(digest)
 
     def close(self) -> None:
         try:
@@ -642,8 +547,7 @@ class PackedRemoteObjectDB:
                 if pool is not None:
                     pool.shutdown(wait=True)
             self._upload_pool = self._read_pool = None
-            with self._db_lock:
-                self._db.close()
+            self.index.close()
 
     # --- reading -----------------------------------------------------------------------------
     def _readers(self) -> ThreadPoolExecutor:
@@ -655,22 +559,13 @@ class PackedRemoteObjectDB:
     def _pack_size(self, pack: str) -> int:
         size = self._pack_sizes.get(pack)
         if size is None:
-            with self._db_lock:
-                row = self._db.execute("SELECT size FROM packs WHERE pack = ?", (pack,)).fetchone()
-            size = int(row[0]) if row else self.storage.size(pack_key(pack))
+            known = self.index.pack_size(pack)
+            size = known if known is not None else self.storage.size(pack_key(pack))
             self._pack_sizes[pack] = size
         return size
 
     def _range(self, pack: str, offset: int, length: int) -> bytes:
-        get_range: Callable[[str, int, int], bytes] | None = getattr(
-            self.storage, "get_range", None
-        )
-        if get_range is not None:
-            data = get_range(pack_key(pack), offset, length)
-        else:
-            with self.storage.open(pack_key(pack)) as f:
-                f.seek(offset)
-                data = f.read(length)
+        data = self.storage.get_range(pack_key(pack), offset, length)
         if len(data) != length:
             raise ObjectNotFoundError(
                 f"pack {pack} in {self.url} is shorter than its index says; the store is "
@@ -795,18 +690,18 @@ class PackedRemoteObjectDB:
         return len(data)
 
 
-class PackUpload:
-    """Objects of one upload request on a `PackedRemoteObjectDB`: appended to packs held in
+class BucketUpload:
+    """Objects of one server upload request on a `BucketPackStore`: appended to packs held in
     memory, each uploaded when it fills; the packs' indexes are uploaded only by ``commit``,
     in order, so nothing is found before the whole request was stored. ``abort`` deletes the
     packs uploaded so far."""
 
-    def __init__(self, db: PackedRemoteObjectDB) -> None:
+    def __init__(self, db: BucketPackStore) -> None:
         self.db = db
         self._buf = bytearray()
-        self._entries: list[tuple[str, int, int]] = []
+        self._entries: list[Entry] = []
         self._seen: set[str] = set()
-        self._uploaded: list[tuple[str, int, list[tuple[str, int, int]]]] = []
+        self._uploaded: list[tuple[str, int, list[Entry]]] = []
 
     def put(self, digest: str, data: bytes | memoryview) -> bool:
         if digest in self._seen:
@@ -842,103 +737,6 @@ class PackUpload:
         self._uploaded = []
 
 
-def upload_key(owner: str, slot: str) -> str:
-    """Where a client uploads a pack for the server to adopt (see docs/server.md)."""
-    return f"uploads/{owner}/{slot}.pack"
-
-
-def list_info(storage: Storage, prefix: str) -> Iterator[tuple[str, int, float]]:
-    """(key, size, last-modified Unix time) of every value under ``prefix``: from the listing
-    where the backend reports it (object storage), else from the file (local disk), else the
-    time is unknown and reported as now (so nothing is ever found old by it)."""
-    listing: Callable[[str], Iterator[tuple[str, int, float]]] | None = getattr(
-        storage, "list_info", None
-    )
-    if listing is not None:
-        yield from listing(prefix)
-        return
-    for key in storage.list(prefix):
-        path = storage.local_path(key)
-        try:
-            if path is not None:
-                st = path.stat()
-                yield key, st.st_size, st.st_mtime
-            else:
-                yield key, storage.size(key), time.time()
-        except (FileNotFoundError, ObjectNotFoundError):
-            continue
-
-
-def _check_entries(entries: list[tuple[str, int, int]], size: int) -> list[tuple[str, int, int]]:
-    """The entries by offset, each inside the pack and none overlapping another."""
-    ordered = sorted(entries, key=lambda e: (e[1], e[2]))
-    end = 0
-    for digest, offset, length in ordered:
-        if offset < 0 or length < 0 or offset + length > size:
-            raise InvalidInputError(
-                f"object {digest} at {offset}+{length} lies outside the uploaded pack "
-                f"({size} bytes); nothing of it was stored"
-            )
-        if offset < end:
-            raise InvalidInputError(
-                f"object {digest} at {offset} overlaps the object before it in the uploaded "
-                "pack; nothing of it was stored"
-            )
-        end = offset + length
-    return ordered
-
-
-def _copy(storage: Storage, src: str, dst: str) -> None:
-    copy: Callable[[str, str], None] | None = getattr(storage, "copy", None)
-    if copy is not None:
-        copy(src, dst)
-    else:
-        storage.put(dst, storage.get(src))
-
-
-def _pieces(storage: Storage, key: str) -> Iterator[bytes]:
-    """A value front to back in pieces: one streamed GET where the backend can."""
-    stream: Callable[[str], Iterator[bytes]] | None = getattr(storage, "iter_bytes", None)
-    if stream is not None:
-        yield from stream(key)
-        return
-    with storage.open(key) as f:
-        while piece := f.read(4 << 20):
-            yield piece
-
-
-def _verify(storage: Storage, key: str, ordered: list[tuple[str, int, int]]) -> None:
-    """Read the pack once, front to back, hashing each listed object (memory stays small)."""
-    pieces = _pieces(storage, key)
-    buf = memoryview(b"")
-    pos = 0  # offset in the pack of buf[0]
-    for digest, offset, length in ordered:
-        hasher = new_hasher(threaded=length >= (1 << 20))
-        at, left = offset, length
-        while left:
-            if pos + len(buf) <= at:  # the bytes wanted start past this piece
-                pos += len(buf)
-                piece = next(pieces, None)
-                if piece is None:
-                    raise IntegrityError(
-                        f"the uploaded pack ended inside object {digest}; nothing of it was stored",
-                        digest=digest,
-                    )
-                buf = memoryview(piece)
-                continue
-            part = buf[at - pos : at - pos + left]
-            hasher.update(part)
-            at += len(part)
-            left -= len(part)
-        found = format_digest(hasher.hexdigest())
-        if found != digest:
-            raise IntegrityError(
-                f"the uploaded bytes of object {digest} hash to {found}: the pack does not "
-                "hold what its entries say; nothing of it was stored, upload it again",
-                digest=digest,
-            )
-
-
 def _quietly(action: Callable[[str], object], key: str) -> None:
     try:
         action(key)
@@ -953,14 +751,4 @@ def _upload_failed(url: str, error: BaseException) -> CairnError:
     )
 
 
-__all__ = [
-    "PACK_TARGET",
-    "PackUpload",
-    "PackedRemoteObjectDB",
-    "decode_index",
-    "encode_index",
-    "index_key",
-    "list_info",
-    "pack_key",
-    "upload_key",
-]
+__all__ = ["PACK_TARGET", "BucketPackStore", "BucketUpload"]

@@ -1,93 +1,205 @@
-"""The local object database: objects appended to pack files, found through an index.
+"""The local pack store: objects appended to pack files, found through ``index.db``.
 
 Creating one file per object costs more than the bytes themselves on most file systems (20,000
 small files, or the ~4,000 chunks of a 2 GiB checkpoint). So objects are appended to a pack
-file of up to PACK_TARGET bytes and an SQLite index maps ``digest -> (pack, offset, length)``.
+file of up to PACK_TARGET bytes and an SQLite index (`cairn.objects.packs.index`) maps
+``digest -> (pack, offset, length)``.
 
 Write ordering (the invariant of docs/architecture.md holds): a pack is written under
 ``tmp/``, moved to ``packs/`` and flushed to disk (``syncfs``) before its index rows are
 committed, so an object the index lists is always durable and complete. A crash leaves at most
-an unindexed pack in ``tmp/``, which is garbage.
+an unindexed pack in ``tmp/`` or ``packs/``, which is garbage.
+
+`LocalUpload` is one server upload request: a pack of its own, flushed on its own (not the
+whole file system) and indexed only by ``commit``; ``abort`` leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, ObjectNotFoundError, StoreError
+from cairn.objects.packs.format import Location, Row
+from cairn.objects.packs.index import PackIndex
 from cairn.storage.local import _syncfs
 
 PACK_TARGET = 64 << 20
+DEFAULT_GRACE_SECONDS = 24 * 3600.0
 
-Location = tuple[str, int, int]  # pack name, offset, length
+Write = Callable[[int, int], None]  # (pack fd, offset): write an object's bytes there
 
 
-class PackedObjectDB:
+class _PackWriter:
+    """Appends objects to pack files under ``tmp/`` and seals each full one into ``packs/``.
+    Remembers what it wrote until the owner indexes it (``take``) or throws it away
+    (``abort``). ``background``: a sealed pack is flushed to disk on a background thread (the
+    owner syncs the file system before indexing); otherwise it is flushed before it moves,
+    and its folder after."""
+
+    def __init__(self, root: Path, *, background: bool) -> None:
+        self.root = root
+        self.background = background
+        self.fd: int | None = None
+        self.name = ""
+        self.size = 0
+        self.pending: dict[str, Location] = {}  # written, not yet indexed
+        self.sealed: list[str] = []  # packs complete on disk, rows not yet indexed
+        self._flushing: list[tuple[str, Future[None]]] = []  # (pack, its background flush)
+        self._pid = os.getpid()
+
+    def pack_path(self, name: str) -> Path:
+        return self.root / "packs" / name[:2] / name
+
+    def append(self, digest: str, length: int, write: Write) -> bool:
+        if digest in self.pending:
+            return False
+        if self.fd is None:
+            self.name = uuid.uuid4().hex + ".pack"
+            self.fd = os.open(
+                self.root / "tmp" / self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444
+            )
+            self.size = 0
+        offset = self.size
+        write(self.fd, offset)
+        self.size += length
+        self.pending[digest] = (self.name, offset, length)
+        if self.size >= PACK_TARGET:
+            self.seal()
+        return True
+
+    def seal(self) -> None:
+        """Close the open pack and move it into packs/ (not yet indexed)."""
+        if self.fd is None:
+            return
+        fd, name = self.fd, self.name
+        self.fd = None
+        final = self.pack_path(name)
+        final.parent.mkdir(exist_ok=True)
+        if not self.background:
+            try:
+                _datasync_close(fd)
+            except OSError:
+                (self.root / "tmp" / name).unlink(missing_ok=True)
+                self.pending = {d: loc for d, loc in self.pending.items() if loc[0] != name}
+                raise
+            os.rename(self.root / "tmp" / name, final)
+            _fsync_dir(final.parent)
+            self.sealed.append(name)
+            return
+        os.rename(self.root / "tmp" / name, final)
+        self.sealed.append(name)
+        # write the sealed pack to disk now, while the next one fills: the sync before the
+        # index commit then finds little left to write (the kernel would otherwise hold
+        # gigabytes of dirty pages until then)
+        try:
+            flush = _flusher().submit(_datasync_close, fd)
+        except RuntimeError:  # the interpreter is shutting down: no new threads, flush here
+            flush = Future()
+            try:
+                _datasync_close(fd)
+                flush.set_result(None)
+            except OSError as exc:
+                flush.set_exception(exc)
+        self._flushing.append((name, flush))
+
+    def wait_flushes(self, where: Path) -> None:
+        """Wait for the background flushes. A pack that could not be written (EIO, a full
+        disk) is forgotten with its objects, unindexed, so that no later sync indexes it and
+        the next log stores those objects again."""
+        flushing, self._flushing = self._flushing, []
+        if self._pid != os.getpid():
+            return  # inherited through fork: the parent's flushes are the parent's to wait for
+        failed = {pack: exc for pack, f in flushing if (exc := f.exception()) is not None}
+        if not failed:
+            return
+        self.pending = {d: loc for d, loc in self.pending.items() if loc[0] not in failed}
+        self.sealed = [name for name in self.sealed if name not in failed]
+        for pack in failed:
+            self.pack_path(pack).unlink(missing_ok=True)
+        pack, exc = next(iter(failed.items()))
+        raise StoreError(
+            f"cannot write pack {pack} of the object store at {where}: {exc}; nothing of it "
+            "was indexed. Free space or fix the disk, then log again"
+        )
+
+    def wait_flushes_quietly(self) -> None:
+        if self._pid == os.getpid():
+            for _pack, f in self._flushing:
+                f.exception()
+        self._flushing = []
+
+    def take(self) -> list[Row]:
+        """The rows of everything sealed, handed to the index (and forgotten here)."""
+        rows = [(d, pack, off, n) for d, (pack, off, n) in self.pending.items()]
+        self.pending.clear()
+        self.sealed.clear()
+        return rows
+
+    def abort(self) -> None:
+        """Throw away everything written and not yet indexed."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            (self.root / "tmp" / self.name).unlink(missing_ok=True)
+        self.wait_flushes_quietly()
+        for name in self.sealed:
+            self.pack_path(name).unlink(missing_ok=True)
+        self.sealed.clear()
+        self.pending.clear()
+
+
+class LocalPackStore:
+    """An `ObjectStore` and `PackStore` on a local folder (see the module doc)."""
+
+    default_settle = 1.0  # gc: seconds between dropping rows and the last read of the roots
+    leftover_kind = "tmp"
+
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
         self.url = str(self.root)
+        self.where = self.url
         try:
             (self.root / "packs").mkdir(parents=True, exist_ok=True)
             (self.root / "tmp").mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.root / "index.db", timeout=60, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, pack TEXT NOT NULL,"
-                " offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID"
-            )
-            # counts the times objects were dropped (gc, or a log forgetting its own trees);
-            # while it stays 0, every object ever indexed is still there
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS drops (id INTEGER PRIMARY KEY CHECK (id = 0),"
-                " generation INTEGER NOT NULL)"
-            )
-        except (OSError, sqlite3.DatabaseError) as exc:
+        except OSError as exc:
+            raise StoreError(f"cannot open the object store at {self.root}: {exc}") from exc
+        try:
+            self.index = PackIndex(self.root / "index.db", cache=False)
+        except StoreError as exc:
             raise StoreError(f"cannot open the object store at {self.root}: {exc}") from exc
         self._lock = threading.RLock()
-        self._writer_fd: int | None = None
-        self._writer_name = ""
-        self._writer_size = 0
-        self._pending: dict[str, Location] = {}  # written, not yet indexed
-        self._sealed: list[str] = []  # packs complete on disk, rows not yet indexed
+        self._writer = _PackWriter(self.root, background=True)
         self._readers: dict[str, int] = {}
         self._warm: dict[str, Location] = {}
-        self._flushing: list[tuple[str, Future[None]]] = []  # (pack, its background flush)
-        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"<LocalPackStore {self.root}>"
 
     # --- lookups -----------------------------------------------------------------------------
     def _locate_many(self, digests: list[str]) -> dict[str, Location]:
         found: dict[str, Location] = {}
         with self._lock:
+            pending = self._writer.pending
             for d in digests:
-                if d in self._pending:
-                    found[d] = self._pending[d]
-            rest = sorted(d for d in digests if d not in found)  # in index order
-            for i in range(0, len(rest), 500):
-                batch = rest[i : i + 500]
-                rows = self._db.execute(
-                    "SELECT digest, pack, offset, length FROM objects WHERE digest IN "
-                    f"({','.join('?' * len(batch))})",
-                    batch,
-                ).fetchall()
-                for digest, pack, offset, length in rows:
-                    found[digest] = (pack, offset, length)
+                if d in pending:
+                    found[d] = pending[d]
+            found.update(self.index.locate(d for d in digests if d not in found))
         return found
 
     def warm(self, digests: list[str]) -> None:
         """Look many objects up at once ahead of reading them (downloads)."""
         self._warm = self._locate_many(digests)
 
-    def _locate(self, digest: str) -> Location:
+    def locate(self, digest: str) -> Location:
+        """Where an object is: (pack, offset, length)."""
         loc = self._warm.get(digest) or self._locate_many([digest]).get(digest)
         if loc is None:
             raise ObjectNotFoundError(
@@ -103,88 +215,11 @@ class PackedObjectDB:
     def missing(self, digests: Iterable[str]) -> set[str]:
         absent = set(digests)
         with self._lock:
-            absent.difference_update(self._pending.keys() & absent)
-            rest = sorted(absent)  # in index order: neighbouring lookups share B-tree pages
-            for i in range(0, len(rest), 500):
-                batch = rest[i : i + 500]
-                found = self._db.execute(
-                    f"SELECT digest FROM objects WHERE digest IN ({','.join('?' * len(batch))})",
-                    batch,
-                ).fetchall()
-                absent.difference_update(d for (d,) in found)
+            absent.difference_update(self._writer.pending.keys() & absent)
+            absent.difference_update(self.index.present(absent))
         return absent
 
     # --- writing -----------------------------------------------------------------------------
-    def _writer(self) -> int:
-        if self._writer_fd is None:
-            self._writer_name = uuid.uuid4().hex + ".pack"
-            self._writer_fd = os.open(
-                self.root / "tmp" / self._writer_name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444
-            )
-            self._writer_size = 0
-        return self._writer_fd
-
-    def _seal(self) -> None:
-        """Close the open pack and move it into packs/ (not yet indexed)."""
-        if self._writer_fd is None:
-            return
-        fd = self._writer_fd
-        self._writer_fd = None
-        final = self._pack_path(self._writer_name)
-        final.parent.mkdir(exist_ok=True)
-        os.rename(self.root / "tmp" / self._writer_name, final)
-        self._sealed.append(self._writer_name)
-        # write the sealed pack to disk now, while the next one fills: the sync before the
-        # index commit then finds little left to write (the kernel would otherwise hold
-        # gigabytes of dirty pages until then)
-        try:
-            flush = _flusher().submit(_datasync_close, fd)
-        except RuntimeError:  # the interpreter is shutting down: no new threads, flush here
-            flush = Future()
-            try:
-                _datasync_close(fd)
-                flush.set_result(None)
-            except OSError as exc:
-                flush.set_exception(exc)
-        self._flushing.append((self._writer_name, flush))
-
-    def _wait_flushes(self) -> None:
-        """Wait for the background flushes. A pack that could not be written (EIO, a full
-        disk) is forgotten with its objects, unindexed, so that no later sync indexes it and
-        the next log stores those objects again."""
-        flushing, self._flushing = self._flushing, []
-        if self._pid != os.getpid():
-            return  # inherited through fork: the parent's flushes are the parent's to wait for
-        failed = {pack: exc for pack, f in flushing if (exc := f.exception()) is not None}
-        if not failed:
-            return
-        self._pending = {d: loc for d, loc in self._pending.items() if loc[0] not in failed}
-        self._sealed = [name for name in self._sealed if name not in failed]
-        for pack in failed:
-            self._pack_path(pack).unlink(missing_ok=True)
-        pack, exc = next(iter(failed.items()))
-        raise StoreError(
-            f"cannot write pack {pack} of the object store at {self.root}: {exc}; nothing of it "
-            "was indexed. Free space or fix the disk, then log again"
-        )
-
-    def _pack_path(self, name: str) -> Path:
-        return self.root / "packs" / name[:2] / name
-
-    def _append(self, digest: str, length: int, write: object) -> bool:
-        with self._lock:
-            if digest in self._pending:
-                return False
-            fd = self._writer()
-            offset = self._writer_size
-            assert callable(write)
-            write(fd, offset)
-            self._writer_size += length
-            self._pending[digest] = (self._writer_name, offset, length)
-            if self._writer_size >= PACK_TARGET:
-                self._seal()
-            return True
-
     def put(self, digest: str, data: bytes | memoryview) -> bool:
         """Store ``data`` under its digest. True when bytes were written."""
 
@@ -195,7 +230,8 @@ class PackedObjectDB:
                 view = view[n:]
                 offset += n
 
-        return self._append(digest, len(data), write)
+        with self._lock:
+            return self._writer.append(digest, len(data), write)
 
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
         """Store ``length`` bytes of open file ``fd`` at ``offset``, copied inside the kernel."""
@@ -203,7 +239,8 @@ class PackedObjectDB:
         def write(out: int, out_offset: int) -> None:
             _copy(fd, offset, out, out_offset, length)
 
-        return self._append(digest, length, write)
+        with self._lock:
+            return self._writer.append(digest, length, write)
 
     def add(self, data: bytes) -> str:
         digest = hash_bytes(data)
@@ -211,36 +248,32 @@ class PackedObjectDB:
             self.put(digest, data)
         return digest
 
+    def _index_written(self, *, replace: bool) -> list[Row]:
+        """Seal, wait for the flushes, sync the file system, then index what was written
+        (the caller holds the lock)."""
+        self._writer.seal()
+        self._writer.wait_flushes(self.root)
+        if not self._writer.sealed:
+            return []
+        _syncfs(self.root)
+        rows = [(d, p, o, n) for d, (p, o, n) in self._writer.pending.items()]
+        self.index.add(rows, replace=replace)
+        self._writer.take()  # indexed: forget them here (kept above if indexing failed)
+        return rows
+
     def sync(self) -> None:
         """Make every object written so far durable and visible to other processes."""
         with self._lock:
-            self._seal()
-            self._wait_flushes()
-            if not self._sealed:
-                return
-            _syncfs(self.root)
-            rows = [
-                (digest, pack, offset, length)
-                for digest, (pack, offset, length) in self._pending.items()
-            ]
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._pending.clear()
-            self._sealed.clear()
+            self._index_written(replace=False)
 
     # --- reading -----------------------------------------------------------------------------
     def _reader(self, pack: str) -> int:
         with self._lock:
-            if pack == self._writer_name and self._writer_fd is not None:
-                return self._writer_fd
+            if pack == self._writer.name and self._writer.fd is not None:
+                return self._writer.fd
             fd = self._readers.get(pack)
             if fd is None:
-                path = self._pack_path(pack)
+                path = self._writer.pack_path(pack)
                 if not path.exists():
                     path = self.root / "tmp" / pack  # sealed moments ago by this process
                 try:
@@ -255,7 +288,7 @@ class PackedObjectDB:
             return fd
 
     def get(self, digest: str, verify: bool = True) -> bytes:
-        pack, offset, length = self._locate(digest)
+        pack, offset, length = self.locate(digest)
         data = os.pread(self._reader(pack), length, offset)
         if len(data) != length or (verify and hash_bytes(data) != digest):
             raise IntegrityError(
@@ -268,126 +301,166 @@ class PackedObjectDB:
     def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
         """Copy an object's bytes into ``out_fd`` at ``out_offset`` (unverified: the caller
         hashes what it wrote). Returns the length."""
-        pack, offset, length = self._locate(digest)
+        pack, offset, length = self.locate(digest)
         _copy(self._reader(pack), offset, out_fd, out_offset, length)
         return length
-
-    def delete(self, digest: str) -> None:
-        """Forget an object (its bytes stay in its pack until the pack is rewritten)."""
-        with self._lock:
-            self._warm.pop(digest, None)
-            self._pending.pop(digest, None)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM objects WHERE digest = ?", (digest,))
-                self._count_drop()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def generation(self) -> int:
-        """How many times objects were dropped from this store. A logger compares it before
-        and after its checks: unchanged means nothing it found has gone since."""
-        row = self._db.execute("SELECT generation FROM drops WHERE id = 0").fetchone()
-        return int(row[0]) if row else 0
-
-    def _count_drop(self) -> None:
-        self._db.execute(
-            "INSERT INTO drops VALUES (0, 1) "
-            "ON CONFLICT (id) DO UPDATE SET generation = generation + 1"
-        )
-
-    # --- garbage collection (cairn.objects.gc) -------------------------------------------------
-    def index_rows(self) -> list[tuple[str, str, int, int]]:
-        """Every index row: (digest, pack, offset, length)."""
-        rows = self._db.execute("SELECT digest, pack, offset, length FROM objects").fetchall()
-        return [(d, p, int(o), int(n)) for d, p, o, n in rows]
-
-    def pack_path(self, name: str) -> Path:
-        return self._pack_path(name)
 
     def read_at(self, pack: str, offset: int, length: int) -> bytes:
         """The bytes at a known location (gc reads packs whose rows it has dropped)."""
         return os.pread(self._reader(pack), length, offset)
 
-    def sync_moved(self) -> dict[str, Location]:
-        """Like sync(), but the written objects' rows replace existing rows (gc copies live
-        objects out of a pack it is about to drop). Returns the new locations."""
+    def delete(self, digest: str) -> None:
+        """Forget an object (its bytes stay in its pack until the pack is rewritten)."""
         with self._lock:
-            moved = dict(self._pending)
-            self._seal()
-            self._wait_flushes()
-            if self._sealed:
-                _syncfs(self.root)
-            rows = [(d, pack, off, n) for d, (pack, off, n) in moved.items()]
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._pending.clear()
-            self._sealed.clear()
-            return moved
+            self._warm.pop(digest, None)
+            self._writer.pending.pop(digest, None)
+            self.index.remove(digest)
 
-    def drop_pack_rows(self, packs: Iterable[str]) -> int:
-        """Delete, in one transaction, every index row pointing into these packs."""
-        names = list(packs)
-        with self._lock:
-            self._warm = {}
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                n = 0
-                for name in names:
-                    n += self._db.execute("DELETE FROM objects WHERE pack = ?", (name,)).rowcount
-                if n:
-                    self._count_drop()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return n
-
-    def restore_rows(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
-        """Put back index rows (gc found a new version that needs them)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def close_pack(self, name: str) -> None:
-        """Close this process's reader of a pack (before gc unlinks it)."""
-        with self._lock:
-            fd = self._readers.pop(name, None)
-            if fd is not None:
-                os.close(fd)
+    def generation(self) -> int | None:
+        """How many times objects were dropped from this store. A logger compares it before
+        and after its checks: unchanged means nothing it found has gone since."""
+        return self.index.generation()
 
     def all_digests(self) -> Iterator[str]:
-        for (digest,) in self._db.execute("SELECT digest FROM objects").fetchall():
-            yield digest
+        yield from self.index.digests()
+
+    def pack_path(self, name: str) -> Path:
+        return self._writer.pack_path(name)
+
+    # --- one server upload request ------------------------------------------------------------
+    def open_upload(self) -> LocalUpload:
+        return LocalUpload(self)
+
+    # --- garbage collection (`cairn.objects.gc` over the `PackStore` protocol) ------------------
+    @contextlib.contextmanager
+    def gc_lock(self) -> Iterator[None]:
+        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"another gc is running on the store {self.root}") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def snapshot(self, grace_seconds: float) -> list[Row]:
+        """Every index row (gc reads it before the roots: a later row is never a candidate)."""
+        return self.index.rows()
+
+    def packs(self) -> dict[str, tuple[int, float]]:
+        """Every pack file: name -> (size, mtime)."""
+        found: dict[str, tuple[int, float]] = {}
+        for sub in (self.root / "packs").iterdir():
+            if not sub.is_dir():
+                continue
+            for path in sub.iterdir():
+                if path.name.endswith(".pack"):
+                    try:
+                        st = path.stat()
+                    except FileNotFoundError:
+                        continue
+                    found[path.name] = (st.st_size, st.st_mtime)
+        return found
+
+    def flush_moved(self) -> None:
+        """Like sync(), but the written objects' rows replace existing rows (gc copies live
+        objects out of a pack it is about to drop)."""
+        with self._lock:
+            self._index_written(replace=True)
+
+    def drop_packs(self, packs: list[str]) -> None:
+        """Delete, in one transaction, every index row pointing into these packs."""
+        with self._lock:
+            self._warm = {}
+            self.index.drop_packs(packs)
+
+    def restore_packs(self, packs: list[str], rows: list[Row]) -> None:
+        """Put back index rows of dropped packs (gc found a new version that needs them)."""
+        self.index.add(rows)
+
+    def delete_pack(self, pack: str) -> bool:
+        with self._lock:
+            fd = self._readers.pop(pack, None)
+            if fd is not None:
+                os.close(fd)
+        try:
+            self.pack_path(pack).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
+        """Temp packs of crashed writers: old enough and open in no process."""
+        doomed: list[tuple[str, int]] = []
+        opened = _open_files()
+        for path in sorted((self.root / "tmp").iterdir()):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if now - st.st_mtime < grace_seconds:
+                continue
+            if opened is None:
+                if now - st.st_mtime < max(grace_seconds, DEFAULT_GRACE_SECONDS):
+                    continue
+            elif os.path.realpath(path) in opened:
+                continue
+            doomed.append((str(path), st.st_size))
+        return doomed
+
+    def remove_leftover(self, name: str) -> bool:
+        try:
+            Path(name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:
             try:
                 self.sync()
             finally:
-                self._wait_flushes_quietly()
+                self._writer.wait_flushes_quietly()
             for fd in self._readers.values():
                 os.close(fd)
             self._readers.clear()
-            self._db.close()
+            self.index.close()
 
-    def _wait_flushes_quietly(self) -> None:
-        if self._pid == os.getpid():
-            for _pack, f in self._flushing:
-                f.exception()
-        self._flushing = []
+
+class LocalUpload:
+    """The objects of one server upload request on a `LocalPackStore`: written to a pack of
+    their own and indexed only by ``commit``, or thrown away by ``abort``, leaving nothing.
+
+    Committing flushes only this request's pack (``fdatasync``, then the folder it moved into),
+    not the whole file system as the store's ``sync`` does: requests running at the same time
+    do not wait for each other's data."""
+
+    def __init__(self, store: LocalPackStore) -> None:
+        self.store = store
+        self._writer = _PackWriter(store.root, background=False)
+
+    def put(self, digest: str, data: bytes | memoryview) -> bool:
+        def write(fd: int, offset: int) -> None:
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view = view[n:]
+                offset += n
+
+        return self._writer.append(digest, len(data), write)
+
+    def commit(self) -> None:
+        try:
+            self._writer.seal()
+        except BaseException:
+            self._writer.abort()
+            raise
+        if self._writer.sealed:
+            self.store.index.add(self._writer.take())
+
+    def abort(self) -> None:
+        self._writer.abort()
 
 
 _FLUSHER: ThreadPoolExecutor | None = None
@@ -423,6 +496,14 @@ def _datasync_close(fd: int) -> None:
         os.close(fd)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _copy(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
     done = 0
     while done < length:
@@ -436,3 +517,27 @@ def _copy(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> 
                 raise EOFError(f"source ended {length - done} bytes early")
             n = os.pwrite(dst, data, dst_offset + done)
         done += n
+
+
+def _open_files() -> set[str] | None:
+    """Paths any visible process has open (Linux /proc), or None when that cannot be known."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    opened: set[str] = set()
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            fds = list((pid / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                opened.add(os.readlink(fd))
+            except OSError:
+                pass
+    return opened
+
+
+__all__ = ["PACK_TARGET", "LocalPackStore", "LocalUpload"]
