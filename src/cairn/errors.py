@@ -12,6 +12,7 @@
     │   ├── ProjectNotFoundError
     │   ├── ArtifactNotFoundError    unknown artifact, version or alias
     │   ├── RunNotFoundError
+    │   ├── RegistryNotFoundError    unknown registry (or one the caller may not see)
     │   ├── ObjectNotFoundError      a stored object is missing (store damaged or collected)
     │   └── ReferenceMissingError    a referenced object (or prefix) is gone at its source
     ├── SourceFileError              a user's file is missing, unreadable, a symlink loop ...
@@ -92,6 +93,10 @@ class ArtifactNotFoundError(NotFoundError):
 
 class RunNotFoundError(NotFoundError):
     code = "run_not_found"
+
+
+class RegistryNotFoundError(NotFoundError):
+    code = "registry_not_found"
 
 
 class ObjectNotFoundError(NotFoundError):

@@ -160,3 +160,95 @@ class LineageGraph(Record):
         from cairn.core.lineage import graph_html
 
         return graph_html(self)
+
+
+@dataclass
+class RegistryInfo(_Record):
+    """A registry above projects (``models``): collections of linked versions."""
+
+    name: str
+    description: str
+    protected_aliases: list[str]  # only maintainers and admins may set, move or remove these
+    created_at: datetime
+    created_by: str | None = None
+    collection_count: int = 0
+
+
+@dataclass
+class CollectionInfo(_Record):
+    registry: str
+    name: str
+    type: str
+    description: str
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    version_count: int = 0  # versions linked now
+    latest_version: int | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.registry}/{self.name}"
+
+
+@dataclass
+class LinkInfo(_Record):
+    """Version ``version`` of a collection: a link to ``target``, a version of an artifact."""
+
+    registry: str
+    collection: str
+    version: int  # the N of the collection's own vN (link order)
+    aliases: list[str]  # the collection's aliases on it, plus "latest" on the newest link
+    linked_at: datetime
+    target: VersionInfo
+    user: str | None = None
+    run_id: str | None = None
+    unlinked_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.registry}/{self.collection}:v{self.version}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinkInfo:
+        fields = dict(data)
+        fields["target"] = VersionInfo.from_dict(fields["target"])
+        for key in ("linked_at", "unlinked_at"):
+            if isinstance(fields.get(key), str):
+                fields[key] = datetime.fromisoformat(fields[key])
+        return cls(**fields)
+
+
+@dataclass
+class CollectionHistoryEntry(_Record):
+    """One change to a collection: "created", "linked", "unlinked", "alias" (``alias`` moved to
+    collection version ``version``; None when removed), "description", "tags"."""
+
+    field: str
+    at: datetime
+    version: int | None = None
+    alias: str | None = None
+    old: Any = None
+    new: Any = None
+    user: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class AuditRecord(_Record):
+    """One audit log entry: who changed what, when, from where (before/after)."""
+
+    id: int
+    at: datetime
+    action: str
+    target: str
+    user: str | None = None
+    address: str | None = None
+    project: str | None = None
+    registry: str | None = None
+    before: Any = None
+    after: Any = None

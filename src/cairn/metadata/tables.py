@@ -221,15 +221,149 @@ class RunArtifact(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RegistryRow(Base):
+    """A registry above projects (e.g. ``models``): it holds collections of linked versions.
+    ``protected_aliases`` may be set, moved or removed only by its maintainers and admins."""
+
+    __tablename__ = "registries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text)
+    protected_aliases: Mapped[list[str]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class RegistryMember(Base):
+    """A user's role in a registry: viewer < member < maintainer < admin."""
+
+    __tablename__ = "registry_members"
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('viewer', 'member', 'maintainer', 'admin')", name="role"),
+        sa.Index("ix_registry_members_user", "user"),
+    )
+
+    registry_id: Mapped[int] = mapped_column(sa.ForeignKey("registries.id"), primary_key=True)
+    user: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+
+
+class Collection(Base):
+    """A collection in a registry (``models/classifier``): versions linked from any project,
+    numbered in link order, with aliases of its own."""
+
+    __tablename__ = "collections"
+    __table_args__ = (
+        sa.UniqueConstraint("registry_id", "name", name="uq_collections_registry_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    registry_id: Mapped[int] = mapped_column(sa.ForeignKey("registries.id"))
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    type: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    description: Mapped[str] = mapped_column(sa.Text)
+    tags: Mapped[list[str]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CollectionLink(Base):
+    """Version ``number`` of a collection: a link to a version of an artifact (no bytes are
+    copied). Unlinking sets ``unlinked_at``; the row stays (numbers are never reused)."""
+
+    __tablename__ = "collection_links"
+    __table_args__ = (
+        sa.UniqueConstraint("collection_id", "number", name="uq_collection_links_number"),
+        sa.Index("ix_collection_links_version", "version_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(sa.ForeignKey("collections.id"))
+    number: Mapped[int] = mapped_column(sa.Integer)
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"))
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    unlinked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user: Mapped[str | None] = mapped_column(sa.String(255))
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+
+
+class CollectionAlias(Base):
+    __tablename__ = "collection_aliases"
+    __table_args__ = (
+        sa.UniqueConstraint("collection_id", "alias", name="uq_collection_aliases_alias"),
+        sa.Index("ix_collection_aliases_link", "link_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(sa.ForeignKey("collections.id"))
+    alias: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    link_id: Mapped[int] = mapped_column(sa.ForeignKey("collection_links.id"))
+
+
+class CollectionHistory(Base):
+    """Append-only log of changes to a collection: links, unlinks, description and tags, and
+    one row per alias change (``alias`` set; ``link_id`` the new holder, None when removed),
+    from which as-of questions are answered."""
+
+    __tablename__ = "collection_history"
+    __table_args__ = (
+        sa.Index("ix_collection_history_collection", "collection_id", "id"),
+        sa.Index("ix_collection_history_alias", "collection_id", "alias", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(sa.ForeignKey("collections.id"))
+    link_id: Mapped[int | None] = mapped_column(sa.ForeignKey("collection_links.id"))
+    field: Mapped[str] = mapped_column(sa.String(32))
+    alias: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    old: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    new: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+    user: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class AuditEntry(Base):
+    """Append-only audit log of changes: who, when, from where, what (before/after). Written in
+    the same transaction as the change it records."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_at", "at"),
+        sa.Index("ix_audit_log_user", "user", "at"),
+        sa.Index("ix_audit_log_action", "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user: Mapped[str | None] = mapped_column(sa.String(255))
+    address: Mapped[str | None] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    project: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    # `registry` is reserved on declarative classes, hence the attribute name
+    registry_name: Mapped[str | None] = mapped_column("registry", sa.String(NAME_LENGTH))
+    target: Mapped[str] = mapped_column(sa.String(512))
+    before: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+
+
 metadata = Base.metadata
 
 __all__ = [
     "Alias",
     "Artifact",
+    "AuditEntry",
     "Base",
     "BigId",
+    "Collection",
+    "CollectionAlias",
+    "CollectionHistory",
+    "CollectionLink",
     "History",
     "Project",
+    "RegistryMember",
+    "RegistryRow",
     "Run",
     "RunArtifact",
     "RunMetric",

@@ -15,7 +15,11 @@ The methods live with the aggregate they own, one mixin per module over the sess
 - `versions`: committing, resolving, listing, editing and deleting versions;
 - `aliases`: aliases and tags inside a transaction;
 - `history`: the append-only history of each version;
-- `lineage`: run/version edges and the lineage graph.
+- `lineage`: run/version edges and the lineage graph;
+- `registries`: registries, their roles, collections of linked versions and their aliases;
+- `search`: the filter language (`cairn.service.search`) as SQL;
+- `asof`: which version a name pointed at, at a given time;
+- `audit`: the audit log, written in the transaction of each change made on a server.
 """
 
 from __future__ import annotations
@@ -29,15 +33,28 @@ from cairn.metadata.engine import create_engine, sqlite_path
 from cairn.metadata.migrate import ensure_schema
 from cairn.service.registry import Registry
 from cairn.service.sql.artifacts import ArtifactsMixin
+from cairn.service.sql.asof import AsOfMixin
+from cairn.service.sql.audit import AuditMixin
 from cairn.service.sql.history import HistoryMixin
 from cairn.service.sql.lineage import LineageMixin
 from cairn.service.sql.projects import ProjectsMixin
+from cairn.service.sql.registries import RegistriesMixin
 from cairn.service.sql.runs import RunsMixin
+from cairn.service.sql.search import SearchMixin
 from cairn.service.sql.versions import VersionsMixin
 
 
 class SqlRegistry(
-    ProjectsMixin, RunsMixin, ArtifactsMixin, VersionsMixin, HistoryMixin, LineageMixin
+    ProjectsMixin,
+    RunsMixin,
+    ArtifactsMixin,
+    VersionsMixin,
+    HistoryMixin,
+    LineageMixin,
+    RegistriesMixin,
+    SearchMixin,
+    AsOfMixin,
+    AuditMixin,
 ):
     """The metadata registry on a SQLAlchemy database URL. Opening it brings the schema to
     the current revision."""
