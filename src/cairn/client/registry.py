@@ -8,7 +8,9 @@ with SqlRegistry's own checks, so their errors are the same too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -16,18 +18,24 @@ from cairn.client.http import Http
 from cairn.core.names import check_artifact_name, check_project
 from cairn.core.records import (
     ArtifactInfo,
+    AuditRecord,
+    CollectionHistoryEntry,
+    CollectionInfo,
     HistoryEntry,
     LineageEdge,
     LineageGraph,
     LineageNode,
+    LinkInfo,
     MetricRow,
     ProjectInfo,
+    RegistryInfo,
     RunInfo,
     RunState,
     VersionInfo,
 )
 from cairn.errors import InvalidInputError, InvalidNameError, RunNotFoundError
 from cairn.service.registry import Direction, Registry
+from cairn.service.search import parse_filters, parse_order
 from cairn.service.validate import (
     check_int,
     check_order,
@@ -428,6 +436,246 @@ class RemoteRegistry:
 
     def all_root_digests(self) -> list[str]:
         return [str(d) for d in self._list("/root-digests", {})]
+
+    # --- registries, collections and links ----------------------------------------------------
+    def create_registry(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        protected_aliases: Sequence[str] = (),
+        user: str | None = None,
+    ) -> RegistryInfo:
+        body = {
+            "name": name,
+            "description": description,
+            "protected_aliases": _listish(protected_aliases),
+        }
+        return RegistryInfo.from_dict(self.http.json("POST", "/registries", json=body))
+
+    def get_registry(self, name: str) -> RegistryInfo:
+        return RegistryInfo.from_dict(self._get(f"/registries/{_seg(name)}"))
+
+    def is_registry(self, name: str) -> bool:
+        if not isinstance(name, str) or not name:
+            return False
+        return bool(self._get("/registries-exist", name=name)["exists"])
+
+    def list_registries(self) -> list[RegistryInfo]:
+        return [RegistryInfo.from_dict(r) for r in self._list("/registries", {})]
+
+    def update_registry(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        protected_aliases: Sequence[str] | None = None,
+        user: str | None = None,
+    ) -> RegistryInfo:
+        body = {"description": description, "protected_aliases": _listish(protected_aliases)}
+        data = self.http.json("PATCH", f"/registries/{_seg(name)}", json=body)
+        return RegistryInfo.from_dict(data)
+
+    def registry_members(self, name: str) -> dict[str, str]:
+        data = self._get(f"/registries/{_seg(name)}/members")
+        return {str(k): str(v) for k, v in data["members"].items()}
+
+    def set_registry_member(
+        self, name: str, member: str, role: str | None, *, user: str | None = None
+    ) -> None:
+        path = f"/registries/{_seg(name)}/members/{_seg(member)}"
+        self.http.json("PUT", path, json={"role": role})
+
+    def _coll(self, registry: str, collection: str) -> str:
+        return f"/registries/{_seg(registry)}/collections/{_seg(collection)}"
+
+    def link_version(
+        self,
+        registry: str,
+        collection: str,
+        version_id: int,
+        *,
+        aliases: Sequence[str] = (),
+        run_id: str | None = None,
+        user: str | None = None,
+        allow_protected: bool = True,
+    ) -> LinkInfo:
+        check_int("version id", version_id)
+        body = {"version_id": version_id, "aliases": _listish(aliases), "run_id": run_id}
+        data = self.http.json("POST", self._coll(registry, collection) + "/links", json=body)
+        return LinkInfo.from_dict(data)
+
+    def unlink_version(
+        self,
+        registry: str,
+        collection: str,
+        ref: str,
+        *,
+        run_id: str | None = None,
+        user: str | None = None,
+        allow_protected: bool = True,
+    ) -> LinkInfo:
+        path = self._coll(registry, collection) + f"/versions/{_seg(ref)}"
+        return LinkInfo.from_dict(self.http.json("DELETE", path))
+
+    def set_link_aliases(
+        self,
+        registry: str,
+        collection: str,
+        ref: str,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        run_id: str | None = None,
+        user: str | None = None,
+        allow_protected: bool = True,
+    ) -> LinkInfo:
+        path = self._coll(registry, collection) + f"/versions/{_seg(ref)}/aliases"
+        body = {"add": _listish(add), "remove": _listish(remove), "run_id": run_id}
+        return LinkInfo.from_dict(self.http.json("POST", path, json=body))
+
+    def resolve_link(
+        self, registry: str, collection: str, ref: str = "latest", *, at: datetime | None = None
+    ) -> LinkInfo:
+        if not isinstance(ref, str) or not ref:
+            raise InvalidNameError(f"invalid version reference {ref!r}")
+        params = {} if at is None else {"at": _when(at)}
+        path = self._coll(registry, collection) + f"/versions/{_seg(ref)}"
+        return LinkInfo.from_dict(self._get(path, **params))
+
+    def list_collections(
+        self, registry: str, *, limit: int = 100, offset: int = 0
+    ) -> list[CollectionInfo]:
+        items = self._list(f"/registries/{_seg(registry)}/collections", {}, limit, offset)
+        return [CollectionInfo.from_dict(c) for c in items]
+
+    def get_collection(self, registry: str, collection: str) -> CollectionInfo:
+        return CollectionInfo.from_dict(self._get(self._coll(registry, collection)))
+
+    def list_links(
+        self, registry: str, collection: str, *, limit: int = 100, offset: int = 0
+    ) -> list[LinkInfo]:
+        items = self._list(self._coll(registry, collection) + "/versions", {}, limit, offset)
+        return [LinkInfo.from_dict(x) for x in items]
+
+    def update_collection(
+        self,
+        registry: str,
+        collection: str,
+        *,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> CollectionInfo:
+        body = {"description": description, "tags": _listish(tags)}
+        data = self.http.json("PATCH", self._coll(registry, collection), json=body)
+        return CollectionInfo.from_dict(data)
+
+    def collection_history(self, registry: str, collection: str) -> list[CollectionHistoryEntry]:
+        items = self._list(self._coll(registry, collection) + "/history", {})
+        return [CollectionHistoryEntry.from_dict(h) for h in items]
+
+    def links_of(self, version_id: int) -> list[LinkInfo]:
+        items = self._list(f"/versions/{_version_seg(version_id)}/links", {})
+        return [LinkInfo.from_dict(x) for x in items]
+
+    # --- search and as-of -------------------------------------------------------------------
+    def search_versions(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[VersionInfo]:
+        params = _search_params(filters, order)
+        if project is not None:
+            params["project"] = check_project(project)
+        if name is not None:
+            params["name"] = check_artifact_name(name)
+        items = self._list("/search", params, limit, offset)
+        return [VersionInfo.from_dict(v) for v in items]
+
+    def search_links(
+        self,
+        registry: str,
+        *,
+        collection: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[LinkInfo]:
+        params = _search_params(filters, order)
+        if collection is not None:
+            params["collection"] = check_artifact_name(collection)
+        items = self._list(f"/registries/{_seg(registry)}/search", params, limit, offset)
+        return [LinkInfo.from_dict(x) for x in items]
+
+    def resolve_at(self, project: str, name: str, ref: str, at: datetime) -> VersionInfo:
+        check_project(project)
+        check_artifact_name(name)
+        if not isinstance(ref, str) or not ref:
+            raise InvalidNameError(f"invalid version reference {ref!r}")
+        path = f"/projects/{project}/artifacts/{name}/versions/{_seg(ref)}"
+        return VersionInfo.from_dict(self._get(path, at=_when(at)))
+
+    def audit_log(
+        self,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        registry: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        params: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "user": user,
+                "project": project,
+                "registry": registry,
+                "action": action,
+                "since": _when(since) if since is not None else None,
+                "until": _when(until) if until is not None else None,
+            }.items()
+            if v is not None
+        }
+        return [AuditRecord.from_dict(e) for e in self._list("/audit", params, limit, offset)]
+
+
+def _when(at: object) -> str:
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise InvalidInputError(
+            f"'at' is a timezone-aware date and time (e.g. 2026-11-30T12:00Z), not {at!r}"
+        )
+    return at.isoformat()
+
+
+def _search_params(
+    filters: dict[str, Any] | None, order: str | Sequence[str] | None
+) -> dict[str, Any]:
+    """Checked here with the server's own parser, so a bad filter fails the same way."""
+    parse_filters(filters)
+    parse_order(order)
+    params: dict[str, Any] = {}
+    if filters:
+        params["filters"] = json.dumps(filters, default=_iso)
+    if order:
+        params["order"] = order if isinstance(order, str) else ",".join(order)
+    return params
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise InvalidInputError(f"filters hold JSON values and datetimes, not {value!r}")
 
 
 def _conforms(registry: RemoteRegistry) -> Registry:

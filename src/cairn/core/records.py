@@ -163,7 +163,7 @@ class LineageGraph(Record):
 
 
 @dataclass
-class RegistryInfo(_Record):
+class RegistryInfo(Record):
     """A registry above projects (``models``): collections of linked versions."""
 
     name: str
@@ -175,7 +175,7 @@ class RegistryInfo(_Record):
 
 
 @dataclass
-class CollectionInfo(_Record):
+class CollectionInfo(Record):
     registry: str
     name: str
     type: str
@@ -192,7 +192,7 @@ class CollectionInfo(_Record):
 
 
 @dataclass
-class LinkInfo(_Record):
+class LinkInfo(Record):
     """Version ``version`` of a collection: a link to ``target``, a version of an artifact."""
 
     registry: str
@@ -224,7 +224,7 @@ class LinkInfo(_Record):
 
 
 @dataclass
-class CollectionHistoryEntry(_Record):
+class CollectionHistoryEntry(Record):
     """One change to a collection: "created", "linked", "unlinked", "alias" (``alias`` moved to
     collection version ``version``; None when removed), "description", "tags"."""
 
@@ -239,7 +239,7 @@ class CollectionHistoryEntry(_Record):
 
 
 @dataclass
-class AuditRecord(_Record):
+class AuditRecord(Record):
     """One audit log entry: who changed what, when, from where (before/after)."""
 
     id: int

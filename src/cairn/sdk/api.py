@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from cairn import config
 from cairn.core import names
-from cairn.core.records import ArtifactInfo, LineageGraph, ProjectInfo, RunInfo, RunState
-from cairn.errors import InvalidInputError, NotFoundError
+from cairn.core.records import (
+    ArtifactInfo,
+    AuditRecord,
+    CollectionHistoryEntry,
+    CollectionInfo,
+    LineageGraph,
+    LinkInfo,
+    ProjectInfo,
+    RegistryInfo,
+    RunInfo,
+    RunState,
+)
+from cairn.errors import InvalidInputError, InvalidNameError, NotFoundError
 from cairn.sdk.artifact import Artifact, artifact_at
 from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.resolve import resolve_ref, split_collection
 from cairn.sdk.run import Run, run_view
 from cairn.service.registry import Direction
 
@@ -28,12 +41,14 @@ class Api:
     def projects(self) -> list[ProjectInfo]:
         return self._backend.registry.list_projects()
 
-    def artifact(self, name: str, type: str | None = None) -> Artifact:
-        ref = names.parse_ref(name)
-        info = self._backend.registry.resolve(self._project(ref.project), ref.name, ref.ref)
+    def artifact(
+        self, name: str, type: str | None = None, *, at: datetime | None = None
+    ) -> Artifact:
+        """A stored version: ``"project/name:ref"``, or ``"registry/collection:ref"`` through
+        the collection's link. ``at`` (a timezone-aware datetime): the version the reference
+        named at that time, e.g. ``Api().artifact("models/classifier:production", at=...)``."""
+        info, _ = resolve_ref(self._backend.registry, name, self._project(None), at=at)
         if type is not None and info.type != type:
-            from cairn.errors import InvalidInputError
-
             raise InvalidInputError(f"{info.qualified_name} has type {info.type!r}, not {type!r}")
         return artifact_at(info, self._backend)
 
@@ -62,19 +77,155 @@ class Api:
         limit: int = 100,
         offset: int = 0,
         *,
-        order: str = "-version",
+        order: str | Sequence[str] | None = "-version",
         tags: Sequence[str] | None = None,
+        filters: dict[str, Any] | None = None,
     ) -> list[Artifact]:
-        """Live versions of an artifact, newest first; ``order`` is "-version", "version",
-        "-created_at" or "created_at"; ``tags=[...]`` keeps versions having every tag."""
+        """Live versions of an artifact (or of a registry's collection, ``"models/clf"``),
+        newest first; ``order`` is "-version", "version", "-created_at", "created_at" or any
+        field of the search language ("-metadata.acc"); ``tags=[...]`` keeps versions having
+        every tag; ``filters`` searches them, e.g. ``filters={"metadata.acc": {"$gt": 0.9}}``
+        (the language is in docs/concepts.md, Search)."""
         ref = names.parse_ref(name)
-        project = self._project(project or ref.project)
-        return [
-            artifact_at(v, self._backend)
-            for v in self._backend.registry.list_versions(
-                project, ref.name, limit=limit, offset=offset, order=order, tags=tags
+        registry = self._backend.registry
+        if tags:
+            wanted: dict[str, Any] = {"tags": {"$all": list(tags)}}
+            filters = {"$and": [filters, wanted]} if filters else wanted
+        if ref.project is not None and project is None and registry.is_registry(ref.project):
+            links = registry.search_links(
+                ref.project,
+                collection=ref.name,
+                filters=filters,
+                order=None if order == "-version" else order,
+                limit=limit,
+                offset=offset,
             )
-        ]
+            return [artifact_at(x.target, self._backend) for x in links]
+        project = self._project(project or ref.project)
+        simple = ("-version", "version", "-created_at", "created_at")
+        if filters is None and (order is None or order in simple):
+            found = registry.list_versions(
+                project, ref.name, limit=limit, offset=offset, order=str(order or "-version")
+            )
+        else:
+            found = registry.search_versions(
+                project=project,
+                name=ref.name,
+                filters=filters,
+                order=order,
+                limit=limit,
+                offset=offset,
+            )
+        return [artifact_at(v, self._backend) for v in found]
+
+    def search(
+        self,
+        filters: dict[str, Any] | None = None,
+        order: str | Sequence[str] | None = None,
+        *,
+        project: str | None = None,
+        registry: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Artifact]:
+        """Versions across a project (default: every project you can read) or a registry,
+        matching ``filters``, in ``order`` (default newest first)."""
+        reg = self._backend.registry
+        if registry is not None:
+            links = reg.search_links(
+                registry, filters=filters, order=order, limit=limit, offset=offset
+            )
+            return [artifact_at(x.target, self._backend) for x in links]
+        found = reg.search_versions(
+            project=names.check_project(project) if project is not None else None,
+            filters=filters,
+            order=order,
+            limit=limit,
+            offset=offset,
+        )
+        return [artifact_at(v, self._backend) for v in found]
+
+    # --- registries ----------------------------------------------------------------------------
+    def create_registry(
+        self, name: str, description: str = "", protected_aliases: Sequence[str] = ()
+    ) -> RegistryInfo:
+        """A registry above projects (``models``); ``protected_aliases`` (e.g.
+        ``["production"]``) may be set or moved only by its maintainers and admins."""
+        return self._backend.registry.create_registry(
+            name, description=description, protected_aliases=list(protected_aliases)
+        )
+
+    def registries(self) -> list[RegistryInfo]:
+        return self._backend.registry.list_registries()
+
+    def registry(self, name: str) -> RegistryInfo:
+        return self._backend.registry.get_registry(name)
+
+    def collections(self, registry: str, limit: int = 100, offset: int = 0) -> list[CollectionInfo]:
+        return self._backend.registry.list_collections(registry, limit=limit, offset=offset)
+
+    def collection(self, path: str) -> CollectionInfo:
+        registry, collection = split_collection(path)
+        return self._backend.registry.get_collection(registry, collection)
+
+    def collection_versions(self, path: str, limit: int = 100, offset: int = 0) -> list[LinkInfo]:
+        """The collection's linked versions, newest first (``link.target`` is the version)."""
+        registry, collection = split_collection(path)
+        return self._backend.registry.list_links(registry, collection, limit=limit, offset=offset)
+
+    def collection_history(self, path: str) -> list[CollectionHistoryEntry]:
+        """Links, unlinks and alias moves of a collection, oldest first."""
+        registry, collection = split_collection(path)
+        return self._backend.registry.collection_history(registry, collection)
+
+    def set_aliases(
+        self,
+        name: str,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> LinkInfo:
+        """Add aliases to a collection version (``"models/clf:v3"``), moving them from other
+        versions, and remove some."""
+        ref = names.parse_ref(name)
+        if ref.project is None:
+            raise InvalidNameError(
+                f"name a collection version as 'registry/collection:vN', not {name!r}"
+            )
+        return self._backend.registry.set_link_aliases(
+            ref.project, ref.name, ref.ref, add=list(add), remove=list(remove)
+        )
+
+    def unlink(self, name: str) -> LinkInfo:
+        """Unlink a collection version (``"models/clf:v3"``); recorded in its history."""
+        ref = names.parse_ref(name)
+        if ref.project is None:
+            raise InvalidNameError(
+                f"name a collection version as 'registry/collection:vN', not {name!r}"
+            )
+        return self._backend.registry.unlink_version(ref.project, ref.name, ref.ref)
+
+    def audit_log(
+        self,
+        user: str | None = None,
+        project: str | None = None,
+        registry: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """The audit log of a server (administrators), oldest first."""
+        return self._backend.registry.audit_log(
+            user=user,
+            project=project,
+            registry=registry,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
 
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         """Whether ``[project/]name[:version or alias]`` names a live version (of ``type``)."""

@@ -7,7 +7,7 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from cairn import config
 from cairn.core import names
 from cairn.core.gcpause import gc_paused
-from cairn.core.records import HistoryEntry, LineageGraph, VersionInfo
+from cairn.core.records import HistoryEntry, LineageGraph, LinkInfo, VersionInfo
 from cairn.errors import (
     ArtifactStateError,
     IntegrityError,
@@ -780,6 +780,29 @@ class Artifact:
 
     def lineage(self, direction: Direction = "both", depth: int | None = None) -> LineageGraph:
         return self._be().registry.lineage(self._logged().id, direction=direction, depth=depth)
+
+    # --- registries ----------------------------------------------------------------------------
+    def link(
+        self, target: str, aliases: Sequence[str] | None = None, *, run: Run | None = None
+    ) -> LinkInfo:
+        """Link this version into a registry's collection (``"models/classifier"``, created on
+        first link) without copying bytes; ``aliases`` move to it within the collection.
+        Returns the collection version (``link.version`` is its number there)."""
+        from cairn.sdk import run as run_module
+        from cairn.sdk.resolve import split_collection
+
+        registry, collection = split_collection(target)
+        if isinstance(aliases, str):
+            raise InvalidInputError("aliases is a list, e.g. aliases=['staging']")
+        acting = run if run is not None else run_module.current_run()
+        run_id = acting.id if acting is not None and acting._active else None
+        return self._be().registry.link_version(
+            registry, collection, self._logged().id, aliases=list(aliases or []), run_id=run_id
+        )
+
+    def links(self) -> list[LinkInfo]:
+        """Where this version is linked (registry, collection, number, aliases)."""
+        return self._be().registry.links_of(self._logged().id)
 
 
 # --- what the rest of the SDK asks of an artifact (Run, Api) ---------------------------------

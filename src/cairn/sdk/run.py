@@ -15,7 +15,7 @@ from typing import Any
 
 from cairn import config as cairn_config
 from cairn.core import names
-from cairn.core.records import RunInfo, RunState, VersionInfo
+from cairn.core.records import LinkInfo, RunInfo, RunState, VersionInfo
 from cairn.errors import InvalidInputError, RunFinishedError
 from cairn.sdk import context, lockfile
 from cairn.sdk.artifact import Artifact, artifact_at, draft_of, logged_info, mark_logged
@@ -24,6 +24,7 @@ from cairn.sdk.checks import check_json
 from cairn.sdk.gitinfo import read_git_info
 from cairn.sdk.heartbeat import Heartbeat
 from cairn.sdk.log_version import log_version
+from cairn.sdk.resolve import resolve_ref
 
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 2.0
@@ -210,7 +211,9 @@ class Run:
             project = ref.project or self.project
             pin = lockfile.pinned(project, ref.name, ref.ref)
             if pin is None:
-                info = self._backend.registry.resolve(project, ref.name, ref.ref)
+                # a registry's collection resolves through its link: lineage is recorded
+                # against the real version
+                info, _ = resolve_ref(self._backend.registry, artifact, self.project)
             else:
                 path, found = pin
                 info = self._backend.registry.resolve(project, ref.name, found.version)
@@ -219,6 +222,14 @@ class Run:
             raise InvalidInputError(f"{info.qualified_name} has type {info.type!r}, not {type!r}")
         self._backend.registry.record_use(self.id, info.id)
         return artifact_at(info, self._backend)
+
+    def link_artifact(
+        self, artifact: Artifact, target: str, aliases: Sequence[str] | None = None
+    ) -> LinkInfo:
+        """Link a logged version into a registry's collection (``"models/classifier"``)
+        without copying bytes; the link is recorded with this run."""
+        self._check_open()
+        return artifact.link(target, aliases=aliases, run=self)
 
     def used_artifacts(self) -> list[Artifact]:
         return [self._wrap(v) for v in self._backend.registry.run_inputs(self.id)]

@@ -24,9 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cairn._version import __version__
 from cairn.dashboard.server import server_dashboard
 from cairn.errors import CairnError, PayloadTooLargeError
-from cairn.server import routes_accounts, routes_objects, routes_registry
+from cairn.server import routes_accounts, routes_objects, routes_registries, routes_registry
 from cairn.server.backfill import bind_unbound
 from cairn.server.deps import Caller, ServerSettings, Services
+from cairn.service.audit import Actor, acting
 from cairn.wire import API_PREFIX, error_body, error_detail, status_for
 
 log = logging.getLogger("cairn.server")
@@ -138,6 +139,22 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class AuditActor:
+    """Every request acts as an `Actor` (its client's address; the user once its key is
+    checked), so that the changes it makes are written to the audit log with who and where."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        with acting(Actor(user=None, address=client[0] if client else None)):
+            await self.app(scope, receive, send)
+
+
 def create_app(settings: ServerSettings, services: Services | None = None) -> FastAPI:
     """The application for a database and a store (opened now: migrations run here)."""
     opened = services or Services.open(settings)
@@ -167,6 +184,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(AuditActor)
 
     @app.get(f"{API_PREFIX}/health", tags=["meta"], summary="Is the server up?")
     def health() -> dict[str, Any]:
@@ -181,6 +199,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.include_router(routes_registry.router, prefix=API_PREFIX)
     app.include_router(routes_objects.router, prefix=API_PREFIX)
     app.include_router(routes_accounts.router, prefix=API_PREFIX)
+    app.include_router(routes_registries.router, prefix=API_PREFIX)
     app.include_router(server_dashboard())  # the web dashboard, at /
     return app
 

@@ -14,6 +14,7 @@ from cairn import config
 from cairn.errors import InvalidInputError
 from cairn.server.objects import ObjectService
 from cairn.service.accounts import Accounts, Principal
+from cairn.service.audit import current_actor
 from cairn.service.sql import SqlRegistry
 
 MAX_PAGE = 1000  # items per page at most; a larger limit is cut to this (follow `next`)
@@ -130,7 +131,11 @@ def principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
-    return services(request).accounts.authenticate(token)
+    found = services(request).accounts.authenticate(token)
+    actor = current_actor()
+    if actor is not None and found.name is not None:
+        actor.user = found.name  # the audit log's "who" for this request
+    return found
 
 
 Svc = Annotated[Services, Depends(services)]

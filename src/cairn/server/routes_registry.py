@@ -429,8 +429,15 @@ def delete_artifact(
     tags=["artifacts"],
     summary="Resolve 'latest', 'vN', an alias or a digest",
 )
-def resolve(project: str, name: str, ref: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+def resolve(
+    project: str, name: str, ref: str, svc: Svc, caller: Caller, at: str | None = None
+) -> dict[str, Any]:
+    """With ``at`` (an ISO date and time with a zone), the version ``ref`` named then."""
     svc.accounts.require(caller, project, "read")
+    if at is not None:
+        from cairn.server.routes_registries import parse_at
+
+        return svc.registry.resolve_at(project, name, ref, parse_at(at)).to_dict()
     return svc.registry.resolve(project, name, ref).to_dict()
 
 

@@ -14,8 +14,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class Actor:
+    """Who acts: the server creates one per request with the client's address and fills in the
+    user once the request's key is checked."""
+
     user: str | None
     address: str | None
 

@@ -13,10 +13,15 @@ from typing import Any, Literal, Protocol
 
 from cairn.core.records import (
     ArtifactInfo,
+    AuditRecord,
+    CollectionHistoryEntry,
+    CollectionInfo,
     HistoryEntry,
     LineageGraph,
+    LinkInfo,
     MetricRow,
     ProjectInfo,
+    RegistryInfo,
     RunInfo,
     RunState,
     VersionInfo,
@@ -260,6 +265,150 @@ class Registry(Protocol):
     def all_root_digests(self) -> list[str]:
         """Digests of every live version (gc marks from these)."""
         ...
+
+    # --- registries, collections and links (see cairn.service.sql.registries) ------------------
+    def create_registry(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        protected_aliases: Sequence[str] = (),
+        user: str | None = None,
+    ) -> RegistryInfo: ...
+
+    def get_registry(self, name: str) -> RegistryInfo: ...
+
+    def is_registry(self, name: str) -> bool: ...
+
+    def list_registries(self) -> list[RegistryInfo]: ...
+
+    def update_registry(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        protected_aliases: Sequence[str] | None = None,
+        user: str | None = None,
+    ) -> RegistryInfo: ...
+
+    def registry_members(self, name: str) -> dict[str, str]: ...
+
+    def set_registry_member(
+        self, name: str, member: str, role: str | None, *, user: str | None = None
+    ) -> None: ...
+
+    def link_version(
+        self,
+        registry: str,
+        collection: str,
+        version_id: int,
+        *,
+        aliases: Sequence[str] = (),
+        run_id: str | None = None,
+        user: str | None = None,
+        allow_protected: bool = True,
+    ) -> LinkInfo:
+        """Link a version into ``registry/collection`` without copying bytes."""
+        ...
+
+    def unlink_version(
+        self,
+        registry: str,
+        collection: str,
+        ref: str,
+        *,
+        run_id: str | None = None,
+        user: str | None = None,
+        allow_protected: bool = True,
+    ) -> LinkInfo: ...
+
+    def set_link_aliases(
+        self,
+        registry: str,
+        collection: str,
+        ref: str,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        run_id: str | None = None,
+        user: str | None = None,
+        allow_protected: bool = True,
+    ) -> LinkInfo: ...
+
+    def resolve_link(
+        self, registry: str, collection: str, ref: str = "latest", *, at: datetime | None = None
+    ) -> LinkInfo:
+        """The collection version ``ref`` names (at time ``at``, when given)."""
+        ...
+
+    def list_collections(
+        self, registry: str, *, limit: int = 100, offset: int = 0
+    ) -> list[CollectionInfo]: ...
+
+    def get_collection(self, registry: str, collection: str) -> CollectionInfo: ...
+
+    def list_links(
+        self, registry: str, collection: str, *, limit: int = 100, offset: int = 0
+    ) -> list[LinkInfo]: ...
+
+    def update_collection(
+        self,
+        registry: str,
+        collection: str,
+        *,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
+    ) -> CollectionInfo: ...
+
+    def collection_history(
+        self, registry: str, collection: str
+    ) -> list[CollectionHistoryEntry]: ...
+
+    def links_of(self, version_id: int) -> list[LinkInfo]: ...
+
+    # --- search and as-of -------------------------------------------------------------------
+    def search_versions(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[VersionInfo]:
+        """Versions matching ``filters`` (the language of `cairn.service.search`)."""
+        ...
+
+    def search_links(
+        self,
+        registry: str,
+        *,
+        collection: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[LinkInfo]: ...
+
+    def resolve_at(self, project: str, name: str, ref: str, at: datetime) -> VersionInfo:
+        """The version ``ref`` named at time ``at`` (from the history)."""
+        ...
+
+    def audit_log(
+        self,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        registry: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]: ...
 
     def close(self) -> None: ...
 
