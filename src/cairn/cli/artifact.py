@@ -13,6 +13,7 @@ import typer
 from cairn.cli import edit, output
 from cairn.cli.output import EXIT_INTEGRITY, EXIT_NOT_FOUND, JsonOpt, ProjectOpt, QuietOpt, fail
 from cairn.cli.push import push
+from cairn.cli.registry import AtOpt, SortOpt, WhereOpt
 
 if TYPE_CHECKING:
     from cairn.core.records import ArtifactInfo, VersionInfo
@@ -78,6 +79,7 @@ def get(
             help="Replace files you modified, and symlinks or empty folders in the way.",
         ),
     ] = False,
+    at: AtOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Download a version's files into a folder and print the folder.
@@ -91,7 +93,7 @@ def get(
     from cairn.objects.references import ReferenceSkippedWarning
 
     output.silence(quiet)
-    art = _open(ref, project)
+    art = _open(ref, project, at)
     count, size = art.file_count, art.size
     if path:
         count = size = 0
@@ -192,14 +194,33 @@ def versions(
         typer.Argument(metavar="NAME", help="[project/]name of the artifact.", show_default=False),
     ],
     project: ProjectOpt = None,
+    where: WhereOpt = None,
+    sort: SortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the live versions of an artifact, newest first."""
+    """List the live versions of an artifact, newest first; --where and --sort filter and
+    order them (e.g. --where 'metadata.acc > 0.9' --sort -metadata.acc)."""
     from cairn.cli.common import backend, split_name, version_json
+    from cairn.cli.registry import filters_of, print_versions
 
     proj, art_name = split_name(name, project)
     registry = backend().registry
     infos: list[VersionInfo] = []
+    if where or sort:
+        while True:
+            page = registry.search_versions(
+                project=proj,
+                name=art_name,
+                filters=filters_of(where),
+                order=sort,
+                limit=500,
+                offset=len(infos),
+            )
+            infos.extend(page)
+            if len(page) < 500:
+                break
+        print_versions(infos, json_out)
+        return
     while True:
         page = registry.list_versions(proj, art_name, limit=500, offset=len(infos))
         infos.extend(page)
@@ -231,13 +252,14 @@ def show(
     ref: RefArg,
     project: ProjectOpt = None,
     max_files: Annotated[int, typer.Option("--files", min=0, help="How many files to list.")] = 20,
+    at: AtOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show a version: digest, size, aliases, tags, metadata, files, the run that logged it
     and the runs that used it."""
     from cairn.cli.common import iter_files, run_brief, run_label, version_info, version_json
 
-    art = _open(ref, project)
+    art = _open(ref, project, at)
     info = version_info(art)
     logged_by = art.logged_by()
     used_by = art.used_by()
@@ -511,10 +533,10 @@ def describe_change(field: str, old: Any, new: Any) -> str:
     return f"{field}: {output.json_value(old)} -> {output.json_value(new)}"
 
 
-def _open(ref: str, project: str | None) -> Artifact:
+def _open(ref: str, project: str | None, at: str | None = None) -> Artifact:
     from cairn.cli.common import open_version
 
-    return open_version(ref, project)
+    return open_version(ref, project, at=at)
 
 
 edit.register(app)

@@ -27,9 +27,12 @@ def api(project: str | None) -> Api:
     return Api(resolve_project(project))
 
 
-def open_version(ref: str, project: str | None, *, explicit: bool = False) -> Artifact:
-    """The version ``[project/]name[:version-or-alias]`` names (latest when no version is
-    given, unless ``explicit``)."""
+def open_version(
+    ref: str, project: str | None, *, explicit: bool = False, at: str | None = None
+) -> Artifact:
+    """The version ``[project/]name[:version-or-alias]`` (or ``registry/collection:ref``)
+    names (latest when no version is given, unless ``explicit``); with ``at`` (``--at``), the
+    one it named at that time."""
     from cairn.core import names
 
     parsed = names.parse_ref(ref)
@@ -38,6 +41,10 @@ def open_version(ref: str, project: str | None, *, explicit: bool = False) -> Ar
             f"give the version to act on, e.g. '{parsed.name}:v0' or '{parsed.name}:latest'",
             EXIT_USAGE,
         )
+    if at is not None:
+        from cairn.cli.registry import parse_time
+
+        return api(project).artifact(ref, at=parse_time(at))
     return api(project).artifact(ref)
 
 

@@ -28,6 +28,7 @@ from cairn.cli import (
     pin,
     projects,
     push,
+    registry,
     runs,
     server,
 )
@@ -177,6 +178,11 @@ app.command("init-demo")(initdemo.init_demo)
 app.add_typer(server.app, name="server")
 app.command("gc")(gc_cli.gc)
 app.command("pin")(pin.pin)
+app.add_typer(registry.app, name="registry")
+app.command("link")(registry.link)
+app.command("unlink")(registry.unlink)
+app.command("search")(registry.search)
+app.add_typer(registry.audit_app, name="audit")
 account.register(app)
 
 

@@ -288,6 +288,11 @@ def parse_where(clauses: list[str]) -> dict[str, Any]:
         try:
             value = json.loads(raw)
         except ValueError:
+            if raw[:1] in "<>=!~[{":
+                raise InvalidInputError(
+                    f"cannot read the value in --where {clause!r}: quote a string value "
+                    "('name = \"a b\"'), or write a number, true/false/null or a [list]"
+                ) from None
             value = raw
         op = _WHERE_OPS[m.group("op")]
         if m.group("field") in SETS and op == "$in" and isinstance(value, str):
