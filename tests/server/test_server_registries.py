@@ -13,7 +13,7 @@ from server_helpers import Raw
 
 import cairn
 from cairn.errors import PermissionDeniedError, RegistryNotFoundError
-from cairn.server.accounts import Accounts
+from cairn.service.accounts import Accounts
 
 RawFactory = Callable[[str | None], Raw]
 UseServer = Callable[[str | None], None]
