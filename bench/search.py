@@ -7,7 +7,7 @@ filters, each asking for the first page (100) in the given order. Prints a JSON 
 with the best and median of ``--repeat`` runs.
 
     python bench/search.py --db sqlite            # a SQLite file in a temp folder
-    python bench/search.py --db postgresql://127.0.0.1/test
+    python bench/search.py --db postgresql+psycopg://127.0.0.1/DB   # an empty database of its own
 """
 
 from __future__ import annotations
