@@ -418,6 +418,33 @@ def test_storage_counts_shared_bytes_once(fresh: Any) -> None:
     assert "first" in page and "second" in page and "Only it holds" in page
 
 
+def test_the_storage_report_is_cached_until_a_version_is_logged_or_deleted(fresh: Any) -> None:
+    shared = bytes(range(256)) * 40
+    _commit_tree(fresh, {"a.txt": b"a" * 1000, "shared.bin": shared}, "first")
+    second = _commit_tree(fresh, {"b.txt": b"b" * 300, "shared.bin": shared}, "second")
+    index = StorageIndex()
+    report = index.report(fresh.registry, fresh.odb)
+    assert index.report(fresh.registry, fresh.odb) is report  # unchanged: not computed again
+    client, _ = client_for(fresh)
+    assert "2 live versions" in text(client.get("/p/p/storage"))
+    # a new version: the report (and the page, from the same dashboard) counts it
+    _commit_tree(fresh, {"a.txt": b"a" * 1000, "c.txt": b"c" * 5000}, "first")
+    after_log = index.report(fresh.registry, fresh.odb)
+    assert after_log is not report
+    assert after_log.versions == 3 and after_log.by_key[("p", "first")].versions == 2
+    assert after_log.by_key[("p", "first")].held > report.by_key[("p", "first")].held
+    assert "3 live versions" in text(client.get("/p/p/storage"))
+    # a deleted version: "second" holds nothing and the shared bytes are first's alone now
+    fresh.registry.delete_version(second.id)
+    after_delete = index.report(fresh.registry, fresh.odb)
+    assert after_delete.versions == 2
+    gone = after_delete.by_key[("p", "second")]
+    assert (gone.versions, gone.held, gone.exclusive) == (0, 0, 0)
+    first = after_delete.by_key[("p", "first")]
+    assert first.exclusive == first.held
+    assert "2 live versions" in text(client.get("/p/p/storage"))
+
+
 # --- editing -----------------------------------------------------------------------------------
 
 
