@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from unprivileged import require
 
 CAIRN = Path(sys.executable).parent / "cairn"
 
@@ -21,8 +21,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(not CAIRN.exists(), reason="the cairn script is not installed")
 def test_installed_command_exit_codes(folder: Callable[..., Path], tmp_path: Path) -> None:
+    require(CAIRN.exists(), f"the cairn script is not installed at {CAIRN} (pip install -e .)")
     data = folder("data", {"a.csv": "1\n"})
     pushed = run("push", str(data), "--project", "sp", "--json")
     assert pushed.returncode == 0, pushed.stderr

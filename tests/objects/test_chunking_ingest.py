@@ -23,6 +23,7 @@ from cairn.objects.keyed import KeyedObjectStore
 from cairn.objects.store import object_key
 from cairn.objects.tree import BuiltTree, FileEntry
 from cairn.storage.local import LocalStorage
+from unprivileged import is_root, nobody_dir, run_as_nobody
 
 MiB = 1 << 20
 
@@ -246,19 +247,42 @@ def test_missing_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> Non
     assert info.value.path == str(gone)
 
 
+_UNREADABLE = """
+import sys
+from pathlib import Path
+from cairn.errors import SourceFileError
+from cairn.objects.ingest import Ingestor, StagedFile
+from cairn.objects.keyed import KeyedObjectStore
+from cairn.storage.local import LocalStorage
+
+store, path = Path(sys.argv[1]), Path(sys.argv[2])
+try:
+    odb = KeyedObjectStore(LocalStorage(store))
+    Ingestor(odb, None).hash_files([StagedFile("secret.txt", path)])
+except SourceFileError as exc:
+    assert exc.path == str(path), exc.path
+    print("refused:", exc)
+else:
+    print("read it")
+"""
+
+
 def test_unreadable_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
-    path = write(src / "secret.txt", b"no peeking")
-    path.chmod(0)
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        pass
-    else:
-        pytest.skip("this process reads files whatever their permissions (running as root)")
-    with pytest.raises(SourceFileError, match="not readable") as info:
-        Ingestor(odb, cache).hash_files(stage({"secret.txt": path}))
-    assert str(path) in str(info.value)
+    if not is_root():
+        path = write(src / "secret.txt", b"no peeking")
+        path.chmod(0)
+        with pytest.raises(SourceFileError, match="not readable") as info:
+            Ingestor(odb, cache).hash_files(stage({"secret.txt": path}))
+        assert str(path) in str(info.value)
+        return
+    # root reads any file: the same scenario as the unprivileged user nobody
+    with nobody_dir() as home:
+        path = write(home / "secret.txt", b"no peeking")  # owned by root, mode 000
+        path.chmod(0)
+        done = run_as_nobody(_UNREADABLE, str(home / "store"), str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused:") and "not readable" in done.stdout, done.stdout
+    assert str(path) in done.stdout
 
 
 def test_a_folder_is_not_a_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:

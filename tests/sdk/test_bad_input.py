@@ -25,6 +25,7 @@ from cairn.errors import (
     RunFinishedError,
     SourceFileError,
 )
+from unprivileged import is_root, nobody_dir, run_as_nobody
 
 
 @pytest.fixture
@@ -95,17 +96,55 @@ def test_a_missing_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
     assert art.version == "v1"
 
 
-def test_an_unreadable_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
+_UNREADABLE = """
+import sys
+from pathlib import Path
+import cairn
+from cairn.errors import SourceFileError
+from sdk_helpers import store_unchanged
+
+secret, data = Path(sys.argv[1]), Path(sys.argv[2])
+with cairn.init(project="proj") as run:
+    art = cairn.Artifact("ds", type="dataset")
+    try:
+        art.add_file(secret)
+        print("added it")
+    except SourceFileError as exc:
+        print("add refused:", exc)
+    art.add_file(data)
+    art.add_dir(secret.parent, name="secret")  # listed; read when logged
+    try:
+        with store_unchanged():
+            run.log_artifact(art)
+        print("logged it")
+    except SourceFileError as exc:
+        print("log refused:", exc)
+    print("versions:", [a.version for a in run.logged_artifacts()])
+"""
+
+
+def test_an_unreadable_file(
+    run: cairn.Run, tmp_path: Path, data: Path, database_url: str, backend_mode: str
+) -> None:
+    if is_root():  # root reads any file: the same scenario as the unprivileged user nobody
+        with nobody_dir() as home:
+            secret = write(home / "secret" / "key.bin", "secret")  # owned by root
+            secret.chmod(0o000)
+            mine = write(home / "data" / "a.csv", "1,2\n")
+            env = {"CAIRN_DIR": str(home / "cairn")}
+            if backend_mode == "sqlite":
+                env["CAIRN_DATABASE_URL"] = f"sqlite:///{home / 'meta.db'}"
+            done = run_as_nobody(_UNREADABLE, str(secret), str(mine), env=env)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert (
+            lines[0].startswith("add refused:") and "not readable; fix its permissions" in lines[0]
+        )
+        assert lines[1].startswith("log refused:") and "not readable" in lines[1], lines
+        assert lines[2] == "versions: []"
+        return
     secret = write(tmp_path / "secret" / "key.bin", "secret")
     secret.chmod(0o000)
-    try:
-        with open(secret, "rb"):
-            pass
-    except PermissionError:
-        pass
-    else:
-        secret.chmod(0o600)
-        pytest.skip("running as root: chmod 000 does not stop root from reading a file")
     try:
         art = cairn.Artifact("ds", type="dataset")
         with pytest.raises(SourceFileError, match="not readable; fix its permissions"):
