@@ -13,10 +13,22 @@ def cairn_dir() -> Path:
     return Path(os.environ.get("CAIRN_DIR") or "~/.cairn").expanduser().absolute()
 
 
+#: variables naming the default download folder, first set wins (`cairn.wandb` adds
+#: WANDB_ARTIFACT_DIR after CAIRN_ARTIFACT_DIR)
+ARTIFACT_DIR_VARIABLES = ["CAIRN_ARTIFACT_DIR"]
+
+
 def artifact_dir() -> Path:
     """Where ``art.download()`` puts a version without a ``root``: ``CAIRN_ARTIFACT_DIR``,
     default ``./artifacts`` (absolute)."""
-    return Path(os.environ.get("CAIRN_ARTIFACT_DIR") or "artifacts").expanduser().absolute()
+    chosen = next((os.environ[v] for v in ARTIFACT_DIR_VARIABLES if os.environ.get(v)), None)
+    return Path(chosen or "artifacts").expanduser().absolute()
+
+
+def offline() -> bool:
+    """``CAIRN_OFFLINE=1``: use the embedded store even when ``CAIRN_URL`` or a saved login
+    names a server."""
+    return os.environ.get("CAIRN_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def database_url() -> str:
@@ -60,6 +72,8 @@ def normalize_url(url: str) -> str:
 
 def server_url() -> str | None:
     """``CAIRN_URL``, else the server saved by `cairn login`, else None (embedded store)."""
+    if offline():
+        return None
     url = os.environ.get("CAIRN_URL")
     if url:
         return url

@@ -28,7 +28,8 @@
     │   └── AuthenticationError      no API key, or one the server does not know (401)
     ├── StoreError                   the store or database cannot be used (schema, storage I/O)
     ├── MissingDependencyError       an optional dependency (NumPy for the demo) is not installed
-    └── DiskFullError                no space left where Cairn was writing (nothing partial kept)
+    ├── DiskFullError                no space left where Cairn was writing (nothing partial kept)
+    └── UnsupportedError             another tool's feature Cairn does not have (cairn.wandb)
 
 Every message says what went wrong and what to do next. Every class has its own ``code``
 (the server's JSON error shape carries it, `cairn.wire`), and `error_class` maps a code back to
@@ -201,6 +202,13 @@ class MissingDependencyError(CairnError):
     """An optional dependency (NumPy for the demo) is not installed."""
 
     code = "missing_dependency"
+
+
+class UnsupportedError(CairnError, NotImplementedError):
+    """A feature of another tool Cairn does not have (`cairn.wandb`: media types, Tables,
+    sweeps, the hosted UI …)."""
+
+    code = "unsupported"
 
 
 def _tree(cls: type[CairnError]) -> list[type[CairnError]]:

@@ -230,7 +230,7 @@ class Api:
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         """Whether ``[project/]name[:version or alias]`` names a live version (of ``type``)."""
         try:
-            self.artifact(name, type)
+            Api.artifact(self, name, type)
         except (NotFoundError, InvalidInputError):
             return False
         return True
@@ -238,6 +238,9 @@ class Api:
     def artifact_collection(self, name: str, type: str | None = None) -> ArtifactCollection:
         """The artifact itself, with all its versions ("collection" in W&B): rename it,
         change its type, description or tags, delete every version."""
+        return self._collection(name, type)
+
+    def _collection(self, name: str, type: str | None) -> ArtifactCollection:
         ref = names.parse_ref(name)
         info = self._backend.registry.get_artifact(self._project(ref.project), ref.name)
         if type is not None and info.type != type:
@@ -249,7 +252,7 @@ class Api:
     def artifact_collection_exists(self, name: str, type: str | None = None) -> bool:
         """Whether the artifact has live versions (of ``type`` when given)."""
         try:
-            collection = self.artifact_collection(name, type)
+            collection = self._collection(name, type)
         except (NotFoundError, InvalidInputError):
             return False
         return collection.version_count > 0

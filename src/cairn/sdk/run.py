@@ -194,6 +194,8 @@ class Run:
         version. A draft is logged first (as a version no run produced: this run only reads
         it). On a run read with ``Api().run(id)`` this adds lineage after the fact."""
         self._check_lineage()
+        if isinstance(artifact, str) and artifact.count("/") == 2:
+            artifact = artifact.split("/", 1)[1]  # W&B's "entity/project/name": no entities here
         if isinstance(artifact, Artifact) and artifact.is_draft:
             if artifact.project is not None and artifact.project != self.project:
                 raise InvalidInputError(
