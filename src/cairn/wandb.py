@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,10 +186,12 @@ class Api(_Api):
         project = (overrides or {}).get("project") or _default_project()
         super().__init__(project)
 
-    def artifact(self, name: str, type: str | None = None) -> Artifact:
+    def artifact(
+        self, name: str, type: str | None = None, *, at: datetime | None = None
+    ) -> Artifact:
         ref = _strip_entity(name)
         assert isinstance(ref, str)
-        return super().artifact(ref, type)
+        return super().artifact(ref, type, at=at)
 
     def artifact_versions(  # type: ignore[override]
         self,
