@@ -7,6 +7,7 @@
     │   ├── InvalidMetadataError     metadata or config that is not JSON
     │   ├── TooManyObjectsError      a reference prefix lists more objects than allowed
     │   ├── PayloadTooLargeError     a request body or object the server will not take (413)
+    │   │   └── QuotaExceededError   an upload would take a user past their quota (413)
     │   └── ValidationError          a request that does not match the API's schema (422)
     ├── NotFoundError                something named does not exist
     │   ├── ProjectNotFoundError
@@ -25,11 +26,16 @@
     │   └── DownloadConflictError    a download would replace a modified file, or a clash
     ├── ConflictError                a concurrent writer won; retry
     ├── PermissionDeniedError        the key or user may not do this
-    │   └── AuthenticationError      no API key, or one the server does not know (401)
+    │   ├── AuthenticationError      no API key, or one the server does not know (401)
+    │   └── RateLimitedError         too many failed keys or sign-ins from one address (429)
     ├── StoreError                   the store or database cannot be used (schema, storage I/O)
     ├── MissingDependencyError       an optional dependency (NumPy for the demo) is not installed
     ├── DiskFullError                no space left where Cairn was writing (nothing partial kept)
     └── UnsupportedError             another tool's feature Cairn does not have (cairn.wandb)
+
+
+    │   └── UnavailableError         the server cannot reach its database now; retry (503)
+    └── MissingDependencyError       an optional dependency (NumPy for the demo) is not installed
 
 Every message says what went wrong and what to do next. Every class has its own ``code``
 (the server's JSON error shape carries it, `cairn.wire`), and `error_class` maps a code back to
@@ -72,6 +78,12 @@ class PayloadTooLargeError(InvalidInputError):
     """A request body or an object is larger than the server accepts: HTTP 413."""
 
     code = "too_large"
+
+
+class QuotaExceededError(PayloadTooLargeError):
+    """An upload would take a user past their upload quota: HTTP 413."""
+
+    code = "quota_exceeded"
 
 
 class ValidationError(InvalidInputError):
@@ -181,6 +193,12 @@ class AuthenticationError(PermissionDeniedError):
     code = "unauthenticated"
 
 
+class RateLimitedError(PermissionDeniedError):
+    """Too many failed keys or sign-ins from one address: HTTP 429 (with ``Retry-After``)."""
+
+    code = "rate_limited"
+
+
 class StoreError(CairnError):
     code = "store"
 
@@ -196,6 +214,12 @@ class DiskFullError(CairnError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class UnavailableError(StoreError):
+    """The server cannot reach its database right now: HTTP 503 (retry in a moment)."""
+
+    code = "unavailable"
 
 
 class MissingDependencyError(CairnError):

@@ -29,9 +29,11 @@ from cairn.errors import (
     ObjectNotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RateLimitedError,
     SourceFileError,
     StateError,
     StoreError,
+    UnavailableError,
     ValidationError,
     error_class,
 )
@@ -45,6 +47,10 @@ def status_for(exc: CairnError) -> int:
     """The HTTP status of an error, from the most specific class up."""
     if isinstance(exc, AuthenticationError):
         return 401
+    if isinstance(exc, RateLimitedError):
+        return 429
+    if isinstance(exc, UnavailableError):
+        return 503
     if isinstance(exc, PermissionDeniedError):
         return 403
     if isinstance(exc, PayloadTooLargeError):
@@ -85,6 +91,8 @@ _BY_STATUS: dict[int, type[CairnError]] = {
     409: ConflictError,
     413: PayloadTooLargeError,
     422: ValidationError,
+    429: RateLimitedError,
+    503: UnavailableError,
 }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cairn.dashboard.auth import Viewer
+from cairn.dashboard.auth import SignIn, Viewer
 
 with warnings.catch_warnings():
     # starlette warns that it prefers httpx2 at import; the tests use httpx
@@ -97,7 +98,8 @@ def launch_browser(playwright: Any) -> Any:
 
 
 class StubAccess:
-    """Accounts as the server would give them: keys naming viewers."""
+    """Accounts as the server would give them: keys naming viewers, sessions started by
+    signing in with a key (the server's own sessions are tested in test_dashboard_server)."""
 
     def __init__(self) -> None:
         self.keys = {
@@ -106,9 +108,22 @@ class StubAccess:
             "key-carol": Viewer("carol", {}),
             "key-dave": Viewer("dave", {"p": "write"}),
         }
+        self.sessions: dict[str, Viewer] = {}
 
     def has_accounts(self) -> bool:
         return True
 
-    def viewer(self, key: str | None) -> Viewer | None:
-        return self.keys.get(key or "")
+    def viewer(self, session: str | None) -> Viewer | None:
+        return self.sessions.get(session or "")
+
+    def sign_in(self, key: str, *, address: str, replacing: str | None) -> SignIn:
+        viewer = self.keys.get(key)
+        if viewer is None:
+            return SignIn(None)
+        self.sessions.pop(replacing or "", None)
+        token = secrets.token_urlsafe(16)
+        self.sessions[token] = viewer
+        return SignIn(token, max_age=3600)
+
+    def sign_out(self, session: str | None) -> None:
+        self.sessions.pop(session or "", None)

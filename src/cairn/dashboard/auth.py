@@ -4,9 +4,12 @@ The dashboard does not own accounts. It is given an `Access` (the server adapts 
 accounts to it, see `cairn.dashboard.server`); without one it runs open, like a server without
 users: everyone acts as an anonymous administrator.
 
-A signed-in browser holds the API key it signed in with in an HttpOnly cookie, checked on every
-request against the same accounts the API uses (nothing is kept in memory, so any number of
-server processes can serve the dashboard, and a revoked key stops working at once).
+A browser signs in with an API key once and gets a **session**: a random token in a cookie
+(``HttpOnly``, ``SameSite=Lax``, ``Secure`` when the page came over HTTPS), while the server
+keeps only the token's hash (`cairn.server.sessions`). Each request looks the session up, so
+signing out, the session's expiry, and revoking the key it was started with end it at once, in
+every server process. Signing in rotates the token. Failed sign-ins are rate-limited per client
+address (429 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from typing import Protocol
 
 ROLES = ("read", "write", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
-COOKIE = "cairn_key"
+COOKIE = "cairn_session"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of a sign-in: ``token`` of the new session (None: the key is not valid),
+    how many seconds it lasts, or ``retry_after`` seconds to wait (too many failed attempts)."""
+
+    token: str | None
+    max_age: int = 0
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +67,18 @@ class Access(Protocol):
         """False while nobody can sign in (open mode: every request is an anonymous admin)."""
         ...
 
-    def viewer(self, key: str | None) -> Viewer | None:
-        """The viewer an API key names, or None when the key is missing, unknown or revoked
-        (on a server with accounts)."""
+    def viewer(self, session: str | None) -> Viewer | None:
+        """The viewer a session token names, or None when it is missing, unknown, ended or
+        expired (on a server with accounts)."""
+        ...
+
+    def sign_in(self, key: str, *, address: str, replacing: str | None) -> SignIn:
+        """Start a session for the user of API key ``key`` (ending the session ``replacing``),
+        counting a failure against ``address``."""
+        ...
+
+    def sign_out(self, session: str | None) -> None:
+        """End the session (its token is refused from now on)."""
         ...
 
 
@@ -66,8 +88,14 @@ class OpenAccess:
     def has_accounts(self) -> bool:
         return False
 
-    def viewer(self, key: str | None) -> Viewer | None:
+    def viewer(self, session: str | None) -> Viewer | None:
         return Viewer.anonymous()
 
+    def sign_in(self, key: str, *, address: str, replacing: str | None) -> SignIn:
+        return SignIn(None)
 
-__all__ = ["COOKIE", "ROLES", "Access", "OpenAccess", "Viewer"]
+    def sign_out(self, session: str | None) -> None:
+        return None
+
+
+__all__ = ["COOKIE", "ROLES", "Access", "OpenAccess", "SignIn", "Viewer"]

@@ -181,7 +181,11 @@ class Site:
     def error_page(self, request: Request, exc: Exception) -> Response:
         status = _status(exc)
         viewer = getattr(request.state, "viewer", None)
-        message = str(exc) if status < 500 else f"internal error ({type(exc).__name__}): {exc}"
+        message = (
+            str(exc)
+            if status < 500
+            else f"internal error ({type(exc).__name__}); the server's log has the details"
+        )
         return self.page(
             request, "error.html", viewer, status=status, status_code=status, message=message
         )
@@ -292,7 +296,7 @@ C = Annotated[Ctx, Depends(get_ctx)]
 """A page's context (the viewer must be signed in where the server has accounts)."""
 P = Annotated[Ctx, Depends(post_ctx)]
 """A form post's context (also checks that the form came from this site)."""
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]  # beyond 64 bits: 422, not a crash
 
 
 class DashboardRoute(APIRoute):
@@ -315,6 +319,8 @@ class DashboardRoute(APIRoute):
                 here = request.url.path + ("?" + request.url.query if request.url.query else "")
                 return RedirectResponse(site.urls.login(here), status_code=303)
             except (CairnError, Forbidden) as exc:
+                if _status(exc) >= 500:
+                    log.error("%s %s failed: %s", request.method, request.url.path, exc)
                 return site.error_page(request, exc)
             except Exception as exc:
                 log.exception("%s %s failed", request.method, request.url.path)

@@ -1,10 +1,10 @@
 """The dashboard inside `cairn server`: the server's registry, object store and accounts.
 
 `server_dashboard()` is the router the server's app factory includes at ``/``. Every page asks
-the same `Accounts` the API does: a browser signs in with an API key (kept in an HttpOnly
-cookie and checked on each request, so a revoked key stops working at once); a project the
-user has no role in does not exist for them; editing needs write access. A server without users
-runs open, as its API does.
+the same `Accounts` the API does: a browser signs in with an API key and gets a server-side
+session (`cairn.server.sessions`: checked on each request, ended by signing out, by its expiry,
+or by revoking the key); a project the user has no role in does not exist for them; editing
+needs write access. A server without users runs open, as its API does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 
 from cairn.dashboard.app import dashboard_router
-from cairn.dashboard.auth import Viewer
+from cairn.dashboard.auth import SignIn, Viewer
 from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
 
@@ -24,24 +24,38 @@ if TYPE_CHECKING:
 
 
 class ServerAccess:
-    """`cairn.service.accounts.Accounts` as the dashboard's `Access`."""
+    """The server's accounts and sessions as the dashboard's `Access`."""
 
-    def __init__(self, accounts: Accounts) -> None:
-        self.accounts = accounts
+    def __init__(self, services: Services) -> None:
+        self.accounts: Accounts = services.accounts
+        self.services = services
 
     def has_accounts(self) -> bool:
         return self.accounts.has_users()
 
-    def viewer(self, key: str | None) -> Viewer | None:
-        from cairn.errors import AuthenticationError
+    def viewer(self, session: str | None) -> Viewer | None:
+        from cairn.service.accounts import Principal
 
-        try:
-            principal = self.accounts.authenticate(key)
-        except AuthenticationError:
-            return None
-        if principal.open:
-            return Viewer.anonymous()
-        return Viewer(principal.name, self.accounts.roles(principal))
+        found = self.services.sessions.user(session)
+        if found is None:
+            return None if self.accounts.has_users() else Viewer.anonymous()
+        user_id, name, is_admin = found
+        principal = Principal(user_id=user_id, name=name, is_admin=is_admin)
+        return Viewer(name, self.accounts.roles(principal))
+
+    def sign_in(self, key: str, *, address: str, replacing: str | None) -> SignIn:
+        attempts = self.services.sign_ins
+        retry = attempts.retry_after(address)
+        if retry is not None:
+            return SignIn(None, retry_after=retry)
+        token = self.services.sessions.start(key, replacing) if key else None
+        if token is None:
+            attempts.fail(address)
+            return SignIn(None)
+        return SignIn(token, max_age=int(self.services.sessions.ttl))
+
+    def sign_out(self, session: str | None) -> None:
+        self.services.sessions.end(session)
 
 
 def _services(request: Request) -> Services:
@@ -59,7 +73,7 @@ def _objects(request: Request) -> ObjectStore:
 
 
 def _access(request: Request) -> ServerAccess:
-    return ServerAccess(_services(request).accounts)
+    return ServerAccess(_services(request))
 
 
 def server_dashboard(prefix: str = "") -> APIRouter:

@@ -8,7 +8,11 @@
 * ``project_objects``: which objects a project's versions (and runs' code diffs) hold. A user
   may read an object only when a project they may read holds it.
 * ``object_receipts``: objects a user uploaded (they proved they have the bytes), so they may
-  reference them in a version they log.
+  reference them in a version they log; ``size`` (migration 0006) counts them against the
+  user's upload quota (NULL for receipts recorded before).
+* ``dashboard_sessions`` (migration 0006): the dashboard's sign-in sessions: the SHA-256 of a
+  random token (the browser's cookie holds the token), the user and the API key they signed in
+  with (revoking the key ends its sessions), when it expires, and when it was ended.
 
 Declared on the same declarative base as `cairn.metadata.tables`, so the migration test compares
 them too (`cairn.metadata.migrate` imports this module).
@@ -75,6 +79,28 @@ class ObjectReceipt(Base):
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    size: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
-__all__ = ["ROLES", "ApiKey", "ObjectReceipt", "ProjectMember", "ProjectObject", "User"]
+class DashboardSession(Base):
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (sa.Index("ix_dashboard_sessions_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    key_id: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+__all__ = [
+    "ROLES",
+    "ApiKey",
+    "DashboardSession",
+    "ObjectReceipt",
+    "ProjectMember",
+    "ProjectObject",
+    "User",
+]

@@ -10,25 +10,28 @@ The application keeps nothing in memory another process would need: any number o
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn._version import __version__
 from cairn.dashboard.server import server_dashboard
-from cairn.errors import CairnError, PayloadTooLargeError
+from cairn.errors import CairnError, UnavailableError
 from cairn.server import routes_accounts, routes_objects, routes_registries, routes_registry
 from cairn.server.backfill import bind_unbound
 from cairn.server.deps import Caller, ServerSettings, Services
+from cairn.server.gate import Gate, json_error
 from cairn.service.audit import Actor, acting
-from cairn.wire import API_PREFIX, error_body, error_detail, status_for
+from cairn.wire import API_PREFIX, error_detail, status_for
 
 log = logging.getLogger("cairn.server")
 
@@ -39,15 +42,57 @@ OPEN_WARNING = (
 
 
 def _json_error(status: int, code: str, message: str, detail: Any = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(error_body(code, message, detail), status_code=status, headers=headers)
+    return json_error(status, code, message, detail)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database could not be reached."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return True
+        if isinstance(seen, sa.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _fault(request: Request, exc: BaseException) -> JSONResponse:
+    """A server fault: logged in full (with an id); the client gets the id, never the
+    message (it may name the database URL, a path, or other internals)."""
+    incident = secrets.token_hex(4)
+    if _unavailable(exc):
+        log.error(
+            "%s %s: the database is unavailable [%s]: %s",
+            request.method,
+            request.url.path,
+            incident,
+            exc,
+        )
+        return json_error(
+            503,
+            UnavailableError.code,
+            f"the server cannot reach its database right now; retry in a moment (error id "
+            f"{incident} in the server's log)",
+            {"incident": incident},
+            headers={"Retry-After": "2"},
+        )
+    log.error("%s %s failed [%s]", request.method, request.url.path, incident, exc_info=exc)
+    code = exc.code if isinstance(exc, CairnError) else "internal"
+    return json_error(
+        500,
+        code,
+        f"internal server error ({type(exc).__name__}); the server's log has the details under "
+        f"error id {incident}",
+        {"incident": incident},
+    )
 
 
 async def _cairn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CairnError)
     status = status_for(exc)
     if status >= 500:
-        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return _fault(request, exc)
     return _json_error(status, exc.code, str(exc), error_detail(exc) or None)
 
 
@@ -81,62 +126,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return _json_error(
-        500, "internal", f"internal server error ({type(exc).__name__}); see the server's log"
-    )
-
-
-class BodyLimit:
-    """Refuse request bodies larger than the route accepts (413, with the JSON error shape):
-    by their Content-Length before reading anything, and by counting a chunked body."""
-
-    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
-        self.app = app
-        self.settings = settings
-
-    def _limit(self, method: str, path: str) -> int:
-        objects = f"{API_PREFIX}/objects"
-        if method == "POST" and path == objects:
-            return self.settings.max_batch_bytes
-        if method == "PUT" and path.startswith(objects + "/"):
-            return self.settings.max_object_bytes
-        return self.settings.max_json_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self._limit(scope["method"], scope["path"])
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None:
-            if not declared.isdigit():
-                await _json_error(400, "invalid_input", "invalid Content-Length header")(
-                    scope, receive, send
-                )
-                return
-            if int(declared) > limit:
-                exc = PayloadTooLargeError(
-                    f"the request body is {int(declared)} bytes; this route accepts at most "
-                    f"{limit} bytes"
-                )
-                await _json_error(413, exc.code, str(exc), {"limit": limit})(scope, receive, send)
-                return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLargeError(
-                        f"the request body is larger than {limit} bytes, the most this route "
-                        "accepts"
-                    )
-            return message
-
-        await self.app(scope, counted, send)
+    return _fault(request, exc)
 
 
 class AuditActor:
@@ -183,12 +173,28 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(Gate, settings=settings, services=opened)
     app.add_middleware(AuditActor)
 
-    @app.get(f"{API_PREFIX}/health", tags=["meta"], summary="Is the server up?")
+    @app.get(f"{API_PREFIX}/health", tags=["meta"], summary="Is the process up? (liveness)")
     def health() -> dict[str, Any]:
+        """Answers 200 while the process runs, whatever its database and store do: restart
+        the process when this fails. Whether it can serve requests is ``GET /ready``."""
         return {"status": "ok", "version": __version__, "api": "v1"}
+
+    @app.get(
+        f"{API_PREFIX}/ready",
+        tags=["meta"],
+        summary="Can it serve requests? (readiness: the database and the store)",
+        responses={503: {"description": "the database or the store cannot be used"}},
+    )
+    def ready() -> JSONResponse:
+        """200 when a query on the database and a lookup in the object store both work;
+        else 503 naming which failed (the details go to the server's log)."""
+        checks = readiness(opened)
+        ok = all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ok else "unavailable", "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get(f"{API_PREFIX}/info", tags=["meta"], summary="What this server offers clients")
     def info(caller: Caller) -> dict[str, Any]:
@@ -202,6 +208,25 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.include_router(routes_registries.router, prefix=API_PREFIX)
     app.include_router(server_dashboard())  # the web dashboard, at /
     return app
+
+
+def readiness(services: Services) -> dict[str, str]:
+    """Each dependency's state: "ok", or what failed (logged in full, not shown)."""
+    checks: dict[str, str] = {}
+    try:
+        with services.registry.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        log.error("readiness: the database cannot be used: %s", exc)
+        checks["database"] = "unavailable"
+    try:
+        services.objects.store.missing(["blake3:" + "0" * 64])
+        checks["store"] = "ok"
+    except Exception as exc:
+        log.error("readiness: the object store cannot be used: %s", exc)
+        checks["store"] = "unavailable"
+    return checks
 
 
 def app_from_env() -> FastAPI:

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import annotated_types as at
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cairn import config
 from cairn.errors import InvalidInputError
+from cairn.server.gate import Attempts
 from cairn.server.objects import ObjectService
+from cairn.server.quota import Quota
+from cairn.server.sessions import Sessions
 from cairn.service.accounts import Accounts, Principal
 from cairn.service.audit import current_actor
 from cairn.service.sql import SqlRegistry
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# every integer the API takes (ids, sizes, offsets, steps) fits the database's 64-bit integers:
+# a larger one is refused with 422, like any value that does not match the schema
+Int64 = Annotated[int, at.Interval(ge=INT64_MIN, le=INT64_MAX)]
 
 MAX_PAGE = 1000  # items per page at most; a larger limit is cut to this (follow `next`)
 DEFAULT_PAGE = 100
@@ -27,13 +36,24 @@ class ServerSettings:
     ``store_url`` names a bucket (s3://, gs://, az://), in packs on object storage with a local
     index cache under ``cache_dir`` (default $CAIRN_DIR/cache/stores); ``direct`` then lets
     clients move the bytes to and from the bucket on signed URLs valid ``signed_url_ttl``
-    seconds."""
+    seconds.
+
+    Limits: the largest body of each kind of request (an object, a batch upload, a JSON body, a
+    dashboard form; sign-in forms take 16 KiB); ``user_quota`` bytes each user may upload
+    (0: no quota; administrators have none); ``auth_failures`` failed keys or sign-ins per
+    client address within ``auth_window`` seconds before it gets 429; ``session_ttl`` seconds a
+    dashboard sign-in lasts."""
 
     database_url: str
     store: Path
     max_object_bytes: int = 64 << 20
     max_batch_bytes: int = 256 << 20
     max_json_bytes: int = 32 << 20
+    max_form_bytes: int = 1 << 20
+    user_quota: int = 1 << 40
+    auth_failures: int = 20
+    auth_window: float = 60.0
+    session_ttl: float = 7 * 86400
     max_digests: int = 100_000  # per existence check or fetch
     store_url: str | None = None
     store_endpoint: str | None = None
@@ -57,6 +77,11 @@ class ServerSettings:
                 env.get("CAIRN_SERVER_MAX_BATCH_BYTES") or defaults.max_batch_bytes
             ),
             max_json_bytes=int(env.get("CAIRN_SERVER_MAX_JSON_BYTES") or defaults.max_json_bytes),
+            max_form_bytes=int(env.get("CAIRN_SERVER_MAX_FORM_BYTES") or defaults.max_form_bytes),
+            user_quota=int(env.get("CAIRN_SERVER_USER_QUOTA") or defaults.user_quota),
+            auth_failures=int(env.get("CAIRN_SERVER_AUTH_FAILURES") or defaults.auth_failures),
+            auth_window=float(env.get("CAIRN_SERVER_AUTH_WINDOW") or defaults.auth_window),
+            session_ttl=float(env.get("CAIRN_SERVER_SESSION_TTL") or defaults.session_ttl),
             store_url=env.get("CAIRN_SERVER_STORE_URL") or None,
             store_endpoint=env.get("CAIRN_SERVER_STORE_ENDPOINT") or None,
             direct=env.get("CAIRN_SERVER_DIRECT", "1") != "0",
@@ -73,6 +98,11 @@ class ServerSettings:
             "CAIRN_SERVER_MAX_OBJECT_BYTES": str(self.max_object_bytes),
             "CAIRN_SERVER_MAX_BATCH_BYTES": str(self.max_batch_bytes),
             "CAIRN_SERVER_MAX_JSON_BYTES": str(self.max_json_bytes),
+            "CAIRN_SERVER_MAX_FORM_BYTES": str(self.max_form_bytes),
+            "CAIRN_SERVER_USER_QUOTA": str(self.user_quota),
+            "CAIRN_SERVER_AUTH_FAILURES": str(self.auth_failures),
+            "CAIRN_SERVER_AUTH_WINDOW": str(self.auth_window),
+            "CAIRN_SERVER_SESSION_TTL": str(self.session_ttl),
             "CAIRN_SERVER_STORE_URL": self.store_url or "",
             "CAIRN_SERVER_STORE_ENDPOINT": self.store_endpoint or "",
             "CAIRN_SERVER_DIRECT": "1" if self.direct else "0",
@@ -91,6 +121,9 @@ class Services:
     registry: SqlRegistry
     accounts: Accounts
     objects: ObjectService
+    sessions: Sessions
+    quota: Quota
+    sign_ins: Attempts = field(default_factory=lambda: Attempts(0, 0.0))  # set by the Gate
 
     @classmethod
     def open(cls, settings: ServerSettings) -> Services:
@@ -111,7 +144,9 @@ class Services:
         except BaseException:
             registry.close()
             raise
-        return cls(settings, registry, accounts, objects)
+        sessions = Sessions(registry.engine, settings.session_ttl)
+        quota = Quota(registry.engine, settings.user_quota)
+        return cls(settings, registry, accounts, objects, sessions, quota)
 
     def close(self) -> None:
         self.objects.close()
@@ -130,6 +165,11 @@ def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller the `Gate` authenticated before reading the body (or, for an app without
+    it, the key's user)."""
+    admitted: Principal | None = getattr(request.state, "principal", None)
+    if admitted is not None:
+        return admitted
     token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
     found = services(request).accounts.authenticate(token)
     actor = current_actor()
@@ -140,8 +180,10 @@ def principal(
 
 Svc = Annotated[Services, Depends(services)]
 Caller = Annotated[Principal, Depends(principal)]
-Limit = Annotated[int, Query(description=f"items per page (at most {MAX_PAGE})")]
-Offset = Annotated[int, Query(description="items to skip")]
+Limit = Annotated[
+    int, Query(description=f"items per page (at most {MAX_PAGE})", ge=INT64_MIN, le=INT64_MAX)
+]
+Offset = Annotated[int, Query(description="items to skip", ge=INT64_MIN, le=INT64_MAX)]
 
 
 def page_window(limit: int, offset: int) -> tuple[int, int]:
@@ -176,8 +218,11 @@ def slice_page(request: Request, items: list[Any], limit: int, offset: int) -> d
 
 __all__ = [
     "DEFAULT_PAGE",
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_PAGE",
     "Caller",
+    "Int64",
     "Limit",
     "Offset",
     "ServerSettings",

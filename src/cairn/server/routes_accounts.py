@@ -8,7 +8,16 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
 from cairn.errors import NotFoundError, PermissionDeniedError
-from cairn.server.deps import DEFAULT_PAGE, Caller, Limit, Offset, Services, Svc, slice_page
+from cairn.server.deps import (
+    DEFAULT_PAGE,
+    Caller,
+    Int64,
+    Limit,
+    Offset,
+    Services,
+    Svc,
+    slice_page,
+)
 from cairn.service.accounts import Principal
 
 router = APIRouter(tags=["accounts"])
@@ -93,7 +102,7 @@ def create_key(user: str, body: CreateKey, svc: Svc, caller: Caller) -> dict[str
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
-def revoke_key(key_id: int, svc: Svc, caller: Caller) -> dict[str, Any]:
+def revoke_key(key_id: Int64, svc: Svc, caller: Caller) -> dict[str, Any]:
     if caller.open:
         _server_admin(caller, "revoking API keys")
     key = svc.accounts.get_key(key_id)

@@ -17,9 +17,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from cairn.core.digest import hash_bytes, is_digest
-from cairn.errors import IntegrityError, InvalidInputError, PayloadTooLargeError
+from cairn.errors import (
+    IntegrityError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+)
 from cairn.objects.packs import Upload
-from cairn.server.deps import Caller, Services, Svc
+from cairn.server.deps import Caller, Int64, Services, Svc
+from cairn.service.accounts import Principal
 from cairn.wire import API_PREFIX, OBJECTS_TYPE, FrameParser
 
 router = APIRouter(tags=["objects"])
@@ -35,12 +41,12 @@ class Digests(BaseModel):
 
 class PackSlots(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    count: int = 1
+    count: Int64 = 1
 
 
 class PackEntries(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    entries: list[tuple[str, int, int]]
+    entries: list[tuple[str, Int64, Int64]]
 
 
 def _check_digests(svc: Services, digests: list[str]) -> list[str]:
@@ -106,31 +112,36 @@ async def _shielded_abort(pack: Upload) -> None:
 async def upload(request: Request, svc: Svc, caller: Caller) -> dict[str, Any]:
     """The body is read as it arrives, one object in memory at a time; each object is hashed
     and compared with its digest before anything is stored. The batch is stored as a whole
-    once it has all arrived: a batch cut short, malformed or corrupt stores nothing."""
+    once it has all arrived: a batch cut short, malformed or corrupt stores nothing.
+
+    Needs write access to some project, and room in the caller's upload quota.
+    ``stored_bytes`` counts the objects that were new to the caller (what
+    ``POST /objects/missing`` would have listed), whatever other projects hold."""
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     if kind != OBJECTS_TYPE:
         raise InvalidInputError(
             f"send objects as {OBJECTS_TYPE} (frames 'blake3:<hex> <length>\\n' + bytes), "
             f"not {kind or 'no content type'}"
         )
+    await run_in_threadpool(_may_upload, svc, caller)
     pack = await run_in_threadpool(svc.objects.open_upload)
     parser = FrameParser(svc.settings.max_object_bytes)
     group: list[tuple[str, bytearray]] = []
     group_bytes = 0
-    digests: list[str] = []
-    written = 0
+    sizes: dict[str, int] = {}
     try:
         async for chunk in request.stream():
             for digest, data in parser.feed(chunk):
                 group.append((digest, data))
-                digests.append(digest)
+                sizes[digest] = len(data)
                 group_bytes += len(data)
                 if group_bytes >= GROUP_BYTES or len(group) >= GROUP_FILES:
-                    written += await run_in_threadpool(svc.objects.store_group, pack, group)
+                    await run_in_threadpool(svc.objects.store_group, pack, group)
                     group, group_bytes = [], 0
         parser.close()
         if group:
-            written += await run_in_threadpool(svc.objects.store_group, pack, group)
+            await run_in_threadpool(svc.objects.store_group, pack, group)
+        charged = await run_in_threadpool(_charge, svc, caller, sizes)
         await run_in_threadpool(pack.commit)
     except ClientDisconnect:
         await _shielded_abort(pack)
@@ -138,8 +149,29 @@ async def upload(request: Request, svc: Svc, caller: Caller) -> dict[str, Any]:
     except BaseException:
         await _shielded_abort(pack)
         raise
-    await run_in_threadpool(svc.accounts.add_receipts, caller, digests)
-    return {"received": len(digests), "stored_bytes": written}
+    await run_in_threadpool(svc.quota.record, caller, charged)
+    return {"received": len(sizes), "stored_bytes": sum(charged.values())}
+
+
+def _may_upload(svc: Services, caller: Principal) -> None:
+    """Writing bytes needs write access to some project, and room in the caller's quota."""
+    roles = svc.accounts.roles(caller)
+    if roles is not None and not any(r in ("write", "admin") for r in roles.values()):
+        raise PermissionDeniedError(
+            f"user {caller.name!r} may not write to any project, so the server stores no "
+            "objects from them; ask a project's admin for write access"
+        )
+    svc.quota.check(caller)
+
+
+def _charge(svc: Services, caller: Principal, sizes: dict[str, int]) -> dict[str, int]:
+    """digest -> the bytes it counts for the caller: its size when it was new to them (as
+    ``POST /objects/missing`` answers them), else 0. Raises QuotaExceededError when the new
+    bytes would take them past their quota."""
+    new = svc.objects.missing(caller, sizes)
+    charged = {d: (n if d in new else 0) for d, n in sizes.items()}
+    svc.quota.check(caller, sum(charged.values()))
+    return charged
 
 
 @router.put(
@@ -155,7 +187,10 @@ async def upload(request: Request, svc: Svc, caller: Caller) -> dict[str, Any]:
     },
 )
 async def put_object(digest: str, request: Request, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """Needs write access to some project and room in the caller's quota, as ``POST
+    /objects`` does."""
     _check_digest(digest)
+    await run_in_threadpool(_may_upload, svc, caller)
     limit = svc.settings.max_object_bytes
     data = bytearray()
     async for chunk in request.stream():
@@ -171,13 +206,14 @@ async def put_object(digest: str, request: Request, svc: Svc, caller: Caller) ->
         )
     pack = await run_in_threadpool(svc.objects.open_upload)
     try:
-        written = await run_in_threadpool(svc.objects.store_group, pack, [(digest, data)])
+        await run_in_threadpool(svc.objects.store_group, pack, [(digest, data)])
+        charged = await run_in_threadpool(_charge, svc, caller, {digest: len(data)})
         await run_in_threadpool(pack.commit)
     except BaseException:
         await _shielded_abort(pack)
         raise
-    await run_in_threadpool(svc.accounts.add_receipts, caller, [digest])
-    return {"received": 1, "stored_bytes": written}
+    await run_in_threadpool(svc.quota.record, caller, charged)
+    return {"received": 1, "stored_bytes": sum(charged.values())}
 
 
 @router.get(
@@ -246,7 +282,18 @@ def commit_pack(slot: str, body: PackEntries, svc: Svc, caller: Caller) -> dict[
         raise PayloadTooLargeError(
             f"{len(body.entries)} objects in one pack; send at most {svc.settings.max_digests}"
         )
-    return svc.objects.commit_slot(caller, slot, body.entries)
+    for digest, _offset, _length in body.entries:
+        _check_digest(digest)
+    sizes = {d: n for d, _, n in body.entries}
+    svc.quota.check(caller)
+    charged = _charge(svc, caller, sizes)
+    reply = svc.objects.commit_slot(caller, slot, body.entries)
+    svc.quota.record(caller, charged)
+    # what was new to the caller, not what the bucket lacked (that would tell them what other
+    # projects hold)
+    reply["stored"] = sum(1 for n in charged.values() if n)
+    reply["stored_bytes"] = sum(charged.values())
+    return reply
 
 
 @router.post(

@@ -16,7 +16,17 @@ from cairn.errors import (
     ProjectNotFoundError,
     RunNotFoundError,
 )
-from cairn.server.deps import DEFAULT_PAGE, Caller, Limit, Offset, Services, Svc, page, page_window
+from cairn.server.deps import (
+    DEFAULT_PAGE,
+    Caller,
+    Int64,
+    Limit,
+    Offset,
+    Services,
+    Svc,
+    page,
+    page_window,
+)
 from cairn.server.deps import slice_page as _slice
 from cairn.service.accounts import Principal
 from cairn.service.validate import encode_metric
@@ -52,18 +62,18 @@ class UpdateRun(Strict):
 
 
 class LogMetrics(Strict):
-    rows: list[tuple[int, dict[str, Any]]]
+    rows: list[tuple[Int64, dict[str, Any]]]
 
 
 class RecordUse(Strict):
-    version_id: int
+    version_id: Int64
 
 
 class CommitVersion(Strict):
     type: str
     digest: str
-    size: int
-    file_count: int
+    size: Int64
+    file_count: Int64
     description: str = ""
     metadata: dict[str, Any] | None = None
     aliases: list[str] = Field(default_factory=list)
@@ -455,7 +465,7 @@ def versions_with_digest(
 
 
 @router.get("/versions/{version_id}", tags=["artifacts"], summary="One version")
-def get_version(version_id: int, svc: Svc, caller: Caller) -> dict[str, Any]:
+def get_version(version_id: Int64, svc: Svc, caller: Caller) -> dict[str, Any]:
     return _version(svc, caller, version_id, "read").to_dict()
 
 
@@ -465,7 +475,7 @@ def get_version(version_id: int, svc: Svc, caller: Caller) -> dict[str, Any]:
     summary="Set description, metadata, aliases or tags",
 )
 def update_version(
-    version_id: int, body: UpdateVersion, svc: Svc, caller: Caller
+    version_id: Int64, body: UpdateVersion, svc: Svc, caller: Caller
 ) -> dict[str, Any]:
     _version(svc, caller, version_id, "write")
     if body.run_id is not None:
@@ -550,7 +560,7 @@ def remove_tag(
     "/versions/{version_id}", tags=["artifacts"], status_code=204, summary="Delete a version"
 )
 def delete_version(
-    version_id: int,
+    version_id: Int64,
     svc: Svc,
     caller: Caller,
     force: bool = False,
@@ -567,7 +577,7 @@ def delete_version(
 @router.get("/versions/{version_id}/history", tags=["artifacts"], summary="Changes, oldest first")
 def history(
     request: Request,
-    version_id: int,
+    version_id: Int64,
     svc: Svc,
     caller: Caller,
     limit: Limit = DEFAULT_PAGE,
@@ -581,7 +591,7 @@ def history(
 @router.get(
     "/versions/{version_id}/logged-by", tags=["lineage"], summary="The run that logged a version"
 )
-def logged_by(version_id: int, svc: Svc, caller: Caller) -> dict[str, Any]:
+def logged_by(version_id: Int64, svc: Svc, caller: Caller) -> dict[str, Any]:
     _version(svc, caller, version_id, "read")
     run = svc.registry.logged_by(version_id)
     if run is not None and not _runs(svc, caller, [run]):
@@ -592,7 +602,7 @@ def logged_by(version_id: int, svc: Svc, caller: Caller) -> dict[str, Any]:
 @router.get("/versions/{version_id}/used-by", tags=["lineage"], summary="Runs that used a version")
 def used_by(
     request: Request,
-    version_id: int,
+    version_id: Int64,
     svc: Svc,
     caller: Caller,
     limit: Limit = DEFAULT_PAGE,
@@ -605,11 +615,11 @@ def used_by(
 
 @router.get("/versions/{version_id}/lineage", tags=["lineage"], summary="Lineage graph")
 def lineage(
-    version_id: int,
+    version_id: Int64,
     svc: Svc,
     caller: Caller,
     direction: str = "both",
-    depth: int | None = None,
+    depth: Int64 | None = None,
 ) -> dict[str, Any]:
     """Nodes in projects the caller may not read are left out, with their edges."""
     _version(svc, caller, version_id, "read")

@@ -1,4 +1,5 @@
-"""Signing in with an API key (kept in an HttpOnly cookie) and signing out."""
+"""Signing in with an API key (which starts a server-side session: the cookie holds only the
+session's random token, `cairn.dashboard.auth`) and signing out (which ends it)."""
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
@@ -31,21 +32,31 @@ def login(
     target = safe_next(next, site.urls.home())
     if not same_origin(request):
         raise Forbidden("sign in from the dashboard's sign-in page")
-    viewer = site.access_of(request).viewer(key.strip()) if key.strip() else None
-    if viewer is None:
-        return site.page(
+    address = request.client.host if request.client else "unknown"
+    outcome = site.access_of(request).sign_in(
+        key.strip(), address=address, replacing=request.cookies.get(COOKIE)
+    )
+    if outcome.token is None:
+        limited = outcome.retry_after is not None
+        refused = site.page(
             request,
             "login.html",
             None,
-            status=401,
+            status=429 if limited else 401,
             next=target,
-            error="That API key is not valid (mistyped, or revoked).",
+            error=f"Too many failed sign-ins from this address; try again in "
+            f"{outcome.retry_after} s."
+            if limited
+            else "That API key is not valid (mistyped, or revoked).",
         )
+        if limited:
+            refused.headers["Retry-After"] = str(outcome.retry_after)
+        return refused
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        key.strip(),
-        max_age=30 * 86400,
+        outcome.token,
+        max_age=outcome.max_age,
         path=site.urls.prefix or "/",
         httponly=True,
         samesite="lax",
@@ -59,6 +70,13 @@ def logout(request: Request) -> Response:
     site = site_of(request)
     if not same_origin(request):
         raise Forbidden("sign out from a page of the dashboard")
+    site.access_of(request).sign_out(request.cookies.get(COOKIE))
     response = RedirectResponse(site.urls.login(), status_code=303)
-    response.delete_cookie(COOKIE, path=site.urls.prefix or "/")
+    response.delete_cookie(
+        COOKIE,
+        path=site.urls.prefix or "/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
     return response
