@@ -75,9 +75,11 @@ class ServerProcess:
         *extra: str,
         env: dict[str, str],
         log_dir: Path | None = None,
+        port: int | None = None,
     ) -> None:
-        """``store``: a folder, or a bucket URL (then ``log_dir`` says where the log goes)."""
-        self.port = free_port()
+        """``store``: a folder, or a bucket URL (then ``log_dir`` says where the log goes);
+        ``port``: a given one (another server's, to restart it), else a free one."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         folder = log_dir or (store.parent if isinstance(store, Path) else None)
         assert folder is not None, "a bucket store needs a log_dir"

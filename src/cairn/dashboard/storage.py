@@ -1,6 +1,12 @@
 """What the store holds, per artifact: the bytes its live versions refer to, and the bytes only
 they refer to (what deleting the artifact's versions would free at the next gc).
 
+Two views: store-wide (``exclusive``: no other artifact of any project refers to the bytes; the
+store's totals) for server administrators, who may see every project; and per project
+(``exclusive_in_project``: no other artifact of the same project refers to them; the project's
+own deduplicated total) for everyone else, so that nothing shown depends on what projects the
+viewer may not read hold (it would tell them whether some other project holds a file).
+
 Computed from the trees, deduplicated by object digest, exactly as the store keeps bytes: a
 small file is one blob, a large file its chunk list and chunks (two checkpoints that share most
 chunks share those bytes), and tree objects count too. Each artifact's trees are walked once
@@ -37,6 +43,7 @@ class ArtifactUsage:
     logical: int = 0  # the sum of its versions' sizes (what they would take without dedup)
     held: int = 0  # distinct bytes its versions refer to
     exclusive: int = 0  # bytes no other artifact's live version refers to
+    exclusive_in_project: int = 0  # bytes no other artifact of its project refers to
 
 
 @dataclass
@@ -49,6 +56,7 @@ class StorageReport:
     computed_at: datetime
     seconds: float
     by_key: dict[tuple[str, str], ArtifactUsage] = field(default_factory=dict)
+    project_totals: dict[str, int] = field(default_factory=dict)  # distinct bytes per project
 
     def project(self, project: str) -> list[ArtifactUsage]:
         return [a for a in self.artifacts if a.project == project]
@@ -139,6 +147,7 @@ class StorageIndex:
     ) -> StorageReport:
         owner: dict[str, int] = {}  # object -> the one artifact referring to it, or -1
         size: dict[str, int] = {}
+        in_project: dict[str, dict[str, int]] = {}  # the same, within each project
         usages: list[ArtifactUsage] = []
         logical = count = 0
         for index, (project, name, type_, versions) in enumerate(listing):
@@ -151,17 +160,25 @@ class StorageIndex:
             for root in dict.fromkeys(v.digest for v in versions):
                 self._walk(odb, root, objects, seen)
             usage.held = sum(objects.values())
+            local = in_project.setdefault(project, {})
             for digest, n in objects.items():
-                previous = owner.get(digest)
-                if previous is None:
-                    owner[digest] = index
-                    size[digest] = n
-                elif previous != index:
-                    owner[digest] = -1
+                for owners in (owner, local):
+                    previous = owners.get(digest)
+                    if previous is None:
+                        owners[digest] = index
+                    elif previous != index:
+                        owners[digest] = -1
+                size.setdefault(digest, n)
             usages.append(usage)
         for digest, who in owner.items():
             if who >= 0:
                 usages[who].exclusive += size[digest]
+        totals: dict[str, int] = {}
+        for project, local in in_project.items():
+            totals[project] = sum(size[d] for d in local)
+            for digest, who in local.items():
+                if who >= 0:
+                    usages[who].exclusive_in_project += size[digest]
         report = StorageReport(
             artifacts=usages,
             total=sum(size.values()),
@@ -172,6 +189,7 @@ class StorageIndex:
             seconds=time.monotonic() - started,
         )
         report.by_key = {(a.project, a.name): a for a in usages}
+        report.project_totals = totals
         return report
 
 

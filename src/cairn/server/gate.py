@@ -219,20 +219,35 @@ class Gate:
             await refusal(scope, receive, send)
             return
         seen = 0
+        over = False  # the body passed the limit: the app was told the client left
+        started = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLargeError(
-                        f"the request body is larger than {limit} bytes, the most this route "
-                        "accepts"
-                    )
+                    over = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counted, send)
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if over and not started:
+                return  # the app's answer to a body cut short: 413 is sent instead
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
+            await _too_large(seen, limit, counted=True)(scope, receive, send)
 
     async def _admit(self, scope: Scope) -> Response | None:
         """None to let the request in (with ``state.principal`` set for the API), else the
@@ -278,9 +293,11 @@ class Gate:
         return RedirectResponse(SIGN_IN, status_code=303)
 
 
-def _too_large(size: int, limit: int) -> JSONResponse:
+def _too_large(size: int, limit: int, *, counted: bool = False) -> JSONResponse:
     exc = PayloadTooLargeError(
-        f"the request body is {size} bytes; this route accepts at most {limit} bytes"
+        f"the request body is larger than {limit} bytes, the most this route accepts"
+        if counted
+        else f"the request body is {size} bytes; this route accepts at most {limit} bytes"
     )
     return json_error(413, exc.code, str(exc), {"limit": limit})
 

@@ -2,6 +2,8 @@
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
+from typing import Any
+
 from fastapi.responses import Response
 
 from cairn.core.records import ArtifactInfo
@@ -59,14 +61,22 @@ def storage_page(ctx: C, project: str, offset: Offset = 0, limit: int | None = N
     offset, limit = window(offset, limit, PAGE)
     info = project_info(ctx, project)
     report = ctx.site.storage_index.report(ctx.registry, ctx.odb)
-    rows = sorted(report.project(project), key=lambda a: (-a.exclusive, -a.held, a.name))
+    # store-wide figures only for those who may see every project: for anyone else they would
+    # tell whether other projects hold the same bytes
+    store_wide = ctx.viewer.is_admin
+
+    def only(a: Any) -> int:
+        return int(a.exclusive if store_wide else a.exclusive_in_project)
+
+    rows = sorted(report.project(project), key=lambda a: (-only(a), -a.held, a.name))
     shown = rows[offset : offset + limit]
     pager = make_pager(
         ctx.request, offset, limit, len(shown), offset + len(shown) < len(rows), len(rows)
     )
     totals = {
         "held": sum(a.held for a in rows),
-        "exclusive": sum(a.exclusive for a in rows),
+        "distinct": report.project_totals.get(project, 0),
+        "exclusive": sum(only(a) for a in rows),
         "logical": sum(a.logical for a in rows),
         "versions": sum(a.versions for a in rows),
     }
@@ -74,8 +84,9 @@ def storage_page(ctx: C, project: str, offset: Offset = 0, limit: int | None = N
         "storage.html",
         project=info,
         report=report,
-        rows=shown,
+        rows=[(a, only(a)) for a in shown],
         totals=totals,
+        store_wide=store_wide,
         pager=pager,
         section="storage",
     )
