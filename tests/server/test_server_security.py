@@ -19,7 +19,7 @@ from cairn.core.digest import hash_bytes
 from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
-from cairn.server.wire import OBJECTS_TYPE
+from cairn.wire import OBJECTS_TYPE
 
 RawFactory = Callable[[str | None], Raw]
 
