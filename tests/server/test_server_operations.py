@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cairn.server.accounts import Accounts
 from server_helpers import ServerProcess, client_env, free_port
 
 from cairn.client.http import Http
-from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
 

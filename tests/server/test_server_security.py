@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from cairn.server.accounts import Accounts
 from server_helpers import Raw, frames
 
 from cairn.core.digest import hash_bytes
-from cairn.server.accounts import Accounts
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
 from cairn.wire import OBJECTS_TYPE
@@ -271,6 +271,9 @@ def test_bad_keys_and_sign_ins_are_rate_limited(strict_server: ServerThread) -> 
         assert r.status_code == 429, r.text
         assert int(r.headers["retry-after"]) > 0
         assert r.json()["error"]["code"] == "rate_limited"
+        # a valid key from the same address still works
+        r = web.get("/api/v1/projects", headers={"Authorization": f"Bearer {good}"})
+        assert r.status_code == 200
         # sign-in attempts are counted on their own
         form = {"origin": strict_server.url}
         for _ in range(3):

@@ -9,8 +9,10 @@ same way. Each kind of request has a size limit (`limit_for`), checked against C
 before reading and counted while a chunked body arrives: 413 with the API's error shape.
 
 Failed attempts (an unknown or revoked API key, a wrong key on the sign-in form) are counted per
-client address in this process (`Attempts`); past the limit the address gets 429 with
-``Retry-After`` until the window frees, without its key being looked up.
+client address in this process (`Attempts`). Past the limit, a bad API key from that address
+gets 429 with ``Retry-After`` (instead of 401) until the window frees, while valid keys keep
+working (people behind one address with someone who mistyped a key are not locked out); the
+sign-in form refuses every attempt from that address, valid or not, until the window frees.
 """
 
 from __future__ import annotations
@@ -262,16 +264,16 @@ class Gate:
     async def _admit_api(self, scope: Scope) -> Response | None:
         token = api_key(scope)
         who = client_address(scope)
-        if token:
-            retry = self.bad_keys.retry_after(who)
-            if retry is not None:
-                return too_many(retry, "API keys")
         accounts = self.services.accounts
         try:
             principal = await anyio.to_thread.run_sync(accounts.authenticate, token)
         except AuthenticationError as exc:
-            if token:
-                self.bad_keys.fail(who)
+            if not token:
+                return json_error(401, exc.code, str(exc))
+            retry = self.bad_keys.retry_after(who)
+            if retry is not None:
+                return too_many(retry, "API keys")
+            self.bad_keys.fail(who)
             return json_error(401, exc.code, str(exc))
         except CairnError:
             return None  # the route meets the same failure and reports it
