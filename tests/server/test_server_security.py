@@ -179,7 +179,7 @@ def test_the_upload_quota_refuses_what_would_pass_it(
             assert refused.status_code == 413, refused.text
             error = refused.json()["error"]
             assert error["code"] == "quota_exceeded"
-            assert "quota" in error["message"] and "--user-quota" in error["message"]
+            assert "quota" in error["message"] and "--user-quota-gb" in error["message"]
             assert ann.missing([hash_bytes(c)]) == {hash_bytes(c)}  # nothing of it stored
             put = ann.call("PUT", f"/objects/{hash_bytes(c)}", content=c)
             assert put.status_code == 413 and put.json()["error"]["code"] == "quota_exceeded"

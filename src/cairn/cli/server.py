@@ -122,6 +122,17 @@ def serve(
             min=1, help="Largest upload request (or pack uploaded on a signed URL), in MiB."
         ),
     ] = 256,
+    user_quota_gb: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Bytes each user may upload (new to them), in GiB; 0: no quota. "
+            "Administrators have none.",
+        ),
+    ] = 1024,
+    session_days: Annotated[
+        float, typer.Option(min=0.001, help="Days a dashboard sign-in lasts.")
+    ] = 7,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Start the server: the REST API under /api/v1 (OpenAPI at /api/v1/openapi.json, docs
@@ -145,6 +156,8 @@ def serve(
         store=(folder or config.cairn_dir() / "store").expanduser().absolute(),
         max_object_bytes=max_object_mb << 20,
         max_batch_bytes=max_batch_mb << 20,
+        user_quota=int(user_quota_gb * (1 << 30)),
+        session_ttl=session_days * 86400,
         store_url=bucket,
         store_endpoint=store_endpoint,
         direct=direct,

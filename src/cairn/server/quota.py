@@ -65,7 +65,7 @@ class Quota:
             raise QuotaExceededError(
                 f"user {principal.name!r} has uploaded {_gib(used)} of their "
                 f"{_gib(self.quota)} quota; this upload adds {_gib(incoming)}. Nothing of it "
-                "was stored: ask an administrator to raise the server's --user-quota",
+                "was stored: ask an administrator to raise the server's --user-quota-gb",
             )
 
     def record(self, principal: Principal, sizes: Mapping[str, int]) -> None:
