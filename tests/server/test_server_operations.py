@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cairn.server.accounts import Accounts
 from server_helpers import ServerProcess, client_env, free_port
 
 from cairn.client.http import Http
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+from cairn.service.accounts import Accounts
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from cairn.server.accounts import Accounts
 from server_helpers import Raw, frames
 
 from cairn.core.digest import hash_bytes
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+from cairn.service.accounts import Accounts
 from cairn.wire import OBJECTS_TYPE
 
 RawFactory = Callable[[str | None], Raw]
