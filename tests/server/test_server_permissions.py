@@ -35,6 +35,7 @@ class World:
     blob: bytes
     extra_key_id: int
     diff_run: str  # a run of p with a recorded code diff
+    admin: Raw  # root's client, to set things up between calls
 
 
 def _write(path: Path, text: str) -> Path:
@@ -78,7 +79,16 @@ def world(accounts: Accounts, use_server: UseServer, tmp_path: Path, raw: RawFac
     accounts.set_role("p", "writer", "write")
     accounts.set_role("p", "reader", "read")
     extra = accounts.create_key("reader", "spare")[0]
-    return World(keys, run.id, art.id, art.digest, b"alpha", extra.id, diff_run.json()["id"])
+    return World(
+        keys,
+        run.id,
+        art.id,
+        art.digest,
+        b"alpha",
+        extra.id,
+        diff_run.json()["id"],
+        raw(keys["root"]),
+    )
 
 
 DIFF = b"diff --git a/train.py b/train.py\n+lr = 0.1\n"
@@ -100,6 +110,7 @@ class Route:
     content: Callable[[], bytes] | None = None  # a raw body instead of JSON
     query: str = ""
     check: Callable[[World, str, Any], None] | None = None  # more about a 2xx answer
+    label: str = ""  # "aliases" or "tags": the {alias}/{tag} is added (by root) before each call
 
 
 def _fresh_object() -> bytes:
@@ -150,6 +161,14 @@ API_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/versions"): Route("any", 200, query="?digest={tree}", check=_only_readable_versions),
     ("GET", "/versions/{version_id}"): Route("read"),
     ("PATCH", "/versions/{version_id}"): Route("write", 404, lambda w: {"aliases": ["best", "x"]}),
+    ("POST", "/versions/{version_id}/aliases"): Route(
+        "write", body=lambda w: {"alias": f"a{next(_names)}"}
+    ),
+    ("DELETE", "/versions/{version_id}/aliases/{alias}"): Route("write", label="aliases"),
+    ("POST", "/versions/{version_id}/tags"): Route(
+        "write", body=lambda w: {"tag": f"t{next(_names)}"}
+    ),
+    ("DELETE", "/versions/{version_id}/tags/{tag}"): Route("write", label="tags"),
     ("GET", "/versions/{version_id}/history"): Route("read"),
     ("GET", "/versions/{version_id}/logged-by"): Route("read"),
     ("GET", "/versions/{version_id}/used-by"): Route("read"),
@@ -270,12 +289,20 @@ def _fill(path: str, w: World) -> str:
         "slot": "0" * 32,
         "path:path": "a.txt",
         "tree": w.tree,
+        "alias": "LABEL",
+        "tag": "LABEL",
     }
     return re.sub(r"\{([\w:]+)\}", lambda m: values[m[1]], path)
 
 
 def _send(client: Raw, route: Route, method: str, template: str, w: World) -> httpx.Response:
     path = _fill(template + route.query, w)
+    if route.label:
+        name = f"l{next(_names)}"
+        field = route.label[:-1] if route.label == "tags" else "alias"
+        added = w.admin.post(f"/versions/{w.version_id}/{route.label}", json={field: name})
+        assert added.is_success, added.text
+        path = path.replace("LABEL", name)
     if route.content is not None:
         data = route.content()
         if template.endswith("{digest}"):

@@ -503,7 +503,7 @@ def _label_edit(svc: Any, caller: Any, version_id: int, run_id: str | None) -> N
     tags=["artifacts"],
     summary="Point an alias at a version (atomic; says where it moved from)",
 )
-def add_alias(version_id: int, body: AddAlias, svc: Svc, caller: Caller) -> dict[str, Any]:
+def add_alias(version_id: Int64, body: AddAlias, svc: Svc, caller: Caller) -> dict[str, Any]:
     _label_edit(svc, caller, version_id, body.run_id)
     info, moved_from = svc.registry.add_alias(
         version_id, body.alias, run_id=body.run_id, user=_who(caller, body.user)
@@ -517,7 +517,7 @@ def add_alias(version_id: int, body: AddAlias, svc: Svc, caller: Caller) -> dict
     summary="Remove an alias from a version (atomic)",
 )
 def remove_alias(
-    version_id: int,
+    version_id: Int64,
     alias: str,
     svc: Svc,
     caller: Caller,
@@ -530,7 +530,7 @@ def remove_alias(
 
 
 @router.post("/versions/{version_id}/tags", tags=["artifacts"], summary="Tag a version (atomic)")
-def add_tag(version_id: int, body: AddTag, svc: Svc, caller: Caller) -> dict[str, Any]:
+def add_tag(version_id: Int64, body: AddTag, svc: Svc, caller: Caller) -> dict[str, Any]:
     _label_edit(svc, caller, version_id, body.run_id)
     info = svc.registry.add_tag(
         version_id, body.tag, run_id=body.run_id, user=_who(caller, body.user)
@@ -544,7 +544,7 @@ def add_tag(version_id: int, body: AddTag, svc: Svc, caller: Caller) -> dict[str
     summary="Remove a tag from a version (atomic)",
 )
 def remove_tag(
-    version_id: int,
+    version_id: Int64,
     tag: str,
     svc: Svc,
     caller: Caller,
