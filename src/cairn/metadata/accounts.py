@@ -8,9 +8,9 @@
 * ``project_objects``: which objects a project's versions (and runs' code diffs) hold. A user
   may read an object only when a project they may read holds it.
 * ``object_receipts``: objects a user uploaded (they proved they have the bytes), so they may
-  reference them in a version they log; ``size`` (migration 0006) counts them against the
+  reference them in a version they log; ``size`` (migration 0007) counts them against the
   user's upload quota (NULL for receipts recorded before).
-* ``dashboard_sessions`` (migration 0006): the dashboard's sign-in sessions: the SHA-256 of a
+* ``dashboard_sessions`` (migration 0007): the dashboard's sign-in sessions: the SHA-256 of a
   random token (the browser's cookie holds the token), the user and the API key they signed in
   with (revoking the key ends its sessions), when it expires, and when it was ended.
 

@@ -24,7 +24,17 @@ from cairn.errors import (
     ProjectNotFoundError,
     RegistryNotFoundError,
 )
-from cairn.server.deps import DEFAULT_PAGE, Caller, Limit, Offset, Services, Svc, page, page_window
+from cairn.server.deps import (
+    DEFAULT_PAGE,
+    Caller,
+    Int64,
+    Limit,
+    Offset,
+    Services,
+    Svc,
+    page,
+    page_window,
+)
 from cairn.server.routes_registry import Strict
 from cairn.service.accounts import Principal
 from cairn.service.sql.registries import check_role, role_at_least
@@ -48,7 +58,7 @@ class SetMember(Strict):
 
 
 class Link(Strict):
-    version_id: int
+    version_id: Int64
     aliases: list[str] = Field(default_factory=list)
     run_id: str | None = None
 
@@ -384,7 +394,7 @@ def collection_history(
 )
 def links_of(
     request: Request,
-    version_id: int,
+    version_id: Int64,
     svc: Svc,
     caller: Caller,
     limit: Limit = DEFAULT_PAGE,
