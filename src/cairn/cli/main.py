@@ -32,6 +32,7 @@ from cairn.cli import (
     runs,
     server,
 )
+from cairn.cli import check as check_cli
 from cairn.cli import gc as gc_cli
 from cairn.cli.output import STATE, ProjectOpt, QuietOpt
 
@@ -177,6 +178,7 @@ app.add_typer(cache.app, name="cache")
 app.command("init-demo")(initdemo.init_demo)
 app.add_typer(server.app, name="server")
 app.command("gc")(gc_cli.gc)
+app.command("check")(check_cli.check)
 app.command("pin")(pin.pin)
 app.add_typer(registry.app, name="registry")
 app.command("link")(registry.link)

@@ -649,6 +649,13 @@ class HttpObjectStore:
             self._cache_new = 0
         self.cache.warm(wanted + chunks)
 
+    def discard(self) -> None:
+        """Drop what was not sent yet (requests in flight complete: the server stores each
+        whole or not at all)."""
+        with self._lock:
+            self._batch, self._batch_size, self._deferred = [], 0, []
+            self._staged.clear()
+
     def generation(self) -> int | None:
         return None  # the server's drops are not counted here: a logger checks again
 

@@ -13,8 +13,13 @@ Sweep, safely while other processes log:
   object) and once more after the old rows are deleted, a moment later, but before any pack
   file is unlinked: an object a new version reaches gets its row back and its pack is kept.
 - Unindexed temp packs under ``tmp/`` older than the grace period and open in no process are
-  left by a crashed writer and removed. Unindexed packs under ``packs/`` are left alone: a
-  running logger seals full packs there and indexes them only at its end.
+  left by a crashed writer and removed.
+- Unindexed packs (a log killed between sealing a pack and indexing it, a server killed
+  mid-upload, a gc killed between dropping a pack's rows and deleting it) older than the grace
+  period and open in no process (a running logger keeps its sealed packs open until they are
+  indexed; on a bucket, where nothing is "open", they must also be ``ORPHAN_AGE`` old)
+  are read by their footer: indexed again when a live object is found only there, else
+  deleted.
 
 Marking and the sweep policy are here; what differs between a local store and a bucket is
 behind the `PackStore` protocol (`cairn.objects.packs`), which both stores implement: list
@@ -37,7 +42,7 @@ from cairn.errors import IntegrityError, ObjectNotFoundError, StoreError
 from cairn.objects import tree
 from cairn.objects.chunking import decode_chunk_list
 from cairn.objects.packs import PackStore
-from cairn.objects.packs.format import Row
+from cairn.objects.packs.format import Entry, Row
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 REWRITE_BELOW = 0.5  # rewrite a pack whose live bytes are less than this share of it
@@ -58,6 +63,8 @@ class GcReport:
     objects_dropped: int = 0
     bytes_freed: int = 0  # pack bytes removed minus bytes written to new packs
     tmp_packs_removed: int = 0
+    orphan_packs_removed: int = 0  # unindexed packs of crashed writers (or gcs), deleted
+    orphan_packs_indexed: int = 0  # ... indexed again: a live object was only there
     uploads_removed: int = 0  # bucket: direct uploads never committed, older than the grace
     objects_rescued: int = 0  # kept because a version committed during gc reached them
     store_bytes_before: int = 0
@@ -155,18 +162,27 @@ def sweep(
     files = store.packs()
     report.packs_total = len(files)
     report.store_bytes_before = sum(size for size, _ in files.values())
+    # packs no index lists, left by crashed writers: what they hold, by their footers
+    orphans: dict[str, list[Entry] | None] = {
+        pack: store.pack_entries(pack)
+        for pack in store.orphans(files, set(by_pack), now, grace_seconds)
+    }
+    orphan_rows: dict[str, Row] = {}
+    for pack, entries in orphans.items():
+        for digest, offset, length in entries or []:
+            orphan_rows.setdefault(digest, (digest, pack, offset, length))
 
     def load(digest: str) -> bytes:
         try:
             return store.get(digest, verify=False)
         except ObjectNotFoundError:
-            row = snapshot.get(digest)
+            row = snapshot.get(digest) or orphan_rows.get(digest)
             if row is None:
                 raise
             return store.read_at(row[1], row[2], row[3])
 
     def present(digest: str) -> bool:
-        return digest in snapshot or store.has(digest)
+        return digest in snapshot or digest in orphan_rows or store.has(digest)
 
     say("marking live objects")
     marker = _Marker(load)
@@ -190,6 +206,12 @@ def sweep(
     rewrite, delete = plan()
     report.live_objects = len(marker.marked & snapshot.keys())
     leftovers = store.leftovers(now, grace_seconds)
+    # an orphan holding a live object the index lacks is indexed again; the others go
+    revive = {
+        pack
+        for pack, entries in orphans.items()
+        if any(d in marker.marked and d not in snapshot for d, _, _ in entries or [])
+    }
 
     if dry_run:
         report.rewritten, report.deleted = rewrite, delete
@@ -201,6 +223,9 @@ def sweep(
             report.bytes_freed += files[pack][0] - live_bytes
         _count_leftovers(report, store, len(leftovers))
         report.bytes_freed += sum(size for _, size in leftovers)
+        report.orphan_packs_indexed = len(revive)
+        report.orphan_packs_removed = len(orphans) - len(revive)
+        report.bytes_freed += sum(files[p][0] for p in orphans if p not in revive)
         report.store_bytes_after = report.store_bytes_before - report.bytes_freed
         report.objects_rescued = 0
         return report
@@ -211,6 +236,13 @@ def sweep(
             removed += 1
             report.bytes_freed += size
     _count_leftovers(report, store, removed)
+    for pack, entries in sorted(orphans.items()):
+        if pack in revive and entries is not None:
+            store.index_pack(pack, files[pack][0], entries)
+            report.orphan_packs_indexed += 1
+        elif store.delete_pack(pack):
+            report.orphan_packs_removed += 1
+            report.bytes_freed += files[pack][0]
 
     # 1. copy the live objects of the packs to rewrite, and index the copies durably
     written = 0
@@ -294,3 +326,11 @@ def _count_leftovers(report: GcReport, store: PackStore, n: int) -> None:
         report.tmp_packs_removed = n
     else:
         report.uploads_removed = n
+
+
+def reachable(roots: Iterable[str], load: Callable[[str], bytes]) -> set[str]:
+    """Every object the roots reach: trees and pages, blobs, chunk lists and their chunks
+    (`cairn check` names the versions a damaged object belongs to with it)."""
+    marker = _Marker(load)
+    marker.mark(roots, [], lambda digest: False)
+    return marker.marked

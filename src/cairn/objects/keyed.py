@@ -78,6 +78,9 @@ class KeyedObjectStore:
     def warm(self, digests: list[str]) -> None:
         pass  # one key per object: nothing to look up ahead
 
+    def discard(self) -> None:
+        pass  # every put is complete at once
+
     def generation(self) -> int | None:
         return None
 

@@ -369,16 +369,22 @@ class Materializer:
         name = os.path.basename(w.path)
         fd, tmp = open_tmp(dir_fd, name)
         try:
+            chunk_digests: list[str] = []
             if w.chunks is None:
                 written = self.odb.read_into(w.digest, fd, 0)
             else:
                 written = 0
-                for digest, _n in chunking.decode_chunk_list(self.odb.get(w.chunks)):
+                chunk_digests = [d for d, _n in chunking.decode_chunk_list(self.odb.get(w.chunks))]
+                for digest in chunk_digests:
                     n = self.odb.read_into(digest, fd, written)
                     written += n
                     self.progress(0, n)  # a large file's bar moves as its chunks land
             digest = _hash_fd(fd, w.size)
             if written != w.size or digest != w.digest:
+                # read them again, verified: the store forgets damaged objects, so that a
+                # re-log of the file stores them again (and says which one it was)
+                for part in [w.digest] if w.chunks is None else [w.chunks, *chunk_digests]:
+                    self.odb.get(part)
                 raise IntegrityError(
                     f"stored content of {w.path} is corrupt (expected {w.digest}, found "
                     f"{digest}); log the data again to repair the store",

@@ -78,6 +78,11 @@ class ObjectStore(Protocol):
         """Look many objects up (or fetch them) at once ahead of reading them: downloads."""
         ...
 
+    def discard(self) -> None:
+        """Throw away what was put since the last sync and not yet sent or made durable (a
+        log that failed): nothing of it is indexed later."""
+        ...
+
     def generation(self) -> int | None:
         """How many times objects were dropped from this store (gc, or a log forgetting its
         own trees); None when the store does not count (then a logger checks everything

@@ -69,7 +69,6 @@ def _user_aliases(aliases: list[str]) -> list[str]:
     return out
 
 
-@gc_paused
 def log_version(
     backend: Backend,
     project: str,
@@ -79,7 +78,28 @@ def log_version(
     aliases: list[str],
     tags: list[str],
 ) -> Logged:
-    """Store the draft's files and record the version (see the module docstring)."""
+    """Store the draft's files and record the version (see the module docstring). A log that
+    fails (a file changed, a full disk ...) leaves none of its objects behind to be indexed
+    later."""
+    try:
+        return _log_version(
+            backend, project, draft, run_id=run_id, aliases=aliases, tags=tags
+        )
+    except BaseException:
+        backend.odb.discard()
+        raise
+
+
+@gc_paused
+def _log_version(
+    backend: Backend,
+    project: str,
+    draft: Draft,
+    *,
+    run_id: str | None,
+    aliases: list[str],
+    tags: list[str],
+) -> Logged:
     aliases = _user_aliases([*draft.aliases, *aliases])
     all_tags = list(dict.fromkeys([*draft.tags, *tags]))
     for t in all_tags:
@@ -116,9 +136,11 @@ def log_version(
         exists = True
     except NotFoundError:
         exists = False
-    if exists:
-        ingestor.flush_cache()
+    if exists and not backend.odb.generation():
+        ingestor.flush_cache()  # nothing was ever dropped: every object is still there
     else:
+        # a new version, or one whose objects may have been dropped since (gc, or forgotten
+        # as damaged): store what the store lacks from the user's files
         ingestor.store_tree(built)
         backend.odb.sync()
         lost = ingestor.lost_since_stored(built)

@@ -331,7 +331,9 @@ class ObjectService:
 
     # --- reads ---------------------------------------------------------------------------------
     def read(self, digest: str) -> bytes:
-        return self.store.get(digest, verify=False)
+        """One object's bytes, verified: damaged bytes are an IntegrityError, never a 200
+        (a local store then forgets the object, so a re-log stores it again)."""
+        return self.store.get(digest)
 
     def stream(self, digests: list[str]) -> Iterator[bytes]:
         """Frames of the objects, read one at a time (all looked up at once first), sent in

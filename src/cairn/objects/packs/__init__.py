@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from cairn.objects.packs.format import Row
+from cairn.objects.packs.format import Entry, Row
 from cairn.objects.store import ObjectStore
 
 
@@ -82,6 +82,22 @@ class PackStore(ObjectStore, Protocol):
         ...
 
     def delete_pack(self, pack: str) -> bool: ...
+
+    def orphans(
+        self, files: dict[str, tuple[int, float]], indexed: set[str], now: float, grace: float
+    ) -> list[str]:
+        """The packs of ``files`` no index lists (``indexed`` are those the snapshot saw):
+        older than ``grace`` seconds, open in no process, and checked against the index once
+        more (a pack indexed since the snapshot is not an orphan)."""
+        ...
+
+    def pack_entries(self, pack: str) -> list[Entry] | None:
+        """The objects a pack's footer lists; None when it has none (or it is damaged)."""
+        ...
+
+    def index_pack(self, pack: str, size: int, entries: list[Entry]) -> None:
+        """Index a complete pack (of ``size`` bytes) again, as its footer lists it."""
+        ...
 
     def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
         """Unindexed garbage of crashed writers, old enough to remove: (name, size)."""

@@ -47,9 +47,11 @@ from cairn.objects.packs.format import (
     Location,
     Row,
     decode_index,
+    encode_footer,
     encode_index,
     index_key,
     pack_key,
+    read_footer,
 )
 from cairn.objects.packs.index import PackIndex
 from cairn.storage.base import Storage
@@ -63,6 +65,9 @@ VERIFY_AGE = 2.0  # seconds: ``missing`` trusts a pack's index seen this recentl
 # gc: seconds between deleting index objects and reading the roots once more: more than
 # VERIFY_AGE plus the time from a logger's last check to its commit
 SETTLE_SECONDS = 10.0
+# gc: an unindexed pack is an orphan only past this age (whatever the grace period): a writer
+# puts a pack's index right after the pack, and nothing on a bucket says a pack is being written
+ORPHAN_AGE = 600.0
 
 
 class _Upload:
@@ -303,6 +308,15 @@ class BucketPackStore:
         for pack, k in list(first)[: CACHE_BLOCKS // 2]:
             pool.submit(self._block, pack, k)
 
+    def discard(self) -> None:
+        """Drop the pack being filled (packs already on their way are uploaded and indexed:
+        their objects are whole)."""
+        with self._lock:
+            for digest, _, _ in self._buf_entries:
+                self._pending.pop(digest, None)
+            self._buf = bytearray()
+            self._buf_entries = []
+
     def generation(self) -> int | None:
         return None  # drops are index objects gone from the bucket: `missing` asks it
 
@@ -348,6 +362,7 @@ class BucketPackStore:
         MAX_UPLOADS packs are already on their way."""
         if not self._buf_entries:
             return
+        self._buf += encode_footer(self._buf_pack, len(self._buf), self._buf_entries)
         upload = _Upload(self._buf_pack, self._buf, self._buf_entries)
         with self._mem_lock:
             self._in_memory[upload.pack] = upload.data
@@ -518,6 +533,28 @@ class BucketPackStore:
     def delete_pack(self, pack: str) -> bool:
         self.storage.delete(pack_key(pack))
         return True
+
+    def orphans(
+        self, files: dict[str, tuple[int, float]], indexed: set[str], now: float, grace: float
+    ) -> list[str]:
+        limit = max(grace, ORPHAN_AGE)
+        old = [p for p, (_, mtime) in files.items() if p not in indexed and now - mtime >= limit]
+        if not old:
+            return []
+        gone = self.storage.missing(index_key(p) for p in old)  # indexed since the snapshot?
+        return sorted(p for p in old if index_key(p) in gone)
+
+    def pack_entries(self, pack: str) -> list[Entry] | None:
+        key = pack_key(pack)
+        try:
+            size = self.storage.size(key)
+            found = read_footer(lambda offset, n: self.storage.get_range(key, offset, n), size)
+        except ObjectNotFoundError:
+            return None
+        return found[2] if found is not None else None
+
+    def index_pack(self, pack: str, size: int, entries: list[Entry]) -> None:
+        self.publish(pack, size, entries)
 
     def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
         """Clients' direct uploads never committed (a commit deletes its upload)."""
@@ -717,6 +754,7 @@ class BucketUpload:
         if not self._entries:
             return
         pack = uuid.uuid4().hex
+        self._buf += encode_footer(pack, len(self._buf), self._entries)
         self.db.storage.put(pack_key(pack), memoryview(self._buf))
         self.db.stats["pack_puts"] += 1
         self._uploaded.append((pack, len(self._buf), self._entries))

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from cairn.errors import StoreError
+from cairn.errors import DiskFullError, StoreError
 from cairn.objects.packs.format import Entry, Location, Row
 
 _BATCH = 500
@@ -57,28 +57,56 @@ class PackIndex:
         self.path = path
         self.cache = cache
         where = str(path) if path is not None else ":memory:"
-        try:
-            self._db = sqlite3.connect(
-                where, timeout=60, check_same_thread=False, isolation_level=None
-            )
+        self._lock = threading.Lock()
+        with self._guard():
+            try:
+                self._db = sqlite3.connect(
+                    where, timeout=60, check_same_thread=False, isolation_level=None
+                )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"cannot open the index {where}: {exc}") from exc
             if path is not None:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=" + ("NORMAL" if cache else "FULL"))
             self._db.executescript(_CACHE_SCHEMA if cache else _LOCAL_SCHEMA)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite's errors as the store's: a damaged file says what to run, a full disk says
+        so."""
+        try:
+            yield
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the index {where}: {exc}") from exc
-        self._lock = threading.Lock()
+            where = self.path or "(in memory)"
+            text = str(exc)
+            if "full" in text:
+                raise DiskFullError(
+                    f"disk full: cannot write the index {where} ({text}); free space on that "
+                    "file system (`cairn gc` frees the space of deleted versions) and try again"
+                ) from None
+            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in text:
+                raise StoreError(f"the index {where} cannot be used: {text}") from None
+            if self.cache:
+                raise StoreError(
+                    f"the index cache {where} is damaged ({text}); delete it (it is rebuilt "
+                    "from the bucket) and try again"
+                ) from None
+            raise StoreError(
+                f"the index of the object store, {where}, is damaged ({text}); run `cairn "
+                "check --rebuild-index` to rebuild it from the packs"
+            ) from None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (the lock held)."""
-        with self._lock:
+        with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     # --- lookups -----------------------------------------------------------------------------
@@ -86,7 +114,7 @@ class PackIndex:
         """Where the listed objects are; those not indexed are left out."""
         found: dict[str, Location] = {}
         rest = sorted(set(digests))  # in index order: neighbouring lookups share B-tree pages
-        with self._lock:
+        with self._lock, self._guard():
             for i in range(0, len(rest), _BATCH):
                 batch = rest[i : i + _BATCH]
                 rows = self._db.execute(
@@ -102,7 +130,7 @@ class PackIndex:
         """The listed digests that are indexed."""
         found: set[str] = set()
         rest = sorted(set(digests))
-        with self._lock:
+        with self._lock, self._guard():
             for i in range(0, len(rest), _BATCH):
                 batch = rest[i : i + _BATCH]
                 found.update(
@@ -117,12 +145,29 @@ class PackIndex:
 
     def rows(self) -> list[Row]:
         """Every row: (digest, pack, offset, length)."""
-        with self._lock:
+        with self._lock, self._guard():
             rows = self._db.execute("SELECT digest, pack, offset, length FROM objects").fetchall()
         return [(d, p, int(o), int(n)) for d, p, o, n in rows]
 
+    def packs_with_rows(self, packs: Iterable[str]) -> set[str]:
+        """Those of ``packs`` that locate at least one object."""
+        wanted = set(packs)
+        if not wanted:
+            return set()
+        with self._lock, self._guard():
+            if self.cache:
+                found: set[str] = set()
+                for pack in sorted(wanted):
+                    row = self._db.execute(
+                        "SELECT 1 FROM objects WHERE pack = ? LIMIT 1", (pack,)
+                    ).fetchone()
+                    if row is not None:
+                        found.add(pack)
+                return found
+            return {p for (p,) in self._db.execute("SELECT DISTINCT pack FROM objects")} & wanted
+
     def digests(self) -> list[str]:
-        with self._lock:
+        with self._lock, self._guard():
             return [d for (d,) in self._db.execute("SELECT digest FROM objects ORDER BY digest")]
 
     # --- writes ------------------------------------------------------------------------------
@@ -152,9 +197,17 @@ class PackIndex:
 
     def generation(self) -> int:
         """How many times objects were dropped from a local store."""
-        with self._lock:
+        with self._lock, self._guard():
             row = self._db.execute("SELECT generation FROM drops WHERE id = 0").fetchone()
         return int(row[0]) if row else 0
+
+    def set_generation(self, generation: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO drops VALUES (0, ?)", (generation,))
+
+    def count_drop(self) -> None:
+        with self._tx() as db:
+            self._count_drop(db)
 
     @staticmethod
     def _count_drop(db: sqlite3.Connection) -> None:
@@ -165,11 +218,11 @@ class PackIndex:
 
     # --- a bucket store's cache ----------------------------------------------------------------
     def known_packs(self) -> set[str]:
-        with self._lock:
+        with self._lock, self._guard():
             return {p for (p,) in self._db.execute("SELECT pack FROM packs")}
 
     def pack_size(self, pack: str) -> int | None:
-        with self._lock:
+        with self._lock, self._guard():
             row = self._db.execute("SELECT size FROM packs WHERE pack = ?", (pack,)).fetchone()
         return int(row[0]) if row else None
 
@@ -215,7 +268,7 @@ class PackIndex:
         """Every object each pack holds (by its index), including those found in another."""
         wanted = list(dict.fromkeys(packs))
         members: dict[str, set[str]] = {p: set() for p in wanted}
-        with self._lock:
+        with self._lock, self._guard():
             for i in range(0, len(wanted), 200):
                 batch = wanted[i : i + 200]
                 marks = ",".join("?" * len(batch))
@@ -229,7 +282,7 @@ class PackIndex:
         return members
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._guard():
             self._db.close()
 
 

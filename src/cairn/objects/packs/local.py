@@ -17,6 +17,7 @@ whole file system) and indexed only by ``commit``; ``abort`` leaves nothing behi
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -26,8 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes
-from cairn.errors import IntegrityError, ObjectNotFoundError, StoreError
-from cairn.objects.packs.format import Location, Row
+from cairn.errors import DiskFullError, IntegrityError, ObjectNotFoundError, StoreError
+from cairn.objects.packs.format import Entry, Location, Row, encode_footer, read_footer
 from cairn.objects.packs.index import PackIndex
 from cairn.storage.local import _syncfs
 
@@ -40,9 +41,10 @@ Write = Callable[[int, int], None]  # (pack fd, offset): write an object's bytes
 class _PackWriter:
     """Appends objects to pack files under ``tmp/`` and seals each full one into ``packs/``.
     Remembers what it wrote until the owner indexes it (``take``) or throws it away
-    (``abort``). ``background``: a sealed pack is flushed to disk on a background thread (the
-    owner syncs the file system before indexing); otherwise it is flushed before it moves,
-    and its folder after."""
+    (``abort``); until then it keeps each sealed pack open, so that gc (which reclaims
+    unindexed packs open in no process) leaves it alone. ``background``: a sealed pack is
+    flushed to disk on a background thread (the owner syncs the file system before
+    indexing); otherwise it is flushed before it moves, and its folder after."""
 
     def __init__(self, root: Path, *, background: bool) -> None:
         self.root = root
@@ -52,6 +54,8 @@ class _PackWriter:
         self.size = 0
         self.pending: dict[str, Location] = {}  # written, not yet indexed
         self.sealed: list[str] = []  # packs complete on disk, rows not yet indexed
+        self.entries: list[Entry] = []  # of the open pack, for its footer
+        self._held: dict[str, int] = {}  # sealed pack -> a read fd held until indexed
         self._flushing: list[tuple[str, Future[None]]] = []  # (pack, its background flush)
         self._pid = os.getpid()
 
@@ -67,10 +71,12 @@ class _PackWriter:
                 self.root / "tmp" / self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444
             )
             self.size = 0
+            self.entries = []
         offset = self.size
         write(self.fd, offset)
         self.size += length
         self.pending[digest] = (self.name, offset, length)
+        self.entries.append((digest, offset, length))
         if self.size >= PACK_TARGET:
             self.seal()
         return True
@@ -82,20 +88,28 @@ class _PackWriter:
         fd, name = self.fd, self.name
         self.fd = None
         final = self.pack_path(name)
-        final.parent.mkdir(exist_ok=True)
+        try:
+            _write_all(fd, encode_footer(name, self.size, self.entries), self.size)
+            final.parent.mkdir(exist_ok=True)
+        except OSError:
+            os.close(fd)
+            self._forget(name)
+            raise
+        self.entries = []
         if not self.background:
             try:
                 _datasync_close(fd)
             except OSError:
-                (self.root / "tmp" / name).unlink(missing_ok=True)
-                self.pending = {d: loc for d, loc in self.pending.items() if loc[0] != name}
+                self._forget(name)
                 raise
             os.rename(self.root / "tmp" / name, final)
             _fsync_dir(final.parent)
             self.sealed.append(name)
+            self._held[name] = os.open(final, os.O_RDONLY)
             return
         os.rename(self.root / "tmp" / name, final)
         self.sealed.append(name)
+        self._held[name] = os.open(final, os.O_RDONLY)
         # write the sealed pack to disk now, while the next one fills: the sync before the
         # index commit then finds little left to write (the kernel would otherwise hold
         # gigabytes of dirty pages until then)
@@ -120,11 +134,11 @@ class _PackWriter:
         failed = {pack: exc for pack, f in flushing if (exc := f.exception()) is not None}
         if not failed:
             return
-        self.pending = {d: loc for d, loc in self.pending.items() if loc[0] not in failed}
-        self.sealed = [name for name in self.sealed if name not in failed]
         for pack in failed:
-            self.pack_path(pack).unlink(missing_ok=True)
+            self._forget(pack)
         pack, exc = next(iter(failed.items()))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise exc  # the owner says "disk full"
         raise StoreError(
             f"cannot write pack {pack} of the object store at {where}: {exc}; nothing of it "
             "was indexed. Free space or fix the disk, then log again"
@@ -141,7 +155,25 @@ class _PackWriter:
         rows = [(d, pack, off, n) for d, (pack, off, n) in self.pending.items()]
         self.pending.clear()
         self.sealed.clear()
+        self._release()
         return rows
+
+    def _release(self) -> None:
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
+
+    def _forget(self, name: str) -> None:
+        """Throw one pack away, with its objects (it could not be written whole)."""
+        self.pending = {d: loc for d, loc in self.pending.items() if loc[0] != name}
+        self.sealed = [n for n in self.sealed if n != name]
+        fd = self._held.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+        (self.root / "tmp" / name).unlink(missing_ok=True)
+        self.pack_path(name).unlink(missing_ok=True)
+        if name == self.name:
+            self.entries = []
 
     def abort(self) -> None:
         """Throw away everything written and not yet indexed."""
@@ -154,6 +186,8 @@ class _PackWriter:
             self.pack_path(name).unlink(missing_ok=True)
         self.sealed.clear()
         self.pending.clear()
+        self.entries = []
+        self._release()
 
 
 class LocalPackStore:
@@ -230,7 +264,7 @@ class LocalPackStore:
                 view = view[n:]
                 offset += n
 
-        with self._lock:
+        with self._lock, self._writing():
             return self._writer.append(digest, len(data), write)
 
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
@@ -239,7 +273,7 @@ class LocalPackStore:
         def write(out: int, out_offset: int) -> None:
             _copy(fd, offset, out, out_offset, length)
 
-        with self._lock:
+        with self._lock, self._writing():
             return self._writer.append(digest, length, write)
 
     def add(self, data: bytes) -> str:
@@ -248,9 +282,47 @@ class LocalPackStore:
             self.put(digest, data)
         return digest
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk throws away everything written and not yet indexed (nothing of it is
+        left behind: no temp pack, no sealed pack) and says so (the caller holds the lock)."""
+        try:
+            yield
+        except DiskFullError as exc:
+            raise self._disk_full(str(exc)) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._disk_full(exc.strerror or str(exc)) from None
+
+    def _disk_full(self, why: str) -> DiskFullError:
+        written = sum(n for _, _, n in self._writer.pending.values())
+        self.discard()
+        return DiskFullError(
+            f"disk full: cannot write to the object store at {self.root} ({why}). Nothing of "
+            f"what was being stored was kept ({_mib(written)} had been written when the disk "
+            "filled). Free more than that on the file system holding the store (`cairn gc` "
+            "frees the space of deleted versions, or delete other files), then try again"
+        )
+
+    def discard(self) -> None:
+        """Throw away every object put since the last sync (their temp and sealed packs). A
+        drop is counted: a log in another thread of this process that put some of them sees
+        it before committing, and stores them again."""
+        with self._lock:
+            had = bool(self._writer.pending)
+            self._writer.abort()
+            if had:
+                with contextlib.suppress(StoreError):
+                    self.index.count_drop()
+
     def _index_written(self, *, replace: bool) -> list[Row]:
         """Seal, wait for the flushes, sync the file system, then index what was written
         (the caller holds the lock)."""
+        with self._writing():
+            return self._index_written_now(replace=replace)
+
+    def _index_written_now(self, *, replace: bool) -> list[Row]:
         self._writer.seal()
         self._writer.wait_flushes(self.root)
         if not self._writer.sealed:
@@ -291,12 +363,21 @@ class LocalPackStore:
         pack, offset, length = self.locate(digest)
         data = os.pread(self._reader(pack), length, offset)
         if len(data) != length or (verify and hash_bytes(data) != digest):
-            raise IntegrityError(
-                f"stored object {digest} is corrupt (its bytes hash differently); "
-                "log the data that produced it again",
-                digest=digest,
-            )
+            raise self.forget_corrupt(digest)
         return data
+
+    def forget_corrupt(self, digest: str) -> IntegrityError:
+        """Forget an object whose stored bytes are damaged (its index row goes, counted as a
+        drop), so that the next log of the data that produced it stores it again. Returns
+        the error to raise."""
+        with contextlib.suppress(StoreError):
+            self.delete(digest)
+        return IntegrityError(
+            f"stored object {digest} is corrupt (its bytes hash differently); the store has "
+            "forgotten it: log the data that produced it again to store it again (`cairn "
+            "check` names the versions it belongs to)",
+            digest=digest,
+        )
 
     def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
         """Copy an object's bytes into ``out_fd`` at ``out_offset`` (unverified: the caller
@@ -390,6 +471,36 @@ class LocalPackStore:
             return False
         return True
 
+    def orphans(
+        self, files: dict[str, tuple[int, float]], indexed: set[str], now: float, grace: float
+    ) -> list[str]:
+        old = [p for p, (_, mtime) in files.items() if p not in indexed and now - mtime >= grace]
+        if not old:
+            return []
+        opened = _open_files()
+        if opened is None:  # cannot tell which are open: only the very old
+            limit = max(grace, DEFAULT_GRACE_SECONDS)
+            old = [p for p in old if now - files[p][1] >= limit]
+        else:
+            old = [p for p in old if os.path.realpath(self.pack_path(p)) not in opened]
+        # indexed since the snapshot (its writer let it go only after indexing it)?
+        return sorted(set(old) - self.index.packs_with_rows(old))
+
+    def pack_entries(self, pack: str) -> list[Entry] | None:
+        try:
+            fd = os.open(self.pack_path(pack), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            found = read_footer(lambda offset, length: os.pread(fd, length, offset), size)
+        finally:
+            os.close(fd)
+        return found[2] if found is not None else None
+
+    def index_pack(self, pack: str, size: int, entries: list[Entry]) -> None:
+        self.index.add([(d, pack, offset, length) for d, offset, length in entries])
+
     def leftovers(self, now: float, grace_seconds: float) -> list[tuple[str, int]]:
         """Temp packs of crashed writers: old enough and open in no process."""
         doomed: list[tuple[str, int]] = []
@@ -420,6 +531,9 @@ class LocalPackStore:
         with self._lock:
             try:
                 self.sync()
+            except BaseException:
+                self._writer.abort()  # nothing of it is indexed: leave nothing behind
+                raise
             finally:
                 self._writer.wait_flushes_quietly()
             for fd in self._readers.values():
@@ -448,16 +562,34 @@ class LocalUpload:
                 view = view[n:]
                 offset += n
 
-        return self._writer.append(digest, len(data), write)
+        with self._writing():
+            return self._writer.append(digest, len(data), write)
 
     def commit(self) -> None:
+        with self._writing():
+            try:
+                self._writer.seal()
+            except BaseException:
+                self._writer.abort()
+                raise
+            if self._writer.sealed:
+                self.store.index.add(self._writer.take())
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
         try:
-            self._writer.seal()
-        except BaseException:
+            yield
+        except (OSError, DiskFullError) as exc:
+            full = isinstance(exc, DiskFullError) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if not full:
+                raise
             self._writer.abort()
-            raise
-        if self._writer.sealed:
-            self.store.index.add(self._writer.take())
+            raise DiskFullError(
+                f"disk full: the server cannot write to its object store at "
+                f"{self.store.root}; nothing of this upload was kept. The server's "
+                "administrator must free space there (`cairn gc --store …` frees the space "
+                "of deleted versions)"
+            ) from None
 
     def abort(self) -> None:
         self._writer.abort()
@@ -494,6 +626,18 @@ def _datasync_close(fd: int) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def _mib(n: int) -> str:
+    return f"{max(1, -(-n // (1 << 20)))} MiB"
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
 
 def _fsync_dir(path: Path) -> None:
