@@ -151,11 +151,16 @@ def test_mostly_dead_pack_is_rewritten(
     dead = odb.add(os.urandom(100_000))
     odb.sync()
     (old_pack,) = {r[1] for r in odb.index.rows()}
+    old_size = odb.pack_path(old_pack).stat().st_size
     dry = collect(odb, [], leaves=[live], grace_seconds=0, dry_run=True, settle_seconds=0)
     assert dry.packs_rewritten == 1 and odb.pack_path(old_pack).exists()
     report = collect(odb, [], leaves=[live], grace_seconds=0, dry_run=False, settle_seconds=0)
     assert report.packs_rewritten == 1 and report.objects_dropped == 1
-    assert report.bytes_freed == 100_000
+    (new_pack,) = {r[1] for r in odb.index.rows()}
+    # the dead object and its record in the pack's footer
+    assert report.bytes_freed == old_size - odb.pack_path(new_pack).stat().st_size
+    assert report.bytes_freed == dry.bytes_freed
+    assert 100_000 < report.bytes_freed < 100_100
     assert not odb.pack_path(old_pack).exists()
     assert odb.get(live) == b"live" * 100 and not odb.has(dead)
     reset_backends()  # another process sees the same

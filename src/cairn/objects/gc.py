@@ -42,7 +42,7 @@ from cairn.errors import IntegrityError, ObjectNotFoundError, StoreError
 from cairn.objects import tree
 from cairn.objects.chunking import decode_chunk_list
 from cairn.objects.packs import PackStore
-from cairn.objects.packs.format import Entry, Row
+from cairn.objects.packs.format import Entry, Row, encode_footer
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 REWRITE_BELOW = 0.5  # rewrite a pack whose live bytes are less than this share of it
@@ -216,11 +216,17 @@ def sweep(
     if dry_run:
         report.rewritten, report.deleted = rewrite, delete
         report.packs_rewritten, report.packs_deleted = len(rewrite), len(delete)
+        copied: dict[str, Entry] = {}
         for pack in rewrite + delete:
             dead = [r for r in by_pack[pack] if r[0] not in marker.marked]
-            live_bytes = sum(r[3] for r in by_pack[pack] if r[0] in marker.marked)
             report.objects_dropped += len(dead)
-            report.bytes_freed += files[pack][0] - live_bytes
+            report.bytes_freed += files[pack][0]
+            for digest, _pack, _offset, length in by_pack[pack]:
+                if digest in marker.marked:
+                    copied.setdefault(digest, (digest, 0, length))
+        if copied:  # what the rewrite writes: the live objects in a new pack, with its footer
+            size = sum(n for _, _, n in copied.values())
+            report.bytes_freed -= size + len(encode_footer(rewrite[0], size, list(copied.values())))
         _count_leftovers(report, store, len(leftovers))
         report.bytes_freed += sum(size for _, size in leftovers)
         report.orphan_packs_indexed = len(revive)
@@ -263,7 +269,7 @@ def sweep(
             written += length
             moved.add(digest)
     if moved:
-        store.flush_moved()
+        written = store.flush_moved()  # the new packs, footers included
 
     # 2. read the roots again: a pack that a new version now needs is kept
     if callable(roots):

@@ -68,9 +68,9 @@ class PackStore(ObjectStore, Protocol):
         """Bytes at a known location (of a pack whose rows may be dropped already)."""
         ...
 
-    def flush_moved(self) -> None:
+    def flush_moved(self) -> int:
         """Make the objects put since the last sync durable and indexed, replacing the rows
-        of the packs they were copied from."""
+        of the packs they were copied from. Returns the bytes of the packs written."""
         ...
 
     def drop_packs(self, packs: list[str]) -> None:

@@ -508,8 +508,11 @@ class BucketPackStore:
                 rows.extend((d, pack, o, n) for d, o, n in got)
         return rows
 
-    def flush_moved(self) -> None:
+    def flush_moved(self) -> int:
+        with self._lock:
+            new = {loc[0] for loc in self._pending.values()}
         self.sync()  # the new packs and their indexes are on the bucket
+        return sum(self._pack_size(p) for p in new)
 
     def drop_packs(self, packs: list[str]) -> None:
         """Delete the packs' index objects (every process's existence checks see that) and

@@ -444,11 +444,12 @@ class LocalPackStore:
                     found[path.name] = (st.st_size, st.st_mtime)
         return found
 
-    def flush_moved(self) -> None:
+    def flush_moved(self) -> int:
         """Like sync(), but the written objects' rows replace existing rows (gc copies live
-        objects out of a pack it is about to drop)."""
+        objects out of a pack it is about to drop). Returns the bytes of the new packs."""
         with self._lock:
-            self._index_written(replace=True)
+            rows = self._index_written(replace=True)
+        return sum(self.pack_path(p).stat().st_size for p in {r[1] for r in rows})
 
     def drop_packs(self, packs: list[str]) -> None:
         """Delete, in one transaction, every index row pointing into these packs."""
