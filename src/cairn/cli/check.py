@@ -99,15 +99,14 @@ def check(
     registry: Registry | None = None
     try:
         if store:
-            from cairn.cli.server import _database_url
-            from cairn.service.sql_registry import SqlRegistry
+            from cairn.service.sql import open_registry
 
-            registry = SqlRegistry(_database_url(database_url))
+            live: Registry = open_registry(database_url)
         else:
             from cairn.cli.common import backend
 
-            registry = backend().registry
-        live: Registry = registry
+            live = backend().registry
+        registry = live
 
         def versions() -> list[tuple[str, list[str]]]:
             return [

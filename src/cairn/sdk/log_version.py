@@ -82,9 +82,7 @@ def log_version(
     fails (a file changed, a full disk ...) leaves none of its objects behind to be indexed
     later."""
     try:
-        return _log_version(
-            backend, project, draft, run_id=run_id, aliases=aliases, tags=tags
-        )
+        return _log_version(backend, project, draft, run_id=run_id, aliases=aliases, tags=tags)
     except BaseException:
         backend.odb.discard()
         raise
