@@ -133,7 +133,7 @@ def test_a_download_that_meets_damage_makes_its_message_true(tmp_path: Path) -> 
     digest = cairn.Api("p").artifact("p/a:v0").files()[0].digest
     _damage_object(digest)
     reset_backends()
-    with pytest.raises(IntegrityError, match="log the data that produced it again"):
+    with pytest.raises(IntegrityError, match="log the data again to repair the store"):
         cairn.Api("p").artifact("p/a:v0").download(tmp_path / "bad")
     _log("a", tmp_path / "a")
     out = Path(cairn.Api("p").artifact("p/a:v0").download(tmp_path / "good"))

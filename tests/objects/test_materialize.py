@@ -319,7 +319,10 @@ def test_a_corrupt_object_is_detected_and_leaves_no_file(
     (good / which).write_bytes(b"the user's copy")
     with pytest.raises(DownloadConflictError):
         Materializer(store, cache).materialize(wanted, good)
-    with pytest.raises(IntegrityError):
+    # a pack store forgot the damaged object when it found it (a re-log stores it again):
+    # now it is missing; one key per object keeps reporting it corrupt
+    again = ObjectNotFoundError if isinstance(store, LocalPackStore) else IntegrityError
+    with pytest.raises(again):
         Materializer(store, cache).materialize(wanted, good, overwrite=True)
     assert (good / which).read_bytes() == b"the user's copy"
     assert not [p for p in files_in(good) if "cairn-tmp" in p]

@@ -20,6 +20,7 @@ from server_helpers import PY, Raw, ServerProcess, client_env, frames
 import cairn
 from cairn.core.digest import hash_bytes
 from cairn.objects.chunking import CHUNK_THRESHOLD
+from cairn.objects.packs.format import read_footer
 from cairn.sdk.backend import get_backend, reset_backends
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
@@ -41,16 +42,22 @@ def settings(tmp_path: Path, postgres_url: str) -> ServerSettings:
 
 
 def stored(store: Path) -> tuple[int, int, int]:
-    """(objects indexed, their total length, bytes in pack files): equal lengths mean every
-    object is stored once and nothing else is."""
+    """(objects indexed, their total length, bytes of objects in pack files, i.e. without the
+    packs' footers): equal lengths mean every object is stored once and nothing else is."""
     index = store / "index.db"
     if not index.exists():
         return 0, 0, 0
     with sqlite3.connect(index) as db:
         n, total = db.execute("SELECT count(*), coalesce(sum(length), 0) FROM objects").fetchone()
-    packs = sum(p.stat().st_size for p in (store / "packs").rglob("*.pack"))
+    packs = sum(_objects_bytes(p) for p in (store / "packs").rglob("*.pack"))
     temps = sum(p.stat().st_size for p in (store / "tmp").glob("*"))
     return n, total, packs + temps
+
+
+def _objects_bytes(pack: Path) -> int:
+    data = pack.read_bytes()
+    footer = read_footer(lambda offset, length: data[offset : offset + length], len(data))
+    return footer[1] if footer is not None else len(data)
 
 
 def blobs(n: int, size: int, seed: bytes = b"") -> list[bytes]:
