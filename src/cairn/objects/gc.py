@@ -199,7 +199,8 @@ def sweep(
             live = sum(r[3] for r in pack_rows if r[0] in marker.marked)
             if live == 0:
                 delete.append(pack)
-            elif live < REWRITE_BELOW * st[0]:
+            # a pack's footer lists its objects (48 bytes each and a header): not dead bytes
+            elif live < REWRITE_BELOW * (st[0] - 48 * len(pack_rows) - 256):
                 rewrite.append(pack)
         return rewrite, delete
 
