@@ -348,6 +348,77 @@ class AuditEntry(Base):
     after: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
 
 
+class Webhook(Base):
+    """A URL that receives the events of one project or one registry (exactly one is set),
+    signed with ``secret`` (HMAC-SHA256 of the body)."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (
+        sa.CheckConstraint("(project IS NULL) <> (registry IS NULL)", name="scope"),
+        sa.Index("ix_webhooks_project", "project"),
+        sa.Index("ix_webhooks_registry", "registry"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    registry_name: Mapped[str | None] = mapped_column("registry", sa.String(NAME_LENGTH))
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    secret: Mapped[str] = mapped_column(sa.String(255))
+    events: Mapped[list[str]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per (event, webhook), written in the transaction of the change.
+    ``body`` is the exact JSON sent (and signed) on every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('pending', 'delivering', 'delivered', 'failed')", name="status"
+        ),
+        sa.UniqueConstraint("idempotency_key", name="uq_webhook_deliveries_idempotency_key"),
+        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(sa.ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(sa.String(64))
+    event_type: Mapped[str] = mapped_column(sa.String(64))
+    body: Mapped[str] = mapped_column(sa.Text)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    response_ms: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per attempt (status code or error, response time)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (sa.Index("ix_webhook_attempts_webhook", "webhook_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    webhook_id: Mapped[int] = mapped_column(sa.ForeignKey("webhooks.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    response_ms: Mapped[int] = mapped_column(sa.Integer)
+    worker: Mapped[str | None] = mapped_column(sa.String(255))
+
+
 metadata = Base.metadata
 
 __all__ = [
@@ -370,5 +441,8 @@ __all__ = [
     "UTCDateTime",
     "Version",
     "VersionTag",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "metadata",
 ]

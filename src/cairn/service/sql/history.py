@@ -12,6 +12,7 @@ from cairn.core.records import HistoryEntry
 from cairn.metadata.tables import History
 from cairn.service.sql.artifacts import find_version
 from cairn.service.sql.common import SqlBase
+from cairn.service.sql.webhooks import version_event
 
 
 def add_history(
@@ -29,6 +30,7 @@ def add_history(
             version_id=version_id, field=field, old=old, new=new, at=at, run_id=run_id, user=user
         )
     )
+    version_event(s, version_id, field, old, new, at, user)  # for the project's webhooks
 
 
 class HistoryMixin(SqlBase):

@@ -51,6 +51,7 @@ from cairn.service.sql.audit import record
 from cairn.service.sql.common import COMMITTED, SqlBase, chunks, utcnow
 from cairn.service.sql.runs import find_run
 from cairn.service.sql.search import Compiler, has_tag
+from cairn.service.sql.webhooks import collection_alias_events
 from cairn.service.validate import (
     check_aliases,
     check_page,
@@ -1015,6 +1016,7 @@ def _audit_aliases(
     changes: list[tuple[str, int | None, int | None]],
     user: str | None,
 ) -> None:
+    collection_alias_events(s, registry, collection, changes, user)  # for the registry's webhooks
     for alias, old, new in changes:
         record(
             s,
