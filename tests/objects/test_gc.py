@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 import cairn
-from cairn.cli.gc import live_objects
 from cairn.objects.gc import collect
 from cairn.objects.packs.local import LocalPackStore
 from cairn.sdk.backend import get_backend, reset_backends
+from cairn.service.liveness import live_objects
 
 
 def _write(root: Path, files: dict[str, bytes]) -> Path:

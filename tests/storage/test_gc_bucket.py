@@ -16,10 +16,10 @@ from emulators import S3Emulator
 from typer.testing import CliRunner
 
 import cairn
-from cairn.cli.gc import live_objects
 from cairn.objects.gc import GcReport, collect
 from cairn.objects.packs.bucket import BucketPackStore
 from cairn.sdk.backend import get_backend, reset_backends
+from cairn.service.liveness import live_objects
 from cairn.storage import open_storage
 
 

@@ -108,10 +108,12 @@ def check(
             live = backend().registry
         registry = live
 
+        from cairn.service.liveness import live_roots
+
         def versions() -> list[tuple[str, list[str]]]:
             return [
                 (root, [v.qualified_name for v in live.versions_with_digest(root)])
-                for root in live.all_root_digests()
+                for root in live_roots(live)
             ]
 
         with _progress(say_enabled) as progress:

@@ -18,21 +18,6 @@ if TYPE_CHECKING:
     from cairn.service.registry import Registry
 
 
-def live_objects(registry: Registry) -> tuple[list[str], list[str]]:
-    """(root digests of every live version, git diff objects of every run)."""
-    roots = registry.all_root_digests()
-    diffs: set[str] = set()
-    for project in registry.list_projects():
-        offset = 0
-        while True:
-            runs = registry.list_runs(project.name, limit=500, offset=offset)
-            diffs.update(r.git_diff_digest for r in runs if r.git_diff_digest)
-            if len(runs) < 500:
-                break
-            offset += len(runs)
-    return roots, sorted(diffs)
-
-
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
     """Say what gc is doing on stderr, on a terminal only."""
@@ -131,6 +116,7 @@ def gc(
     from cairn.objects.gc import collect
     from cairn.objects.packs.bucket import BucketPackStore
     from cairn.objects.packs.local import LocalPackStore
+    from cairn.service.liveness import live_objects
 
     packs: object
     if store:

@@ -1,7 +1,7 @@
 """Who is looking: the dashboard's view of accounts and roles.
 
 The dashboard does not own accounts. It is given an `Access` (the server adapts its own
-accounts to it, see `cairn.dashboard.server`); without one it runs open, like a server without
+accounts to it, see `cairn.server.dashboard`); without one it runs open, like a server without
 users: everyone acts as an anonymous administrator.
 
 A browser signs in with an API key once and gets a **session**: a random token in a cookie

@@ -24,10 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn._version import __version__
-from cairn.dashboard.server import server_dashboard
 from cairn.errors import CairnError, UnavailableError
 from cairn.server import routes_accounts, routes_objects, routes_registries, routes_registry
 from cairn.server.backfill import bind_unbound
+from cairn.server.dashboard import server_dashboard
 from cairn.server.deps import Caller, ServerSettings, Services
 from cairn.server.gate import Gate, json_error
 from cairn.service.audit import Actor, acting
