@@ -25,8 +25,11 @@ def require(condition: bool, why: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def cairn_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty CAIRN_DIR and working directory."""
+def cairn_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own empty CAIRN_DIR and working directory, and leaves the
+    process environment as it found it (cairn.wandb.init(mode="offline") sets
+    CAIRN_OFFLINE for the process, as wandb sets WANDB_MODE)."""
+    saved = dict(os.environ)
     home = tmp_path / "cairn-home"
     monkeypatch.setenv("CAIRN_DIR", str(home))
     for var in ("CAIRN_DATABASE_URL", "CAIRN_URL", "CAIRN_API_KEY", "CAIRN_PROJECT", "CAIRN_STORE"):
@@ -34,7 +37,9 @@ def cairn_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    return home
+    yield home
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _postgres_available() -> bool:

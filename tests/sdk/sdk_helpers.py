@@ -85,6 +85,20 @@ def store_bytes() -> int:
     return sum(pack_files("packs").values()) + sum(pack_files("tmp").values())
 
 
+def footer_bytes(packs: set[str]) -> int:
+    """The bytes of the footers (the list of objects each pack ends with) of these packs,
+    named as `pack_files` names them."""
+    from cairn.objects.packs.format import read_footer
+
+    total = 0
+    for name in packs:
+        data = (store_dir() / name).read_bytes()
+        found = read_footer(lambda offset, n, data=data: data[offset : offset + n], len(data))
+        assert found is not None, f"{name} has no footer"
+        total += len(data) - found[1]
+    return total
+
+
 def snapshot() -> tuple[set[str], dict[str, int]]:
     """What an unchanged store keeps: the indexed objects and the sealed packs (names, sizes)."""
     return stored_objects(), pack_files("packs")

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdk_helpers import make_tree, pack_files, snapshot, store_bytes, stored_objects, write
+from sdk_helpers import (
+    footer_bytes,
+    make_tree,
+    pack_files,
+    snapshot,
+    store_bytes,
+    stored_objects,
+    write,
+)
 
 import cairn
 from cairn.core.digest import hash_bytes
@@ -86,7 +94,7 @@ def test_a_changed_file_stores_only_that_file(tmp_path: Path) -> None:
     folder = make_tree(tmp_path / "data", files)
     v0 = _log_dir(folder)
     before = stored_objects()
-    before_bytes = store_bytes()
+    before_bytes, before_packs = store_bytes(), set(pack_files())
 
     new_content = b"row 2 was edited\n" * 50
     write(folder / "part-2.csv", new_content)
@@ -97,7 +105,8 @@ def test_a_changed_file_stores_only_that_file(tmp_path: Path) -> None:
     # one blob for the changed file and the new root tree: nothing else was written
     assert new == {hash_bytes(new_content), v1.digest}
     root_tree = get_backend().odb.get(v1.digest)
-    assert store_bytes() - before_bytes == len(new_content) + len(root_tree)
+    footers = footer_bytes(set(pack_files()) - before_packs)  # each new pack lists its objects
+    assert store_bytes() - before_bytes == len(new_content) + len(root_tree) + footers
     assert v0.digest in stored_objects()
 
 

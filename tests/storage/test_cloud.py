@@ -147,6 +147,7 @@ def test_a_forked_child_gets_an_error_instead_of_hanging(s3_service: S3Emulator)
     read, write = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        warnings.simplefilter("ignore", RuntimeWarning)  # JAX's (Keras tests) fork warning
         pid = os.fork()
     if pid == 0:  # the child: report what happened through the pipe, then leave at once
         try:

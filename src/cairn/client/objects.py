@@ -533,8 +533,14 @@ class HttpObjectStore:
             frontier = list(dict.fromkeys(below))
 
     # --- downloads ------------------------------------------------------------------------------
-    def _cache_put(self, digest: str, data: bytes | bytearray) -> None:
+    def _cache_put(self, digest: str, data: bytes | bytearray, recheck: bool = True) -> None:
         if hash_bytes(data) != digest:
+            if recheck and not self.direct:
+                # Streams are not verified on the server (the client does it); ask for the
+                # object alone, which the server verifies: damage in transit heals, and a
+                # damaged stored copy is forgotten there, so logging the data again mends it.
+                self._fetch_one(digest, recheck=False)
+                return
             raise IntegrityError(
                 f"object {digest} is corrupt: the server sent bytes that hash to "
                 f"{hash_bytes(data)}; its store is damaged, log the data that produced it again",
@@ -550,7 +556,7 @@ class HttpObjectStore:
         if flush:
             self.cache.sync()
 
-    def _fetch_one(self, digest: str) -> bytes:
+    def _fetch_one(self, digest: str, recheck: bool = True) -> bytes:
         if self.direct:
             got: dict[str, bytes] = {}
             self._fetch_direct([digest], got)
@@ -559,7 +565,7 @@ class HttpObjectStore:
         with self._lock:
             self.download_requests += 1
         data = response.content
-        self._cache_put(digest, data)
+        self._cache_put(digest, data, recheck)
         return data
 
     def _fetch_subtree(self, digest: str) -> None:

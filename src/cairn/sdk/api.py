@@ -89,6 +89,10 @@ class Api:
         ref = names.parse_ref(name)
         registry = self._backend.registry
         if tags:
+            if isinstance(tags, str):
+                raise InvalidInputError("tags are a list, e.g. tags=['clean']")
+            for t in tags:
+                names.check_tag(t)  # a misspelt tag is an error, not an empty answer
             wanted: dict[str, Any] = {"tags": {"$all": list(tags)}}
             filters = {"$and": [filters, wanted]} if filters else wanted
         if ref.project is not None and project is None and registry.is_registry(ref.project):

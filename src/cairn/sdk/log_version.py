@@ -134,8 +134,14 @@ def _log_version(
         exists = True
     except NotFoundError:
         exists = False
-    if exists and not backend.odb.generation():
-        ingestor.flush_cache()  # nothing was ever dropped: every object is still there
+    # the same version again: nothing to store unless objects were dropped since (gc, or
+    # forgotten as damaged; a server tells no drop count, so its tree objects are asked for:
+    # one per folder, a request per few thousand)
+    if exists and not backend.odb.generation() and not backend.odb.missing(built.objects):
+        ingestor.flush_cache()
+        # hashing stored what the store said it lacks (a damaged file it forgot, or one a
+        # server lost): send it, so that logging the data again mends the version
+        backend.odb.sync()
     else:
         # a new version, or one whose objects may have been dropped since (gc, or forgotten
         # as damaged): store what the store lacks from the user's files

@@ -71,13 +71,22 @@ MAX_SLOTS = 64  # upload URLs per request
 _SLOT = re.compile(r"[0-9a-f]{32}")
 
 
-def _missing_error(digests: Iterable[str], what: str) -> ObjectNotFoundError:
+_UPLOAD_FIRST = "Upload them first."
+_READ_ADVICE = (
+    "If a version you may read holds them, the server's store lost them or they were damaged "
+    "(and forgotten): log the data that produced them again."
+)
+
+
+def _missing_error(
+    digests: Iterable[str], what: str, advice: str = _UPLOAD_FIRST
+) -> ObjectNotFoundError:
     missing = sorted(digests)
     shown = ", ".join(missing[:_SHOWN])
     more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
     exc = ObjectNotFoundError(
         f"{len(missing)} object{'s' if len(missing) != 1 else ''} {what} not on the server or "
-        f"not yours to use: {shown}{more}. Upload them first.",
+        f"not yours to use: {shown}{more}. {advice}",
         missing[0],
     )
     exc.detail = {"missing": missing[:1000]}  # type: ignore[attr-defined]
@@ -183,7 +192,7 @@ class ObjectService:
         wanted = set(digests)
         unreadable = self.missing(principal, wanted, fresh=True)
         if unreadable:
-            raise _missing_error(unreadable, "are" if len(unreadable) != 1 else "is")
+            raise _missing_error(unreadable, "are" if len(unreadable) != 1 else "is", _READ_ADVICE)
 
     # --- uploads -------------------------------------------------------------------------------
     def open_upload(self) -> Upload:
