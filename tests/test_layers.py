@@ -194,3 +194,16 @@ def test_the_checker_sees_imports_inside_functions_and_type_checking_blocks(
     assert ("cairn.core.names", True) in found
     assert ("cairn.sdk.run", False) in found
     assert ("cairn.errors", False) in found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    reaching = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cairn"):
+                reaching.extend(
+                    f"{module_name(path)}:{node.lineno} imports {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                )
+    assert reaching == [], "private names used outside their module: make them public"

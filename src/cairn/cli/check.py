@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cairn.cli import output
-from cairn.cli.gc import _progress
 from cairn.cli.output import JsonOpt, QuietOpt
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ def check(
     say_enabled = not json_out and not output.quiet(quiet)
     rebuilt = None
     if rebuild_index:
-        with _progress(say_enabled) as progress:
+        with output.status_line("check", say_enabled) as progress:
             try:
                 rebuilt = run_rebuild(folder, read_data=read_data, progress=progress)
             except CairnError as exc:
@@ -116,7 +115,7 @@ def check(
                 for root in live_roots(live)
             ]
 
-        with _progress(say_enabled) as progress:
+        with output.status_line("check", say_enabled) as progress:
             report = run_check(opened, versions, read_data=read_data, progress=progress)
     except CairnError as exc:
         output.fail(str(exc))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,18 +13,6 @@ from cairn.cli.output import JsonOpt, QuietOpt
 if TYPE_CHECKING:
     from cairn.objects.packs import PackStore
     from cairn.service.registry import Registry
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
-    """Say what gc is doing on stderr, on a terminal only."""
-    if not enabled or not sys.stderr.isatty() or os.environ.get("CAIRN_QUIET") == "1":
-        yield lambda message: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("gc: starting") as status:
-        yield lambda message: status.update(f"gc: {message}")
 
 
 def _open_store(
@@ -129,7 +114,7 @@ def gc(
     if not isinstance(packs, LocalPackStore | BucketPackStore):
         output.fail("gc runs on the server / embedded local store only")
     try:
-        with _progress(not json_out and not output.quiet(quiet)) as progress:
+        with output.status_line("gc", not json_out and not output.quiet(quiet)) as progress:
             report = collect(
                 packs,
                 lambda: live_objects(registry),

@@ -6,9 +6,11 @@ Results go to stdout; errors, hints and progress to stderr. Nothing here imports
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -292,6 +294,19 @@ class Table:
 
 
 GAP = "   "
+
+
+@contextlib.contextmanager
+def status_line(label: str, enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr (``label: message``) for long work, on a terminal only;
+    yields the function that updates it."""
+    if not enabled or not sys.stderr.isatty() or os.environ.get("CAIRN_QUIET") == "1":
+        yield lambda message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"{label}: starting") as status:
+        yield lambda message: status.update(f"{label}: {message}")
 
 
 def terminal_width() -> int | None:

@@ -522,7 +522,14 @@ class Artifact:
                     size = 0  # gone since it was added: logging will say so
                 out.append(ArtifactFile(self, p, tree.File(name, "", size)))
             return out
-        return [ArtifactFile(self, p, e) for p, e in self._iter_entries(prefix)]
+        return list(self.iter_files(prefix))
+
+    def iter_files(self, prefix: str | None = None) -> Iterator[ArtifactFile]:
+        """The files of a logged version, below ``prefix`` when given, in path order, one at
+        a time: a version of millions of files is walked in little memory (`files` makes the
+        whole list)."""
+        for path, entry in self._iter_entries(prefix):
+            yield ArtifactFile(self, path, entry)
 
     def __getitem__(self, path: str) -> ArtifactFile:
         """``art["data/train.csv"]``: the entry at that path (`get_entry`)."""

@@ -12,8 +12,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cairn.objects import tree
-    from cairn.sdk.artifact import Artifact
+    from cairn.sdk.artifact import Artifact, ArtifactFile
     from cairn.sdk.run import Run
 
 _FILES_SHOWN = 12
@@ -76,36 +75,36 @@ def version_html(art: Artifact) -> str:
             f"<span style='color:#667085'>draft {escape(art.type)}, {len(files)} files, "
             "not logged yet</span></div>"
         )
-    info = art._logged()
     rows = [
-        ("type", escape(info.type)),
-        ("digest", f"<code>{escape(info.digest)}</code>"),
-        ("size", f"{human_size(info.size)} in {info.file_count} files"),
-        ("logged", escape(info.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"))),
+        ("type", escape(art.type)),
+        ("digest", f"<code>{escape(art.digest)}</code>"),
+        ("size", f"{human_size(art.size)} in {art.file_count} files"),
+        ("logged", escape(art.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"))),
     ]
-    if info.aliases:
-        rows.append(("aliases", _chips(info.aliases, "#2f6fde")))
-    if info.tags:
-        rows.append(("tags", _chips(info.tags, "#667085")))
-    if info.run_id:
-        rows.append(("logged by", f"run <code>{escape(info.run_id)}</code>"))
-    if info.description:
-        rows.append(("description", escape(info.description)))
-    if info.state != "committed":
-        rows.append(("state", escape(info.state)))
+    if art.aliases:
+        rows.append(("aliases", _chips(art.aliases, "#2f6fde")))
+    if art.tags:
+        rows.append(("tags", _chips(art.tags, "#667085")))
+    producer = art.logged_by()
+    if producer is not None:
+        rows.append(("logged by", f"run <code>{escape(producer.id)}</code>"))
+    if art.description:
+        rows.append(("description", escape(art.description)))
+    if art.state != "committed":
+        rows.append(("state", escape(art.state)))
     files_html = ""
-    if info.state == "committed":
-        shown: list[tuple[str, tree.Leaf]] = []
-        for f in art._iter_entries():
+    if art.state == "committed":
+        shown: list[ArtifactFile] = []
+        for f in art.iter_files():
             if len(shown) == _FILES_SHOWN:
                 break
             shown.append(f)
         items = "".join(
-            f'<tr><td style="{_TD}"><code>{escape(p)}</code></td>'
-            f'<td style="{_TD};text-align:right">{human_size(e.size)}</td></tr>'
-            for p, e in shown
+            f'<tr><td style="{_TD}"><code>{escape(f.path)}</code></td>'
+            f'<td style="{_TD};text-align:right">{human_size(f.size)}</td></tr>'
+            for f in shown
         )
-        more = info.file_count - len(shown)
+        more = art.file_count - len(shown)
         tail = f"<div style='color:#667085'>… and {more} more files</div>" if more > 0 else ""
         files_html = (
             "<div style='margin-top:6px;font-weight:600'>Files</div>"
@@ -113,8 +112,8 @@ def version_html(art: Artifact) -> str:
         )
     return (
         f'<div class="cairn-card cairn-version" style="{_CARD}">'
-        f"<div style='font-size:15px;font-weight:600'>{escape(info.qualified_name)}</div>"
-        f"{_table(rows)}{_dict_table('Metadata', info.metadata)}{files_html}</div>"
+        f"<div style='font-size:15px;font-weight:600'>{escape(art.qualified_name)}</div>"
+        f"{_table(rows)}{_dict_table('Metadata', art.metadata)}{files_html}</div>"
     )
 
 

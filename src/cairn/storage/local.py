@@ -17,15 +17,15 @@ from cairn.storage.base import Signer
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
-def _syncfs(path: Path) -> None:
+def syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path`` (Linux syncfs), else everything (sync)."""
-    syncfs = getattr(_libc, "syncfs", None)
-    if syncfs is None:
+    call = getattr(_libc, "syncfs", None)
+    if call is None:
         os.sync()
         return
     fd = os.open(path, os.O_RDONLY)
     try:
-        if syncfs(fd) != 0:
+        if call(fd) != 0:
             os.sync()
     finally:
         os.close(fd)
@@ -196,7 +196,7 @@ class LocalStorage:
             # clear first: a put that completes while syncfs runs marks the store dirty again
             self._dirty = False
             try:
-                _syncfs(self.root)
+                syncfs(self.root)
             except BaseException:
                 self._dirty = True
                 raise

@@ -30,7 +30,7 @@ from cairn.core.digest import hash_bytes
 from cairn.errors import DiskFullError, IntegrityError, ObjectNotFoundError, StoreError
 from cairn.objects.packs.format import Entry, Location, Row, encode_footer, read_footer
 from cairn.objects.packs.index import PackIndex
-from cairn.storage.local import _syncfs
+from cairn.storage.local import syncfs
 
 PACK_TARGET = 64 << 20
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
@@ -327,7 +327,7 @@ class LocalPackStore:
         self._writer.wait_flushes(self.root)
         if not self._writer.sealed:
             return []
-        _syncfs(self.root)
+        syncfs(self.root)
         rows = [(d, p, o, n) for d, (p, o, n) in self._writer.pending.items()]
         self.index.add(rows, replace=replace)
         self._writer.take()  # indexed: forget them here (kept above if indexing failed)
