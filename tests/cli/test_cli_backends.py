@@ -66,6 +66,10 @@ ELSEWHERE = {
     "server keys": "the server's own database, on its host; tests/server",
     "user ls": "accounts exist on a server only; test_cli_login.py",
     "key ls": "accounts exist on a server only; test_cli_login.py",
+    "webhook add": "writes; test_cli_webhook.py runs on both backends",
+    "webhook ls": "webhooks: test_cli_webhook.py runs on both backends",
+    "webhook test": "writes; test_cli_webhook.py runs on both backends",
+    "webhook log": "webhooks: test_cli_webhook.py runs on both backends",
 }
 
 # What is not found, with --json where the command has it: exit 3 and one line on stderr.

@@ -186,6 +186,10 @@ API_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/projects/{project}/members"): Route("read"),
     ("PUT", "/projects/{project}/members/{user}"): Route("admin", 404, lambda w: {"role": "read"}),
     ("DELETE", "/projects/{project}/members/{user}"): Route("admin"),
+    ("GET", "/projects/{project}/webhooks"): Route("admin"),
+    ("POST", "/projects/{project}/webhooks"): Route(
+        "admin", 404, lambda w: {"url": "http://127.0.0.1:9/hook", "events": ["webhook.test"]}
+    ),
     ("GET", "/users"): Route("server", 403),
     ("POST", "/users"): Route("server", 403, lambda w: {"name": f"user-{next(_names)}"}),
     ("GET", "/users/{user}/keys"): Route("self", 403),
@@ -255,6 +259,13 @@ NOT_YET_IN_MATRIX = {
         ("POST", "/registries/{registry}/collections/{collection}/links"),
         ("POST", "/registries/{registry}/collections/{collection}/versions/{ref}/aliases"),
         ("PUT", "/registries/{registry}/members/{member}"),
+        # webhooks by id and per registry: tested in test_webhooks_server.py
+        ("DELETE", "/webhooks/{webhook_id}"),
+        ("GET", "/registries/{registry}/webhooks"),
+        ("GET", "/webhooks/{webhook_id}"),
+        ("GET", "/webhooks/{webhook_id}/deliveries"),
+        ("POST", "/registries/{registry}/webhooks"),
+        ("POST", "/webhooks/{webhook_id}/test"),
     ]
 }
 RANK = {"reader": 1, "writer": 2, "owner": 3, "root": 4}

@@ -31,6 +31,7 @@ from cairn.cli import (
     registry,
     runs,
     server,
+    webhook,
 )
 from cairn.cli import check as check_cli
 from cairn.cli import gc as gc_cli
@@ -185,6 +186,7 @@ app.command("link")(registry.link)
 app.command("unlink")(registry.unlink)
 app.command("search")(registry.search)
 app.add_typer(registry.audit_app, name="audit")
+app.add_typer(webhook.app, name="webhook")
 account.register(app)
 
 

@@ -10,6 +10,7 @@ The application keeps nothing in memory another process would need: any number o
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,12 +26,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn._version import __version__
 from cairn.errors import CairnError, UnavailableError
-from cairn.server import routes_accounts, routes_objects, routes_registries, routes_registry
+from cairn.server import (
+    routes_accounts,
+    routes_objects,
+    routes_registries,
+    routes_registry,
+    routes_webhooks,
+)
 from cairn.server.backfill import bind_unbound
 from cairn.server.dashboard import server_dashboard
 from cairn.server.deps import Caller, ServerSettings, Services
 from cairn.server.gate import Gate, json_error
 from cairn.service.audit import Actor, acting
+from cairn.service.webhooks import WebhookWorker
 from cairn.wire import API_PREFIX, error_detail, status_for
 
 log = logging.getLogger("cairn.server")
@@ -154,9 +162,12 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hooks = start_webhook_worker(opened)
         try:
             yield
         finally:
+            if hooks is not None:
+                hooks.stop()
             opened.close()
 
     app = FastAPI(
@@ -206,6 +217,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.include_router(routes_objects.router, prefix=API_PREFIX)
     app.include_router(routes_accounts.router, prefix=API_PREFIX)
     app.include_router(routes_registries.router, prefix=API_PREFIX)
+    app.include_router(routes_webhooks.router, prefix=API_PREFIX)
     app.include_router(server_dashboard())  # the web dashboard, at /
     return app
 
@@ -227,6 +239,13 @@ def readiness(services: Services) -> dict[str, str]:
         log.error("readiness: the object store cannot be used: %s", exc)
         checks["store"] = "unavailable"
     return checks
+
+
+def start_webhook_worker(services: Services) -> WebhookWorker | None:
+    """The webhook delivery thread of this process (CAIRN_WEBHOOK_WORKER=0: none)."""
+    if os.environ.get("CAIRN_WEBHOOK_WORKER") == "0":
+        return None
+    return WebhookWorker(services.registry.engine).start()
 
 
 def app_from_env() -> FastAPI:

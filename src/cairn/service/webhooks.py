@@ -99,6 +99,8 @@ class WebhookWorker:
     def run_once(self) -> int:
         """Send every delivery due now (in batches); the number of attempts made."""
         done = 0
+        if not self.store.has_due():  # a read: no write lock taken while there is nothing
+            return 0
         while not self._stop.is_set():
             claimed = self.store.claim(self.batch, lease=self.timeout + 60)
             if not claimed:

@@ -92,6 +92,18 @@ class WebhookInfo:
             "created_by": self.created_by,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WebhookInfo:
+        return cls(
+            id=d["id"],
+            project=d["project"],
+            registry=d["registry"],
+            url=d["url"],
+            events=list(d["events"]),
+            created_at=datetime.fromisoformat(d["created_at"]),
+            created_by=d.get("created_by"),
+        )
+
 
 @dataclass
 class DeliveryInfo:
@@ -127,6 +139,28 @@ class DeliveryInfo:
             "response_ms": self.response_ms,
             "log": self.log,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeliveryInfo:
+        def when(key: str) -> datetime | None:
+            return datetime.fromisoformat(d[key]) if d.get(key) else None
+
+        return cls(
+            id=d["id"],
+            webhook_id=d["webhook_id"],
+            event_id=d["event_id"],
+            event_type=d["event_type"],
+            idempotency_key=d["idempotency_key"],
+            status=d["status"],
+            attempts=d["attempts"],
+            created_at=datetime.fromisoformat(d["created_at"]),
+            next_attempt_at=datetime.fromisoformat(d["next_attempt_at"]),
+            delivered_at=when("delivered_at"),
+            last_status_code=d.get("last_status_code"),
+            last_error=d.get("last_error"),
+            response_ms=d.get("response_ms"),
+            log=list(d.get("log") or []),
+        )
 
 
 @dataclass
@@ -592,18 +626,29 @@ class WebhookStore:
 
         return self._read(work)
 
+    @staticmethod
+    def _due(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            sa.and_(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now),
+            sa.and_(WebhookDelivery.status == "delivering", WebhookDelivery.lease_until < now),
+        )
+
+    def has_due(self) -> bool:
+        """Is any delivery due now?"""
+
+        def work(s: Session) -> bool:
+            query = sa.select(WebhookDelivery.id).where(self._due(utcnow())).limit(1)
+            return s.scalar(query) is not None
+
+        return self._read(work)
+
     def claim(self, limit: int, lease: float) -> list[Claimed]:
         """Take up to ``limit`` due deliveries for ``lease`` seconds (pending ones whose time
         came, and ones whose holder's lease ran out)."""
 
         def work(s: Session) -> list[Claimed]:
             now = utcnow()
-            due = sa.or_(
-                sa.and_(
-                    WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
-                ),
-                sa.and_(WebhookDelivery.status == "delivering", WebhookDelivery.lease_until < now),
-            )
+            due = self._due(now)
             query = (
                 sa.select(WebhookDelivery.id)
                 .where(due)
