@@ -40,6 +40,7 @@ def test_version_listings_by_order_and_tags(tmp_path: Path) -> None:
     assert [a.version for a in api.artifact_versions("ds", tags=["clean"])] == ["v2", "v1"]
     assert [a.version for a in api.artifact_versions("ds", tags=["clean", "raw"])] == ["v1"]
     assert api.artifact_versions("ds", tags=["none"]) == []
+    assert len(api.artifact_versions("ds", order="-size")) == 3  # any search field orders
     with pytest.raises(InvalidInputError, match="unknown filter field 'colour'"):
         api.artifact_versions("ds", order="colour")
     with pytest.raises(InvalidNameError):
