@@ -1,9 +1,10 @@
 """A W&B-style artifact script, run unchanged on Cairn through ``import cairn.wandb as wandb``.
 
 It prepares a dataset, trains a toy model on it and publishes the model, the way a W&B user
-writes it: ``wandb.init`` with an entity and a config, ``wandb.Artifact``, ``run.log_artifact``
-with ``aliases=["latest", ...]``, ``run.use_artifact("entity/project/name:alias")``,
-``wandb.log``, ``wandb.summary``, ``wandb.Api().artifact(...)`` and ``artifact_versions``.
+writes it: ``wandb.init`` with an entity and a config (read and set as ``wandb.config.lr``,
+``config.update({...})``), ``wandb.Artifact``, ``run.log_artifact`` with
+``aliases=["latest", ...]``, ``run.use_artifact("entity/project/name:alias")``, ``wandb.log``,
+``wandb.summary``, ``wandb.Api().artifact(...)`` and ``artifact_versions``.
 
     python examples/wandb_style.py [WORKDIR]
 
@@ -31,7 +32,8 @@ PROJECT = "wandb-style"
 def prepare(workdir: Path) -> None:
     run = wandb.init(project=PROJECT, entity=ENTITY, job_type="prepare", config={"rows": 200})
     rows = wandb.config["rows"]
-    rng = random.Random(7)
+    wandb.config.seed = 7
+    rng = random.Random(wandb.config.seed)
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for split, count in (("train", rows * 3 // 4), ("test", rows // 4)):
@@ -53,19 +55,19 @@ def prepare(workdir: Path) -> None:
 
 
 def train(workdir: Path) -> None:
-    run = wandb.init(
-        project=PROJECT, entity=ENTITY, job_type="train", config={"lr": 0.5, "epochs": 40}
-    )
+    run = wandb.init(project=PROJECT, entity=ENTITY, job_type="train", config={"lr": 0.5})
+    config = wandb.config
+    config.update({"epochs": 40, "optimizer": "gd"})
     dataset = run.use_artifact(f"{ENTITY}/{PROJECT}/points:latest", type="dataset")
     folder = Path(dataset.download(root=str(workdir / "download")))
     with open(folder / "train.csv") as f:
         points = np.array([[float(r["x"]), float(r["y"])] for r in csv.DictReader(f)])
     x, y = points[:, 0], points[:, 1]
     w = b = 0.0
-    for epoch in range(wandb.config["epochs"]):
+    for epoch in range(config.epochs):
         error = w * x + b - y
-        w -= wandb.config["lr"] * float(np.mean(error * x))
-        b -= wandb.config["lr"] * float(np.mean(error))
+        w -= config.lr * float(np.mean(error * x))
+        b -= config.lr * float(np.mean(error))
         wandb.log({"epoch": epoch, "loss": np.mean(error**2)})
     wandb.summary["w"], wandb.summary["b"] = w, b
 

@@ -33,12 +33,14 @@ from cairn.sdk.api import ArtifactCollection
 from cairn.sdk.artifact import Artifact, ArtifactFile
 from cairn.sdk.metadata import convert
 from cairn.sdk.run import Run
+from cairn.sdk.run_config import Config, to_config
 
 __all__ = [
     "Api",
     "Artifact",
     "ArtifactCollection",
     "ArtifactFile",
+    "Config",
     "Run",
     "UnsupportedError",
     "finish",
@@ -84,7 +86,7 @@ def _default_project() -> str | None:
 def init(
     project: str | None = None,
     entity: str | None = None,
-    config: dict[str, Any] | None = None,
+    config: Any = None,
     job_type: str | None = None,
     name: str | None = None,
     notes: str | None = None,
@@ -108,26 +110,14 @@ def init(
     all_tags = list(tags or [])
     if group:
         all_tags.append(f"group-{group}")
-    cfg = _plain_config(config)
     return _run_module.init(
         project=project or _default_project(),
         job_type=job_type,
         name=name,
-        config=cfg,
+        config=dict(to_config(config)),
         tags=all_tags,
         notes=notes or "",
         save_code=True if save_code is None else save_code,
-    )
-
-
-def _plain_config(config: Any) -> dict[str, Any] | None:
-    """A config given as a dict, an argparse Namespace or anything with ``__dict__``."""
-    if config is None or isinstance(config, dict):
-        return config
-    if hasattr(config, "__dict__"):
-        return dict(vars(config))
-    raise InvalidInputError(
-        f"config must be a dict (or an argparse Namespace), not {type(config).__name__}"
     )
 
 

@@ -4,6 +4,7 @@ what Cairn does not have says so."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import runpy
 import sys
@@ -15,7 +16,7 @@ from sdk_helpers import tree_of, write
 
 import cairn
 import cairn.wandb as wandb
-from cairn.errors import RunFinishedError, UnsupportedError
+from cairn.errors import InvalidMetadataError, RunFinishedError, UnsupportedError
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "wandb_style.py"
 
@@ -39,7 +40,8 @@ def test_the_example_script_runs_unchanged(
     assert points.metadata == {"rows": 200, "columns": ["x", "y"], "noise": pytest.approx(0.1)}
     assert sorted(points.aliases) == ["latest", "raw"]
     train = points.used_by()[0]
-    assert train.config == {"lr": 0.5, "epochs": 40}
+    assert train.config == {"lr": 0.5, "epochs": 40, "optimizer": "gd"}
+    assert points.logged_by().config == {"rows": 200, "seed": 7}  # type: ignore[union-attr]
     assert train.summary["w"] == pytest.approx(3.0, abs=0.15)
     losses = [m["loss"] for m in train.metrics()]
     assert len(losses) == 40 and losses[-1] < losses[0]
@@ -68,6 +70,54 @@ def test_init_run_log_summary_finish(tmp_path: Path, monkeypatch: pytest.MonkeyP
         wandb.log({"x": 1})
 
 
+def test_config_reads_and_writes_as_attributes() -> None:
+    run = wandb.init(project="proj", config={"lr": 0.01, "layers": (64, 32)})
+    config = wandb.config
+    assert config.lr == 0.01 and config["layers"] == [64, 32]
+    wandb.config.batch_size = 32
+    wandb.config.update({"epochs": np.int64(3), "opt": {"name": "adam"}})
+    wandb.config.update(argparse.Namespace(lr=0.1, seed=7), allow_val_change=True)
+    config.setdefaults({"epochs": 99, "dropout": np.float32(0.5)})
+    config.setdefault("warmup", 2)
+    config.tmp = "x"
+    del config.tmp
+    assert (config.lr, config.batch_size, config.epochs, config.dropout) == (0.1, 32, 3, 0.5)
+    assert type(config.epochs) is int and config.opt == {"name": "adam"}
+    assert run.config is config and config.as_dict() == dict(config)
+    with pytest.raises(AttributeError, match="no key 'nope'"):
+        config.nope  # noqa: B018
+    assert getattr(config, "nope", None) is None and not hasattr(config, "nope")
+    # a bad value is refused where it is set, and a bad update changes nothing
+    with pytest.raises(InvalidMetadataError, match=r"config\['bad'\] is a set"):
+        config.bad = {1, 2}
+    with pytest.raises(InvalidMetadataError, match=r"config\['loss'\] is nan"):
+        config.update({"ok": 1, "loss": float("nan")})
+    with pytest.raises(InvalidMetadataError, match="not int"):
+        config.update({1: "int key"})
+    assert "ok" not in config and "bad" not in config
+    wandb.finish()
+    expected = {
+        "lr": 0.1,
+        "layers": [64, 32],
+        "batch_size": 32,
+        "epochs": 3,
+        "opt": {"name": "adam"},
+        "seed": 7,
+        "dropout": 0.5,
+        "warmup": 2,
+    }
+    stored = wandb.Api().run(f"team/proj/{run.id}")
+    assert stored.config == expected and list(stored.config) == list(expected)
+    assert stored.config.batch_size == 32 and stored.info.config == expected
+    # init takes an argparse Namespace as W&B does; a value it cannot keep is refused there
+    with wandb.init(project="proj", config=argparse.Namespace(lr=0.2)) as other:
+        assert wandb.config.lr == 0.2
+    assert cairn.Api("proj").run(other.id).config == {"lr": 0.2}
+    with pytest.raises(InvalidMetadataError, match=r"config\['f'\] is a function"):
+        wandb.init(project="proj", config={"f": lambda: 1})
+    assert wandb.run is None
+
+
 def test_the_api_with_entity_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_PROJECT", "proj")
     with wandb.init() as run:
@@ -94,8 +144,10 @@ def test_the_api_with_entity_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_offline_mode_and_wandb_dir_and_artifact_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("CAIRN_OFFLINE", "CAIRN_DIR", "CAIRN_ARTIFACT_DIR"):
+    for name in ("CAIRN_DIR", "CAIRN_ARTIFACT_DIR"):
         monkeypatch.delenv(name, raising=False)
+    # set (not deleted) so that the CAIRN_OFFLINE=1 wandb.init sets is undone after the test
+    monkeypatch.setenv("CAIRN_OFFLINE", "0")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
     monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "wandb-artifacts"))
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -25,6 +25,7 @@ from cairn.sdk.gitinfo import read_git_info
 from cairn.sdk.heartbeat import Heartbeat
 from cairn.sdk.log_version import log_version
 from cairn.sdk.resolve import resolve_ref
+from cairn.sdk.run_config import Config, to_config
 
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 2.0
@@ -43,7 +44,7 @@ class Run:
         self._info = info
         self._backend = backend
         self._active = active
-        self.config: dict[str, Any] = dict(info.config)
+        self._config = Config(info.config)
         self.summary: dict[str, Any] = dict(info.summary)
         self._metrics: list[tuple[int, dict[str, Any]]] = []
         self._step = 0
@@ -82,6 +83,17 @@ class Run:
     def failure(self) -> str | None:
         """Why the run failed or crashed (``"ValueError: bad shape"``), else None."""
         return self._info.failure
+
+    @property
+    def config(self) -> Config:
+        """The run's settings: a dict whose keys are also attributes (``run.config.lr``,
+        ``run.config.update({...})``), values checked when set, saved when the run finishes
+        (see `cairn.sdk.run_config`)."""
+        return self._config
+
+    @config.setter
+    def config(self, value: Any) -> None:
+        self._config = to_config(value)
 
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.name} ({self.id}) {self.state}>"
@@ -334,7 +346,7 @@ def init(
         names.check_type(job_type)
     for t in tags:
         names.check_tag(t)
-    cfg = check_json(config, "config")
+    cfg = dict(to_config(config))
     backend = get_backend()
     git = read_git_info() if save_code else None
     diff_digest = None
