@@ -80,7 +80,9 @@ def test_rename_retype_describe_and_tag_an_artifact(tmp_path: Path) -> None:
     collection.tags = ["curated", "vision"]
     collection.save()
     assert collection.updated_at >= collection.created_at
-    collection.change_type("image-set")
+    with cairn.init(project="proj", job_type="curate") as editor:
+        collection.change_type("image-set")
+    collection.save()  # nothing changed: nothing recorded
 
     again = cairn.Api("proj").artifact_collection("images")
     assert (again.name, again.type, again.description, again.tags) == (
@@ -100,6 +102,18 @@ def test_rename_retype_describe_and_tag_an_artifact(tmp_path: Path) -> None:
     ]
     assert [v.version for v in again.versions()] == ["v1", "v0"]
     assert v1.digest == api.artifact("images:latest").digest
+    # a rename and a change of type are in every version's history (with the run that made
+    # them), and the listing shows the artifact under its new name and type
+    for version in ("v0", "v1"):
+        history = api.artifact(f"images:{version}").history()
+        assert [(h.field, h.old, h.new, h.run_id) for h in history[1:]] == [
+            ("name", "ds", "images", None),
+            ("type", "dataset", "image-set", editor.id),
+        ]
+    assert api.artifact("images:v1").updated_at == history[-1].at
+    listed = {a.name: a for a in api.artifacts()}
+    assert sorted(listed) == ["images", "taken"] and listed["images"].type == "image-set"
+    assert listed["images"].updated_at == history[-1].at
     # the next log goes on the renamed artifact, with its new type
     with cairn.init(project="proj"):
         art = cairn.Artifact("images", type="image-set")

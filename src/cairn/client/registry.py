@@ -289,6 +289,8 @@ class RemoteRegistry:
         type: str | None = None,
         description: str | None = None,
         tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
     ) -> ArtifactInfo:
         check_project(project)
         check_artifact_name(name)
@@ -297,6 +299,8 @@ class RemoteRegistry:
             "type": type,
             "description": description,
             "tags": _listish(tags),
+            "run_id": run_id,
+            "user": user,
         }
         data = self.http.json("PATCH", f"/projects/{project}/artifacts/{name}", json=body)
         return ArtifactInfo.from_dict(data)

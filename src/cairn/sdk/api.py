@@ -340,9 +340,12 @@ class ArtifactCollection:
 
     def save(self) -> ArtifactCollection:
         """Apply changes to name, type, description and tags."""
+        from cairn.sdk import run as run_module
+
         if isinstance(self.tags, str):
             raise InvalidInputError("tags are a list, e.g. tags=['curated']")
         info = self._info
+        current = run_module.current_run()
         new = self._backend.registry.update_artifact(
             self.project,
             info.name,
@@ -350,6 +353,7 @@ class ArtifactCollection:
             type=self.type if self.type != info.type else None,
             description=self.description if self.description != info.description else None,
             tags=list(self.tags) if list(self.tags) != info.tags else None,
+            run_id=current.id if current is not None and current._active else None,
         )
         self._set(new)
         return self

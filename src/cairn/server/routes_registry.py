@@ -96,6 +96,8 @@ class UpdateArtifact(Strict):
     type: str | None = None
     description: str | None = None
     tags: list[str] | None = Field(None, description="the artifact's own tags (the full list)")
+    run_id: str | None = Field(None, description="the run making the change (in the history)")
+    user: str | None = Field(None, description="recorded only by an open server (no accounts)")
 
 
 class AddLabel(Strict):
@@ -403,6 +405,8 @@ def update_artifact(
     project: str, name: str, body: UpdateArtifact, svc: Svc, caller: Caller
 ) -> dict[str, Any]:
     svc.accounts.require_writable(caller, project)
+    if body.run_id is not None:
+        _run(svc, caller, body.run_id, "write")
     info = svc.registry.update_artifact(
         project,
         name,
@@ -410,6 +414,8 @@ def update_artifact(
         type=body.type,
         description=body.description,
         tags=body.tags,
+        run_id=body.run_id,
+        user=_who(caller, body.user),
     )
     return info.to_dict()
 

@@ -162,9 +162,13 @@ class Registry(Protocol):
         type: str | None = None,
         description: str | None = None,
         tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
     ) -> ArtifactInfo:
         """Rename an artifact, change its type, its own description or tags (the full list).
-        Its versions, aliases and lineage follow. ConflictError when ``new_name`` is taken."""
+        Its versions, aliases and lineage follow; a rename or a change of type is recorded in
+        the history of every version (fields "name" and "type"). ConflictError when
+        ``new_name`` is taken."""
         ...
 
     def delete_artifact(

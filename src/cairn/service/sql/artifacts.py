@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal, cast
 
 import sqlalchemy as sa
@@ -16,7 +17,15 @@ from cairn.core.names import check_artifact_name, check_project, check_type, is_
 from cairn.core.records import ArtifactInfo, VersionInfo
 from cairn.errors import ArtifactNotFoundError, ConflictError, InvalidNameError
 from cairn.metadata.engine import lock_artifact
-from cairn.metadata.tables import Alias, Artifact, ArtifactTag, Project, Version, VersionTag
+from cairn.metadata.tables import (
+    Alias,
+    Artifact,
+    ArtifactTag,
+    History,
+    Project,
+    Version,
+    VersionTag,
+)
 from cairn.service.sql.common import (
     COMMITTED,
     DELETED,
@@ -27,6 +36,7 @@ from cairn.service.sql.common import (
     utcnow,
 )
 from cairn.service.sql.projects import find_project
+from cairn.service.sql.runs import find_run
 from cairn.service.validate import check_int, check_page, check_str, check_tags, listing
 
 _SHOWN = 5  # names listed in a not-found message
@@ -271,6 +281,37 @@ def artifact_infos(s: Session, project: str, artifacts: Sequence[Artifact]) -> l
     return result
 
 
+def _record(
+    s: Session,
+    artifact: Artifact,
+    field: str,
+    old: str,
+    new: str,
+    at: datetime,
+    run_id: str | None,
+    user: str | None,
+) -> None:
+    """A rename or a change of type, in the history of every version of the artifact (its
+    versions' names and types change with it, deleted ones too)."""
+    ids = s.scalars(sa.select(Version.id).where(Version.artifact_id == artifact.id)).all()
+    for batch in chunks(list(ids)):
+        s.execute(
+            sa.insert(History),
+            [
+                {
+                    "version_id": vid,
+                    "field": field,
+                    "old": old,
+                    "new": new,
+                    "at": at,
+                    "run_id": run_id,
+                    "user": user,
+                }
+                for vid in batch
+            ],
+        )
+
+
 class ArtifactsMixin(SqlBase):
     def get_artifact(self, project: str, name: str) -> ArtifactInfo:
         check_project(project)
@@ -291,9 +332,13 @@ class ArtifactsMixin(SqlBase):
         type: str | None = None,
         description: str | None = None,
         tags: Sequence[str] | None = None,
+        run_id: str | None = None,
+        user: str | None = None,
     ) -> ArtifactInfo:
         check_project(project)
         check_artifact_name(name)
+        if user is not None:
+            check_str("user", user)
         if new_name is not None:
             check_artifact_name(new_name)
         if type is not None:
@@ -303,9 +348,12 @@ class ArtifactsMixin(SqlBase):
         want_tags = check_tags(tags) if tags is not None else None
 
         def work(s: Session) -> ArtifactInfo:
+            if run_id is not None:
+                find_run(s, run_id)
             proj, artifact = find_artifact(s, project, name)
             lock_artifact(s, artifact.id)
             s.refresh(artifact)
+            now = utcnow()
             changed = False
             if new_name is not None and new_name != artifact.name:
                 taken = s.scalar(
@@ -318,9 +366,11 @@ class ArtifactsMixin(SqlBase):
                         f"artifact {project}/{new_name} already exists: choose another name "
                         f"for {project}/{name}"
                     )
+                _record(s, artifact, "name", artifact.name, new_name, now, run_id, user)
                 artifact.name = new_name
                 changed = True
             if type is not None and type != artifact.type:
+                _record(s, artifact, "type", artifact.type, type, now, run_id, user)
                 artifact.type = type
                 changed = True
             if description is not None and description != artifact.description:
@@ -346,7 +396,7 @@ class ArtifactsMixin(SqlBase):
                     )
                 changed |= bool(added or removed)
             if changed:
-                artifact.updated_at = utcnow()
+                artifact.updated_at = now
             s.flush()
             return artifact_infos(s, proj.name, [artifact])[0]
 
