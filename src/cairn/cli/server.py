@@ -7,15 +7,19 @@ administrator and prints their key, once.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
 
 from cairn.cli import output
 from cairn.cli.output import JsonOpt
+
+P = ParamSpec("P")
 
 if TYPE_CHECKING:
     from cairn.server.deps import ServerSettings
@@ -55,6 +59,28 @@ def _accounts(url: str | None) -> Accounts:
 
     registry = SqlRegistry(_database_url(url))  # brings the schema to head
     return Accounts(registry.engine)
+
+
+def audited(command: Callable[P, None]) -> Callable[P, None]:
+    """An administration command changes the server's database directly: the audit log
+    records its changes as done by the operating-system user on this host
+    (``cli:USER@HOST``, no address)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        import getpass
+        import socket
+
+        from cairn.service.audit import Actor, acting
+
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = "unknown"
+        with acting(Actor(user=f"cli:{who}@{socket.gethostname()}", address=None)):
+            command(*args, **kwargs)
+
+    return run
 
 
 def _print_key(token: str, user: str) -> None:
@@ -244,6 +270,7 @@ def migrate_command(database_url: DatabaseOpt = None) -> None:
 
 
 @app.command("create-admin")
+@audited
 def create_admin(
     name: Annotated[str, typer.Argument(help="The administrator's user name.")],
     database_url: DatabaseOpt = None,
@@ -260,6 +287,7 @@ def create_admin(
 
 
 @app.command("create-user")
+@audited
 def create_user(
     name: Annotated[str, typer.Argument(help="The user's name.")],
     admin: Annotated[bool, typer.Option("--admin", help="Make them an administrator.")] = False,
@@ -277,6 +305,7 @@ def create_user(
 
 
 @app.command("create-key")
+@audited
 def create_key(
     user: Annotated[str, typer.Argument(help="Whose key.")],
     label: Annotated[str, typer.Option(help="What the key is for.")] = "",
@@ -292,6 +321,7 @@ def create_key(
 
 
 @app.command("revoke-key")
+@audited
 def revoke_key(
     key_id: Annotated[int, typer.Argument(help="The key's id (see `cairn server keys USER`).")],
     database_url: DatabaseOpt = None,
@@ -348,6 +378,7 @@ def keys(
 
 
 @app.command("grant")
+@audited
 def grant(
     user: Annotated[str, typer.Argument(help="The user.")],
     project: Annotated[str, typer.Argument(help="The project (created if it does not exist).")],
@@ -364,6 +395,7 @@ def grant(
 
 
 @app.command("revoke-access")
+@audited
 def revoke_access(
     user: Annotated[str, typer.Argument(help="The user.")],
     project: Annotated[str, typer.Argument(help="The project.")],

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from cairn.dashboard.app import dashboard_router
 from cairn.dashboard.auth import SignIn, Viewer
 from cairn.objects.store import ObjectStore
+from cairn.service.audit import current_actor
 from cairn.service.registry import Registry
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class ServerAccess:
         if found is None:
             return None if self.accounts.has_users() else Viewer.anonymous()
         user_id, name, is_admin = found
+        actor = current_actor()
+        if actor is not None:
+            actor.user = name  # the audit log's "who" for edits made in the dashboard
         principal = Principal(user_id=user_id, name=name, is_admin=is_admin)
         return Viewer(name, self.accounts.roles(principal))
 

@@ -167,11 +167,10 @@ def principal(
 ) -> Principal:
     """The caller the `Gate` authenticated before reading the body (or, for an app without
     it, the key's user)."""
-    admitted: Principal | None = getattr(request.state, "principal", None)
-    if admitted is not None:
-        return admitted
-    token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
-    found = services(request).accounts.authenticate(token)
+    found: Principal | None = getattr(request.state, "principal", None)
+    if found is None:
+        token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
+        found = services(request).accounts.authenticate(token)
     actor = current_actor()
     if actor is not None and found.name is not None:
         actor.user = found.name  # the audit log's "who" for this request

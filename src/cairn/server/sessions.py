@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from cairn.metadata.accounts import ApiKey, DashboardSession, User
 from cairn.metadata.engine import transaction
+from cairn.service.sql.audit import record
 
 T = TypeVar("T")
 
@@ -82,12 +83,14 @@ class Sessions:
 
         def work(s: Session) -> str | None:
             row = s.execute(
-                sa.select(ApiKey.id, ApiKey.user_id).where(
-                    ApiKey.key_hash == _hash(api_key), ApiKey.revoked_at.is_(None)
-                )
+                sa.select(ApiKey.id, ApiKey.user_id, User.name)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == _hash(api_key), ApiKey.revoked_at.is_(None))
             ).one_or_none()
-            if row is None:
+            if row is None:  # audited without the key: a mistyped key is still a secret
+                record(s, "session.sign_in_failed", "dashboard", None, None)
                 return None
+            record(s, "session.sign_in", row[2], None, {"key_id": row[0]}, user=row[2])
             if replacing:
                 self._end(s, replacing, now)
             s.execute(

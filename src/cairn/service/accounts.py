@@ -42,6 +42,7 @@ from cairn.errors import (
 from cairn.metadata.accounts import ROLES, ApiKey, ObjectReceipt, ProjectMember, ProjectObject, User
 from cairn.metadata.engine import transaction
 from cairn.metadata.tables import Artifact, Project, Version
+from cairn.service.sql.audit import record
 
 T = TypeVar("T")
 
@@ -176,6 +177,7 @@ class Accounts:
             user = User(name=name, is_admin=bool(admin), created_at=_now())
             s.add(user)
             s.flush()
+            record(s, "user.create", name, None, {"admin": bool(admin)})
             return _user_info(user)
 
         return self._write(work)
@@ -211,6 +213,8 @@ class Accounts:
             )
             s.add(key)
             s.flush()
+            made = {"id": key.id, "prefix": key.prefix, "label": key.label}
+            record(s, "key.create", f"{owner.name}:{key.id}", None, made)
             return KeyInfo(key.id, owner.name, key.prefix, key.label, key.created_at)
 
         return self._write(work), token
@@ -253,6 +257,8 @@ class Accounts:
                 raise NotFoundError(f"no API key with id {key_id}")
             if key.revoked_at is None:
                 key.revoked_at = _now()
+                owner = s.scalar(sa.select(User.name).where(User.id == key.user_id))
+                record(s, "key.revoke", f"{owner}:{key.id}", "active", "revoked")
 
         self._write(work)
         return self.get_key(key_id)
@@ -441,10 +447,13 @@ class Accounts:
                 pid = self._create_project(s, project) or self._project_id(s, project)
             owner = self._user(s, user)
             member = s.get(ProjectMember, (pid, owner.id))
+            before = member.role if member is not None else None
             if member is None:
                 s.add(ProjectMember(project_id=pid, user_id=owner.id, role=role, created_at=_now()))
             else:
                 member.role = role
+            if before != role:
+                record(s, "project.role", f"{project}:{user}", before, role, project=project)
             return MemberInfo(project, user, role)
 
         return self._write(work)
@@ -458,6 +467,9 @@ class Accounts:
             if pid is None:
                 raise ProjectNotFoundError(f"project {project!r} does not exist")
             owner = self._user(s, user)
+            member = s.get(ProjectMember, (pid, owner.id))
+            if member is not None:
+                record(s, "project.role", f"{project}:{user}", member.role, None, project=project)
             s.execute(
                 sa.delete(ProjectMember).where(
                     ProjectMember.project_id == pid, ProjectMember.user_id == owner.id

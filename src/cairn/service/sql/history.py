@@ -9,8 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cairn.core.records import HistoryEntry
-from cairn.metadata.tables import History
+from cairn.metadata.tables import Artifact, History, Project, Version
+from cairn.service.audit import current_actor
 from cairn.service.sql.artifacts import find_version
+from cairn.service.sql.audit import record
 from cairn.service.sql.common import SqlBase
 from cairn.service.sql.webhooks import version_event
 
@@ -31,6 +33,15 @@ def add_history(
         )
     )
     version_event(s, version_id, field, old, new, at, user)  # for the project's webhooks
+    if current_actor() is not None:  # a change made on a server: the audit log too
+        project, name, number = s.execute(
+            sa.select(Project.name, Artifact.name, Version.version)
+            .join(Artifact, Artifact.project_id == Project.id)
+            .join(Version, Version.artifact_id == Artifact.id)
+            .where(Version.id == version_id)
+        ).one()
+        target = f"{project}/{name}:v{number}"
+        record(s, f"version.{field}", target, old, new, project=project, user=user)
 
 
 class HistoryMixin(SqlBase):
