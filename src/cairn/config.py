@@ -1,21 +1,61 @@
-"""Where Cairn keeps things, from the environment. Read at call time, never cached."""
+"""Cairn's settings from the environment: the one module that reads ``CAIRN_*`` variables.
+
+Each variable has a constant named like it (for code that sets one, e.g. the CLI's
+``--quiet`` or `cairn server` passing its settings to its workers) and a function that reads
+it, at call time, never cached. docs/configuration.md lists them all (a test checks both).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+from cairn.errors import InvalidInputError, StoreError
+
+# --- the variables ------------------------------------------------------------------------------
+CAIRN_DIR = "CAIRN_DIR"
+CAIRN_DATABASE_URL = "CAIRN_DATABASE_URL"
+CAIRN_STORE = "CAIRN_STORE"
+CAIRN_PROJECT = "CAIRN_PROJECT"
+CAIRN_ARTIFACT_DIR = "CAIRN_ARTIFACT_DIR"
+CAIRN_URL = "CAIRN_URL"
+CAIRN_API_KEY = "CAIRN_API_KEY"
+CAIRN_OFFLINE = "CAIRN_OFFLINE"
+CAIRN_LOCK = "CAIRN_LOCK"
+CAIRN_HEARTBEAT_SECONDS = "CAIRN_HEARTBEAT_SECONDS"
+CAIRN_RUN_TIMEOUT_SECONDS = "CAIRN_RUN_TIMEOUT_SECONDS"
+CAIRN_RETRY_SECONDS = "CAIRN_RETRY_SECONDS"
+CAIRN_DIRECT_TRANSFERS = "CAIRN_DIRECT_TRANSFERS"
+CAIRN_UPLOAD_BATCH_BYTES = "CAIRN_UPLOAD_BATCH_BYTES"
+CAIRN_FS_CACHE_MB = "CAIRN_FS_CACHE_MB"
+CAIRN_QUIET = "CAIRN_QUIET"
+CAIRN_DEBUG = "CAIRN_DEBUG"
 
 
+# --- where things are ---------------------------------------------------------------------------
 def cairn_dir() -> Path:
     """The embedded store's home: ``CAIRN_DIR``, default ``~/.cairn``."""
-    return Path(os.environ.get("CAIRN_DIR") or "~/.cairn").expanduser().absolute()
+    return Path(os.environ.get(CAIRN_DIR) or "~/.cairn").expanduser().absolute()
+
+
+def cairn_dir_set() -> bool:
+    """Whether ``CAIRN_DIR`` is set (not empty): `cairn.wandb` sets it from ``WANDB_DIR``
+    only when it is not."""
+    return bool(os.environ.get(CAIRN_DIR))
+
+
+def store_url() -> str | None:
+    """``CAIRN_STORE``: where the embedded store keeps objects, a folder or a bucket URL
+    (s3://, gs://, az://); None: the folder ``store`` under ``CAIRN_DIR``."""
+    return os.environ.get(CAIRN_STORE) or None
 
 
 #: variables naming the default download folder, first set wins (`cairn.wandb` adds
 #: WANDB_ARTIFACT_DIR after CAIRN_ARTIFACT_DIR)
-ARTIFACT_DIR_VARIABLES = ["CAIRN_ARTIFACT_DIR"]
+ARTIFACT_DIR_VARIABLES = [CAIRN_ARTIFACT_DIR]
 
 
 def artifact_dir() -> Path:
@@ -28,19 +68,21 @@ def artifact_dir() -> Path:
 def offline() -> bool:
     """``CAIRN_OFFLINE=1``: use the embedded store even when ``CAIRN_URL`` or a saved login
     names a server."""
-    return os.environ.get("CAIRN_OFFLINE", "").lower() in ("1", "true", "yes")
+    return os.environ.get(CAIRN_OFFLINE, "").lower() in ("1", "true", "yes")
 
 
 def database_url() -> str:
     """``CAIRN_DATABASE_URL``, default a SQLite file under ``CAIRN_DIR``."""
-    url = os.environ.get("CAIRN_DATABASE_URL")
+    url = os.environ.get(CAIRN_DATABASE_URL)
     if url:
         return url
     return f"sqlite:///{cairn_dir() / 'cairn.db'}"
 
 
 def default_project() -> str | None:
-    return os.environ.get("CAIRN_PROJECT") or None
+    """``CAIRN_PROJECT``: the project when none is given (None: the caller's default,
+    'default')."""
+    return os.environ.get(CAIRN_PROJECT) or None
 
 
 def credentials_path() -> Path:
@@ -70,11 +112,23 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def url_from_env() -> str | None:
+    """``CAIRN_URL`` as set (None when unset or empty), whatever ``CAIRN_OFFLINE`` and the
+    saved login say: the CLI's commands that run where the store is refuse to run when it is
+    set."""
+    return os.environ.get(CAIRN_URL) or None
+
+
+def api_key_from_env() -> str | None:
+    """``CAIRN_API_KEY`` as set (None when unset or empty)."""
+    return os.environ.get(CAIRN_API_KEY) or None
+
+
 def server_url() -> str | None:
     """``CAIRN_URL``, else the server saved by `cairn login`, else None (embedded store)."""
     if offline():
         return None
-    url = os.environ.get("CAIRN_URL")
+    url = url_from_env()
     if url:
         return url
     saved = saved_login()
@@ -84,13 +138,13 @@ def server_url() -> str | None:
 def api_key() -> str | None:
     """``CAIRN_API_KEY``, else the key saved by `cairn login` when the server in use is the
     one it was saved for."""
-    key = os.environ.get("CAIRN_API_KEY")
+    key = api_key_from_env()
     if key:
         return key
     saved = saved_login()
     if saved is None or not saved["key"]:
         return None
-    url = os.environ.get("CAIRN_URL") or saved["url"]
+    url = url_from_env() or saved["url"]
     return saved["key"] if normalize_url(url) == normalize_url(saved["url"]) else None
 
 
@@ -109,16 +163,162 @@ def _seconds(name: str, default: float) -> float:
 
 def heartbeat_interval() -> float:
     """How often a running run tells the registry it is alive (CAIRN_HEARTBEAT_SECONDS)."""
-    return _seconds("CAIRN_HEARTBEAT_SECONDS", 30.0)
+    return _seconds(CAIRN_HEARTBEAT_SECONDS, 30.0)
 
 
 def run_timeout() -> float:
     """How long a 'running' run may stay silent before it is reported as crashed
     (CAIRN_RUN_TIMEOUT_SECONDS): its process was killed, or its machine went away."""
-    return _seconds("CAIRN_RUN_TIMEOUT_SECONDS", 300.0)
+    return _seconds(CAIRN_RUN_TIMEOUT_SECONDS, 300.0)
 
 
 def lock_file() -> str | None:
     """``CAIRN_LOCK``: the `cairn.lock` to honour (a path), ``off`` to honour none, or None to
     look for one from the working directory up to the repository's root."""
-    return os.environ.get("CAIRN_LOCK") or None
+    return os.environ.get(CAIRN_LOCK) or None
+
+
+# --- talking to a server ------------------------------------------------------------------------
+def retry_seconds(default: float) -> float:
+    """``CAIRN_RETRY_SECONDS``: how long the HTTP client retries an idempotent request whose
+    connection dropped or that got 502/503/504, else ``default`` (the client's, 60 s); 0 or
+    less: never retry."""
+    raw = os.environ.get(CAIRN_RETRY_SECONDS, "")
+    try:
+        return max(0.0, float(raw)) if raw else default
+    except ValueError:
+        raise StoreError(
+            f"{CAIRN_RETRY_SECONDS}={raw!r} is not a number of seconds (default {default:g})"
+        ) from None
+
+
+def direct_transfers() -> bool:
+    """``CAIRN_DIRECT_TRANSFERS``: ``0`` (or ``false``, ``no``, ``off``) sends every object
+    through the server even when it offers signed URLs of its bucket; default on."""
+    return os.environ.get(CAIRN_DIRECT_TRANSFERS, "").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
+def upload_batch_bytes() -> int:
+    """``CAIRN_UPLOAD_BATCH_BYTES``: the size of the batches and packs the HTTP client
+    uploads; 0 (the default): the client's own sizes. A value that is not a whole number
+    raises ValueError."""
+    return int(os.environ.get(CAIRN_UPLOAD_BATCH_BYTES) or 0)
+
+
+# --- the SDK and the CLI ------------------------------------------------------------------------
+def fs_cache_bytes() -> int:
+    """``CAIRN_FS_CACHE_MB``: the memory the ``cairn://`` file system keeps verified objects
+    in, per file system instance (MiB, default 256; 0 or less: none)."""
+    raw = os.environ.get(CAIRN_FS_CACHE_MB)
+    if not raw:
+        return 256 << 20
+    try:
+        mb = int(raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"{CAIRN_FS_CACHE_MB} must be a whole number, not {raw!r}"
+        ) from None
+    return max(mb, 0) << 20
+
+
+def quiet() -> bool:
+    """``CAIRN_QUIET=1``: no progress bars (the CLI's ``--quiet`` sets it for the command)."""
+    return os.environ.get(CAIRN_QUIET) == "1"
+
+
+def debug() -> bool:
+    """``CAIRN_DEBUG=1``: the CLI prints the full traceback of an error (as ``--debug``)."""
+    return os.environ.get(CAIRN_DEBUG) == "1"
+
+
+# --- `cairn server` ---------------------------------------------------------------------------
+#: `cairn server`'s settings as passed to its worker processes: ``ServerSettings`` field →
+#: variable (`cairn server` sets them from its options; set by hand, they configure
+#: ``cairn.server.app:app_from_env`` run by another ASGI server)
+SERVER_VARIABLES = {
+    "database_url": "CAIRN_SERVER_DATABASE_URL",
+    "store": "CAIRN_SERVER_STORE",
+    "max_object_bytes": "CAIRN_SERVER_MAX_OBJECT_BYTES",
+    "max_batch_bytes": "CAIRN_SERVER_MAX_BATCH_BYTES",
+    "max_json_bytes": "CAIRN_SERVER_MAX_JSON_BYTES",
+    "max_form_bytes": "CAIRN_SERVER_MAX_FORM_BYTES",
+    "user_quota": "CAIRN_SERVER_USER_QUOTA",
+    "auth_failures": "CAIRN_SERVER_AUTH_FAILURES",
+    "auth_window": "CAIRN_SERVER_AUTH_WINDOW",
+    "session_ttl": "CAIRN_SERVER_SESSION_TTL",
+    "store_url": "CAIRN_SERVER_STORE_URL",
+    "store_endpoint": "CAIRN_SERVER_STORE_ENDPOINT",
+    "direct": "CAIRN_SERVER_DIRECT",
+    "signed_url_ttl": "CAIRN_SERVER_SIGNED_URL_TTL",
+    "cache_dir": "CAIRN_SERVER_CACHE_DIR",
+}
+
+
+class ServerEnv(TypedDict, total=False):
+    """The ``ServerSettings`` fields the ``CAIRN_SERVER_*`` variables set."""
+
+    database_url: str
+    store: Path
+    max_object_bytes: int
+    max_batch_bytes: int
+    max_json_bytes: int
+    max_form_bytes: int
+    user_quota: int
+    auth_failures: int
+    auth_window: float
+    session_ttl: float
+    store_url: str
+    store_endpoint: str
+    direct: bool
+    signed_url_ttl: int
+    cache_dir: Path
+
+
+_SERVER_TYPES: dict[str, Any] = {
+    "store": Path,
+    "max_object_bytes": int,
+    "max_batch_bytes": int,
+    "max_json_bytes": int,
+    "max_form_bytes": int,
+    "user_quota": int,
+    "auth_failures": int,
+    "auth_window": float,
+    "session_ttl": float,
+    "signed_url_ttl": int,
+    "cache_dir": Path,
+}
+
+
+def server_settings() -> ServerEnv:
+    """The server settings the ``CAIRN_SERVER_*`` variables set: only those set and not
+    empty (the others keep ``ServerSettings``' defaults). ``CAIRN_SERVER_DIRECT=0`` turns
+    direct transfers off (any other value leaves them on); a number that is not one raises
+    ValueError."""
+    found: dict[str, Any] = {}
+    for field, name in SERVER_VARIABLES.items():
+        raw = os.environ.get(name)
+        if field == "direct":
+            if raw == "0":
+                found[field] = False
+        elif raw:
+            found[field] = _SERVER_TYPES.get(field, str)(raw)
+    return found  # type: ignore[return-value]
+
+
+def server_environment(settings: Mapping[str, object]) -> dict[str, str]:
+    """The ``CAIRN_SERVER_*`` variables that give a worker process these settings (field →
+    value, every field of ``SERVER_VARIABLES``): None is empty, a flag ``1``/``0``."""
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return str(value)
+
+    return {name: text(settings[field]) for field, name in SERVER_VARIABLES.items()}

@@ -69,10 +69,10 @@ def _mode(mode: str | None) -> str:
 def _apply_environment(mode: str | None = None, dir: str | os.PathLike[str] | None = None) -> None:
     """Map the WANDB_* variables (and init's mode/dir) onto Cairn's settings."""
     if _mode(mode) == "offline":
-        os.environ["CAIRN_OFFLINE"] = "1"
+        os.environ[_config.CAIRN_OFFLINE] = "1"
     folder = os.fspath(dir) if dir is not None else os.environ.get("WANDB_DIR")
-    if folder and not os.environ.get("CAIRN_DIR"):
-        os.environ["CAIRN_DIR"] = str(Path(folder).expanduser().absolute() / "cairn")
+    if folder and not _config.cairn_dir_set():
+        os.environ[_config.CAIRN_DIR] = str(Path(folder).expanduser().absolute() / "cairn")
 
 
 if "WANDB_ARTIFACT_DIR" not in _config.ARTIFACT_DIR_VARIABLES:

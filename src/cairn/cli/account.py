@@ -46,7 +46,9 @@ NOT_LOGGED_IN = (
 # --- the server in use --------------------------------------------------------------------------
 def _source() -> str:
     """Where the server in use comes from: 'env' or 'login'."""
-    return "env" if os.environ.get("CAIRN_URL") else "login"
+    from cairn import config
+
+    return "env" if config.url_from_env() else "login"
 
 
 @contextmanager
@@ -103,7 +105,9 @@ def _read_key(key: str | None) -> str:
     if key == "-":
         key = sys.stdin.readline()
     if not key:
-        key = os.environ.get("CAIRN_API_KEY") or None
+        from cairn import config
+
+        key = config.api_key_from_env()
     if not key and sys.stdin.isatty():
         key = typer.prompt("API key", hide_input=True)
     key = (key or "").strip()
@@ -163,10 +167,10 @@ def login(
         )
     _save_login(url, token)
     output.echo(f"Logged in to {url} as {_describe(me)}.")
-    env_url = os.environ.get("CAIRN_URL")
+    env_url = config.url_from_env()
     if env_url and config.normalize_url(env_url) != url:
         output.hint(f"note: CAIRN_URL={env_url} is set and takes precedence over this login")
-    elif os.environ.get("CAIRN_API_KEY") and os.environ["CAIRN_API_KEY"] != token:
+    elif config.api_key_from_env() not in (None, token):
         output.hint("note: CAIRN_API_KEY is set and takes precedence over the saved key")
 
 
@@ -183,7 +187,7 @@ def logout() -> None:
         return
     where = f" of {saved['url']}" if saved else ""
     output.echo(f"Logged out{where}: removed {path}.")
-    if os.environ.get("CAIRN_URL"):
+    if config.url_from_env():
         output.hint("note: CAIRN_URL is still set in the environment")
 
 
@@ -217,7 +221,7 @@ def _whoami_embedded(json_out: bool) -> None:
 
     home = config.cairn_dir()
     database = safe_url(config.database_url())
-    store = os.environ.get("CAIRN_STORE") or str(home / "store")
+    store = config.store_url() or str(home / "store")
     if json_out:
         output.print_json(
             {"mode": "embedded", "home": str(home), "database": database, "store": store}

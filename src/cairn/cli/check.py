@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -60,21 +59,22 @@ def check(
     with status 1 when something was damaged. Runs where the store is (a local store): not
     through a server (CAIRN_URL).
     """
-    if os.environ.get("CAIRN_URL"):
+    from cairn import config
+
+    if config.url_from_env():
         output.fail(
             "check runs where the store is: unset CAIRN_URL and run `cairn check` on the "
             "server's machine (`cairn check --store FOLDER --database-url …`)"
         )
     if database_url and not store:
         output.fail("--database-url needs --store (embedded mode reads $CAIRN_DATABASE_URL)")
-    from cairn import config
     from cairn.errors import CairnError
     from cairn.objects.check import check as run_check
     from cairn.objects.check import rebuild_index as run_rebuild
     from cairn.objects.packs.local import LocalPackStore
     from cairn.objects.store import is_bucket_url
 
-    url = store or os.environ.get("CAIRN_STORE") or str(config.cairn_dir() / "store")
+    url = store or config.store_url() or str(config.cairn_dir() / "store")
     if is_bucket_url(url) or "://" in url.removeprefix("file://"):
         output.fail(
             f"cairn check works on a local store folder, not {url}: a bucket's packs are "

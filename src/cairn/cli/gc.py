@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -88,7 +87,9 @@ def gc(
     pack first). On a bucket, direct uploads never committed are removed too. Runs where the
     store is: not through a server (CAIRN_URL).
     """
-    if os.environ.get("CAIRN_URL"):
+    from cairn import config
+
+    if config.url_from_env():
         output.fail(
             "gc runs on the server / embedded local store only: unset CAIRN_URL and run "
             "`cairn gc` where the store is (for a server on a bucket: `cairn gc --store "

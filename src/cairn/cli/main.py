@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from cairn import config
 from cairn.cli import (
     account,
     artifact,
@@ -55,14 +56,14 @@ class CairnGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         output.reset()
-        saved_quiet = os.environ.get("CAIRN_QUIET")
+        saved_quiet = os.environ.get(config.CAIRN_QUIET)  # --quiet sets it for this command
         try:
             code = self._run(args, prog_name, complete_var, **extra)
         finally:
             if saved_quiet is None:
-                os.environ.pop("CAIRN_QUIET", None)
+                os.environ.pop(config.CAIRN_QUIET, None)
             else:
-                os.environ["CAIRN_QUIET"] = saved_quiet
+                os.environ[config.CAIRN_QUIET] = saved_quiet
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -165,7 +166,7 @@ def root(
         STATE.project = project
     if quiet:
         STATE.quiet = True
-        os.environ["CAIRN_QUIET"] = "1"
+        os.environ[config.CAIRN_QUIET] = "1"
     if debug:
         STATE.debug = True
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from cairn import config
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -43,7 +45,7 @@ STATE = State()
 
 def reset() -> None:
     STATE.quiet = False
-    STATE.debug = os.environ.get("CAIRN_DEBUG") == "1"
+    STATE.debug = config.debug()
     STATE.console = None
     STATE.project = None
 
@@ -77,7 +79,7 @@ def silence(local: bool) -> None:
     """A command's --quiet also hides the SDK's progress bars (restored by ``main``)."""
     if local:
         STATE.quiet = True
-        os.environ["CAIRN_QUIET"] = "1"
+        os.environ[config.CAIRN_QUIET] = "1"
 
 
 def resolve_project(project: str | None) -> str:
@@ -300,7 +302,7 @@ GAP = "   "
 def status_line(label: str, enabled: bool) -> Iterator[Callable[[str], None]]:
     """A one-line status on stderr (``label: message``) for long work, on a terminal only;
     yields the function that updates it."""
-    if not enabled or not sys.stderr.isatty() or os.environ.get("CAIRN_QUIET") == "1":
+    if not enabled or not sys.stderr.isatty() or config.quiet():
         yield lambda message: None
         return
     from rich.console import Console

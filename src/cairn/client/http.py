@@ -11,7 +11,6 @@ sends is honoured within the same budget."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from cairn import config
 from cairn._version import __version__
 from cairn.errors import CairnError, StoreError
 from cairn.wire import API_PREFIX, exception_from
@@ -31,13 +31,7 @@ _RETRY_STATUS = frozenset({502, 503, 504})
 
 
 def retry_seconds() -> float:
-    raw = os.environ.get("CAIRN_RETRY_SECONDS", "")
-    try:
-        return max(0.0, float(raw)) if raw else RETRY_SECONDS
-    except ValueError:
-        raise StoreError(
-            f"CAIRN_RETRY_SECONDS={raw!r} is not a number of seconds (default {RETRY_SECONDS:g})"
-        ) from None
+    return config.retry_seconds(RETRY_SECONDS)
 
 
 class Backoff:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cairn import config
 from cairn.client.http import Http
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
@@ -73,10 +74,6 @@ def _structural(data: bytes) -> bool:
     return data[: len(_STRUCTURAL)] == _STRUCTURAL
 
 
-def _env_off(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
-
-
 class HttpObjectStore:
     def __init__(
         self,
@@ -89,7 +86,7 @@ class HttpObjectStore:
     ) -> None:
         self.http = http
         self.cache = LocalPackStore(cache_root)
-        explicit = batch_bytes or int(os.environ.get("CAIRN_UPLOAD_BATCH_BYTES") or 0)
+        explicit = batch_bytes or config.upload_batch_bytes()
         self.batch_bytes = explicit or BATCH_BYTES
         self.pack_bytes = explicit or PACK_BYTES
         self.max_pack_bytes = 1 << 62  # what the server accepts per pack (GET /info)
@@ -129,7 +126,7 @@ class HttpObjectStore:
         return self._direct
 
     def _ask_direct(self) -> bool:
-        if _env_off("CAIRN_DIRECT_TRANSFERS"):
+        if not config.direct_transfers():
             return False
         try:
             info = self.http.json("GET", "/info", retry=True)

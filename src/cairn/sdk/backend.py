@@ -44,7 +44,7 @@ class EmbeddedBackend:
 
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)
-        store_url = os.environ.get("CAIRN_STORE") or self.home / "store"
+        store_url = config.store_url() or self.home / "store"
         self.odb: ObjectStore = open_object_store(
             store_url, cache_dir=self.home / "cache" / "stores"
         )

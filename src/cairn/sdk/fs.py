@@ -53,14 +53,7 @@ _TREE_CACHE = 4096  # tree objects kept (they are small)
 
 
 def _cache_bytes() -> int:
-    raw = os.environ.get("CAIRN_FS_CACHE_MB")
-    if not raw:
-        return 256 << 20
-    try:
-        mb = int(raw)
-    except ValueError:
-        raise InvalidInputError(f"CAIRN_FS_CACHE_MB must be a whole number, not {raw!r}") from None
-    return max(mb, 0) << 20
+    return config.fs_cache_bytes()
 
 
 class _BlockCache:
@@ -183,7 +176,7 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _version(self, p: _Path) -> VersionInfo:
         backend = self._backend()
         where = (str(config.cairn_dir()), config.database_url(), config.server_url() or "")
-        key = (*where, os.environ.get("CAIRN_STORE", ""), p.project, p.name, p.ref)
+        key = (*where, config.store_url() or "", p.project, p.name, p.ref)
         now = time.monotonic()
         fixed = names.is_version_label(p.ref) or p.ref.startswith("blake3:")
         hit = self._resolved.get(key)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from cairn import config
 
 _MIN_BYTES = 64 << 20
 
 
 def enabled() -> bool:
-    return sys.stderr.isatty() and os.environ.get("CAIRN_QUIET") != "1"
+    return sys.stderr.isatty() and not config.quiet()
 
 
 @contextmanager

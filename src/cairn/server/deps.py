@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,7 +52,7 @@ class ServerSettings:
     user_quota: int = 1 << 40
     auth_failures: int = 20
     auth_window: float = 60.0
-    session_ttl: float = 7 * 86400
+    session_ttl: float = 7 * 86400.0
     max_digests: int = 100_000  # per existence check or fetch
     store_url: str | None = None
     store_endpoint: str | None = None
@@ -65,50 +64,16 @@ class ServerSettings:
     def from_env(cls) -> ServerSettings:
         """Settings from CAIRN_SERVER_* (set by `cairn server` for its worker processes),
         defaulting to the embedded store's places under CAIRN_DIR."""
-        env = os.environ
-        defaults = cls(database_url="", store=Path())
-        return cls(
-            database_url=env.get("CAIRN_SERVER_DATABASE_URL") or config.database_url(),
-            store=Path(env.get("CAIRN_SERVER_STORE") or config.cairn_dir() / "store"),
-            max_object_bytes=int(
-                env.get("CAIRN_SERVER_MAX_OBJECT_BYTES") or defaults.max_object_bytes
-            ),
-            max_batch_bytes=int(
-                env.get("CAIRN_SERVER_MAX_BATCH_BYTES") or defaults.max_batch_bytes
-            ),
-            max_json_bytes=int(env.get("CAIRN_SERVER_MAX_JSON_BYTES") or defaults.max_json_bytes),
-            max_form_bytes=int(env.get("CAIRN_SERVER_MAX_FORM_BYTES") or defaults.max_form_bytes),
-            user_quota=int(env.get("CAIRN_SERVER_USER_QUOTA") or defaults.user_quota),
-            auth_failures=int(env.get("CAIRN_SERVER_AUTH_FAILURES") or defaults.auth_failures),
-            auth_window=float(env.get("CAIRN_SERVER_AUTH_WINDOW") or defaults.auth_window),
-            session_ttl=float(env.get("CAIRN_SERVER_SESSION_TTL") or defaults.session_ttl),
-            store_url=env.get("CAIRN_SERVER_STORE_URL") or None,
-            store_endpoint=env.get("CAIRN_SERVER_STORE_ENDPOINT") or None,
-            direct=env.get("CAIRN_SERVER_DIRECT", "1") != "0",
-            signed_url_ttl=int(env.get("CAIRN_SERVER_SIGNED_URL_TTL") or defaults.signed_url_ttl),
-            cache_dir=Path(env["CAIRN_SERVER_CACHE_DIR"])
-            if env.get("CAIRN_SERVER_CACHE_DIR")
-            else None,
-        )
+        found = config.server_settings()
+        found.setdefault("database_url", config.database_url())
+        found.setdefault("store", config.cairn_dir() / "store")
+        return cls(**found)
 
     def to_env(self) -> dict[str, str]:
-        return {
-            "CAIRN_SERVER_DATABASE_URL": self.database_url,
-            "CAIRN_SERVER_STORE": str(self.store),
-            "CAIRN_SERVER_MAX_OBJECT_BYTES": str(self.max_object_bytes),
-            "CAIRN_SERVER_MAX_BATCH_BYTES": str(self.max_batch_bytes),
-            "CAIRN_SERVER_MAX_JSON_BYTES": str(self.max_json_bytes),
-            "CAIRN_SERVER_MAX_FORM_BYTES": str(self.max_form_bytes),
-            "CAIRN_SERVER_USER_QUOTA": str(self.user_quota),
-            "CAIRN_SERVER_AUTH_FAILURES": str(self.auth_failures),
-            "CAIRN_SERVER_AUTH_WINDOW": str(self.auth_window),
-            "CAIRN_SERVER_SESSION_TTL": str(self.session_ttl),
-            "CAIRN_SERVER_STORE_URL": self.store_url or "",
-            "CAIRN_SERVER_STORE_ENDPOINT": self.store_endpoint or "",
-            "CAIRN_SERVER_DIRECT": "1" if self.direct else "0",
-            "CAIRN_SERVER_SIGNED_URL_TTL": str(self.signed_url_ttl),
-            "CAIRN_SERVER_CACHE_DIR": str(self.cache_dir or ""),
-        }
+        """The CAIRN_SERVER_* variables that give a worker process these settings."""
+        return config.server_environment(
+            {field: getattr(self, field) for field in config.SERVER_VARIABLES}
+        )
 
     def store_name(self) -> str:
         """The store as shown to people (a bucket URL carries no credentials)."""
