@@ -33,6 +33,10 @@ CAIRN_UPLOAD_BATCH_BYTES = "CAIRN_UPLOAD_BATCH_BYTES"
 CAIRN_FS_CACHE_MB = "CAIRN_FS_CACHE_MB"
 CAIRN_QUIET = "CAIRN_QUIET"
 CAIRN_DEBUG = "CAIRN_DEBUG"
+CAIRN_WEBHOOK_TIMEOUT = "CAIRN_WEBHOOK_TIMEOUT"
+CAIRN_WEBHOOK_MAX_ATTEMPTS = "CAIRN_WEBHOOK_MAX_ATTEMPTS"
+CAIRN_WEBHOOK_BACKOFF = "CAIRN_WEBHOOK_BACKOFF"
+CAIRN_WEBHOOK_POLL = "CAIRN_WEBHOOK_POLL"
 
 
 # --- where things are ---------------------------------------------------------------------------
@@ -234,6 +238,35 @@ def quiet() -> bool:
 def debug() -> bool:
     """``CAIRN_DEBUG=1``: the CLI prints the full traceback of an error (as ``--debug``)."""
     return os.environ.get(CAIRN_DEBUG) == "1"
+
+
+# --- webhooks (the server's delivery worker) --------------------------------------------------
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def webhook_timeout() -> float:
+    """``CAIRN_WEBHOOK_TIMEOUT``: seconds one delivery attempt may take (default 10)."""
+    return _number(CAIRN_WEBHOOK_TIMEOUT, 10)
+
+
+def webhook_max_attempts() -> int:
+    """``CAIRN_WEBHOOK_MAX_ATTEMPTS``: attempts at one delivery before it is given up
+    (default 8; a fraction is cut to a whole number)."""
+    return int(_number(CAIRN_WEBHOOK_MAX_ATTEMPTS, 8))
+
+
+def webhook_backoff() -> float:
+    """``CAIRN_WEBHOOK_BACKOFF``: about how many seconds after a failed delivery the first
+    retry comes (default 10; doubling with each retry, at most an hour)."""
+    return _number(CAIRN_WEBHOOK_BACKOFF, 10)
+
+
+def webhook_poll() -> float:
+    """``CAIRN_WEBHOOK_POLL``: seconds between the worker's looks for due deliveries
+    (default 1)."""
+    return _number(CAIRN_WEBHOOK_POLL, 1.0)
 
 
 # --- `cairn server` ---------------------------------------------------------------------------

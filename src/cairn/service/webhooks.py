@@ -32,6 +32,7 @@ from datetime import timedelta
 import httpx
 import sqlalchemy as sa
 
+from cairn import config
 from cairn.service.sql.common import utcnow
 from cairn.service.sql.webhooks import Claimed, WebhookStore, wake
 
@@ -49,11 +50,6 @@ def sign(secret: str, body: bytes) -> str:
 def verify(secret: str, body: bytes, signature: str | None) -> bool:
     """True when ``signature`` (the header) is the body's, in constant time."""
     return signature is not None and hmac.compare_digest(sign(secret, body), signature)
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
 
 
 class WebhookWorker:
@@ -75,15 +71,13 @@ class WebhookWorker:
         name: str | None = None,
     ) -> None:
         self.store = WebhookStore(engine)
-        self.timeout = timeout if timeout is not None else _env_float("CAIRN_WEBHOOK_TIMEOUT", 10)
+        self.timeout = timeout if timeout is not None else config.webhook_timeout()
         self.max_attempts = (
-            max_attempts
-            if max_attempts is not None
-            else int(_env_float("CAIRN_WEBHOOK_MAX_ATTEMPTS", 8))
+            max_attempts if max_attempts is not None else config.webhook_max_attempts()
         )
-        self.backoff = backoff if backoff is not None else _env_float("CAIRN_WEBHOOK_BACKOFF", 10)
+        self.backoff = backoff if backoff is not None else config.webhook_backoff()
         self.max_backoff = max_backoff
-        self.poll = poll if poll is not None else _env_float("CAIRN_WEBHOOK_POLL", 1.0)
+        self.poll = poll if poll is not None else config.webhook_poll()
         self.batch = batch
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
