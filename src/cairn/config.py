@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, get_type_hints
 
 from cairn.errors import InvalidInputError, StoreError
 
@@ -312,21 +312,6 @@ class ServerEnv(TypedDict, total=False):
     cache_dir: Path
 
 
-_SERVER_TYPES: dict[str, Any] = {
-    "store": Path,
-    "max_object_bytes": int,
-    "max_batch_bytes": int,
-    "max_json_bytes": int,
-    "max_form_bytes": int,
-    "user_quota": int,
-    "auth_failures": int,
-    "auth_window": float,
-    "session_ttl": float,
-    "signed_url_ttl": int,
-    "cache_dir": Path,
-}
-
-
 def server_settings() -> ServerEnv:
     """The server settings the ``CAIRN_SERVER_*`` variables set: only those set and not
     empty (the others keep ``ServerSettings``' defaults). ``CAIRN_SERVER_DIRECT=0`` turns
@@ -339,7 +324,7 @@ def server_settings() -> ServerEnv:
             if raw == "0":
                 found[field] = False
         elif raw:
-            found[field] = _SERVER_TYPES.get(field, str)(raw)
+            found[field] = get_type_hints(ServerEnv)[field](raw)  # str, int, float or Path
     return found  # type: ignore[return-value]
 
 
