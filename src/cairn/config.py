@@ -33,6 +33,7 @@ CAIRN_UPLOAD_BATCH_BYTES = "CAIRN_UPLOAD_BATCH_BYTES"
 CAIRN_FS_CACHE_MB = "CAIRN_FS_CACHE_MB"
 CAIRN_QUIET = "CAIRN_QUIET"
 CAIRN_DEBUG = "CAIRN_DEBUG"
+CAIRN_WEBHOOK_WORKER = "CAIRN_WEBHOOK_WORKER"
 CAIRN_WEBHOOK_TIMEOUT = "CAIRN_WEBHOOK_TIMEOUT"
 CAIRN_WEBHOOK_MAX_ATTEMPTS = "CAIRN_WEBHOOK_MAX_ATTEMPTS"
 CAIRN_WEBHOOK_BACKOFF = "CAIRN_WEBHOOK_BACKOFF"
@@ -244,6 +245,12 @@ def debug() -> bool:
 def _number(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw else default
+
+
+def webhook_worker() -> bool:
+    """``CAIRN_WEBHOOK_WORKER``: ``0``: a server process starts no webhook delivery thread
+    (others deliver); any other value, or none: it starts one."""
+    return os.environ.get(CAIRN_WEBHOOK_WORKER) != "0"
 
 
 def webhook_timeout() -> float:

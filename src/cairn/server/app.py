@@ -10,7 +10,6 @@ The application keeps nothing in memory another process would need: any number o
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -243,7 +242,9 @@ def readiness(services: Services) -> dict[str, str]:
 
 def start_webhook_worker(services: Services) -> WebhookWorker | None:
     """The webhook delivery thread of this process (CAIRN_WEBHOOK_WORKER=0: none)."""
-    if os.environ.get("CAIRN_WEBHOOK_WORKER") == "0":
+    from cairn import config
+
+    if not config.webhook_worker():
         return None
     return WebhookWorker(services.registry.engine).start()
 
