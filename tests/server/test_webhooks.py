@@ -218,3 +218,23 @@ def test_two_workers_on_one_postgresql_deliver_each_event_once(
         assert len(ids) == 40 and len(set(ids)) == 40
         by_worker = {r["worker"] for d in hooks.deliveries(1, limit=100) for r in d.log}
         assert len(by_worker) >= 1
+
+
+def test_finished_deliveries_are_pruned_pending_ones_kept(
+    registry: SqlRegistry, receiver: Receiver
+) -> None:
+    from datetime import timedelta
+
+    from cairn.service.sql.common import utcnow
+
+    hooks = WebhookStore(registry.engine)
+    hook, _ = hooks.add(receiver.url, project="p")
+    log(registry, 1)
+    worker(registry).run_once()
+    receiver.answers = [500]
+    log(registry, 2)
+    worker(registry, backoff=3600).run_once()  # fails: pending for an hour
+    assert sorted(d.status for d in hooks.deliveries(hook.id)) == ["delivered", "pending"]
+    assert hooks.prune(utcnow() - timedelta(days=1)) == 0  # too recent
+    assert hooks.prune(utcnow() + timedelta(seconds=1)) == 1
+    assert [d.status for d in hooks.deliveries(hook.id)] == ["pending"]

@@ -79,6 +79,8 @@ class WebhookWorker:
         self.max_backoff = max_backoff
         self.poll = poll if poll is not None else config.webhook_poll()
         self.batch = batch
+        self.keep_days = _env_float("CAIRN_WEBHOOK_KEEP_DAYS", 30)
+        self._next_prune = 0.0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,8 +93,12 @@ class WebhookWorker:
     # --- one pass ----------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Send every delivery due now (in batches); the number of attempts made."""
+        """Send every delivery due now (in batches); the number of attempts made. Once an
+        hour, finished deliveries older than CAIRN_WEBHOOK_KEEP_DAYS (30) are deleted."""
         done = 0
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + 3600
+            self.store.prune(utcnow() - timedelta(days=self.keep_days))
         if not self.store.has_due():  # a read: no write lock taken while there is nothing
             return 0
         while not self._stop.is_set():

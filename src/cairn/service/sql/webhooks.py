@@ -642,6 +642,24 @@ class WebhookStore:
 
         return self._read(work)
 
+    def prune(self, before: datetime) -> int:
+        """Delete deliveries finished (delivered or failed) before ``before``, with their
+        attempts; the number deleted. Pending ones are never pruned."""
+
+        def work(s: Session) -> int:
+            old = sa.select(WebhookDelivery.id).where(
+                WebhookDelivery.status.in_(("delivered", "failed")),
+                WebhookDelivery.created_at < before,
+                sa.func.coalesce(WebhookDelivery.delivered_at, WebhookDelivery.created_at) < before,
+            )
+            ids = list(s.scalars(old.limit(10_000)))
+            if ids:
+                s.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
+                s.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
+            return len(ids)
+
+        return self._write(work)
+
     def claim(self, limit: int, lease: float) -> list[Claimed]:
         """Take up to ``limit`` due deliveries for ``lease`` seconds (pending ones whose time
         came, and ones whose holder's lease ran out)."""
