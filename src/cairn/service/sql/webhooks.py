@@ -345,10 +345,25 @@ def _build_events(s: Session, raw: list[tuple[Any, ...]]) -> list[dict[str, Any]
 
 
 def _before_commit(s: Session) -> None:
-    raw = s.info.pop(_INFO_KEY, None)
+    raw = [
+        n
+        for n in s.info.pop(_INFO_KEY, None) or ()
+        if n[0] == "collection" or n[2] in _FIELD_EVENTS or n[2] in ("created", "aliases")
+    ]
     if not raw:
         return
-    projects = {_version_facts_project(s, n[1]) for n in raw if n[0] == "version"}
+    version_ids = {n[1] for n in raw if n[0] == "version"}
+    projects = {_version_facts_project(s, vid) for vid in sorted(version_ids)[:1]}
+    if len(version_ids) > 1:  # one transaction may touch several projects' versions
+        projects = set(
+            s.scalars(
+                sa.select(Project.name)
+                .join(Artifact, Artifact.project_id == Project.id)
+                .join(Version, Version.artifact_id == Artifact.id)
+                .where(Version.id.in_(sorted(version_ids)))
+                .distinct()
+            )
+        )
     registries = {n[1] for n in raw if n[0] == "collection"}
     hooks = list(
         s.scalars(
