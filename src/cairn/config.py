@@ -38,6 +38,7 @@ CAIRN_WEBHOOK_TIMEOUT = "CAIRN_WEBHOOK_TIMEOUT"
 CAIRN_WEBHOOK_MAX_ATTEMPTS = "CAIRN_WEBHOOK_MAX_ATTEMPTS"
 CAIRN_WEBHOOK_BACKOFF = "CAIRN_WEBHOOK_BACKOFF"
 CAIRN_WEBHOOK_POLL = "CAIRN_WEBHOOK_POLL"
+CAIRN_WEBHOOK_KEEP_DAYS = "CAIRN_WEBHOOK_KEEP_DAYS"
 
 
 # --- where things are ---------------------------------------------------------------------------
@@ -274,6 +275,12 @@ def webhook_poll() -> float:
     """``CAIRN_WEBHOOK_POLL``: seconds between the worker's looks for due deliveries
     (default 1)."""
     return _number(CAIRN_WEBHOOK_POLL, 1.0)
+
+
+def webhook_keep_days() -> float:
+    """``CAIRN_WEBHOOK_KEEP_DAYS``: days a finished delivery is kept in the delivery log
+    (default 30; pending ones are never pruned)."""
+    return _number(CAIRN_WEBHOOK_KEEP_DAYS, 30)
 
 
 # --- `cairn server` ---------------------------------------------------------------------------

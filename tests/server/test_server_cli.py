@@ -105,3 +105,32 @@ def test_server_defaults_to_sqlite_under_cairn_dir_and_runs_several_workers(
         assert cairn.Api("p").artifact("data:latest").version == "v0"
     finally:
         server.stop()
+
+
+def test_settings_without_an_option_are_read_from_the_environment(tmp_path: Path) -> None:
+    """The JSON body cap and the sign-in rate limit have no `cairn server` option: their
+    CAIRN_SERVER_* variables set them, also for every worker process."""
+    home = tmp_path / "server-home"
+    env = {
+        **os.environ,
+        "CAIRN_DIR": str(home),
+        "CAIRN_SERVER_MAX_JSON_BYTES": "2000",
+        "CAIRN_SERVER_AUTH_FAILURES": "2",
+    }
+    env.pop("CAIRN_DATABASE_URL", None)
+    server = ServerProcess("", home / "store", "--workers", "2", env=env)
+    try:
+        big = {"name": "p", "description": "x" * 3000}
+        answer = httpx.post(f"{server.url}/api/v1/projects", json=big, timeout=30)
+        assert answer.status_code == 413, answer.text
+        small = httpx.post(f"{server.url}/api/v1/projects", json={"name": "p"}, timeout=30)
+        assert small.status_code == 201, small.text
+        CliRunner().invoke(app, ["server", "create-admin", "root"], env={"CAIRN_DIR": str(home)})
+        wrong = {"Authorization": "Bearer cairn_" + "x" * 43}
+        codes = [
+            httpx.get(f"{server.url}/api/v1/me", headers=wrong, timeout=30).status_code
+            for _ in range(8)  # counted per worker process: 8 over 2 workers pass 2 in one
+        ]
+        assert codes[:2] == [401, 401] and 429 in codes[2:], codes
+    finally:
+        server.stop()

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 
@@ -189,10 +189,23 @@ def serve(
         direct=direct,
         signed_url_ttl=signed_url_ttl,
         cache_dir=config.cairn_dir() / "cache" / "stores" if bucket else None,
+        **_environment_only(),
     )
     if not migrate:
         _refuse_old_schema(settings.database_url)
     _run(settings, host=host, port=port, workers=workers, log_level=log_level)
+
+
+ENVIRONMENT_ONLY = ("max_json_bytes", "max_form_bytes", "auth_failures", "auth_window")
+
+
+def _environment_only() -> dict[str, Any]:
+    """The settings with no option of their own, from their CAIRN_SERVER_* variables
+    (docs/server.md): the JSON and form body caps and the sign-in rate limit."""
+    from cairn import config
+
+    chosen = config.server_settings()
+    return {field: chosen[field] for field in ENVIRONMENT_ONLY if field in chosen}  # type: ignore[literal-required]
 
 
 def _refuse_old_schema(url: str) -> None:

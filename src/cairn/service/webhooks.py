@@ -79,7 +79,7 @@ class WebhookWorker:
         self.max_backoff = max_backoff
         self.poll = poll if poll is not None else config.webhook_poll()
         self.batch = batch
-        self.keep_days = _env_float("CAIRN_WEBHOOK_KEEP_DAYS", 30)
+        self.keep_days = config.webhook_keep_days()
         self._next_prune = 0.0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
