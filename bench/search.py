@@ -33,6 +33,7 @@ QUERIES: list[tuple[str, dict[str, Any], str | None]] = [
     ("acc > 0.99, by -acc", {"metadata.acc": {"$gt": 0.99}}, "-metadata.acc"),
     ("acc > 0.9 and tag eval, by -acc", EVAL, "-metadata.acc"),
     ("arch = vit, newest", {"metadata.arch": "vit"}, None),
+    ("epoch = 7 (1%), newest", {"metadata.epoch": 7}, None),
     ("epoch in [1,2,3] or acc < 0.01", RARE, None),
     ("no filter, by -acc", {}, "-metadata.acc"),
 ]

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from cairn.errors import StoreError
 from cairn.metadata import migrate
 from cairn.metadata.engine import create_engine
-from cairn.metadata.tables import metadata
+from cairn.metadata.tables import PG_ONLY_SCHEMA, metadata
 from cairn.service.sql import SqlRegistry, open_registry
 
 
@@ -32,7 +32,13 @@ def test_migrations_create_exactly_the_models(database_url: str) -> None:
     try:
         assert migrate.current_revision(engine) == migrate.HEAD_REVISION
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_object": lambda _o, name, *_: name not in PG_ONLY_SCHEMA,
+                },
+            )
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
@@ -122,3 +128,24 @@ def test_a_sqlite_database_in_a_folder_that_does_not_exist_yet_is_created(
         registry.create_run("p")
         assert [r.project for r in registry.list_runs("p")] == ["p"]
     assert db_file.is_file()
+
+
+def test_postgresql_has_the_indexed_search_copy_of_metadata(postgres_url: str) -> None:
+    SqlRegistry(postgres_url).close()
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            generated = conn.execute(
+                sa.text(
+                    "SELECT data_type, is_generated FROM information_schema.columns "
+                    "WHERE table_name = 'versions' AND column_name = 'metadata_search'"
+                )
+            ).one()
+            index = conn.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                {"n": "ix_versions_metadata_search"},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert tuple(generated) == ("jsonb", "ALWAYS")
+    assert "USING gin (metadata_search jsonb_path_ops)" in index

@@ -287,6 +287,34 @@ def test_search_filters_and_orders(registry: SqlRegistry, digest: Digest) -> Non
     assert numbers(registry.search_versions(filters={"tags": "big"}, order="version")) == [1, 3]
 
 
+def test_equality_matches_values_not_containers(registry: SqlRegistry, digest: Digest) -> None:
+    # PostgreSQL narrows an equality with `@>` on its GIN index; arrays and objects that merely
+    # hold the value, and numbers written differently, must still be told apart exactly
+    commit(registry, digest("a"), metadata={"k": 5, "tags": ["x"], "d": {"e": 1}})
+    commit(registry, digest("b"), metadata={"k": [5, 6], "tags": "x", "d": {"e": [1]}})
+    commit(registry, digest("c"), metadata={"k": 5.0, "tags": ["x", "y"], "d": {"e": 1, "f": 2}})
+
+    def q(filters: Any) -> list[int]:
+        return numbers(registry.search_versions(project="team-a", filters=filters, order="version"))
+
+    assert q({"metadata.k": 5}) == [0, 2]
+    assert q({"metadata.k": {"$in": [5, 6]}}) == [0, 2]
+    assert q({"metadata.tags": "x"}) == [1]
+    assert q({"metadata.d.e": 1}) == [0, 2]
+    assert q({"metadata.k": {"$ne": 5}}) == [1]
+
+
+def test_search_sees_edited_metadata_and_keeps_key_order(
+    registry: SqlRegistry, digest: Digest
+) -> None:
+    v = commit(registry, digest("a"), metadata={"zeta": 1, "alpha": "long value", "mid": None})
+    assert list(registry.resolve("team-a", "clf", "v0").metadata) == ["zeta", "alpha", "mid"]
+    registry.update_version(v.id, metadata={"zeta": 2, "alpha": "changed"})
+    assert numbers(registry.search_versions(project="team-a", filters={"metadata.zeta": 2})) == [0]
+    assert registry.search_versions(project="team-a", filters={"metadata.zeta": 1}) == []
+    assert list(registry.resolve("team-a", "clf", "v0").metadata) == ["zeta", "alpha"]
+
+
 @pytest.mark.parametrize(
     ("filters", "message"),
     [

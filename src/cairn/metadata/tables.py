@@ -54,6 +54,15 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# PostgreSQL only (migration 0010): a stored, generated `jsonb` copy of `versions.metadata` with
+# a GIN index, read by metadata search (one binary document per row instead of a json->jsonb
+# cast per term, and `@>` equality answered from the index). `metadata` itself stays `json` so a
+# version's metadata keeps the key order it was logged with. Not a model attribute: nothing
+# writes it (the database computes it); `PG_ONLY_SCHEMA` names what schema comparisons skip.
+PG_METADATA_SEARCH = "metadata_search"
+PG_ONLY_SCHEMA = frozenset({PG_METADATA_SEARCH, "ix_versions_metadata_search"})
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -422,6 +431,8 @@ class WebhookAttempt(Base):
 metadata = Base.metadata
 
 __all__ = [
+    "PG_METADATA_SEARCH",
+    "PG_ONLY_SCHEMA",
     "Alias",
     "Artifact",
     "AuditEntry",

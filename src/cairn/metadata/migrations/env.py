@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import cairn.metadata.accounts  # noqa: F401 - registers the server's tables in the metadata
-from cairn.metadata.tables import metadata
+from cairn.metadata.tables import PG_ONLY_SCHEMA, metadata
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
@@ -19,11 +19,20 @@ if not isinstance(connection, Connection):
         "(python -m cairn.metadata.migrate upgrade URL), not the alembic command"
     )
 
+
+def include_object(
+    obj: object, name: str | None, kind: str, reflected: bool, other: object
+) -> bool:
+    """Everything but the PostgreSQL-only search column and its index (see tables.py)."""
+    return name not in PG_ONLY_SCHEMA
+
+
 context.configure(
     connection=connection,
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

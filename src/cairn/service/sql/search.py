@@ -1,5 +1,7 @@
 """The filter language of `cairn.service.search` as SQL: SQLite's JSON functions
-(``json_extract``/``json_type``) or PostgreSQL's JSONB (``jsonb_extract_path``/``jsonb_typeof``).
+(``json_extract``/``json_type``) or PostgreSQL's JSONB (``jsonb_extract_path``/``jsonb_typeof``
+on the generated, GIN-indexed ``versions.metadata_search`` column; an equality also asks
+``metadata_search @> {...}`` so the index can answer it).
 
 Every key and value is a bound parameter; nothing from a filter is ever spliced into SQL text.
 """
@@ -17,12 +19,23 @@ from sqlalchemy.orm import Session
 from cairn.core.names import check_artifact_name, check_project
 from cairn.core.records import VersionInfo
 from cairn.errors import InvalidInputError
-from cairn.metadata.tables import Alias, Artifact, Project, Version, VersionTag
+from cairn.metadata.tables import (
+    PG_METADATA_SEARCH,
+    Alias,
+    Artifact,
+    Project,
+    Version,
+    VersionTag,
+)
 from cairn.service.search import And, Cond, Node, Not, Or, OrderKey, parse_filters, parse_order
 from cairn.service.sql.artifacts import find_artifact, version_infos
 from cairn.service.sql.common import COMMITTED, SqlBase, escape_like
 from cairn.service.sql.projects import find_project
 from cairn.service.validate import check_page
+
+# `versions` is never aliased in the queries that compile filters (search_versions and the
+# registry's search_links join the table itself), so the qualified name is safe to render.
+PG_DOC: sa.ColumnElement[Any] = sa.literal_column(f"versions.{PG_METADATA_SEARCH}", JSONB)
 
 SetMatch = Callable[[tuple[str, ...]], sa.ColumnElement[bool]]
 """``names -> condition`` "the row has at least one of these names" (tags, aliases)."""
@@ -39,8 +52,7 @@ class Compiler:
     def _json(self, keys: tuple[str, ...]) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
         """(the value at ``keys``, its JSON kind) in this dialect."""
         if self.pg:
-            doc = sa.cast(Version.meta, JSONB)
-            value = sa.func.jsonb_extract_path(doc, *[sa.literal(k, sa.Text) for k in keys])
+            value = sa.func.jsonb_extract_path(PG_DOC, *[sa.literal(k, sa.Text) for k in keys])
             return value, sa.func.jsonb_typeof(value)
         path = sa.literal("$" + "".join(f'."{k}"' for k in keys), sa.Text)
         return sa.func.json_extract(Version.meta, path), sa.func.json_type(Version.meta, path)
@@ -60,11 +72,24 @@ class Compiler:
         value, kind = self._json(keys)
         same_kind = self._kind_is(kind, v)
         if v is None or isinstance(v, bool):
-            if self.pg and isinstance(v, bool):
-                return sa.and_(same_kind, value == sa.cast(sa.literal(json.dumps(v)), JSONB))
+            if self.pg:
+                return sa.and_(self._pg_holds(keys, v), same_kind)
             return same_kind  # SQLite's json_type already says true/false/null
         operand: Any = sa.cast(sa.literal(json.dumps(v)), JSONB) if self.pg else sa.literal(v)
-        return sa.and_(same_kind, _apply(value, op, operand))
+        exact = sa.and_(same_kind, _apply(value, op, operand))
+        if self.pg and op == "$eq":
+            return sa.and_(self._pg_holds(keys, v), exact)
+        return exact
+
+    @staticmethod
+    def _pg_holds(keys: tuple[str, ...], v: Any) -> sa.ColumnElement[bool]:
+        """``metadata_search @> {"k1": {"k2": v}}``: true whenever the value at ``keys`` is
+        ``v`` (and sometimes otherwise, e.g. an array holding ``v``, which the exact check
+        beside it rules out); the GIN index answers it without reading the rows."""
+        doc: Any = v
+        for k in reversed(keys):
+            doc = {k: doc}
+        return PG_DOC.op("@>")(sa.cast(sa.literal(json.dumps(doc)), JSONB))
 
     def _metadata(self, c: Cond) -> sa.ColumnElement[bool]:
         if c.op == "$exists":
@@ -73,9 +98,7 @@ class Compiler:
         if c.op == "$contains":
             value, kind = self._json(c.keys)
             text = (
-                sa.func.jsonb_extract_path_text(
-                    sa.cast(Version.meta, JSONB), *[sa.literal(k, sa.Text) for k in c.keys]
-                )
+                sa.func.jsonb_extract_path_text(PG_DOC, *[sa.literal(k, sa.Text) for k in c.keys])
                 if self.pg
                 else value
             )
