@@ -80,6 +80,14 @@ def world(accounts: Accounts, use_server: UseServer, tmp_path: Path, raw: RawFac
     accounts.set_role("p", "writer", "write")
     accounts.set_role("p", "reader", "read")
     extra = accounts.create_key("reader", "spare")[0]
+    # registry 'models' (collection 'clf' links p/data:v0), its roles mirroring p's: reader a
+    # viewer, writer a member, owner an admin (the dashboard's registry pages)
+    root = raw(keys["root"])
+    assert root.post("/registries", json={"name": "models"}).status_code == 201
+    for who, role in (("reader", "viewer"), ("writer", "member"), ("owner", "admin")):
+        assert root.call("PUT", f"/registries/models/members/{who}", json={"role": role}).is_success
+    linked = root.post("/registries/models/collections/clf/links", json={"version_id": art.id})
+    assert linked.status_code == 200, linked.text
     return World(
         keys,
         run.id,
@@ -233,6 +241,10 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/p/{project}/a/{name}/v/{ref}/compare"): Route("read"),
     ("GET", "/p/{project}/r/{run_id}"): Route("read"),
     ("GET", "/p/{project}/r/{run_id}/diff"): Route("read"),
+    # registries: p's roles mirrored in registry 'models' (see world)
+    ("GET", "/registries"): Route("any", 200),
+    ("GET", "/registries/{registry}"): Route("read"),
+    ("GET", "/registries/{registry}/c/{collection}"): Route("read"),
 }
 RANK = {"reader": 1, "writer": 2, "owner": 3, "root": 4}
 PEOPLE = ("stranger", "reader", "writer", "owner", "root")
@@ -298,6 +310,8 @@ def _fill(path: str, w: World) -> str:
         "tree": w.tree,
         "alias": "LABEL",
         "tag": "LABEL",
+        "registry": "models",
+        "collection": "clf",
     }
     return re.sub(r"\{([\w:]+)\}", lambda m: values[m[1]], path)
 

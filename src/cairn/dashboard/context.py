@@ -34,11 +34,13 @@ from cairn.errors import (
     NotFoundError,
     PermissionDeniedError,
     ProjectNotFoundError,
+    RegistryNotFoundError,
     RunNotFoundError,
     StateError,
 )
 from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
+from cairn.service.sql.registries import role_at_least
 
 log = logging.getLogger("cairn.dashboard")
 
@@ -234,6 +236,40 @@ class Ctx:
 
     def can_write(self, project: str) -> bool:
         return self.viewer.can(project, "write")
+
+    def registry_role(self, registry: str) -> str | None:
+        """The viewer's role in a registry (viewer, member, maintainer, admin; None: none, or
+        no such registry). Server administrators (and everyone on an open dashboard) are
+        admins of every registry."""
+        key = "registry-role:" + registry
+        if key not in self.cache:
+            role: str | None = None
+            if self.viewer.is_admin:
+                self.registry.get_registry(registry)  # exists?
+                role = "admin"
+            elif self.viewer.name is not None:
+                try:
+                    role = self.registry.registry_members(registry).get(self.viewer.name)
+                except RegistryNotFoundError:
+                    role = None
+            self.cache[key] = role
+        found: str | None = self.cache[key]
+        return found
+
+    def need_registry(self, registry: str, need: str = "viewer") -> str:
+        """The viewer's role in the registry, at least ``need``: a registry they have no role in
+        is reported as not found (as the API does)."""
+        role = self.registry_role(registry)
+        if role is None:
+            raise RegistryNotFoundError(
+                f"registry {registry!r} does not exist or you have no access to it"
+            )
+        if not role_at_least(role, need):
+            raise PermissionDeniedError(
+                f"you are a {role} of registry {registry!r}; this needs {need} (ask one of the "
+                "registry's admins)"
+            )
+        return role
 
     def run(self, run_id: str | None) -> RunInfo | None:
         """A run by id (cached for the request), or None."""

@@ -167,6 +167,29 @@ class Urls:
     def run(self, project: str, run_id: str, **query: Any) -> str:
         return self._q(f"/p/{quote(project)}/r/{quote(run_id)}", query)
 
+    def registries(self, **query: Any) -> str:
+        return self._q("/registries", query)
+
+    def registry(self, registry: str, **query: Any) -> str:
+        return self._q(f"/registries/{quote(registry)}", query)
+
+    def collection(self, registry: str, collection: str, **query: Any) -> str:
+        return self._q(f"/registries/{quote(registry)}/c/{quote(collection)}", query)
+
+    def audit(self, **query: Any) -> str:
+        return self._q("/audit", query)
+
+    def audit_export(self, **query: Any) -> str:
+        return self._q("/audit/export", query)
+
+    def webhooks(self, project: str | None = None, registry: str | None = None) -> str:
+        if registry is not None:
+            return self._q(f"/registries/{quote(registry)}/webhooks", None)
+        return self._q(f"/p/{quote(project or '')}/webhooks", None)
+
+    def webhook(self, webhook_id: int, tail: str = "") -> str:
+        return self._q(f"/webhooks/{webhook_id}" + (f"/{tail}" if tail else ""), None)
+
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(

@@ -3,9 +3,19 @@ module-level `Pages` (see `cairn.dashboard.context`), and `cairn.dashboard.app` 
 to each dashboard router in the order of `MODULES`."""
 
 from cairn.dashboard.context import Pages
-from cairn.dashboard.pages import compare, files, lineage, login, projects, runs, static, versions
+from cairn.dashboard.pages import (
+    compare,
+    files,
+    lineage,
+    login,
+    projects,
+    registries,
+    runs,
+    static,
+    versions,
+)
 
-MODULES = (static, login, projects, runs, versions, files, lineage, compare)
+MODULES = (static, login, projects, runs, versions, files, lineage, compare, registries)
 
 
 def all_pages() -> list[Pages]:

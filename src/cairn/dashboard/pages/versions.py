@@ -10,7 +10,7 @@ from fastapi import Form
 from fastapi.responses import HTMLResponse, Response
 
 from cairn.core.records import ArtifactInfo, VersionInfo
-from cairn.dashboard import compare
+from cairn.dashboard import compare, filters
 from cairn.dashboard.context import (
     PAGE,
     C,
@@ -61,18 +61,51 @@ def _canonical(ctx: Ctx, info: VersionInfo, tail: str) -> str:
 
 @pages.get("/p/{project}/a/{name}")
 def artifact_page(
-    ctx: C, project: str, name: str, offset: Offset = 0, limit: int | None = None
+    ctx: C,
+    project: str,
+    name: str,
+    where: str = "",
+    sort: str = "",
+    offset: Offset = 0,
+    limit: int | None = None,
 ) -> Response:
     ctx.need(project)
     offset, limit = window(offset, limit, PAGE)
     art = _artifact_info(ctx, project, name)
-    versions = ctx.registry.list_versions(project, name, limit=limit + 1, offset=offset)
+    error = ""
+    versions: list[VersionInfo] = []
+    try:  # the filter box: the CLI's --where language and --sort
+        wanted = filters.where_filters(where)
+        order = filters.sort_order(sort)
+        if wanted is not None or order is not None:
+            versions = ctx.registry.search_versions(
+                project=project,
+                name=name,
+                filters=wanted,
+                order=order,
+                limit=limit + 1,
+                offset=offset,
+            )
+        else:
+            versions = ctx.registry.list_versions(project, name, limit=limit + 1, offset=offset)
+    except InvalidInputError as exc:
+        error = str(exc)
+    filtered = bool(where.strip() or sort.strip())
     shown = versions[:limit]
-    pager = make_pager(
-        ctx.request, offset, limit, len(shown), len(versions) > limit, art.version_count
-    )
+    total = None if filtered else art.version_count
+    pager = make_pager(ctx.request, offset, limit, len(shown), len(versions) > limit, total)
     return ctx.page(
-        "artifact.html", project=project, art=art, versions=shown, pager=pager, run_of=ctx.run
+        "artifact.html",
+        status=400 if error else 200,
+        project=project,
+        art=art,
+        versions=shown,
+        pager=pager,
+        run_of=ctx.run,
+        where=where,
+        sort=sort,
+        error=error,
+        filtered=filtered,
     )
 
 

@@ -1,0 +1,168 @@
+"""Registries: the list of registries the viewer has a role in, a registry's collections, and a
+collection's linked versions (each a link to the real version), with a filter box in the CLI's
+``--where`` language, and the timeline of its aliases with an "as of" time.
+
+A registry the viewer has no role in does not exist for them (404), as in the API; server
+administrators (and everyone on an open dashboard) are admins of every registry.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
+
+from datetime import datetime
+
+from fastapi.responses import Response
+
+from cairn.core.records import LinkInfo
+from cairn.dashboard import filters
+from cairn.dashboard.context import PAGE, C, Ctx, Offset, Pages, make_pager, window
+from cairn.errors import InvalidInputError, NotFoundError
+
+pages = Pages()
+
+
+@pages.get("/registries")
+def registries_page(ctx: C, offset: Offset = 0, limit: int | None = None) -> Response:
+    offset, limit = window(offset, limit, PAGE)
+    visible = [
+        (r, role)
+        for r in ctx.registry.list_registries()
+        if (role := ctx.registry_role(r.name)) is not None
+    ]
+    shown = visible[offset : offset + limit]
+    pager = make_pager(
+        ctx.request, offset, limit, len(shown), offset + len(shown) < len(visible), len(visible)
+    )
+    return ctx.page("registries.html", registries=shown, pager=pager, section="registries")
+
+
+@pages.get("/registries/{registry}")
+def registry_page(ctx: C, registry: str, offset: Offset = 0, limit: int | None = None) -> Response:
+    role = ctx.need_registry(registry)
+    offset, limit = window(offset, limit, PAGE)
+    info = ctx.registry.get_registry(registry)
+    found = ctx.registry.list_collections(registry, limit=limit + 1, offset=offset)
+    shown = found[:limit]
+    pager = make_pager(
+        ctx.request, offset, limit, len(shown), len(found) > limit, info.collection_count
+    )
+    return ctx.page(
+        "registry.html",
+        reg=info,
+        role=role,
+        collections=shown,
+        pager=pager,
+        section="registries",
+    )
+
+
+@pages.get("/registries/{registry}/c/{collection}")
+def collection_page(
+    ctx: C,
+    registry: str,
+    collection: str,
+    where: str = "",
+    sort: str = "",
+    at: str = "",
+    offset: Offset = 0,
+    limit: int | None = None,
+) -> Response:
+    role = ctx.need_registry(registry)
+    offset, limit = window(offset, limit, PAGE)
+    reg = ctx.registry.get_registry(registry)
+    coll = ctx.registry.get_collection(registry, collection)
+    error = ""
+    links: list[LinkInfo] = []
+    try:
+        wanted = filters.where_filters(where)
+        order = filters.sort_order(sort)
+        if wanted is not None or order is not None:
+            links = ctx.registry.search_links(
+                registry,
+                collection=collection,
+                filters=wanted,
+                order=order,
+                limit=limit + 1,
+                offset=offset,
+            )
+        else:
+            links = ctx.registry.list_links(registry, collection, limit=limit + 1, offset=offset)
+    except InvalidInputError as exc:
+        error = str(exc)
+    filtered = bool(where.strip() or sort.strip())
+    shown = links[:limit]
+    total = coll.version_count if not filtered else None
+    pager = make_pager(ctx.request, offset, limit, len(shown), len(links) > limit, total)
+    spans, held, at_time, at_error = _timeline(ctx, registry, collection, at)
+    targets = _targets(ctx, registry, collection, spans)
+    return ctx.page(
+        "collection.html",
+        status=400 if error or at_error else 200,
+        reg=reg,
+        coll=coll,
+        role=role,
+        links=shown,
+        pager=pager,
+        where=where,
+        sort=sort,
+        error=error,
+        filtered=filtered,
+        spans=spans,
+        held=held,
+        targets=targets,
+        at=at,
+        at_time=at_time,
+        at_value=filters.at_value(at_time),
+        at_error=at_error,
+        readable=lambda p: ctx.viewer.can(p, "read"),
+        run_of=ctx.run,
+        section="registries",
+    )
+
+
+def _timeline(
+    ctx: Ctx, registry: str, collection: str, at: str
+) -> tuple[dict[str, list[filters.Span]], list[tuple[str, LinkInfo | None]], datetime | None, str]:
+    """The collection's alias timeline (from its append-only history) and, when ``at`` is
+    given, what held each alias then (asked of the registry, as `cairn artifact show --at`)."""
+    changes = [
+        filters.AliasChange(h.alias, h.version, h.at, h.user, h.run_id)
+        for h in ctx.registry.collection_history(registry, collection)
+        if h.field == "alias" and h.alias is not None
+    ]
+    spans = filters.timeline(changes)
+    try:
+        when = filters.parse_at(at)
+    except InvalidInputError as exc:
+        return spans, [], None, str(exc)
+    held: list[tuple[str, LinkInfo | None]] = []
+    if when is not None:
+        for alias in ["latest", *spans]:
+            try:
+                found = ctx.registry.resolve_link(registry, collection, alias, at=when)
+            except NotFoundError:
+                found = None
+            held.append((alias, found))
+    return spans, held, when, ""
+
+
+def _targets(
+    ctx: Ctx, registry: str, collection: str, spans: dict[str, list[filters.Span]]
+) -> dict[int, LinkInfo]:
+    """The link behind each collection version number of the timeline (an unlinked one as it
+    was while it held the alias)."""
+    found: dict[int, LinkInfo] = {}
+    for span in (s for held in spans.values() for s in held):
+        if span.version in found or len(found) >= 200:
+            continue
+        try:
+            found[span.version] = ctx.registry.resolve_link(
+                registry, collection, f"v{span.version}"
+            )
+        except NotFoundError:
+            try:
+                found[span.version] = ctx.registry.resolve_link(
+                    registry, collection, f"v{span.version}", at=span.start
+                )
+            except NotFoundError:
+                continue
+    return found

@@ -1,0 +1,173 @@
+"""Registry pages in a real headless Chromium against a real `cairn server` (SQLite and
+PostgreSQL): the list of registries, a registry's collections, a collection's versions (links to
+the real versions), the filter box (the CLI's --where language) on collection and artifact
+version lists, the alias timeline with "as of", where a version is linked, and who sees what."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from registry_world import World, between, browser_page, build, start_server
+
+from cairn.sdk.backend import reset_backends
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'server.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    with start_server(url, tmp_path, monkeypatch) as server:
+        yield build(server, tmp_path, monkeypatch)
+        reset_backends()
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect(locator)
+
+
+def rows(page: Any) -> list[str]:
+    """The collection version (or version) label of each row of the versions table."""
+    return [
+        t.strip() for t in page.locator("table.versions tbody tr td:first-child").all_inner_texts()
+    ]
+
+
+def test_browse_registry_collection_and_follow_a_link(world: World, browser: Any) -> None:
+    with browser_page(browser, world, "vera") as page:
+        page.goto("/")
+        page.locator("nav.sections").get_by_role("link", name="Registries").click()
+        expect(page.locator("h1")).to_have_text("Registries")
+        row = page.locator("table.registries tr", has_text="models")
+        expect(row).to_contain_text("production")  # protected
+        expect(row).to_contain_text("viewer")  # vera's role
+        page.get_by_role("link", name="models", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/registries/models$"))
+        expect(page.locator("#your-role")).to_have_text("viewer")
+        expect(page.locator("table.collections")).to_contain_text("3")
+        page.get_by_role("link", name="classifier", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/registries/models/c/classifier$"))
+        assert rows(page) == ["v2", "v1", "v0"]
+        v2 = page.locator("#link-v2")
+        expect(v2).to_contain_text("production")
+        expect(v2).to_contain_text("latest")
+        expect(v2).to_contain_text("root")  # linked by
+        expect(page.locator("#link-v1 .chip")).to_have_count(0)  # staging was removed
+        # the target is a link to the real version
+        page.locator("#link-v1").get_by_role("link", name="vision/clf:v1").click()
+        expect(page).to_have_url(re.compile(r"/p/vision/a/clf/v/v1$"))
+        expect(page.locator("h1")).to_contain_text("clf:v1")
+        expect(page.locator("#metadata")).to_contain_text("0.85")
+
+
+def test_filter_and_sort_collection_and_artifact_versions(world: World, browser: Any) -> None:
+    with browser_page(browser, world, "vera") as page:
+        page.goto("/registries/models/c/classifier")
+        box = page.get_by_role("searchbox", name="Filter versions")
+        box.fill("metadata.acc > 0.82")
+        box.press("Enter")
+        expect(page.locator("table.versions tbody tr")).to_have_count(2)
+        assert rows(page) == ["v2", "v1"]
+        page.get_by_label("Sort versions").fill("metadata.acc")
+        page.get_by_role("button", name="Filter").click()
+        expect(page).to_have_url(re.compile(r"sort=metadata.acc"))
+        assert rows(page) == ["v1", "v2"]
+        # two clauses joined by 'and', a JSON list value
+        box = page.get_by_role("searchbox", name="Filter versions")
+        box.fill('tags in ["eval"] and aliases = production')
+        box.press("Enter")
+        assert rows(page) == ["v2"]
+        page.locator("#link-v2").get_by_role("link", name="vision/clf:v2").click()
+        expect(page).to_have_url(re.compile(r"/p/vision/a/clf/v/v2$"))
+
+        # a bad filter: a clear message, the box keeps the text, no 500
+        response = page.goto("/registries/models/c/classifier?where=metadata.acc+>>+1")
+        assert response is not None and response.status == 400
+        expect(page.locator(".filter-error")).to_contain_text("cannot read the value")
+        expect(page.get_by_role("searchbox", name="Filter versions")).to_have_value(
+            "metadata.acc >> 1"
+        )
+        response = page.goto("/registries/models/c/classifier?where=colour+%3D+red")
+        assert response is not None and response.status == 400
+        expect(page.locator(".filter-error")).to_contain_text("unknown filter field 'colour'")
+
+        # the artifact's own versions list has the same box
+        page.goto("/p/vision/a/clf")
+        box = page.get_by_role("searchbox", name="Filter versions")
+        box.fill("metadata.acc >= 0.85")
+        box.press("Enter")
+        assert rows(page) == ["v2", "v1"]
+        page.get_by_label("Sort versions").fill("-version")
+        page.get_by_role("button", name="Filter").click()
+        assert rows(page) == ["v2", "v1"]
+        page.get_by_role("link", name="v1", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/p/vision/a/clf/v/v1$"))
+        page.goto("/p/vision/a/clf?where=tags+in+[eval")
+        expect(page.locator(".filter-error")).to_be_visible()
+        page.get_by_role("link", name="Clear").click()
+        assert rows(page) == ["v2", "v1", "v0"]
+
+
+def test_who_sees_which_registry(world: World) -> None:
+    with world.web("stan") as stan:
+        listing = stan.get("/registries").text
+        assert 'href="/registries/models"' not in listing and "No registries" in listing
+        r = stan.get("/registries/models")
+        assert r.status_code == 404 and "does not exist or you have no access" in r.text
+        assert stan.get("/registries/models/c/classifier").status_code == 404
+        assert stan.get("/registries/nothing").status_code == 404
+    with world.web("mona") as mona:
+        page = mona.get("/registries/models/c/classifier")
+        assert page.status_code == 200
+        # mona may not read project vision: the target is named, not linked
+        assert "vision/clf:v1" in page.text
+        assert 'href="/p/vision/a/clf/v/v1"' not in page.text
+    with world.web("root") as root:
+        assert 'href="/registries/models"' in root.get("/registries").text
+        assert root.get("/registries/models/c/nothing").status_code == 404
+
+
+def test_alias_timeline_and_as_of_on_a_collection(world: World, browser: Any) -> None:
+    moves = world.moves["production"]
+    with browser_page(browser, world, "vera") as page:
+        page.goto("/registries/models/c/classifier")
+        spans = page.locator("table.timeline-spans tr[data-alias='production']")
+        expect(spans).to_have_count(3)
+        assert [s.get_attribute("data-version") for s in spans.all()] == ["v2", "v1", "v0"]
+        expect(spans.nth(0)).to_contain_text("now")
+        expect(spans.nth(1)).to_contain_text("vision/clf:v1")
+        staging = page.locator("table.timeline-spans tr[data-alias='staging']")
+        expect(staging).to_have_count(1)
+        expect(staging).not_to_contain_text("now")  # removed since
+
+        # as of a moment between the first and the second move: v0 held production
+        page.locator("#at").fill(between(moves[0], moves[1]))
+        page.get_by_role("button", name="Show").click()
+        held = page.locator("table.as-of-result tr[data-alias='production']")
+        expect(held).to_contain_text("v0")
+        expect(page.locator("table.as-of-result tr[data-alias='latest']")).to_contain_text("v0")
+        expect(page.locator("table.as-of-result tr[data-alias='staging']")).to_contain_text(
+            "nothing"
+        )
+        held.get_by_role("link", name="vision/clf:v0").click()
+        expect(page).to_have_url(re.compile(r"/p/vision/a/clf/v/v0$"))
+
+        page.goto("/registries/models/c/classifier?at=" + between(moves[1], moves[2]))
+        expect(page.locator("table.as-of-result tr[data-alias='production']")).to_contain_text(
+            "vision/clf:v1"
+        )
+        expect(page.locator("table.as-of-result tr[data-alias='staging']")).to_contain_text(
+            "vision/clf:v1"
+        )
+        response = page.goto("/registries/models/c/classifier?at=yesterday")
+        assert response is not None and response.status == 400
+        expect(page.locator("#timeline .error-message")).to_contain_text("date and time")
