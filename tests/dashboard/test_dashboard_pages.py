@@ -184,6 +184,26 @@ def test_run_page(seeded: Any) -> None:
     assert client.get(f"/p/other/r/{other.id}").status_code == 404
 
 
+def test_a_relog_is_shown_as_one_and_not_as_a_producer(seeded: Any) -> None:
+    client, _, backend = seeded
+    v1 = backend.registry.resolve("demo", "classifier", "v1")
+    again = backend.registry.create_run("demo", name="same-weights-again", job_type="train")
+    info, created = backend.registry.commit_version(
+        "demo", "classifier", "model", digest=v1.digest, size=v1.size,
+        file_count=v1.file_count, run_id=again.id,
+    )  # fmt: skip
+    assert not created and info.id == v1.id
+    run_page = text(client.get(f"/p/demo/r/{again.id}"))
+    assert "classifier:v1" in run_page and "re-logged" in run_page
+    maker_page = text(client.get(f"/p/demo/r/{v1.run_id}"))
+    assert "classifier:v1" in maker_page and "re-logged" not in maker_page
+    history = text(client.get("/p/demo/a/classifier/v/v1/history"))
+    assert "relogged" in history and "identical content logged again" in history
+    assert "same-weights-again" in history
+    lineage = text(client.get("/p/demo/a/classifier/v/v1/lineage"))
+    assert "same-weights-again" not in lineage
+
+
 def test_a_run_whose_process_went_silent_shows_as_crashed(
     seeded: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -161,15 +161,14 @@ def test_dedup_commit_adds_output_edge(registry: SqlRegistry, digest: Digest) ->
     assert logged is not None and logged.id == first.id
     assert [x.id for x in registry.run_outputs(second.id)] == [v.id]
     nodes, _ = shape(registry.lineage(v.id, direction="up"))
-    assert set(nodes) == {f"version:{v.id}", f"run:{first.id}", f"run:{second.id}"}
+    assert set(nodes) == {f"version:{v.id}", f"run:{first.id}"}  # a re-log is no producer
 
 
 def test_lineage_handles_cycles(registry: SqlRegistry, digest: Digest) -> None:
-    # a run that reads a version and logs identical files back to the same artifact
+    # a run that logs a version and then uses it
     run = registry.create_run("proj")
-    v = log(registry, "ds", digest("x"), None)
+    v = log(registry, "ds", digest("x"), run.id)
     registry.record_use(run.id, v.id)
-    log(registry, "ds", digest("x"), run.id)
     graph = registry.lineage(v.id)
     nodes, edges = shape(graph)
     assert set(nodes) == {f"version:{v.id}", f"run:{run.id}"}
@@ -201,8 +200,9 @@ def test_lineage_queries_per_level_not_per_node(registry: SqlRegistry, digest: D
 
 
 def test_lineage_diamonds_keep_every_edge(registry: SqlRegistry, digest: Digest) -> None:
-    """Two runs use V and both log identical content W (one version, two producers): every edge
-    into an already-visited node is kept, both ways and at every depth."""
+    """Two runs use V; a logs W and b then logs identical content (the same version, which b
+    re-logged: a stays its one producer). Below, c and d both use W and e uses what both
+    logged: every edge into an already-visited node is kept, both ways and at every depth."""
     a = registry.create_run("proj", name="a")
     b = registry.create_run("proj", name="b")
     v = log(registry, "v", digest("v"), None)
@@ -210,7 +210,6 @@ def test_lineage_diamonds_keep_every_edge(registry: SqlRegistry, digest: Digest)
     registry.record_use(b.id, v.id)
     w = log(registry, "w", digest("w"), a.id)
     assert log(registry, "w", digest("w"), b.id).id == w.id  # identical content: same version
-    # and a second diamond below: c and d both use W, e uses what both logged
     c = registry.create_run("proj", name="c")
     d = registry.create_run("proj", name="d")
     e = registry.create_run("proj", name="e")
@@ -224,19 +223,44 @@ def test_lineage_diamonds_keep_every_edge(registry: SqlRegistry, digest: Digest)
     V, W, X, Y, Z = (f"version:{i.id}" for i in (v, w, x, y, z))
     A, B, C, D, E = (f"run:{r.id}" for r in (a, b, c, d, e))
     every = {
-        (V, A), (V, B), (A, W), (B, W),
+        (V, A), (V, B), (A, W),
         (W, C), (W, D), (C, X), (D, Y), (X, E), (Y, E), (E, Z),
     }  # fmt: skip
     nodes, edges = shape(registry.lineage(v.id, direction="down"))
     assert edges == every
     assert nodes == {V: 0, A: 1, B: 1, W: 2, C: 3, D: 3, X: 4, Y: 4, E: 5, Z: 6}
     nodes, edges = shape(registry.lineage(z.id, direction="up"))
-    assert edges == every
-    assert nodes == {Z: 0, E: -1, X: -2, Y: -2, C: -3, D: -3, W: -4, A: -5, B: -5, V: -6}
+    assert edges == every - {(V, B)}
+    assert nodes == {Z: 0, E: -1, X: -2, Y: -2, C: -3, D: -3, W: -4, A: -5, V: -6}
     nodes, edges = shape(registry.lineage(w.id))
-    assert edges == every
+    assert edges == every - {(V, B)}
     assert nodes[V] == -2 and nodes[Z] == 4
     # a depth limit keeps the edges between the nodes it reaches
     nodes, edges = shape(registry.lineage(w.id, direction="up", depth=2))
-    assert nodes == {W: 0, A: -1, B: -1, V: -2}
-    assert edges == {(V, A), (V, B), (A, W), (B, W)}
+    assert nodes == {W: 0, A: -1, V: -2}
+    assert edges == {(V, A), (A, W)}
+
+
+def test_a_relog_is_recorded_but_is_no_second_producer(
+    registry: SqlRegistry, digest: Digest
+) -> None:
+    """Logging content identical to an existing version makes no version; the run that did it
+    lists the version among its outputs and the version's history says who re-logged it, but
+    lineage, logged_by and the version's own run name only the run that made it."""
+    maker = registry.create_run("proj", name="maker")
+    again = registry.create_run("proj", name="again")
+    w = log(registry, "w", digest("w"), maker.id)
+    for _ in range(2):  # a second re-log by the same run is not a second entry
+        assert log(registry, "w", digest("w"), again.id).id == w.id
+    log(registry, "w", digest("w"), maker.id)  # the maker logging it again is no re-log
+    producer = registry.logged_by(w.id)
+    assert producer is not None and producer.id == maker.id
+    assert registry.resolve("proj", "w", "latest").run_id == maker.id
+    assert [v.id for v in registry.run_outputs(again.id)] == [w.id]
+    assert [v.id for v in registry.run_outputs(maker.id)] == [w.id]
+    relogs = [h for h in registry.history(w.id) if h.field == "relogged"]
+    assert [(h.run_id, h.new["run"]) for h in relogs] == [(again.id, again.id)]
+    assert relogs[0].user is not None  # the best identity there is (here: USER@HOST)
+    nodes, edges = shape(registry.lineage(w.id, direction="up"))
+    assert set(nodes) == {f"version:{w.id}", f"run:{maker.id}"}
+    assert edges == {(f"run:{maker.id}", f"version:{w.id}")}

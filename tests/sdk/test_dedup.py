@@ -84,6 +84,7 @@ def test_logging_identical_content_makes_no_version_and_stores_nothing(tmp_path:
     assert [(v.version, v.aliases) for v in versions] == [("v0", ["latest", "again", "first"])]
     history = versions[0].history()
     assert [(h.field, h.old, h.new, h.run_id) for h in history[1:]] == [
+        ("relogged", None, {"run": run.id, "digest": first.digest}, run.id),
         ("aliases", ["first"], ["again", "first"], run.id),
         ("tags", [], ["rerun"], run.id),
     ]

@@ -154,3 +154,39 @@ def test_new_draft_adds_files_without_downloading(tmp_path: Path) -> None:
         **big,
         "README.md": b"v0",
     }
+
+
+def test_every_history_entry_names_who(tmp_path: Path, backend_mode: str) -> None:
+    """The best identity there is: the account through a server; embedded, USER@HOST of the
+    process (with the run, when there is one), never nobody."""
+    import getpass
+    import socket
+
+    art = _log(tmp_path, "one")
+    edit = cairn.Api("proj").artifact("ds:v0")
+    edit.description = "outside any run"
+    edit.save()
+    who = "tester" if backend_mode == "remote" else f"{getpass.getuser()}@{socket.gethostname()}"
+    history = cairn.Api("proj").artifact("ds:v0").history()
+    assert [(h.field, h.user) for h in history] == [("created", who), ("description", who)]
+    assert history[0].run_id == art.logged_by().id  # type: ignore[union-attr]
+
+
+def test_a_relog_names_one_producer_and_is_recorded(tmp_path: Path) -> None:
+    """Logging identical files again makes no version; the run that did is listed with the
+    version among its outputs and in the version's history, but lineage and logged_by name
+    only the run that made it."""
+    first = _log(tmp_path, "same")
+    maker = first.logged_by()
+    assert maker is not None
+    second = _log(tmp_path, "same")
+    assert second.version == first.version == "v0"
+    again = cairn.Api("proj").runs()[0]
+    assert again.id != maker.id
+    version = cairn.Api("proj").artifact("ds:v0")
+    assert version.logged_by().id == maker.id  # type: ignore[union-attr]
+    assert [a.qualified_name for a in again.logged_artifacts()] == [version.qualified_name]
+    relogs = [h for h in version.history() if h.field == "relogged"]
+    assert [(h.run_id, h.new["run"]) for h in relogs] == [(again.id, again.id)]
+    graph = version.lineage(direction="up")
+    assert {n.id for n in graph.nodes if n.kind == "run"} == {f"run:{maker.id}"}

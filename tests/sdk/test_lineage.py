@@ -120,7 +120,7 @@ def test_downstream_and_both_ways(chain: Chain) -> None:
     } | {_node(r) for r in (chain.prep, chain.train, chain.evaluate)}
 
 
-def test_logging_existing_content_links_the_run_to_the_existing_version(
+def test_logging_existing_content_is_a_relog_not_a_second_producer(
     chain: Chain, tmp_path: Path
 ) -> None:
     with cairn.init(project="proj", job_type="prep") as again:
@@ -129,8 +129,10 @@ def test_logging_existing_content_links_the_run_to_the_existing_version(
     assert [a.qualified_name for a in again.logged_artifacts()] == ["proj/raw:v0"]
     logged_by = same.logged_by()
     assert logged_by is not None and logged_by.id == chain.prep.id  # the creator stays
-    up = same.lineage(direction="up")
-    assert {n.id for n in up.nodes} == {_vnode(chain.raw), _node(chain.prep), _node(again)}
+    up = same.lineage(direction="up")  # one answer to "which run made this?"
+    assert {n.id for n in up.nodes} == {_vnode(chain.raw), _node(chain.prep)}
+    relogs = [(h.field, h.run_id) for h in same.history() if h.field == "relogged"]
+    assert relogs == [("relogged", again.id)]
 
 
 def test_api_lists_projects_artifacts_versions_and_runs(chain: Chain, tmp_path: Path) -> None:

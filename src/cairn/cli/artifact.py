@@ -510,6 +510,8 @@ def describe_change(field: str, old: Any, new: Any) -> str:
         return f"created v{new.get('version')} ({digest}{more})"
     if field == "deleted":
         return "deleted"
+    if field == "relogged" and isinstance(new, dict):
+        return f"re-logged by run {new.get('run')} (identical content: no new version)"
     if field in ("aliases", "tags") and isinstance(old, list) and isinstance(new, list):
         added = [x for x in new if x not in old]
         removed = [x for x in old if x not in new]

@@ -137,5 +137,7 @@ def show(
         for v in versions:
             output.echo(
                 f"  {v.qualified_name}  {v.type}  {output.human_size(v.size)}  "
-                f"{v.file_count} files" + ("  (deleted)" if v.state == "deleted" else "")
+                f"{v.file_count} files"
+                + ("  (deleted)" if v.state == "deleted" else "")
+                + ("  (re-logged)" if title == "outputs" and v.run_id != info.id else "")
             )

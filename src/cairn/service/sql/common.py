@@ -43,26 +43,36 @@ def insert_ignore(
     model: type[Project] | type[Artifact] | type[RunArtifact],
     values: dict[str, Any],
     conflict: list[str],
-) -> None:
+) -> bool:
     """INSERT unless a row with the same `conflict` columns exists (possibly being inserted by
-    a concurrent transaction, which PostgreSQL waits for)."""
+    a concurrent transaction, which PostgreSQL waits for). True when this call inserted it."""
     dialect = s.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        s.execute(pg_insert(model).values(values).on_conflict_do_nothing(index_elements=conflict))
+        done = s.execute(
+            pg_insert(model)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=conflict)
+            .returning(sa.literal(1))
+        )
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        s.execute(
-            sqlite_insert(model).values(values).on_conflict_do_nothing(index_elements=conflict)
+        done = s.execute(
+            sqlite_insert(model)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=conflict)
+            .returning(sa.literal(1))
         )
     else:  # pragma: no cover - other databases are not supported yet
         try:
             with s.begin_nested():
                 s.execute(sa.insert(model).values(values))
         except sa.exc.IntegrityError:
-            pass
+            return False
+        return True
+    return done.first() is not None  # (rowcount is -1 on psycopg for this statement)
 
 
 def escape_like(text: str) -> str:

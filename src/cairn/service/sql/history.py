@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import getpass
+import socket
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +20,29 @@ from cairn.service.sql.common import SqlBase
 from cairn.service.sql.webhooks import version_event
 
 
+@functools.cache
+def local_identity() -> str:
+    """``USER@HOST`` of this process: who made a change on a machine without accounts."""
+    try:
+        name = getpass.getuser()
+    except Exception:  # no USER/LOGNAME and no passwd entry (some containers)
+        name = "unknown"
+    return f"{name}@{socket.gethostname()}"
+
+
+def author(user: str | None) -> str | None:
+    """The best identity for a change: the account (``user``); on a server without accounts
+    (open mode), ``anonymous@ADDRESS`` of the client; in the embedded mode, ``USER@HOST``."""
+    if user is not None:
+        return user
+    actor = current_actor()
+    if actor is not None:  # a request on a server
+        if actor.user is not None:
+            return actor.user
+        return f"anonymous@{actor.address}" if actor.address else None
+    return local_identity()
+
+
 def add_history(
     s: Session,
     version_id: int,
@@ -27,12 +53,13 @@ def add_history(
     run_id: str | None,
     user: str | None,
 ) -> None:
+    who = author(user)
     s.add(
         History(
-            version_id=version_id, field=field, old=old, new=new, at=at, run_id=run_id, user=user
+            version_id=version_id, field=field, old=old, new=new, at=at, run_id=run_id, user=who
         )
     )
-    version_event(s, version_id, field, old, new, at, user)  # for the project's webhooks
+    version_event(s, version_id, field, old, new, at, who)  # for the project's webhooks
     if current_actor() is not None:  # a change made on a server: the audit log too
         project, name, number = s.execute(
             sa.select(Project.name, Artifact.name, Version.version)

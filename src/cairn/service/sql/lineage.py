@@ -19,9 +19,25 @@ from cairn.service.sql.runs import find_run, run_info
 from cairn.service.validate import check_int
 
 
-def add_edge(s: Session, run_id: str, version_id: int, direction: str, at: datetime) -> None:
+def add_edge(s: Session, run_id: str, version_id: int, direction: str, at: datetime) -> bool:
+    """Record the edge (once); True when it is new."""
     values = {"run_id": run_id, "version_id": version_id, "direction": direction, "at": at}
-    insert_ignore(s, RunArtifact, values, ["run_id", "version_id", "direction"])
+    return insert_ignore(s, RunArtifact, values, ["run_id", "version_id", "direction"])
+
+
+def _edges(direction: str) -> sa.Select[str, int]:
+    """(run, version) edges of ``direction``. An output edge counts only from the run that
+    made the version: a run that logged identical content later re-logged it (its outputs and
+    the version's history say so) but is not drawn as another producer."""
+    query = sa.select(RunArtifact.run_id, RunArtifact.version_id).where(
+        RunArtifact.direction == direction
+    )
+    if direction == OUTPUT:
+        query = query.join(
+            Version,
+            sa.and_(Version.id == RunArtifact.version_id, Version.run_id == RunArtifact.run_id),
+        )
+    return query
 
 
 def _walk(
@@ -51,9 +67,7 @@ def _walk(
             wanted = OUTPUT if upstream else INPUT
             for chunk in chunks(sorted(versions)):
                 for run_id, vid in s.execute(
-                    sa.select(RunArtifact.run_id, RunArtifact.version_id).where(
-                        RunArtifact.version_id.in_(chunk), RunArtifact.direction == wanted
-                    )
+                    _edges(wanted).where(RunArtifact.version_id.in_(chunk))
                 ):
                     r, v = f"run:{run_id}", f"version:{vid}"
                     edges.add((r, v) if upstream else (v, r))
@@ -65,9 +79,7 @@ def _walk(
             wanted = INPUT if upstream else OUTPUT
             for run_chunk in chunks(sorted(runs)):
                 for run_id, vid in s.execute(
-                    sa.select(RunArtifact.run_id, RunArtifact.version_id).where(
-                        RunArtifact.run_id.in_(run_chunk), RunArtifact.direction == wanted
-                    )
+                    _edges(wanted).where(RunArtifact.run_id.in_(run_chunk))
                 ):
                     r, v = f"run:{run_id}", f"version:{vid}"
                     edges.add((v, r) if upstream else (r, v))

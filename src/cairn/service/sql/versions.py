@@ -98,12 +98,16 @@ class VersionsMixin(SqlBase):
                 .limit(1)
             ).one_or_none()
             if existing is not None:
+                # a re-log: the run is not the version's producer (lineage draws only the run
+                # that made it); the run's outputs list it, and the version's history says so
+                relogged = run is not None and run.id != existing.run_id
+                if relogged and run is not None and add_edge(s, run.id, existing.id, OUTPUT, now):
+                    relog = {"run": run.id, "digest": digest}
+                    add_history(s, existing.id, "relogged", None, relog, now, run.id, who)
                 changed = add_aliases(s, artifact.id, existing, want_aliases, run_id, who, now)
                 changed |= set_tags(s, existing, want_tags, run_id, who, now, replace=False)
                 if changed:
                     artifact.updated_at = now
-                if run is not None:
-                    add_edge(s, run.id, existing.id, OUTPUT, now)
                 return version_infos(s, [existing])[0], False
 
             last = s.scalar(
