@@ -153,7 +153,7 @@ def test_files_csv_preview_download_and_copy(page: Any, tmp_path: Path) -> None:
     page.locator("nav.path a").first.click()
     page.get_by_role("link", name="images/").click()
     page.get_by_role("link", name="cats/").click()
-    page.get_by_role("link", name="cat-0.png").click()
+    page.get_by_role("link", name="cat-0.png", exact=True).click()  # not its thumbnail
     image = page.locator("img.image-preview")
     expect(image).to_be_visible()
     page.wait_for_function("document.querySelector('img.image-preview').complete")
