@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict, get_type_hints
@@ -31,6 +32,7 @@ CAIRN_RETRY_SECONDS = "CAIRN_RETRY_SECONDS"
 CAIRN_DIRECT_TRANSFERS = "CAIRN_DIRECT_TRANSFERS"
 CAIRN_UPLOAD_BATCH_BYTES = "CAIRN_UPLOAD_BATCH_BYTES"
 CAIRN_FS_CACHE_MB = "CAIRN_FS_CACHE_MB"
+CAIRN_CACHE_MAX = "CAIRN_CACHE_MAX"
 CAIRN_QUIET = "CAIRN_QUIET"
 CAIRN_DEBUG = "CAIRN_DEBUG"
 CAIRN_WEBHOOK_WORKER = "CAIRN_WEBHOOK_WORKER"
@@ -217,6 +219,82 @@ def upload_batch_bytes() -> int:
 
 
 # --- the SDK and the CLI ------------------------------------------------------------------------
+#: the default cap of the download cache: this share of the file system holding it, and at
+#: least / at most these many bytes (docs/lifecycle.md, "The client cache", says why)
+CACHE_MAX_DEFAULT_PERCENT = 10.0
+CACHE_MAX_DEFAULT_FLOOR = 5 << 30
+CACHE_MAX_DEFAULT_CEILING = 200 << 30
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+
+
+def cache_max_text() -> str:
+    """``CAIRN_CACHE_MAX`` as set (empty when unset)."""
+    return os.environ.get(CAIRN_CACHE_MAX, "").strip()
+
+
+def cache_max_setting() -> tuple[str, float | None]:
+    """``CAIRN_CACHE_MAX`` parsed: ``("bytes", n)`` for a size (``50GB``, ``500MiB``, a
+    number of bytes), ``("percent", p)`` for a share of the file system holding the cache
+    (``10%``), ``("none", None)`` for no limit (``0``, ``none``, ``unlimited``), or
+    ``("default", None)`` when unset. A value that is none of these raises
+    `InvalidInputError` naming the variable."""
+    raw = cache_max_text()
+    if not raw:
+        return ("default", None)
+    text = raw.lower()
+    if text in ("none", "unlimited", "off"):
+        return ("none", None)
+    percent = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*%", text)
+    if percent:
+        share = float(percent.group(1))
+        if not 0 < share <= 100:
+            raise InvalidInputError(
+                f"{CAIRN_CACHE_MAX}={raw!r}: a share of the disk must be above 0% and at most "
+                "100% (use 0 or none for no limit)"
+            )
+        return ("percent", share)
+    size = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", text)
+    if size is None or size.group(2) not in _SIZE_UNITS:
+        raise InvalidInputError(
+            f"{CAIRN_CACHE_MAX}={raw!r} is not a size: use e.g. 50GB, 500MiB, 10% (of the disk "
+            "holding the cache) or 0/none for no limit"
+        )
+    value = int(float(size.group(1)) * _SIZE_UNITS[size.group(2)])
+    if value == 0:
+        return ("none", None)
+    return ("bytes", float(value))
+
+
+def cache_max_bytes(disk_bytes: int) -> int | None:
+    """The cap of the client's download cache (``CAIRN_DIR/cache/objects``) in bytes, given
+    the size of the file system holding it; None: no limit. Default: 10% of that file
+    system, at least 5 GiB and at most 200 GiB."""
+    kind, value = cache_max_setting()
+    if kind == "none":
+        return None
+    if kind == "bytes" and value is not None:
+        return int(value)
+    if kind == "percent" and value is not None:
+        return max(1, int(disk_bytes * value / 100))
+    share = int(disk_bytes * CACHE_MAX_DEFAULT_PERCENT / 100)
+    return min(max(share, CACHE_MAX_DEFAULT_FLOOR), CACHE_MAX_DEFAULT_CEILING)
+
+
 def fs_cache_bytes() -> int:
     """``CAIRN_FS_CACHE_MB``: the memory the ``cairn://`` file system keeps verified objects
     in, per file system instance (MiB, default 256; 0 or less: none)."""

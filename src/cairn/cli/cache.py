@@ -1,7 +1,9 @@
 """`cairn cache ...`: the local cache under CAIRN_DIR/cache (never the store).
 
 ``cache/objects`` holds the objects a client of a Cairn server downloaded, in packs with an
-index (deletable: they are fetched again when a download needs them); ``cache/files`` holds
+index (deletable: they are fetched again when a download needs them), kept under
+``CAIRN_CACHE_MAX`` by evicting least recently used packs (`cairn.client.cache_limit`);
+``cairn cache`` shows its size, its limit and the last evictions. ``cache/files`` holds
 files reassembled for downloads by older layouts; ``cache/hashes.db`` remembers file digests by
 (device, inode, size, mtime, ctime) so unchanged files are not read again. The embedded store
 (CAIRN_DIR/store) is not a cache and is never touched here.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +24,11 @@ from cairn.cli import output
 from cairn.cli.output import JsonOpt, QuietOpt
 
 app = typer.Typer(
-    no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Show the size of the local cache, or shrink it.",
+    help="Show the download cache (size, limit, last evictions), or shrink it.",
 )
+
+_SHOWN_EVICTIONS = 10
 
 _STALE_TMP_SECONDS = 3600
 
@@ -80,20 +84,110 @@ def _packs() -> list[CachedFile]:
     return packs
 
 
-def _drop_packs(packs: list[CachedFile]) -> None:
-    """Forget the packs' objects in the cache index first, then delete the files: a reader
-    never finds an index row whose pack is gone."""
+def _drop_packs(packs: list[CachedFile], limit: int) -> set[str]:
+    """Evict the packs, as a download would (under the eviction lock, the index rows first,
+    then the files), except those a download in progress still needs. Returns the packs
+    deleted."""
     if not packs:
-        return
-    from cairn.objects.packs.local import LocalPackStore
+        return set()
+    from cairn.client import cache_limit
 
-    db = LocalPackStore(objects_dir())
+    root = objects_dir()
+    store = cache_limit.CachePackStore(root)
+    gone: set[str] = set()
     try:
-        db.drop_packs([p.pack for p in packs if p.pack])
+        with cache_limit.eviction_lock(root):
+            before = cache_limit.cache_bytes(root)
+            spared = cache_limit.pinned_by_others(root)
+            now = time.time()
+            for p in packs:
+                if p.pack is None or p.pack in spared:
+                    continue
+                if store.evict_pack(p.pack):
+                    gone.add(p.pack)
+            freed = sum(p.size for p in packs if p.pack in gone)
+            if gone:
+                cache_limit.log_eviction(
+                    root,
+                    cache_limit.Eviction(
+                        time=now,
+                        packs=len(gone),
+                        bytes=freed,
+                        size_before=before,
+                        size_after=before - freed,
+                        limit=limit,
+                        reason="clean",
+                        pid=os.getpid(),
+                    ),
+                )
     finally:
-        db.close()
-    for p in packs:
-        p.path.unlink(missing_ok=True)
+        store.close()
+    return gone
+
+
+def _status() -> dict[str, object]:
+    from cairn.client import cache_limit
+
+    root = objects_dir()
+    packs = cache_limit.pack_files(root)
+    limit = cache_limit.limit_for(root)
+    log = cache_limit.read_log(root)
+    return {
+        "path": str(root),
+        "bytes": sum(size for size, _ in packs.values()),
+        "packs": len(packs),
+        "limit_bytes": limit,
+        "limit": cache_limit.describe_limit(),
+        "disk_bytes": cache_limit.disk_bytes(root),
+        "evicted_bytes": sum(int(e.get("bytes", 0)) for e in log),
+        "evictions": log[-_SHOWN_EVICTIONS:][::-1],
+    }
+
+
+@app.callback(invoke_without_command=True)
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show the download cache: its size, its limit (CAIRN_CACHE_MAX) and the last
+    evictions, newest first. `cairn cache info` counts every cache; `cairn cache clean`
+    shrinks it now."""
+    if ctx.invoked_subcommand is not None:
+        return
+    data = _status()
+    if json_out:
+        output.print_json(data)
+        return
+    limit = data["limit_bytes"]
+    size = int(str(data["bytes"]))
+    if isinstance(limit, int):
+        used = size * 100 // limit if limit else 0
+        shown = f"{output.human_size(limit)} ({used}% used)"
+    else:
+        shown = "none"
+    output.print_key_values(
+        [
+            ("download cache", str(data["path"])),
+            ("size", f"{output.human_size(size)} in {data['packs']} packs"),
+            ("limit", f"{shown}; {data['limit']}"),
+            ("evicted", f"{output.human_size(int(str(data['evicted_bytes'])))} in the log"),
+        ]
+    )
+    evictions = data["evictions"]
+    assert isinstance(evictions, list)
+    if not evictions:
+        output.echo("No evictions yet.")
+        return
+    output.echo("")
+    t = output.table("time", "freed", "packs", "left", "why")
+    for e in evictions:
+        when = datetime.fromtimestamp(float(e["time"]), tz=UTC)
+        output.add_row(
+            t,
+            output.when(when),
+            output.human_size(int(e["bytes"])),
+            str(e["packs"]),
+            output.human_size(int(e["size_after"])),
+            str(e["reason"]),
+        )
+    t.print()
 
 
 @app.command("info")
@@ -167,7 +261,10 @@ def clean(
         removed += 1
         freed += f.size
     if not dry_run:
-        _drop_packs(doomed_packs)
+        gone = _drop_packs(doomed_packs, max_size)
+        kept = [p for p in doomed_packs if p.pack not in gone]
+        removed -= len(kept)
+        freed -= sum(p.size for p in kept)
     now = time.time()
     stale = [t for t in _walk(files_dir() / "tmp") if now - t.last_used > _STALE_TMP_SECONDS]
     if not dry_run:

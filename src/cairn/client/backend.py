@@ -10,7 +10,7 @@ from cairn.client.objects import HttpObjectStore
 from cairn.client.registry import RemoteRegistry
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
-from cairn.objects.materialize import Materializer
+from cairn.objects.materialize import Materializer, Wanted
 from cairn.objects.store import ObjectStore
 from cairn.service.registry import Registry
 
@@ -35,13 +35,35 @@ class RemoteBackend:
         return Ingestor(self.odb, self.hash_cache, progress=progress)
 
     def materializer(self, progress: ProgressFn | None = None) -> Materializer:
-        return Materializer(self.odb, self.hash_cache, progress=progress)
+        return _CachedMaterializer(self.remote_odb, self.hash_cache, progress=progress)
 
     def close(self) -> None:
         self.registry.close()
         self.remote_odb.close()
         self.hash_cache.close()
         self.http.close()
+
+
+class _CachedMaterializer(Materializer):
+    """Downloads through the cache of downloaded objects: the cache is told what the files
+    are, so that a capped one fetches a window ahead and keeps what the download still needs
+    (`HttpObjectStore.download`)."""
+
+    def __init__(
+        self,
+        odb: HttpObjectStore,
+        hash_cache: HashCache | None,
+        *,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        super().__init__(odb, hash_cache, progress=progress)
+        self.remote = odb
+
+    def materialize(self, wanted: list[Wanted], dest: Path, *, overwrite: bool = False) -> None:
+        sizes = {w.digest: w.size for w in wanted if w.chunks is None}
+        lists = {w.chunks for w in wanted if w.chunks is not None}
+        with self.remote.download(sizes, lists):
+            super().materialize(wanted, dest, overwrite=overwrite)
 
 
 __all__ = ["RemoteBackend"]

@@ -24,12 +24,13 @@ and the transfer tried again. ``CAIRN_DIRECT_TRANSFERS=0`` sends everything thro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from cairn import config
+from cairn.client import cache_limit
+from cairn.client.cache_limit import CachePackStore, Eviction, Pins
 from cairn.client.http import Http
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
 from cairn.objects import chunking, tree
-from cairn.objects.packs.local import LocalPackStore
 from cairn.wire import OBJECTS_TYPE, FrameParser, frame_header
 
 BATCH_BYTES = 16 << 20  # bytes per upload request
@@ -50,6 +52,7 @@ PARALLEL = 4  # upload and download requests in flight
 CHECK_BATCH = 10_000  # digests per existence check
 FETCH_GROUP = 256  # objects per download request at most
 _CACHE_SYNC_BYTES = 256 << 20  # index the cache after this many new bytes
+_UNKNOWN_SIZE = 1 << 20  # what an object of unknown size counts for in a download window
 _STRUCTURAL = b'{"cairn":"'
 # direct transfers
 PACK_BYTES = 16 << 20  # bytes per pack uploaded to the bucket
@@ -66,6 +69,32 @@ _REFUSED = frozenset({400, 401, 403})
 
 Location = tuple[str, int, int]  # pack, offset, length
 Range = tuple[str, int, int, list[tuple[str, int, int]]]  # pack, start, end, objects
+
+
+class _Download:
+    """What the downloads in progress still need from the cache (a capped cache only).
+
+    ``order`` lists what they read (blobs, chunk lists, chunks), in the order they are
+    placed; objects are fetched a window at a time and each pack is pinned while it holds an
+    object not read yet, so the cache holds about the window plus what other processes pin,
+    however large the download."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}  # object -> bytes, where known
+        self.chunk_lists: set[str] = set()
+        self.order: list[str] = []
+        self.position: dict[str, int] = {}
+        self.fetched: set[str] = set()  # fetched, or found in the cache
+        self.remaining: dict[str, int] = {}  # object -> reads left
+        self.pack_of: dict[str, str] = {}  # object not read yet -> the pack holding it
+        self.refs: dict[str, int] = {}  # pack -> objects not read yet in it
+
+    def add(self, digests: Iterable[str]) -> None:
+        for digest in digests:
+            self.remaining[digest] = self.remaining.get(digest, 0) + 1
+            if digest not in self.position:
+                self.position[digest] = len(self.order)
+                self.order.append(digest)
 
 
 def _structural(data: bytes) -> bool:
@@ -85,7 +114,23 @@ class HttpObjectStore:
         direct: bool | None = None,
     ) -> None:
         self.http = http
-        self.cache = LocalPackStore(cache_root)
+        self.cache = CachePackStore(cache_root)
+        #: the cap of the download cache in bytes (CAIRN_CACHE_MAX), None: no limit
+        self.cache_limit = cache_limit.limit_for(cache_root)
+        limit = self.cache_limit
+        #: new bytes after which the cache is indexed (and, when capped, kept under its cap)
+        self.cache_sync_bytes = (
+            _CACHE_SYNC_BYTES if limit is None else max(1 << 20, min(limit // 8, _CACHE_SYNC_BYTES))
+        )
+        #: bytes a capped download fetches ahead of what it places
+        self.window_bytes = 0 if limit is None else max(1 << 20, limit // 4)
+        self._pins = Pins(cache_root)
+        self._session: _Download | None = None
+        self._sessions = 0  # downloads in progress (nested or in threads)
+        self._window_lock = threading.Lock()
+        self._filling = False  # a window is being fetched (its packs stay pinned until placed)
+        self._written_pinned: set[str] = set()  # packs pinned because this process wrote them
+        self.evictions: list[Eviction] = []  # this store's, newest last
         explicit = batch_bytes or config.upload_batch_bytes()
         self.batch_bytes = explicit or BATCH_BYTES
         self.pack_bytes = explicit or PACK_BYTES
@@ -520,7 +565,8 @@ class HttpObjectStore:
             for digest in frontier:
                 data = got.get(digest)
                 if data is None and digest not in lacking:
-                    data = self.cache.get(digest, verify=False)  # cached before: look below it
+                    with contextlib.suppress(ObjectNotFoundError):  # unless evicted meanwhile
+                        data = self.cache.get(digest, verify=False)  # cached before
                 if data is None:
                     continue
                 fetched += len(data)
@@ -544,14 +590,20 @@ class HttpObjectStore:
                 digest=digest,
             )
         self.cache.put(digest, memoryview(data))
+        if self.cache_limit is not None:  # pinned from its start: no one evicts it half-made
+            pack = self.cache.current_pack()
+            if pack is not None and pack not in self._pins.packs:
+                self._pins.add([pack])
+                with self._lock:
+                    self._written_pinned.add(pack)
         with self._lock:
             self.downloaded_bytes += len(data)
             self._cache_new += len(data)
-            flush = self._cache_new >= _CACHE_SYNC_BYTES
+            flush = self._cache_new >= self.cache_sync_bytes
             if flush:
                 self._cache_new = 0
         if flush:
-            self.cache.sync()
+            self._flush_cache()
 
     def _fetch_one(self, digest: str, recheck: bool = True) -> bytes:
         if self.direct:
@@ -583,18 +635,31 @@ class HttpObjectStore:
 
     def get(self, digest: str, verify: bool = True) -> bytes:
         try:
-            return self.cache.get(digest, verify=verify)
+            data = self.cache.get(digest, verify=verify)
         except ObjectNotFoundError:
-            pass
-        self._fetch_subtree(digest)
-        return self.cache.get(digest, verify=False)  # verified as it arrived
+            if not self._fetch_window(digest):
+                self._fetch_subtree(digest)
+            try:
+                data = self.cache.get(digest, verify=False)  # verified as it arrived
+            except ObjectNotFoundError:  # evicted by another process meanwhile
+                data = self._fetch_one(digest)
+        self._consumed(digest)
+        return data
 
     def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
         try:
-            return self.cache.read_into(digest, out_fd, out_offset)
+            n = self.cache.read_into(digest, out_fd, out_offset)
         except ObjectNotFoundError:
-            self._fetch_one(digest)
-            return self.cache.read_into(digest, out_fd, out_offset)
+            if not self._fetch_window(digest):
+                self._fetch_one(digest)
+            try:
+                n = self.cache.read_into(digest, out_fd, out_offset)
+            except ObjectNotFoundError:  # evicted by another process meanwhile
+                data = self._fetch_one(digest)
+                _write_all(out_fd, data, out_offset)
+                n = len(data)
+        self._consumed(digest)
+        return n
 
     def _fetch_group(self, digests: list[str]) -> list[str]:
         """Stream a batch of objects into the cache; returns the chunks the chunk lists among
@@ -644,13 +709,220 @@ class HttpObjectStore:
 
     def warm(self, digests: list[str]) -> None:
         """Fetch into the cache every object (and chunk) a download will read, in parallel
-        batches, then look them all up at once."""
+        batches, then look them all up at once. A capped cache fetches a window ahead of the
+        download instead (the rest as the download reaches it)."""
         wanted = list(dict.fromkeys(digests))
+        if self.cache_limit is not None:
+            self._warm_capped(wanted)
+            return
         chunks = self._fetch_many(wanted)
         self.cache.sync()
         with self._lock:
             self._cache_new = 0
         self.cache.warm(wanted + chunks)
+
+    # --- the capped cache -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def download(
+        self, sizes: Mapping[str, int] | None = None, chunk_lists: Iterable[str] = ()
+    ) -> Iterator[None]:
+        """A download in progress: what it needs stays in the cache until it is read (with a
+        cap: pinned, fetched a window ahead); when the last one ends the cache is brought
+        under its cap. ``sizes`` (object -> bytes) and ``chunk_lists`` say what the objects
+        ``warm`` will be given are, where the caller knows."""
+        with self._lock:
+            self._sessions += 1
+            if self._session is None:
+                self._session = _Download()
+            if sizes:
+                self._session.sizes.update(sizes)
+            self._session.chunk_lists.update(chunk_lists)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            with self._lock:
+                self._sessions -= 1
+                last = self._sessions == 0
+                if last:
+                    self._session = None
+            if last:
+                self._pins.clear()
+                try:
+                    self._enforce()
+                except (OSError, StoreError):
+                    if not failed:
+                        raise
+
+    def _warm_capped(self, wanted: list[str]) -> None:
+        """The first window of a download (the chunk lists first, to know the chunks)."""
+        implicit = self._session is None
+        if implicit:  # a caller that did not say: treat it as one download
+            with self._lock:
+                self._sessions += 1
+                self._session = _Download()
+        session = self._session
+        assert session is not None
+        with self._window_lock:
+            lacking = self.cache.missing(wanted)
+            lists = [d for d in wanted if d in session.chunk_lists]
+            fetch_lists = [d for d in lists if d in lacking]
+            if fetch_lists:
+                self._filling = True
+                try:
+                    self._fetch_many_flat(fetch_lists)
+                finally:
+                    self._filling = False
+            chunks_of: dict[str, list[tuple[str, int]]] = {}
+            for digest in lists:
+                try:
+                    data = self.cache.get(digest, verify=False)
+                except ObjectNotFoundError:
+                    data = self._fetch_one(digest)
+                chunks_of[digest] = chunking.decode_chunk_list(data)
+            order: list[str] = []
+            for digest in wanted:
+                order.append(digest)
+                for chunk, length in chunks_of.get(digest, ()):
+                    session.sizes.setdefault(chunk, length)
+                    order.append(chunk)
+            with self._lock:
+                session.add(order)
+            self._fill(session, 0, must=None)
+        self.cache.warm(list(dict.fromkeys(order)))
+        if implicit:
+            with self._lock:
+                self._sessions -= 1
+                if self._sessions == 0:
+                    self._session = None
+
+    def _fetch_window(self, digest: str) -> bool:
+        """A download reached an object it lacks: fetch it and the window after it. False
+        when no download in progress needs it."""
+        session = self._session
+        if session is None or digest not in session.position:
+            return False
+        with self._window_lock:
+            if not self.cache.missing([digest]):
+                return True  # another thread fetched it meanwhile
+            self._fill(session, session.position[digest], must=digest)
+        return True
+
+    def _fill(self, session: _Download, start: int, must: str | None) -> None:
+        """Fetch the objects of the download from ``start`` on that the cache lacks, up to
+        the window, pin the packs of what is not read yet, and keep the cache under its cap
+        (the caller holds the window lock)."""
+        window = self.window_bytes
+        batch: list[str] = [] if must is None else [must]
+        size = 0
+        scanned = 0
+        candidates: list[str] = []
+        at = start
+        order = session.order
+        while at < len(order) and size < window and scanned < 100_000:
+            digest = order[at]
+            at += 1
+            scanned += 1
+            if digest in session.fetched or digest == must:
+                continue
+            candidates.append(digest)
+            size += session.sizes.get(digest, _UNKNOWN_SIZE)
+        lacking = self.cache.missing(candidates) if candidates else set()
+        batch.extend(d for d in candidates if d in lacking)
+        present = [d for d in candidates if d not in lacking]
+        if batch:
+            self._filling = True
+            try:
+                self._fetch_many_flat(batch)
+            finally:
+                self._filling = False
+        fresh = present + batch
+        with self._lock:
+            session.fetched.update(fresh)
+        located = self.cache.packs_by_object(fresh)
+        with self._lock:
+            for digest, pack in located.items():
+                if session.remaining.get(digest, 0) > 0 and digest not in session.pack_of:
+                    session.pack_of[digest] = pack
+                    session.refs[pack] = session.refs.get(pack, 0) + 1
+            pinned = {p for p, n in session.refs.items() if n > 0}
+        self._pins.add(pinned)
+        self._flush_cache()
+
+    def _fetch_many_flat(self, digests: list[str]) -> None:
+        """Fetch objects into the cache, not the chunks of chunk lists among them."""
+        if self.direct:
+            self._fetch_direct(digests)
+            return
+        size = max(1, min(FETCH_GROUP, -(-len(digests) // self.parallel)))
+        groups = [digests[i : i + size] for i in range(0, len(digests), size)]
+        if len(groups) == 1:
+            self._fetch_group(groups[0])
+            return
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="cairn-down") as pool:
+            for _ in pool.map(self._fetch_group, groups):
+                pass
+
+    def _consumed(self, digest: str) -> None:
+        """A download read an object: once nothing more needs it, its pack is unpinned."""
+        session = self._session
+        if session is None:
+            return
+        with self._lock:
+            left = session.remaining.get(digest)
+            if left is None:
+                return
+            if left > 1:
+                session.remaining[digest] = left - 1
+                return
+            del session.remaining[digest]
+            pack = session.pack_of.pop(digest, None)
+            if pack is None:
+                return
+            session.refs[pack] -= 1
+            done = session.refs[pack] <= 0
+            if done:
+                del session.refs[pack]
+        if done:
+            self._pins.remove([pack])
+
+    def _flush_cache(self) -> None:
+        """Index what was fetched into the cache, and keep it under its cap. The packs being
+        indexed are pinned first (from then on another process could evict them); after it,
+        only those holding objects a download has not read yet stay pinned."""
+        if self.cache_limit is None:
+            self.cache.sync()
+            return
+        written = self.cache.written_packs()
+        self._pins.add(written)
+        with self._lock:
+            self._written_pinned |= written
+            synced = set(self._written_pinned)  # indexed by the sync (later ones: not yet)
+        self.cache.sync()
+        with self._lock:
+            self._cache_new = 0
+            session = self._session
+            needed = set() if session is None else {p for p, n in session.refs.items() if n > 0}
+            release: set[str] = set()
+            if not self._filling:  # the window's objects are located: pin only what they need
+                release = synced - needed
+                self._written_pinned -= release
+        self._pins.remove(release)
+        self._enforce()
+
+    def _enforce(self) -> None:
+        """Evict least recently used packs until the cache fits under its cap (sparing what
+        any download in progress needs)."""
+        limit = self.cache_limit
+        if limit is None or cache_limit.cache_bytes(self.cache.root) <= limit:
+            return
+        done = cache_limit.evict(
+            self.cache, limit, limit=limit, keep=set(self._pins.packs), pins=self._pins
+        )
+        if done is not None:
+            with self._lock:
+                self.evictions.append(done)
 
     def discard(self) -> None:
         """Drop what was not sent yet (requests in flight complete: the server stores each
@@ -685,7 +957,19 @@ class HttpObjectStore:
             pool.shutdown(wait=True, cancel_futures=True)
         if bucket is not None:
             bucket.close()
+        if self.cache_limit is not None:
+            with contextlib.suppress(OSError, StoreError):
+                self._flush_cache()
+        self._pins.close()
         self.cache.close()
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
 
 def _coalesce(objects: dict[str, Location]) -> list[Range]:
