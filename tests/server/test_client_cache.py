@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,16 @@ from cairn.client import cache_limit
 from cairn.client.cache_limit import CachePackStore, cache_bytes, pack_files, read_log
 from cairn.client.http import Http
 from cairn.client.objects import HttpObjectStore
-from cairn.sdk.backend import reset_backends
+from cairn.core.digest import hash_bytes
+from cairn.sdk.backend import get_backend, reset_backends
+from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "storage"))
+
+from emulators import s3_service
+
+__all__ = ["s3_service"]
 
 MB = 1_000_000
 
@@ -289,3 +298,72 @@ def test_the_embedded_store_is_never_evicted(
     assert read_log(_cache_root(cairn_env))  # the download cache did evict
     assert cache_bytes(_cache_root(cairn_env)) <= MB
     assert snapshot() == before
+
+
+def test_the_least_recently_used_data_goes_first(
+    client: Callable[[str], Path], tmp_path: Path
+) -> None:
+    root = client("3MB")
+    sets = {
+        name: _make_data(tmp_path / name, seed, small=3, big=0)
+        for name, seed in [("a", 10), ("b", 11), ("c", 12)]
+    }
+    for name, data in sets.items():
+        _log(name, data)
+    reset_backends()
+
+    def cached(name: str) -> int:
+        """How many of the set's files the cache holds."""
+        digests = [hash_bytes(p.read_bytes()) for p in sets[name].rglob("*.bin")]
+        store = CachePackStore(root)
+        try:
+            return len(digests) - len(store.missing(digests))
+        finally:
+            store.close()
+
+    _download("a:v0", tmp_path / "a1")
+    reset_backends()
+    _download("b:v0", tmp_path / "b1")
+    reset_backends()
+    assert cached("a") == cached("b") == 3  # 2.4 MB: both fit
+    _download("a:v0", tmp_path / "a2")  # read from the cache: a is now the recent one
+    reset_backends()
+    assert not read_log(root)
+    _download("c:v0", tmp_path / "c1")
+    reset_backends()
+    assert cached("a") == 3 and cached("c") == 3
+    assert cached("b") == 0
+    assert cache_bytes(root) <= 3 * MB
+
+
+def test_direct_transfers_from_a_bucket_stay_under_the_cap(
+    request: pytest.FixtureRequest,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cairn_env: Path,
+) -> None:
+    """With a bucket store, objects come straight from the bucket on signed URLs (ranged
+    GETs): the window and the cap work the same."""
+    service: Any = request.getfixturevalue("s3_service")
+    settings = ServerSettings(
+        database_url=postgres_url,
+        store=tmp_path / "server-store",
+        store_url=f"s3://{service.bucket()}/cairn",
+        cache_dir=tmp_path / "server-cache",
+    )
+    data = _make_data(tmp_path / "data", 13, small=16, big=5 << 20)
+    with ServerThread(settings) as server:
+        monkeypatch.setenv("CAIRN_URL", server.url)
+        monkeypatch.setenv("CAIRN_CACHE_MAX", "3MB")
+        reset_backends()
+        _log("ds", data)
+        reset_backends()
+        odb = get_backend().odb
+        assert isinstance(odb, HttpObjectStore) and odb.direct
+        _same_tree(data, _download("ds:v0", tmp_path / "out"))
+        assert odb.bucket_requests > 0
+        reset_backends()
+    root = _cache_root(cairn_env)
+    assert cache_bytes(root) <= 3 * MB
+    assert read_log(root)

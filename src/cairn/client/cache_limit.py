@@ -50,6 +50,7 @@ LOG_KEEP = 100  # evictions remembered
 LOG_MERGE_SECONDS = 60.0  # evictions by one process this close together are one entry
 LOCK_NAME = "evict.lock"
 PINS_DIR = "pins"
+COMPACT_LINES = 10_000  # a pin file is rewritten with only the live pins past this many lines
 TOUCH_EVERY = 60.0  # seconds: a pack's last use is recorded at most this often per process
 
 
@@ -173,6 +174,7 @@ class Pins:
         self._fd: int | None = None
         self._path: Path | None = None
         self._pid = os.getpid()
+        self._lines = 0
         self.packs: set[str] = set()
 
     def _file(self) -> int:
@@ -192,6 +194,7 @@ class Pins:
                 return
             os.write(self._file(), "".join(f"+{p}\n" for p in sorted(new)).encode())
             self.packs |= new
+            self._lines += len(new)
 
     def remove(self, packs: Iterable[str]) -> None:
         with self._lock:
@@ -200,12 +203,18 @@ class Pins:
                 return
             os.write(self._fd, "".join(f"-{p}\n" for p in sorted(gone)).encode())
             self.packs -= gone
+            self._lines += len(gone)
+            self._compact()
 
-    def clear(self) -> None:
-        with self._lock:
-            self.packs = set()
-            if self._fd is not None:
-                os.ftruncate(self._fd, 0)
+    def _compact(self) -> None:
+        """Write the file again with only the packs pinned now, once it grew long (a reader
+        that reads it in between sees fewer pins for a moment: a pack it then evicts is
+        fetched again by its reader, never read wrong)."""
+        if self._fd is None or self._lines < COMPACT_LINES:
+            return
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, "".join(f"+{p}\n" for p in sorted(self.packs)).encode())
+        self._lines = len(self.packs)
 
     def close(self) -> None:
         with self._lock:
@@ -238,7 +247,8 @@ def pinned_by_others(root: Path, mine: Pins | None = None) -> set[str]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:  # alive: read its pins
-                text = os.read(fd, 1 << 30).decode(errors="replace")
+                with open(os.dup(fd), "rb") as fh:
+                    text = fh.read().decode(errors="replace")
                 for line in text.splitlines():
                     if line.startswith("+"):
                         found.add(line[1:])

@@ -713,7 +713,7 @@ class HttpObjectStore:
         download instead (the rest as the download reaches it)."""
         wanted = list(dict.fromkeys(digests))
         if self.cache_limit is not None:
-            self._warm_capped(wanted)
+            self._warm_capped(digests)
             return
         chunks = self._fetch_many(wanted)
         self.cache.sync()
@@ -748,15 +748,19 @@ class HttpObjectStore:
                 if last:
                     self._session = None
             if last:
-                self._pins.clear()
+                with self._lock:
+                    keep = set(self._written_pinned)  # being written: pinned until indexed
+                self._pins.remove(self._pins.packs - keep)
                 try:
                     self._enforce()
                 except (OSError, StoreError):
                     if not failed:
                         raise
 
-    def _warm_capped(self, wanted: list[str]) -> None:
-        """The first window of a download (the chunk lists first, to know the chunks)."""
+    def _warm_capped(self, digests: list[str]) -> None:
+        """The first window of a download (the chunk lists first, to know the chunks).
+        ``digests`` in the order the download reads them, once per read."""
+        wanted = list(dict.fromkeys(digests))
         implicit = self._session is None
         if implicit:  # a caller that did not say: treat it as one download
             with self._lock:
@@ -781,8 +785,9 @@ class HttpObjectStore:
                 except ObjectNotFoundError:
                     data = self._fetch_one(digest)
                 chunks_of[digest] = chunking.decode_chunk_list(data)
+                session.sizes[digest] = len(data)
             order: list[str] = []
-            for digest in wanted:
+            for digest in digests:
                 order.append(digest)
                 for chunk, length in chunks_of.get(digest, ()):
                     session.sizes.setdefault(chunk, length)
@@ -843,9 +848,13 @@ class HttpObjectStore:
         located = self.cache.packs_by_object(fresh)
         with self._lock:
             for digest, pack in located.items():
-                if session.remaining.get(digest, 0) > 0 and digest not in session.pack_of:
-                    session.pack_of[digest] = pack
-                    session.refs[pack] = session.refs.get(pack, 0) + 1
+                old = session.pack_of.get(digest)
+                if session.remaining.get(digest, 0) <= 0 or old == pack:
+                    continue
+                if old is not None:  # fetched again: its old pack was evicted meanwhile
+                    session.refs[old] -= 1
+                session.pack_of[digest] = pack
+                session.refs[pack] = session.refs.get(pack, 0) + 1
             pinned = {p for p, n in session.refs.items() if n > 0}
         self._pins.add(pinned)
         self._flush_cache()
