@@ -214,6 +214,26 @@ def test_reading_inside_a_run_records_the_version_as_used(logged: dict[str, Any]
     assert [r.id for r in logged["version"].used_by()] == [run.id]
 
 
+def test_a_registry_collection_reads_the_version_it_links(logged: dict[str, Any]) -> None:
+    """cairn://registry/collection:alias/... reads the linked version (no copy was made), lists
+    as a folder of collections, and records use against the real version."""
+    fs = fsspec.filesystem("cairn")
+    api = cairn.Api()
+    api.create_registry("published")
+    logged["version"].link("published/tables", aliases=["production"])
+    base = "cairn://published/tables:production"
+    pd.testing.assert_frame_equal(pd.read_csv(f"{base}/table.csv"), logged["table"])
+    assert fs.cat(f"{base}/deep/er/note.txt") == b"hello"
+    assert fs.ls("cairn://published", detail=False) == ["published/tables:latest"]
+    assert "published" in fs.ls("cairn://", detail=False)
+    with cairn.init(project=PROJECT, job_type="report") as run:
+        assert len(pd.read_parquet(f"{base}/parts")) == 600
+        used = run.used_artifacts()
+    assert [a.id for a in used] == [logged["version"].id]
+    with pytest.raises(FileNotFoundError, match="staging"):
+        fs.cat("cairn://published/tables:staging/table.csv")
+
+
 # --- the real data libraries -----------------------------------------------------------------
 
 

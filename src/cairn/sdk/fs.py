@@ -9,8 +9,11 @@ An fsspec filesystem, registered through fsspec's ``fsspec.specs`` entry point, 
 
 A path is ``[project/]name:ref/path/in/version``; ``ref`` is ``vN``, an alias (``latest``,
 ``best``...) or a digest (``blake3:...``); without a project, ``CAIRN_PROJECT`` (else
-``default``) or the filesystem's ``project=`` option is used. ``cairn://`` lists projects and
-``cairn://project`` that project's artifacts (as ``name:latest``).
+``default``) or the filesystem's ``project=`` option is used. ``registry/collection:ref``
+reads the version a registry collection links (``cairn://models/classifier:production/...``),
+and records use against that real version. ``cairn://`` lists projects and registries,
+``cairn://project`` that project's artifacts (as ``name:latest``) and ``cairn://registry`` its
+collections (as ``collection:latest``).
 
 Read-only: a version never changes. The backend is the SDK's (embedded, a server through
 CAIRN_URL, or a bucket store through CAIRN_STORE). A large file is stored as content-defined
@@ -46,6 +49,7 @@ from cairn.core.records import VersionInfo
 from cairn.errors import ArtifactStateError, CairnError, InvalidInputError, NotFoundError
 from cairn.objects import chunking, tree
 from cairn.sdk.backend import Backend, get_backend
+from cairn.sdk.resolve import resolve_ref
 
 _PARALLEL = 8  # objects fetched at once
 _READ_AHEAD = 8  # chunks fetched ahead of a sequential reader
@@ -183,7 +187,7 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if hit is not None and (fixed or now - hit[0] < self.alias_ttl):
             return hit[1]
         try:
-            info = backend.registry.resolve(p.project, p.name, p.ref)
+            info, _ = resolve_ref(backend.registry, f"{p.project}/{p.name}:{p.ref}", p.project)
         except NotFoundError as exc:
             raise FileNotFoundError(f"cairn://{p.prefix}: {exc}") from exc
         self._resolved[key] = (now, info)
@@ -259,12 +263,22 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _ls_registry(self, text: str) -> list[dict[str, Any]]:
         registry = self._backend().registry
         if not text:
-            return [
-                {"name": pr.name, "size": 0, "type": "directory"} for pr in registry.list_projects()
-            ]
+            tops = [pr.name for pr in registry.list_projects()]
+            tops += [r.name for r in registry.list_registries() if r.name not in tops]
+            return [{"name": name, "size": 0, "type": "directory"} for name in sorted(tops)]
         project = names.check_project(text)
         out: list[dict[str, Any]] = []
         offset = 0
+        if registry.is_registry(project):
+            while True:
+                colls = registry.list_collections(project, limit=500, offset=offset)
+                out += [
+                    {"name": f"{project}/{c.name}:latest", "size": 0, "type": "directory"}
+                    for c in colls
+                ]
+                if len(colls) < 500:
+                    return out
+                offset += 500
         while True:
             page = registry.list_artifacts(project, limit=500, offset=offset)
             out += [
