@@ -41,6 +41,7 @@ CAIRN_WEBHOOK_MAX_ATTEMPTS = "CAIRN_WEBHOOK_MAX_ATTEMPTS"
 CAIRN_WEBHOOK_BACKOFF = "CAIRN_WEBHOOK_BACKOFF"
 CAIRN_WEBHOOK_POLL = "CAIRN_WEBHOOK_POLL"
 CAIRN_WEBHOOK_KEEP_DAYS = "CAIRN_WEBHOOK_KEEP_DAYS"
+CAIRN_RETENTION_INTERVAL = "CAIRN_RETENTION_INTERVAL"
 
 
 # --- where things are ---------------------------------------------------------------------------
@@ -359,6 +360,12 @@ def webhook_keep_days() -> float:
     """``CAIRN_WEBHOOK_KEEP_DAYS``: days a finished delivery is kept in the delivery log
     (default 30; pending ones are never pruned)."""
     return _number(CAIRN_WEBHOOK_KEEP_DAYS, 30)
+
+
+def retention_interval() -> float:
+    """``CAIRN_RETENTION_INTERVAL``: seconds between a server's retention evaluations (default
+    3600; ``0``: the server evaluates none, run ``cairn retention apply`` instead)."""
+    return _number(CAIRN_RETENTION_INTERVAL, 3600)
 
 
 # --- `cairn server` ---------------------------------------------------------------------------

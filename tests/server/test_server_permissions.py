@@ -199,6 +199,14 @@ API_MATRIX: dict[tuple[str, str], Route] = {
     ("POST", "/projects/{project}/webhooks"): Route(
         "admin", 404, lambda w: {"url": "http://127.0.0.1:9/hook", "events": ["webhook.test"]}
     ),
+    ("GET", "/versions/{version_id}/ttl"): Route("read"),
+    ("PUT", "/versions/{version_id}/ttl"): Route("write", 404, lambda w: {"ttl_seconds": 0}),
+    ("GET", "/projects/{project}/retention"): Route("read"),
+    ("PUT", "/projects/{project}/retention"): Route("admin", 404, lambda w: {"keep_used_days": 7}),
+    ("PUT", "/projects/{project}/artifacts/{name}/retention"): Route(
+        "admin", 404, lambda w: {"keep_last": 5}
+    ),
+    ("POST", "/retention/apply"): Route("server", 403, lambda w: {"dry_run": True}),
     ("GET", "/users"): Route("server", 403),
     ("POST", "/users"): Route("server", 403, lambda w: {"name": f"user-{next(_names)}"}),
     ("GET", "/users/{user}/keys"): Route("self", 403),

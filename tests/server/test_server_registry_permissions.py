@@ -142,6 +142,11 @@ REGISTRY_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/webhooks/{webhook_id}/deliveries"): Route("admin", below=404),
     ("POST", "/webhooks/{webhook_id}/test"): Route("admin", below=404),
     ("DELETE", "/webhooks/{webhook_id}"): Route("admin", below=404, setup=_fresh_webhook),
+    # retention: registry admins set a collection's link TTL (0: links never expire)
+    ("GET", "/registries/{registry}/retention"): Route("viewer"),
+    ("PUT", "/registries/{registry}/collections/{collection}/retention"): Route(
+        "admin", lambda w: {"ttl_seconds": 0}
+    ),
 }
 """Every registry, search, audit and registry-webhook route of the API."""
 ROUTES = {(m, API + p) for m, p in REGISTRY_MATRIX}

@@ -30,6 +30,7 @@ from cairn.cli import (
     projects,
     push,
     registry,
+    retention,
     runs,
     server,
     webhook,
@@ -188,6 +189,8 @@ app.command("unlink")(registry.unlink)
 app.command("search")(registry.search)
 app.add_typer(registry.audit_app, name="audit")
 app.add_typer(webhook.app, name="webhook")
+app.add_typer(retention.app, name="retention")
+artifact.app.command("ttl")(retention.ttl)
 account.register(app)
 
 

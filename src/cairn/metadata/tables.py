@@ -164,6 +164,9 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
     state: Mapped[str] = mapped_column(sa.String(16))
+    # the version's own time to live, counted from created_at: NULL takes its artifact's or
+    # project's default (`RetentionPolicy`), 0 never expires, N > 0 expires N seconds after
+    ttl_seconds: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class Alias(Base):
@@ -428,6 +431,33 @@ class WebhookAttempt(Base):
     worker: Mapped[str | None] = mapped_column(sa.String(255))
 
 
+class RetentionPolicy(Base):
+    """What retention keeps, for one project, artifact or registry collection (``scope`` is
+    ``project:<id>``, ``artifact:<id>`` or ``collection:<id>``; exactly that id is set). A
+    NULL field is not set: an artifact's unset fields take its project's. ``ttl_seconds``: the
+    default time to live of versions (of a collection: of its links), 0 = never."""
+
+    __tablename__ = "retention_policies"
+    __table_args__ = (
+        sa.UniqueConstraint("scope", name="uq_retention_policies_scope"),
+        sa.CheckConstraint("best_order IN ('asc', 'desc')", name="best_order"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(64))
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id"))
+    artifact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("artifacts.id"))
+    collection_id: Mapped[int | None] = mapped_column(sa.ForeignKey("collections.id"))
+    ttl_seconds: Mapped[int | None] = mapped_column(sa.BigInteger)
+    keep_last: Mapped[int | None] = mapped_column(sa.Integer)
+    keep_best: Mapped[int | None] = mapped_column(sa.Integer)
+    best_key: Mapped[str | None] = mapped_column(sa.String(255))
+    best_order: Mapped[str | None] = mapped_column(sa.String(4))
+    keep_used_days: Mapped[int | None] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str | None] = mapped_column(sa.String(255))
+
+
 metadata = Base.metadata
 
 __all__ = [
@@ -446,6 +476,7 @@ __all__ = [
     "Project",
     "RegistryMember",
     "RegistryRow",
+    "RetentionPolicy",
     "Run",
     "RunArtifact",
     "RunMetric",

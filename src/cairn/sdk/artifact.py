@@ -9,9 +9,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from cairn import config
 from cairn.core import names
@@ -38,6 +38,7 @@ from cairn.sdk.metadata import Metadata, loaded, to_metadata
 from cairn.sdk.metadata import stored as stored_metadata
 from cairn.sdk.progress import progress_bar
 from cairn.sdk.walk import walk_files
+from cairn.service.retention import ttl_seconds
 
 if TYPE_CHECKING:
     from cairn.sdk.run import Run
@@ -266,6 +267,39 @@ class Artifact:
     @property
     def state(self) -> str:
         return "draft" if self._info is None else self._info.state
+
+    # --- retention ---------------------------------------------------------------------------
+    #: a TTL set on a draft, applied when it is logged: (seconds,), 0 never, None inherit
+    _ttl_pending: tuple[int | None] | None = None
+
+    @property
+    def ttl(self) -> timedelta | None:
+        """How long the version lives, counted from its creation: its own TTL, else its
+        artifact's or project's default (`cairn retention set`); None: it never expires.
+        Once it has expired, `cairn retention apply` (or a server's schedule) deletes it, unless
+        it holds an alias, is linked into a registry, or is protected by a policy."""
+        if self._info is None:
+            pending = self._ttl_pending[0] if self._ttl_pending else None
+            return timedelta(seconds=pending) if pending else None
+        found = self._be().retention.ttl(self._info.id)
+        return None if found.ttl is None else timedelta(seconds=found.ttl)
+
+    @ttl.setter
+    def ttl(self, value: timedelta | Literal["inherit"] | None) -> None:
+        """``timedelta(days=30)``; ``None``: never expires (whatever the defaults say);
+        ``"inherit"``: the artifact's or project's default. On a logged version it takes effect
+        at once (recorded in its history); on a draft, when it is logged."""
+        seconds = None if isinstance(value, str) and value == "inherit" else ttl_seconds(value)
+        if self._info is None:
+            self._ttl_pending = (seconds,)
+            return
+        self._be().retention.set_ttl(self._info.id, seconds)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the version's TTL runs out (None: never); it is deleted at the next retention
+        evaluation after that."""
+        return self._be().retention.ttl(self._logged().id).expires_at
 
     def __repr__(self) -> str:
         if self._info is None:
@@ -855,6 +889,9 @@ def mark_logged(artifact: Artifact, logged: Logged, backend: Backend) -> None:
     artifact._cleanup_staging()
     artifact._set_info(logged.info)
     artifact.stats = logged.stats
+    if artifact._ttl_pending is not None:
+        backend.retention.set_ttl(logged.info.id, artifact._ttl_pending[0])
+        artifact._ttl_pending = None
 
 
 __all__ = ["Artifact", "ArtifactFile", "artifact_at", "draft_of", "logged_info", "mark_logged"]

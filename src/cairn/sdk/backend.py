@@ -16,11 +16,15 @@ from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer
 from cairn.objects.store import ObjectStore, open_object_store
 from cairn.service.registry import Registry
+from cairn.service.retention import Retention
 
 
 class Backend(Protocol):
     @property
     def registry(self) -> Registry: ...
+
+    @property
+    def retention(self) -> Retention: ...
 
     @property
     def odb(self) -> ObjectStore: ...
@@ -41,6 +45,7 @@ class EmbeddedBackend:
 
     def __init__(self, home: Path | None = None, database_url: str | None = None) -> None:
         from cairn.service.sql import SqlRegistry
+        from cairn.service.sql.retention import SqlRetention
 
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -49,7 +54,9 @@ class EmbeddedBackend:
             store_url, cache_dir=self.home / "cache" / "stores"
         )
         url = database_url or config.database_url()
-        self.registry: Registry = SqlRegistry(url)
+        sql = SqlRegistry(url)
+        self.registry: Registry = sql
+        self.retention: Retention = SqlRetention(sql.engine)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
@@ -96,6 +103,10 @@ class _PerProcess:
     @property
     def registry(self) -> Registry:
         return self._here().registry
+
+    @property
+    def retention(self) -> Retention:
+        return self._here().retention
 
     @property
     def odb(self) -> ObjectStore:

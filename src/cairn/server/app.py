@@ -30,6 +30,7 @@ from cairn.server import (
     routes_objects,
     routes_registries,
     routes_registry,
+    routes_retention,
     routes_webhooks,
 )
 from cairn.server.backfill import bind_unbound
@@ -37,6 +38,7 @@ from cairn.server.dashboard import server_dashboard
 from cairn.server.deps import Caller, ServerSettings, Services
 from cairn.server.gate import Gate, json_error
 from cairn.service.audit import Actor, acting
+from cairn.service.sql.retention import RetentionScheduler
 from cairn.service.webhooks import WebhookWorker
 from cairn.wire import API_PREFIX, error_detail, status_for
 
@@ -162,9 +164,12 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hooks = start_webhook_worker(opened)
+        keeper = start_retention(opened)
         try:
             yield
         finally:
+            if keeper is not None:
+                keeper.stop()
             if hooks is not None:
                 hooks.stop()
             opened.close()
@@ -217,6 +222,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.include_router(routes_accounts.router, prefix=API_PREFIX)
     app.include_router(routes_registries.router, prefix=API_PREFIX)
     app.include_router(routes_webhooks.router, prefix=API_PREFIX)
+    app.include_router(routes_retention.router, prefix=API_PREFIX)
     app.include_router(server_dashboard())  # the web dashboard, at /
     return app
 
@@ -247,6 +253,19 @@ def start_webhook_worker(services: Services) -> WebhookWorker | None:
     if not config.webhook_worker():
         return None
     return WebhookWorker(services.registry.engine).start()
+
+
+def start_retention(services: Services) -> RetentionScheduler | None:
+    """This process's retention schedule (every CAIRN_RETENTION_INTERVAL seconds; 0: none).
+    With several processes on PostgreSQL one evaluates at a time (an advisory lock)."""
+    from cairn import config
+
+    interval = config.retention_interval()
+    if interval <= 0:
+        return None
+    return RetentionScheduler(
+        services.registry.engine, interval, measure=routes_retention.measure(services)
+    ).start()
 
 
 def app_from_env() -> FastAPI:

@@ -51,6 +51,7 @@ T = TypeVar("T")
 EVENT_TYPES = (
     "version.created",
     "version.deleted",
+    "version.expired",
     "version.metadata",
     "version.description",
     "version.tags",
@@ -65,6 +66,7 @@ _FIELD_EVENTS = {
     "metadata": "version.metadata",
     "tags": "version.tags",
     "deleted": "version.deleted",
+    "expired": "version.expired",  # retention: a version's TTL passed (then version.deleted)
 }
 
 #: set after a transaction wrote deliveries, so that a worker in this process wakes up at once
