@@ -3,6 +3,8 @@ alias timelines (cairn.dashboard.filters), on their own."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cairn.errors import InvalidInputError
@@ -68,3 +70,33 @@ def test_alias_timeline_spans() -> None:
     assert spans["production"][1].user == "bob"
     assert [(s.version, s.end) for s in spans["staging"]] == [(1, t[3])]
     assert spans["production"][1].covers(t[3]) and not spans["production"][1].covers(t[4])
+
+
+def test_alias_history_of_an_artifact_replays_moves_and_deletions(tmp_path: Path) -> None:
+    """`SqlRegistry.alias_history`: the moves the artifact page's timeline is drawn from."""
+    import cairn
+    from cairn.dashboard.filters import AliasChange, timeline
+    from cairn.sdk.backend import get_backend
+
+    ids = []
+    with cairn.init(project="p") as run:
+        for i in range(3):
+            (tmp_path / "w").write_text(str(i))
+            art = run.log_artifact(tmp_path / "w", name="m", type="model", aliases=["best"])
+            ids.append(art.id)
+    registry = get_backend().registry
+    registry.add_alias(ids[0], "old")
+    registry.delete_version(ids[0], force=True)
+    moves = registry.alias_history("p", "m")  # type: ignore[attr-defined]
+    assert [(m.alias, m.version) for m in moves] == [
+        ("best", 0),
+        ("best", None),  # moved: v0 loses it ...
+        ("best", 1),  # ... and v1 gets it
+        ("best", None),
+        ("best", 2),
+        ("old", 0),
+        ("old", None),  # v0 deleted with it
+    ]
+    spans = timeline(AliasChange(m.alias, m.version, m.at) for m in moves)
+    assert [s.version for s in spans["best"]] == [2, 1, 0] and spans["best"][0].end is None
+    assert spans["old"][0].end is not None

@@ -109,7 +109,7 @@ def test_filter_and_sort_collection_and_artifact_versions(world: World, browser:
         page.get_by_label("Sort versions").fill("-version")
         page.get_by_role("button", name="Filter").click()
         assert rows(page) == ["v2", "v1"]
-        page.get_by_role("link", name="v1", exact=True).click()
+        page.locator("table.versions").get_by_role("link", name="v1", exact=True).click()
         expect(page).to_have_url(re.compile(r"/p/vision/a/clf/v/v1$"))
         page.goto("/p/vision/a/clf?where=tags+in+[eval")
         expect(page.locator(".filter-error")).to_be_visible()
@@ -171,3 +171,42 @@ def test_alias_timeline_and_as_of_on_a_collection(world: World, browser: Any) ->
         response = page.goto("/registries/models/c/classifier?at=yesterday")
         assert response is not None and response.status == 400
         expect(page.locator("#timeline .error-message")).to_contain_text("date and time")
+
+
+def test_alias_timeline_and_as_of_on_an_artifact(world: World, browser: Any) -> None:
+    moves = world.moves["best"]
+    with browser_page(browser, world, "vera") as page:
+        page.goto("/p/vision/a/clf")
+        spans = page.locator("table.timeline-spans tr[data-alias='best']")
+        assert [s.get_attribute("data-version") for s in spans.all()] == ["v2", "v1", "v0"]
+        expect(spans.nth(0)).to_contain_text("now")
+        expect(spans.nth(2)).to_contain_text("root")  # who set it
+        page.locator("#at").fill(between(moves[0], moves[1]))
+        page.get_by_role("button", name="Show").click()
+        expect(page).to_have_url(re.compile(r"at=20"))
+        held = page.locator("table.as-of-result tr[data-alias='best']")
+        expect(held).to_contain_text("v0")
+        expect(page.locator("table.as-of-result tr[data-alias='latest']")).to_contain_text("v2")
+        page.goto("/p/vision/a/clf?at=" + between(moves[1], moves[2]))
+        held = page.locator("table.as-of-result tr[data-alias='best']")
+        expect(held).to_contain_text("v1")
+        held.get_by_role("link", name="clf:v1").click()
+        expect(page).to_have_url(re.compile(r"/p/vision/a/clf/v/v1$"))
+        # before anything existed: nothing held anything
+        page.goto("/p/vision/a/clf?at=2000-01-01T00:00")
+        expect(page.locator("table.as-of-result tr[data-alias='best']")).to_contain_text("nothing")
+
+
+def test_version_page_shows_where_it_is_linked(world: World, browser: Any) -> None:
+    with browser_page(browser, world, "vera") as page:
+        page.goto("/p/vision/a/clf/v/v2")
+        linked = page.locator("#linked-in")
+        expect(linked).to_contain_text("models/classifier:v2")
+        expect(linked).to_contain_text("production")
+        linked.get_by_role("link", name="models/classifier:v2").click()
+        expect(page).to_have_url(re.compile(r"/registries/models/c/classifier#link-v2$"))
+        expect(page.locator("#link-v2")).to_contain_text("vision/clf:v2")
+    with world.web("otto") as otto:  # admin of the project, no role in the registry
+        page_text = otto.get("/p/vision/a/clf/v/v2").text
+        assert "models/classifier" not in page_text
+        assert "Not linked into any registry you can see" in page_text

@@ -4,6 +4,7 @@ version tab (files, lineage, compare) is drawn in."""
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Form
@@ -23,6 +24,7 @@ from cairn.dashboard.context import (
     window,
 )
 from cairn.errors import ArtifactNotFoundError, InvalidInputError, NotFoundError
+from cairn.service.sql import SqlRegistry
 
 pages = Pages()
 
@@ -66,6 +68,7 @@ def artifact_page(
     name: str,
     where: str = "",
     sort: str = "",
+    at: str = "",
     offset: Offset = 0,
     limit: int | None = None,
 ) -> Response:
@@ -94,9 +97,16 @@ def artifact_page(
     shown = versions[:limit]
     total = None if filtered else art.version_count
     pager = make_pager(ctx.request, offset, limit, len(shown), len(versions) > limit, total)
+    spans, held, at_time, at_error = _alias_timeline(ctx, project, name, at)
     return ctx.page(
         "artifact.html",
-        status=400 if error else 200,
+        status=400 if error or at_error else 200,
+        spans=spans,
+        held=held,
+        at=at,
+        at_time=at_time,
+        at_value=filters.at_value(at_time),
+        at_error=at_error,
         project=project,
         art=art,
         versions=shown,
@@ -109,6 +119,34 @@ def artifact_page(
     )
 
 
+def _alias_timeline(
+    ctx: Ctx, project: str, name: str, at: str
+) -> tuple[
+    dict[str, list[filters.Span]], list[tuple[str, VersionInfo | None]], datetime | None, str
+]:
+    """The artifact's alias timeline (replayed from its versions' append-only history) and,
+    when ``at`` is given, what held each alias then (`Registry.resolve_at`)."""
+    spans: dict[str, list[filters.Span]] = {}
+    if isinstance(ctx.registry, SqlRegistry):
+        spans = filters.timeline(
+            filters.AliasChange(m.alias, m.version, m.at, m.user, m.run_id)
+            for m in ctx.registry.alias_history(project, name)
+        )
+    try:
+        when = filters.parse_at(at)
+    except InvalidInputError as exc:
+        return spans, [], None, str(exc)
+    held: list[tuple[str, VersionInfo | None]] = []
+    if when is not None:
+        for alias in ["latest", *spans]:
+            try:
+                found: VersionInfo | None = ctx.registry.resolve_at(project, name, alias, when)
+            except NotFoundError:
+                found = None
+            held.append((alias, found))
+    return spans, held, when, ""
+
+
 @pages.get("/p/{project}/a/{name}/v/{ref}")
 def overview(ctx: C, project: str, name: str, ref: str) -> Response:
     info = version_of(ctx, project, name, ref)
@@ -117,7 +155,11 @@ def overview(ctx: C, project: str, name: str, ref: str) -> Response:
         for other in ctx.registry.list_versions(project, name, limit=100):
             if other.id != info.id:
                 others += [(a, other) for a in other.aliases if a != "latest"]
-    return version_page(ctx, info, "", "version_overview.html", other_aliases=others)
+    # where the version is linked: the collections of registries the viewer has a role in
+    links = [x for x in ctx.registry.links_of(info.id) if ctx.registry_role(x.registry)]
+    return version_page(
+        ctx, info, "", "version_overview.html", other_aliases=others, linked_in=links
+    )
 
 
 @pages.post("/p/{project}/a/{name}/v/{ref}/description")

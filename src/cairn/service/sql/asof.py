@@ -3,6 +3,7 @@ Monday?"), answered by replaying the versions' append-only history up to that ti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,7 +56,59 @@ def alias_holder_at(s: Session, artifact_id: int, alias: str, at: datetime) -> i
     return max(holders) if holders else None
 
 
+@dataclass(frozen=True)
+class AliasMove:
+    """``alias`` came to version ``version`` of an artifact (None: it was removed) at ``at``."""
+
+    alias: str
+    version: int | None
+    at: datetime
+    user: str | None = None
+    run_id: str | None = None
+
+
 class AsOfMixin(SqlBase):
+    def alias_history(self, project: str, name: str) -> list[AliasMove]:
+        """Every alias change of an artifact's versions, oldest first, replayed from the
+        versions' append-only history (a move is the old holder's removal, then the new
+        holder's addition, at the same time). ``latest`` moves by itself and is not listed."""
+        check_project(project)
+        check_artifact_name(name)
+
+        def work(s: Session) -> list[AliasMove]:
+            _, artifact = find_artifact(s, project, name)
+            rows = s.execute(
+                sa.select(
+                    Version.version,
+                    History.field,
+                    History.new,
+                    History.at,
+                    History.user,
+                    History.run_id,
+                )
+                .join(Version, Version.id == History.version_id)
+                .where(
+                    Version.artifact_id == artifact.id,
+                    History.field.in_(("created", "aliases")),
+                )
+                .order_by(History.id)
+            )
+            held: dict[int, set[str]] = {}
+            moves: list[AliasMove] = []
+            for number, field, new, at, user, run_id in rows:
+                if field == "created":
+                    now = set((new or {}).get("aliases", []) if isinstance(new, dict) else [])
+                else:
+                    now = set(new or [])
+                now.discard("latest")
+                before = held.get(number, set())
+                moves += [AliasMove(a, None, at, user, run_id) for a in sorted(before - now)]
+                moves += [AliasMove(a, number, at, user, run_id) for a in sorted(now - before)]
+                held[number] = now
+            return moves
+
+        return self._read(work)
+
     def resolve_at(self, project: str, name: str, ref: str, at: datetime) -> VersionInfo:
         """The version ``ref`` ('latest', 'vN', an alias or a digest) named at time ``at``."""
         check_project(project)
@@ -97,4 +150,4 @@ class AsOfMixin(SqlBase):
         return self._read(work)
 
 
-__all__ = ["AsOfMixin", "alias_holder_at"]
+__all__ = ["AliasMove", "AsOfMixin", "alias_holder_at"]
