@@ -123,6 +123,20 @@ def build(server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World
     return world
 
 
+@contextmanager
+def running_world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    """The world on a server over SQLite or PostgreSQL (``request.param``)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'server.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    with start_server(url, tmp_path, monkeypatch) as server:
+        yield build(server, tmp_path, monkeypatch)
+        reset_backends()
+
+
 def _now() -> datetime:
     from datetime import UTC
 
@@ -160,4 +174,12 @@ def browser_page(browser: Any, world: World, who: str | None) -> Iterator[Any]:
     assert not errors, f"JavaScript errors: {errors}"
 
 
-__all__ = ["PEOPLE", "World", "between", "browser_page", "build", "start_server"]
+__all__ = [
+    "PEOPLE",
+    "World",
+    "between",
+    "browser_page",
+    "build",
+    "running_world",
+    "start_server",
+]

@@ -11,22 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_world import World, between, browser_page, build, start_server
-
-from cairn.sdk.backend import reset_backends
+from registry_world import World, between, browser_page, running_world
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def world(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[World]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'server.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    with start_server(url, tmp_path, monkeypatch) as server:
-        yield build(server, tmp_path, monkeypatch)
-        reset_backends()
+    with running_world(request, tmp_path, monkeypatch) as running:
+        yield running
 
 
 def expect(locator: Any) -> Any:

@@ -253,6 +253,8 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/registries"): Route("any", 200),
     ("GET", "/registries/{registry}"): Route("read"),
     ("GET", "/registries/{registry}/c/{collection}"): Route("read"),
+    ("GET", "/audit"): Route("server"),
+    ("GET", "/audit/export"): Route("server"),
 }
 RANK = {"reader": 1, "writer": 2, "owner": 3, "root": 4}
 PEOPLE = ("stranger", "reader", "writer", "owner", "root")

@@ -4,6 +4,7 @@ to each dashboard router in the order of `MODULES`."""
 
 from cairn.dashboard.context import Pages
 from cairn.dashboard.pages import (
+    audit,
     compare,
     files,
     lineage,
@@ -15,7 +16,7 @@ from cairn.dashboard.pages import (
     versions,
 )
 
-MODULES = (static, login, projects, runs, versions, files, lineage, compare, registries)
+MODULES = (static, login, projects, runs, versions, files, lineage, compare, registries, audit)
 
 
 def all_pages() -> list[Pages]:
