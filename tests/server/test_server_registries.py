@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from server_helpers import Raw
 
 import cairn
+from cairn.core.digest import hash_bytes
 from cairn.errors import PermissionDeniedError, RegistryNotFoundError
+from cairn.server.backfill import bind_unbound_links
+from cairn.server.testing import ServerThread
 from cairn.service.accounts import Accounts
 
 RawFactory = Callable[[str | None], Raw]
@@ -176,3 +180,34 @@ def test_the_audit_log_records_who_when_where_what(setup: Setup, raw: RawFactory
     only = root.get("/audit", params={"user": "maint"}).json()["items"]
     assert {e["user"] for e in only} == {"maint"}
     assert maint.get("/audit").status_code == 403
+
+
+def test_a_registry_viewer_downloads_what_is_linked_and_nothing_else(
+    setup: Setup, use_server: UseServer, raw: RawFactory, tmp_path: Path
+) -> None:
+    """viewer has a role in registry 'models' and none in project p: the version linked there
+    downloads byte for byte; p's other version (not linked) stays unreadable."""
+    use_server(setup.keys["viewer"])
+    linked = cairn.Api().artifact("models/clf:production")
+    assert linked.id == setup.first
+    linked.download(root=tmp_path / "dl")
+    assert (tmp_path / "dl" / "m0").read_text() == "0"
+    viewer = raw(setup.keys["viewer"])
+    assert viewer.get(f"/objects/{hash_bytes(b'0')}").status_code == 200
+    assert viewer.get(f"/objects/{hash_bytes(b'1')}").status_code == 404  # v1: not linked
+    assert viewer.get(f"/versions/{setup.second}").status_code == 404
+    stranger = raw(setup.keys["stranger"])
+    assert stranger.get(f"/objects/{hash_bytes(b'0')}").status_code == 404
+
+
+def test_links_made_before_registries_held_objects_are_bound_at_start(
+    setup: Setup, raw: RawFactory, server: ServerThread
+) -> None:
+    services = server.app.state.services
+    with services.accounts.engine.begin() as conn:  # as a database from before 0011
+        conn.execute(sa.text("DELETE FROM registry_objects"))
+    viewer = raw(setup.keys["viewer"])
+    assert viewer.get(f"/objects/{hash_bytes(b'0')}").status_code == 404
+    assert bind_unbound_links(services.objects) == 1
+    assert viewer.get(f"/objects/{hash_bytes(b'0')}").status_code == 200
+    assert bind_unbound_links(services.objects) == 0  # nothing left to do

@@ -7,6 +7,10 @@
 * ``project_members``: a user's role in a project: ``read``, ``write`` or ``admin``.
 * ``project_objects``: which objects a project's versions (and runs' code diffs) hold. A user
   may read an object only when a project they may read holds it.
+* ``registry_objects`` (migration 0011): which objects the versions linked into a registry's
+  collections hold. A registry member (any role) may read an object a registry they belong to
+  holds, so `use_artifact("models/clf:production")` downloads without a role in the project.
+  Rows stay after an unlink (the members could have downloaded the bytes then).
 * ``object_receipts``: objects a user uploaded (they proved they have the bytes), so they may
   reference them in a version they log; ``size`` (migration 0007) counts them against the
   user's upload quota (NULL for receipts recorded before).
@@ -73,6 +77,14 @@ class ProjectObject(Base):
     digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH), primary_key=True)
 
 
+class RegistryObject(Base):
+    __tablename__ = "registry_objects"
+    __table_args__ = (sa.Index("ix_registry_objects_digest", "digest"),)
+
+    registry_id: Mapped[int] = mapped_column(sa.ForeignKey("registries.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH), primary_key=True)
+
+
 class ObjectReceipt(Base):
     __tablename__ = "object_receipts"
 
@@ -102,5 +114,6 @@ __all__ = [
     "ObjectReceipt",
     "ProjectMember",
     "ProjectObject",
+    "RegistryObject",
     "User",
 ]

@@ -33,7 +33,7 @@ from cairn.server import (
     routes_retention,
     routes_webhooks,
 )
-from cairn.server.backfill import bind_unbound
+from cairn.server.backfill import bind_unbound, bind_unbound_links
 from cairn.server.dashboard import server_dashboard
 from cairn.server.deps import Caller, ServerSettings, Services
 from cairn.server.gate import Gate, json_error
@@ -160,6 +160,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     if not opened.accounts.has_users():
         log.warning(OPEN_WARNING)
     bind_unbound(opened.objects)  # versions logged in embedded mode, before this server
+    bind_unbound_links(opened.objects)  # registry links made before registries held objects
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,7 +6,9 @@ through it. Versions logged in embedded mode, before the team ran `cairn server`
 same folder and database, were committed without that record: at start the server walks
 those versions once and binds their objects to their projects, so that members who are not
 administrators can download them. (Runs' code diffs are not bound this way: only an
-administrator sees the diff of a run logged before the server.)
+administrator sees the diff of a run logged before the server.) Likewise, versions linked into
+a registry before registries held their linked objects (migration 0011) are bound to the
+registry, so its members can download them.
 """
 
 from __future__ import annotations
@@ -36,4 +38,20 @@ def bind_unbound(objects: ObjectService) -> int:
             done += 1
         except CairnError as exc:
             log.warning("project %s: cannot bind version %s: %s", project, root, exc)
+    return done
+
+
+def bind_unbound_links(objects: ObjectService) -> int:
+    """Bind the objects of every live registry link whose registry does not hold them yet.
+    Returns how many links were bound; one whose objects are missing is reported and skipped."""
+    todo = objects.accounts.registry_unbound()
+    if todo:
+        log.info("binding the objects of %d registry links made before 0011", len(todo))
+    done = 0
+    for registry, root in todo:
+        try:
+            objects.bind_link(_SERVER, registry, root)
+            done += 1
+        except CairnError as exc:
+            log.warning("registry %s: cannot bind linked version %s: %s", registry, root, exc)
     return done

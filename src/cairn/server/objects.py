@@ -423,6 +423,33 @@ class ObjectService:
         self.accounts.bind(project_id, to_bind)
         return len(to_bind)
 
+    def bind_link(self, principal: Principal, registry: str, root: str) -> int:
+        """Record every object of the version rooted at ``root`` as held by ``registry`` (it
+        is being linked there), so the registry's members may download it. The linker must be
+        able to read every object (they read the version's project). Returns how many objects
+        were newly bound."""
+        registry_id = self.accounts.registry_id(registry)
+        if registry_id is None:
+            raise InvalidInputError(f"registry {registry!r} does not exist")
+        frontier: dict[str, str] = {root: "t"}
+        to_bind: set[str] = set()
+        while frontier:
+            held = self.accounts.registry_bound(registry_id, frontier)
+            todo = {d: k for d, k in frontier.items() if d not in held and d not in to_bind}
+            if not todo:
+                break
+            bad = self.missing(principal, todo, fresh=True)
+            if bad:
+                raise _missing_error(bad, "of this version are")
+            to_bind.update(todo)
+            frontier = {}
+            self._prefetch([d for d, kind in todo.items() if kind != "b"])
+            for digest, kind in todo.items():
+                if kind != "b":
+                    frontier.update(self._children(digest, kind))
+        self.accounts.bind_registry(registry_id, to_bind)
+        return len(to_bind)
+
     def bind_objects(self, principal: Principal, project: str, digests: Iterable[str]) -> None:
         """Bind single objects (a run's code diff) to the project."""
         wanted = set(digests)

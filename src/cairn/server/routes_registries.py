@@ -316,6 +316,9 @@ def link_version(
     if body.run_id is not None:
         run = svc.registry.get_run(body.run_id)
         svc.accounts.require(caller, run.project, "write")
+    # the registry's members may download what is linked into it (before the link exists:
+    # a link whose objects are not yet readable to them is never visible)
+    svc.objects.bind_link(caller, registry, version.digest)
     info = svc.registry.link_version(
         registry,
         collection,

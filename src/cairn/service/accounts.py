@@ -39,9 +39,25 @@ from cairn.errors import (
     PermissionDeniedError,
     ProjectNotFoundError,
 )
-from cairn.metadata.accounts import ROLES, ApiKey, ObjectReceipt, ProjectMember, ProjectObject, User
+from cairn.metadata.accounts import (
+    ROLES,
+    ApiKey,
+    ObjectReceipt,
+    ProjectMember,
+    ProjectObject,
+    RegistryObject,
+    User,
+)
 from cairn.metadata.engine import transaction
-from cairn.metadata.tables import Artifact, Project, Version
+from cairn.metadata.tables import (
+    Artifact,
+    Collection,
+    CollectionLink,
+    Project,
+    RegistryMember,
+    RegistryRow,
+    Version,
+)
 from cairn.service.sql.audit import record
 
 T = TypeVar("T")
@@ -502,7 +518,8 @@ class Accounts:
 
     def known(self, principal: Principal, digests: Iterable[str]) -> set[str]:
         """The digests the principal may read or reference: held by a project they may read,
-        or uploaded by them. Administrators know every object (the caller checks the store)."""
+        by a registry they have a role in (the versions linked into it), or uploaded by them.
+        Administrators know every object (the caller checks the store)."""
         wanted = sorted(set(digests))
         if principal.is_admin:
             return set(wanted)
@@ -524,7 +541,18 @@ class Accounts:
                     )
                     .where(ProjectObject.digest.in_(chunk))
                 )
-                found.update(s.scalars(sa.union(receipts, held)))
+                linked = (
+                    sa.select(RegistryObject.digest)
+                    .join(
+                        RegistryMember,
+                        sa.and_(
+                            RegistryMember.registry_id == RegistryObject.registry_id,
+                            RegistryMember.user == principal.name,
+                        ),
+                    )
+                    .where(RegistryObject.digest.in_(chunk))
+                )
+                found.update(s.scalars(sa.union(receipts, held, linked)))
             return found
 
         return self._read(work)
@@ -580,6 +608,62 @@ class Accounts:
                 .distinct()
             )
             return sorted((p, d) for p, d in s.execute(roots))
+
+        return self._read(work)
+
+    def registry_id(self, registry: str) -> int | None:
+        return self._read(
+            lambda s: s.scalar(sa.select(RegistryRow.id).where(RegistryRow.name == registry))
+        )
+
+    def registry_bound(self, registry_id: int, digests: Iterable[str]) -> set[str]:
+        """The digests the registry already holds."""
+        wanted = sorted(set(digests))
+
+        def work(s: Session) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(wanted):
+                found.update(
+                    s.scalars(
+                        sa.select(RegistryObject.digest).where(
+                            RegistryObject.registry_id == registry_id,
+                            RegistryObject.digest.in_(chunk),
+                        )
+                    )
+                )
+            return found
+
+        return self._read(work) if wanted else set()
+
+    def bind_registry(self, registry_id: int, digests: Iterable[str]) -> None:
+        """Record that the registry holds these objects (one transaction, as `bind`)."""
+        rows = [{"registry_id": registry_id, "digest": d} for d in sorted(set(digests))]
+
+        def work(s: Session) -> None:
+            for chunk in _chunks(rows, 1000):
+                _insert_ignore(s, RegistryObject, chunk)
+
+        if rows:
+            self._write(work)
+
+    def registry_unbound(self) -> list[tuple[str, str]]:
+        """(registry, root digest) of every live link whose registry does not hold the
+        version's root: links made before registries held objects (migration 0011)."""
+
+        def work(s: Session) -> list[tuple[str, str]]:
+            held = ~sa.exists().where(
+                RegistryObject.registry_id == RegistryRow.id,
+                RegistryObject.digest == Version.digest,
+            )
+            roots = (
+                sa.select(RegistryRow.name, Version.digest)
+                .join(Collection, Collection.registry_id == RegistryRow.id)
+                .join(CollectionLink, CollectionLink.collection_id == Collection.id)
+                .join(Version, Version.id == CollectionLink.version_id)
+                .where(CollectionLink.unlinked_at.is_(None), Version.state == "committed", held)
+                .distinct()
+            )
+            return sorted((r, d) for r, d in s.execute(roots))
 
         return self._read(work)
 
