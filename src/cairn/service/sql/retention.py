@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cairn.core.names import check_project
-from cairn.errors import ArtifactNotFoundError, ConflictError, InvalidInputError, StateError
+from cairn.errors import (
+    ArtifactNotFoundError,
+    CairnError,
+    ConflictError,
+    InvalidInputError,
+    StateError,
+)
 from cairn.metadata.engine import is_sqlite, lock_artifact, transaction
 from cairn.metadata.tables import (
     Alias,
@@ -50,7 +56,7 @@ from cairn.service.retention import (
     format_duration,
 )
 from cairn.service.sql.artifacts import find_artifact, find_version, version_label
-from cairn.service.sql.common import COMMITTED, DELETED, INPUT, utcnow
+from cairn.service.sql.common import COMMITTED, DELETED, INPUT, chunks, utcnow
 from cairn.service.sql.history import add_history
 from cairn.service.sql.projects import find_project
 from cairn.service.sql.registries import check_registry_name, find_registry
@@ -134,8 +140,19 @@ def _protections(
 ) -> dict[int, str]:
     """version id -> why it is protected (the first reason found)."""
     why: dict[int, str] = {}
-    if not version_ids:
-        return why
+    for batch in chunks(version_ids):
+        _protect_batch(s, batch, used_days, now, expiring, why)
+    return why
+
+
+def _protect_batch(
+    s: Session,
+    version_ids: list[int],
+    used_days: int | None,
+    now: datetime,
+    expiring: set[int],
+    why: dict[int, str],
+) -> None:
     for vid, alias in s.execute(
         sa.select(Alias.version_id, Alias.alias)
         .where(Alias.version_id.in_(version_ids))
@@ -167,7 +184,6 @@ def _protections(
             .order_by(RunArtifact.at.desc())
         ):
             why.setdefault(vid, f"used by run {run_name} within {used_days}d")
-    return why
 
 
 def _evaluate_artifact(
@@ -584,7 +600,10 @@ class SqlRetention:
             dropped = sorted({r.digest for r in report.removed})
             gone = {r.version_id for r in report.removed}
             kept, leaves = self._live_roots(gone)
-            report.referenced_bytes, report.exclusive_bytes = measure(dropped, kept, leaves)
+            try:
+                report.referenced_bytes, report.exclusive_bytes = measure(dropped, kept, leaves)
+            except CairnError as exc:  # a damaged store: what was done stays done, and said
+                report.notes.append(f"bytes not measured: {exc} (run `cairn check` on the store)")
         elif measure is not None:
             report.referenced_bytes = report.exclusive_bytes = 0
         report.seconds = time.monotonic() - started
