@@ -1,9 +1,11 @@
-"""A project's runs, a run's page (inputs, outputs, code diff) and its raw diff."""
+"""A project's runs, a run's page (charts of its logged metrics, inputs, outputs, code diff,
+its notes edited in place) and its raw diff."""
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
 from fastapi.responses import PlainTextResponse, Response
 
+from cairn.dashboard import charts
 from cairn.dashboard.context import PAGE, C, Offset, Pages, make_pager, project_info, window
 from cairn.errors import InvalidInputError, ObjectNotFoundError, RunNotFoundError
 
@@ -73,6 +75,10 @@ def run_page(ctx: C, project: str, run_id: str) -> Response:
         diff_truncated=diff_truncated,
         diff_error=diff_error,
         readable=lambda p: ctx.viewer.can(p, "read"),
+        charts=charts.metric_series(ctx.registry.run_metrics(run.id)),
+        line_chart=charts.line_chart,
+        fmt=charts.fmt,
+        can_write=ctx.can_write(project),
     )
 
 
