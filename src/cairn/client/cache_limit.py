@@ -196,6 +196,11 @@ class Pins:
             self.packs |= new
             self._lines += len(new)
 
+    def snapshot(self) -> set[str]:
+        """The packs pinned now (a copy)."""
+        with self._lock:
+            return set(self.packs)
+
     def remove(self, packs: Iterable[str]) -> None:
         with self._lock:
             gone = set(packs) & self.packs

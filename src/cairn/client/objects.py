@@ -53,6 +53,7 @@ CHECK_BATCH = 10_000  # digests per existence check
 FETCH_GROUP = 256  # objects per download request at most
 _CACHE_SYNC_BYTES = 256 << 20  # index the cache after this many new bytes
 _UNKNOWN_SIZE = 1 << 20  # what an object of unknown size counts for in a download window
+_SCAN_MAX = 1_000_000  # entries of a download's order looked at for one window at most
 _STRUCTURAL = b'{"cairn":"'
 # direct transfers
 PACK_BYTES = 16 << 20  # bytes per pack uploaded to the bucket
@@ -750,7 +751,7 @@ class HttpObjectStore:
             if last:
                 with self._lock:
                     keep = set(self._written_pinned)  # being written: pinned until indexed
-                self._pins.remove(self._pins.packs - keep)
+                self._pins.remove(self._pins.snapshot() - keep)
                 try:
                     self._enforce()
                 except (OSError, StoreError):
@@ -825,7 +826,7 @@ class HttpObjectStore:
         candidates: list[str] = []
         at = start
         order = session.order
-        while at < len(order) and size < window and scanned < 100_000:
+        while at < len(order) and size < window and scanned < _SCAN_MAX:
             digest = order[at]
             at += 1
             scanned += 1
@@ -927,7 +928,7 @@ class HttpObjectStore:
         if limit is None or cache_limit.cache_bytes(self.cache.root) <= limit:
             return
         done = cache_limit.evict(
-            self.cache, limit, limit=limit, keep=set(self._pins.packs), pins=self._pins
+            self.cache, limit, limit=limit, keep=self._pins.snapshot(), pins=self._pins
         )
         if done is not None:
             with self._lock:
