@@ -367,3 +367,42 @@ def test_direct_transfers_from_a_bucket_stay_under_the_cap(
     root = _cache_root(cairn_env)
     assert cache_bytes(root) <= 3 * MB
     assert read_log(root)
+
+
+def test_a_download_killed_midway_leaves_nothing_that_stays(
+    client: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """``kill -9`` during a download: its pins die with it (the next eviction removes them and
+    may evict what they held), its half-written pack goes once a day old, and the next
+    download is right and leaves the cache under the cap."""
+    data = _make_data(tmp_path / "data", 14, small=40, big=8 << 20)
+    root = client("3MB")
+    _log("ds", data)
+    reset_backends()
+    script = tmp_path / "download.py"
+    script.write_text(
+        "import sys, cairn\ncairn.Api('p').artifact('ds:v0').download(root=sys.argv[1])\n"
+    )
+    victim = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "killed")], env={**os.environ}
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((root / "pins").glob("*.pins")):
+            assert victim.poll() is None, "the download ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.05)
+    finally:
+        victim.kill()
+        victim.wait()
+    assert victim.returncode == -9
+    assert list((root / "pins").glob("*.pins"))  # the dead process's pins are still there
+    for leftover in (root / "tmp").glob("*.pack"):  # a day later
+        os.utime(leftover, (time.time() - 2 * 86400,) * 2)
+
+    _same_tree(data, _download("ds:v0", tmp_path / "out"))
+    reset_backends()
+    assert not list((root / "pins").glob("*.pins"))
+    assert not list((root / "tmp").glob("*.pack"))
+    assert cache_bytes(root) <= 3 * MB

@@ -50,6 +50,7 @@ LOG_KEEP = 100  # evictions remembered
 LOG_MERGE_SECONDS = 60.0  # evictions by one process this close together are one entry
 LOCK_NAME = "evict.lock"
 PINS_DIR = "pins"
+DEAD_WRITER_SECONDS = 24 * 3600.0  # an unpinned temp pack this old is a dead writer's
 COMPACT_LINES = 10_000  # a pin file is rewritten with only the live pins past this many lines
 TOUCH_EVERY = 60.0  # seconds: a pack's last use is recorded at most this often per process
 
@@ -338,6 +339,8 @@ def evict(
             if store.evict_pack(name):
                 freed += size
                 gone += 1
+        if not dry_run:
+            _remove_dead_writers(root, spared, now)
         if not gone:
             return None
         done = Eviction(
@@ -353,6 +356,18 @@ def evict(
         if not dry_run:
             log_eviction(root, done)
         return done
+
+
+def _remove_dead_writers(root: Path, spared: set[str], now: float) -> None:
+    """Temp packs of writers that died (``kill -9`` mid-download): pinned by no living
+    process and untouched for a day (the caller holds the eviction lock)."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(root / "tmp") as entries:
+        for entry in entries:
+            if not entry.name.endswith(".pack") or entry.name in spared:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat(follow_symlinks=False).st_mtime >= DEAD_WRITER_SECONDS:
+                    os.unlink(entry.path)
 
 
 def log_eviction(root: Path, done: Eviction) -> None:

@@ -591,12 +591,12 @@ class HttpObjectStore:
                 digest=digest,
             )
         self.cache.put(digest, memoryview(data))
-        if self.cache_limit is not None:  # pinned from its start: no one evicts it half-made
-            pack = self.cache.current_pack()
-            if pack is not None and pack not in self._pins.packs:
-                self._pins.add([pack])
-                with self._lock:
-                    self._written_pinned.add(pack)
+        # the pack being written is pinned from its start: no process evicts it half-made
+        pack = self.cache.current_pack()
+        if pack is not None and pack not in self._pins.packs:
+            self._pins.add([pack])
+            with self._lock:
+                self._written_pinned.add(pack)
         with self._lock:
             self.downloaded_bytes += len(data)
             self._cache_new += len(data)
@@ -717,9 +717,7 @@ class HttpObjectStore:
             self._warm_capped(digests)
             return
         chunks = self._fetch_many(wanted)
-        self.cache.sync()
-        with self._lock:
-            self._cache_new = 0
+        self._flush_cache()
         self.cache.warm(wanted + chunks)
 
     # --- the capped cache -------------------------------------------------------------------------
@@ -901,9 +899,6 @@ class HttpObjectStore:
         """Index what was fetched into the cache, and keep it under its cap. The packs being
         indexed are pinned first (from then on another process could evict them); after it,
         only those holding objects a download has not read yet stay pinned."""
-        if self.cache_limit is None:
-            self.cache.sync()
-            return
         written = self.cache.written_packs()
         self._pins.add(written)
         with self._lock:
@@ -967,9 +962,8 @@ class HttpObjectStore:
             pool.shutdown(wait=True, cancel_futures=True)
         if bucket is not None:
             bucket.close()
-        if self.cache_limit is not None:
-            with contextlib.suppress(OSError, StoreError):
-                self._flush_cache()
+        with contextlib.suppress(OSError, StoreError):
+            self._flush_cache()
         self._pins.close()
         self.cache.close()
 
