@@ -24,6 +24,8 @@ from cairn.server.testing import ServerThread
 from cairn.service.accounts import Accounts
 from cairn.service.retention import Target, changes_of
 from cairn.service.sql import SqlRegistry
+from cairn.service.sql.retention import SCHEDULE_USER
+from cairn.service.sql.webhooks import WebhookStore
 
 # version i of p/big: 5 MiB whose chunks every version shares but for one 64 KiB region, and a
 # file of its own; written by this process and by a logger process alike
@@ -190,6 +192,11 @@ def test_the_servers_schedule_deletes_expired_versions_once(
     evaluate every 0.2 s; each expired version is deleted once, with one history entry."""
     use_server(None)  # an open server: no users
     arts = _log(tmp_path, 3)
+    hook = (
+        WebhookStore(server.app.state.services.registry.engine)
+        .add("http://127.0.0.1:9/hook", project="p", events=["version.*"])[0]
+        .id
+    )
     for art in arts[:2]:
         art.ttl = timedelta(seconds=1)
     monkeypatch.setenv("CAIRN_RETENTION_INTERVAL", "0.2")
@@ -204,9 +211,16 @@ def test_the_servers_schedule_deletes_expired_versions_once(
         time.sleep(0.6)  # a few more rounds: nothing more happens
     with SqlRegistry(settings.database_url) as registry:
         for art in arts[:2]:
-            fields = [h.field for h in registry.history(art.id)]
-            assert fields.count("expired") == 1 and fields.count("deleted") == 1, fields
+            entries = [(h.field, h.user) for h in registry.history(art.id)]
+            assert entries[-2:] == [("expired", SCHEDULE_USER), ("deleted", SCHEDULE_USER)]
+            assert [f for f, _ in entries].count("deleted") == 1, entries
         assert registry.resolve("p", "ckpt", "latest").version == 2
+        audited = registry.audit_log(action="version.expired")
+        assert sorted(a.target for a in audited) == ["p/ckpt:v0", "p/ckpt:v1"]
+        assert {a.user for a in audited} == {SCHEDULE_USER}
+        hooks = WebhookStore(registry.engine)
+        sent = [d.event_type for d in hooks.deliveries(hook, limit=100)]
+        assert sent.count("version.expired") == 2 and sent.count("version.deleted") == 2
 
 
 def test_kept_versions_download_byte_for_byte_after_apply_and_gc(

@@ -39,6 +39,7 @@ from cairn.metadata.tables import (
     RunArtifact,
     Version,
 )
+from cairn.service.audit import Actor, acting
 from cairn.service.retention import (
     POLICY_FIELDS,
     Measure,
@@ -56,6 +57,7 @@ from cairn.service.retention import (
     format_duration,
 )
 from cairn.service.sql.artifacts import find_artifact, find_version, version_label
+from cairn.service.sql.audit import record
 from cairn.service.sql.common import COMMITTED, DELETED, INPUT, chunks, utcnow
 from cairn.service.sql.history import add_history
 from cairn.service.sql.projects import find_project
@@ -66,6 +68,8 @@ log = logging.getLogger("cairn.retention")
 
 #: PostgreSQL advisory lock key held by the one running evaluation ("cairnret" in ASCII)
 ADVISORY_KEY = 0x636169726E726574
+#: who a server's scheduled evaluation acts as (":" is in no user name)
+SCHEDULE_USER = "schedule:retention"
 
 
 # --- evaluation, inside a transaction -------------------------------------------------------
@@ -640,6 +644,11 @@ class SqlRetention:
                             at=at, run_id=None, user=user,
                         )
                     )  # fmt: skip
+                    record(
+                        s, "collection.unlink", f"{reg}/{coll}:v{link.number}",
+                        {"version_id": link.version_id, "reason": "expired"}, None,
+                        registry=reg, user=user,
+                    )  # fmt: skip
                 ids.add(link.id)
                 report.unlinked.append(
                     Unlinked(reg, coll, link.number, link.version_id, source, link.linked_at, ttl)
@@ -748,7 +757,9 @@ class RetentionScheduler:
         with self.retention.evaluator() as got:
             if not got:
                 return None
-            report = self.retention._apply(None, False, None, None, self.measure)
+            # recorded as made on the server (history, audit log) by the schedule
+            with acting(Actor(user=SCHEDULE_USER, address=None)):
+                report = self.retention._apply(None, False, SCHEDULE_USER, None, self.measure)
         self.last = report
         if report.removed or report.unlinked:
             log.warning(
@@ -779,4 +790,4 @@ class RetentionScheduler:
             self._thread.join(30)
 
 
-__all__ = ["ADVISORY_KEY", "RetentionScheduler", "SqlRetention"]
+__all__ = ["ADVISORY_KEY", "SCHEDULE_USER", "RetentionScheduler", "SqlRetention"]
