@@ -307,7 +307,7 @@ def test_a_version_logged_during_an_evaluation_is_never_deleted_by_it(
 def test_migration_0010_keeps_existing_versions(database_url: str, digest: Digest) -> None:
     from alembic import command
 
-    from cairn.metadata.migrate import alembic_config, current_revision
+    from cairn.metadata.migrate import HEAD_REVISION, alembic_config, current_revision
 
     engine = create_engine(database_url)
     now = utcnow()
@@ -336,7 +336,7 @@ def test_migration_0010_keeps_existing_versions(database_url: str, digest: Diges
         )
     engine.dispose()
     with SqlRegistry(database_url) as registry:  # opening upgrades to head
-        assert current_revision(registry.engine) == "0010"
+        assert current_revision(registry.engine) == HEAD_REVISION
         old = registry.resolve("vision", "clf", "v0")
         assert old.digest == digest("old") and old.state == "committed"
         retention = SqlRetention(registry.engine)
