@@ -205,6 +205,8 @@ def test_ttl_of_a_version(
     assert "never expires" in cli("artifact", "ttl", "vision/clf:v0", "none").stdout
     history = cli_json("artifact", "history", "vision/clf:v0")
     assert [h["field"] for h in history].count("ttl") == 5  # 30d, never, inherit, 12h, none
+    shown_history = cli("artifact", "history", "vision/clf:v0").stdout
+    assert "ttl: inherit -> 30d" in shown_history and "ttl: 12h -> none" in shown_history
 
     bad = cli("artifact", "ttl", "vision/clf:v0", "3x", code=2)
     assert "bad duration '3x'" in bad.stderr

@@ -532,6 +532,15 @@ def describe_change(field: str, old: Any, new: Any) -> str:
         return "metadata: " + (", ".join(parts) or "unchanged")
     if field == "description":
         return f"description: {output.json_value(new)}"
+    if field == "ttl":  # retention: seconds, 0 never, None inherits the default
+        from cairn.service.retention import format_duration
+
+        def ttl(v: Any) -> str:
+            return "inherit" if v is None else format_duration(v)
+
+        return f"ttl: {ttl(old)} -> {ttl(new)}"
+    if field in ("expired", "retention") and isinstance(new, dict):
+        return f"{field} ({new.get('rule')})"
     return f"{field}: {output.json_value(old)} -> {output.json_value(new)}"
 
 
