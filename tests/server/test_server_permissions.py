@@ -37,6 +37,7 @@ class World:
     extra_key_id: int
     diff_run: str  # a run of p with a recorded code diff
     admin: Raw  # root's client, to set things up between calls
+    webhook_id: int = 0  # a webhook of project p (the dashboard's webhook pages)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -97,7 +98,22 @@ def world(accounts: Accounts, use_server: UseServer, tmp_path: Path, raw: RawFac
         extra.id,
         diff_run.json()["id"],
         raw(keys["root"]),
+        _fresh_webhook_id(root),
     )
+
+
+def _fresh_webhook_id(root: Raw) -> int:
+    made = root.post(
+        "/projects/p/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["webhook.test"]}
+    )
+    assert made.status_code == 201, made.text
+    found: int = made.json()["webhook"]["id"]
+    return found
+
+
+def _fresh_webhook(w: World) -> dict[str, str]:
+    """A new webhook of p (added by root) for a call that removes it."""
+    return {"webhook_id": str(_fresh_webhook_id(w.admin))}
 
 
 DIFF = b"diff --git a/train.py b/train.py\n+lr = 0.1\n"
@@ -120,6 +136,8 @@ class Route:
     query: str = ""
     check: Callable[[World, str, Any], None] | None = None  # more about a 2xx answer
     label: str = ""  # "aliases" or "tags": the {alias}/{tag} is added (by root) before each call
+    below: int = 403  # what a user with a role in p below ``need`` gets
+    fresh: Callable[[World], dict[str, str]] | None = None  # path values made before each call
 
 
 def _fresh_object() -> bytes:
@@ -218,6 +236,7 @@ API_MATRIX: dict[tuple[str, str], Route] = {
     ("DELETE", "/versions/{version_id}"): Route("write", query="?force=true"),  # destructive
 }
 # every dashboard route, the same way (``form``: a form post from the dashboard's own pages)
+HOOK_URL = "http://127.0.0.1:9/hook"
 DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/static/{name}"): Route("none"),
     ("GET", "/favicon.ico"): Route("none"),
@@ -255,6 +274,15 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/registries/{registry}/c/{collection}"): Route("read"),
     ("GET", "/audit"): Route("server"),
     ("GET", "/audit/export"): Route("server"),
+    # webhooks: of project p, and of registry 'models' (owner is its admin); one that you do not
+    # administer does not exist for you
+    ("GET", "/p/{project}/webhooks"): Route("admin"),
+    ("POST", "/p/{project}/webhooks"): Route("admin", body=lambda w: {"url": HOOK_URL}),
+    ("GET", "/registries/{registry}/webhooks"): Route("admin"),
+    ("POST", "/registries/{registry}/webhooks"): Route("admin", body=lambda w: {"url": HOOK_URL}),
+    ("GET", "/webhooks/{webhook_id}"): Route("admin", below=404),
+    ("POST", "/webhooks/{webhook_id}/test"): Route("admin", below=404),
+    ("POST", "/webhooks/{webhook_id}/remove"): Route("admin", below=404, fresh=_fresh_webhook),
 }
 RANK = {"reader": 1, "writer": 2, "owner": 3, "root": 4}
 PEOPLE = ("stranger", "reader", "writer", "owner", "root")
@@ -302,7 +330,7 @@ def expected(route: Route, who: str) -> int | None:
     if who == "stranger":
         return route.stranger
     need = {"read": 1, "write": 2, "admin": 3}[route.need]
-    return None if RANK[who] >= need else 403
+    return None if RANK[who] >= need else route.below
 
 
 def _fill(path: str, w: World) -> str:
@@ -322,8 +350,15 @@ def _fill(path: str, w: World) -> str:
         "tag": "LABEL",
         "registry": "models",
         "collection": "clf",
+        "webhook_id": str(w.webhook_id),
     }
     return re.sub(r"\{([\w:]+)\}", lambda m: values[m[1]], path)
+
+
+def _dash_path(template: str, route: Route, w: World) -> str:
+    for key, value in (route.fresh(w) if route.fresh is not None else {}).items():
+        template = template.replace("{" + key + "}", value)
+    return _fill(template, w)
 
 
 def _send(client: Raw, route: Route, method: str, template: str, w: World) -> httpx.Response:
@@ -391,7 +426,7 @@ def test_every_dashboard_route_refuses_a_user_without_the_right_role(
         for (method, template), route in DASHBOARD_MATRIX.items():
             if template == "/logout":
                 continue  # signing out is tested on its own (test_server_security)
-            path = _fill(template, world)
+            path = _dash_path(template, route, world)
             if template == "/static/{name}":
                 path = "/static/dashboard.css"
             form = route.body(world) if route.body else None
@@ -402,6 +437,8 @@ def test_every_dashboard_route_refuses_a_user_without_the_right_role(
                 assert answer.status_code == 303, (template, answer.status_code)
                 assert "/login" in answer.headers["location"]
             for who in PEOPLE:
+                if route.fresh is not None:
+                    path = _dash_path(template, route, world)
                 answer = browsers[who].request(method, path, data=form, follow_redirects=False)
                 refusal = expected(route, who)
                 if route.need == "none":  # the same for everyone (a sign-in without a key: 401)

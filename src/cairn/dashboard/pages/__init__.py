@@ -14,9 +14,22 @@ from cairn.dashboard.pages import (
     runs,
     static,
     versions,
+    webhooks,
 )
 
-MODULES = (static, login, projects, runs, versions, files, lineage, compare, registries, audit)
+MODULES = (
+    static,
+    login,
+    projects,
+    runs,
+    versions,
+    files,
+    lineage,
+    compare,
+    registries,
+    audit,
+    webhooks,
+)
 
 
 def all_pages() -> list[Pages]:
