@@ -4,6 +4,7 @@ all) in open mode, with data logged through the server's API."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,16 @@ def page(browser: Any, server: Any) -> Iterator[Any]:
     p.set_default_timeout(10_000)
     errors: list[str] = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # a refusal page's status (400, 409) is logged too: that is the page answering, no error
+    answered = "Failed to load resource: the server responded with a status of"
+    p.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith(answered)
+            else None
+        ),
+    )
     yield p
     context.close()
     assert not errors, f"JavaScript or Content-Security-Policy errors: {errors}"
@@ -76,3 +86,105 @@ def test_run_page_shows_a_chart_per_logged_metric(page: Any, server: Any) -> Non
     expect(loss.locator("svg.chart circle")).to_have_count(25)
     expect(page.locator("#config")).to_contain_text("lr")
     expect(page.locator("#summary")).to_contain_text("loss")
+
+
+def log_two_versions(tmp_path: Path) -> str:
+    """vision/images v0 (alias 'stable', metadata) and v1, through the server; the run's id."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "rows.csv").write_text("a,b\n1,2\n")
+    with cairn.init(project="vision", job_type="prepare") as run:
+        art = cairn.Artifact("images", type="dataset", metadata={"rows": 1, "Source": "cam"})
+        art.add_dir(folder)
+        run.log_artifact(art, aliases=["stable"])
+        run_id = run.id
+    (folder / "rows.csv").write_text("a,b\n1,2\n3,4\n")
+    with cairn.init(project="vision", job_type="prepare") as run:
+        art = cairn.Artifact("images", type="dataset")
+        art.add_dir(folder)
+        run.log_artifact(art)
+    return run_id
+
+
+def test_metadata_json_editor_validates_in_the_browser(
+    page: Any, server: Any, tmp_path: Path
+) -> None:
+    log_two_versions(tmp_path)
+    page.goto("/p/vision/a/images/v/v0")
+    expect(page.locator("#metadata-form")).to_be_hidden()
+    page.locator("#edit-metadata").click()
+    area = page.locator("#metadata-form textarea")
+    expect(area).to_be_visible()
+    expect(page.locator("#metadata-view")).to_be_hidden()
+    assert '"Source": "cam"' in area.input_value()
+
+    error = page.locator("#metadata-error")
+    area.fill('{"rows": 2,')
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("Not valid JSON")
+    page.get_by_role("button", name="Save metadata").click()  # refused in the page: not sent
+    expect(page.locator(".flash")).to_have_count(0)
+    expect(area).to_be_focused()
+    area.fill("[1, 2]")
+    expect(error).to_have_text("The metadata must be a JSON object ({...}), not a list.")
+    assert area.evaluate("a => a.validity.valid") is False
+    area.fill('{"rows": 2, "Source": "cam", "source": "lower case is another key"}')
+    expect(error).to_be_hidden()
+    page.get_by_role("button", name="Save metadata").click()
+    expect(page.locator(".flash")).to_have_text("Metadata saved.")
+    expect(page.locator("#metadata-view")).to_contain_text("lower case is another key")
+    expect(page.locator("#metadata-view")).to_contain_text("Source")
+
+    # with the page's check bypassed, the server refuses and keeps the text
+    page.locator("#edit-metadata").click()
+    area.evaluate("a => { a.value = '{\"rows\": 3'; a.removeAttribute('data-json-object'); }")
+    page.get_by_role("button", name="Save metadata").click()
+    expect(page.locator("#metadata-error")).to_contain_text("Not saved: not valid JSON")
+    expect(page.locator("#metadata-form textarea")).to_have_value('{"rows": 3')
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#metadata-view")).to_contain_text("lower case is another key")
+
+    page.locator("nav.tabs a[data-tab=history]").click()
+    expect(page.locator("table.history")).to_contain_text("lower case is another key")
+
+
+def test_run_notes_edit(page: Any, server: Any, tmp_path: Path) -> None:
+    run_id = log_two_versions(tmp_path)
+    page.goto(f"/p/vision/r/{run_id}")
+    expect(page.locator("#notes-view")).to_have_text("No notes.")
+    page.locator("#edit-notes").click()
+    page.locator("#notes-form textarea").fill("Camera **two** was off.")
+    page.get_by_role("button", name="Save notes").click()
+    expect(page.locator(".flash")).to_have_text("Notes saved.")
+    expect(page.locator("#notes-view strong")).to_have_text("two")
+    page.locator("#edit-notes").click()
+    page.locator("#notes-form textarea").fill("discarded")
+    page.locator("#notes-form").get_by_role("button", name="Cancel").click()
+    expect(page.locator("#notes-form")).to_be_hidden()
+    expect(page.locator("#notes-view")).to_contain_text("Camera two was off.")
+
+
+def test_delete_a_version_with_an_alias(page: Any, server: Any, tmp_path: Path) -> None:
+    log_two_versions(tmp_path)
+    page.goto("/p/vision/a/images/v/v0")
+    page.locator("#delete summary").click()
+    expect(page.locator("#delete-aliases")).to_contain_text("stable")
+    confirm = page.get_by_label("Type v0 to confirm")
+    delete = page.get_by_role("button", name="Delete v0")
+    confirm.fill("v1")
+    delete.click()  # the browser refuses a wrong name (pattern): nothing is sent
+    assert confirm.evaluate("i => i.validity.patternMismatch") is True
+    expect(page.locator(".flash")).to_have_count(0)
+    confirm.fill("v0")
+    delete.click()  # the alias: refused as `cairn artifact rm` refuses it without --force
+    expect(page.locator(".flash")).to_contain_text("Not deleted: images:v0 has aliases stable")
+    expect(page.locator(".head-aliases")).to_contain_text("stable")
+
+    page.locator("#delete summary").click()
+    page.get_by_label("also drop its aliases").check()
+    page.get_by_label("Type v0 to confirm").fill("v0")
+    page.get_by_role("button", name="Delete v0").click()
+    expect(page).to_have_url(re.compile(r"/p/vision/a/images$"))
+    expect(page.locator(".flash")).to_contain_text("Deleted images:v0 and dropped its aliases")
+    expect(page.locator("table.versions tbody tr")).to_have_count(1)
+    expect(page.get_by_role("link", name="v1", exact=True)).to_be_visible()

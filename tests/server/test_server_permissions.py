@@ -268,6 +268,12 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/p/{project}/a/{name}/v/{ref}/compare"): Route("read"),
     ("GET", "/p/{project}/r/{run_id}"): Route("read"),
     ("GET", "/p/{project}/r/{run_id}/diff"): Route("read"),
+    ("POST", "/p/{project}/r/{run_id}/notes"): Route("write", body=lambda w: {"notes": "edited"}),
+    ("POST", "/p/{project}/a/{name}/v/{ref}/metadata"): Route(
+        "write", body=lambda w: {"metadata": '{"edited": true}'}
+    ),
+    # unconfirmed (no "confirm" field): refused with a 303 back to the version, nothing deleted
+    ("POST", "/p/{project}/a/{name}/v/{ref}/delete"): Route("write"),
     # registries: p's roles mirrored in registry 'models' (see world)
     ("GET", "/registries"): Route("any", 200),
     ("GET", "/registries/{registry}"): Route("read"),

@@ -6,6 +6,7 @@ from cairn.dashboard.context import Pages
 from cairn.dashboard.pages import (
     audit,
     compare,
+    edits,
     files,
     lineage,
     login,
@@ -23,6 +24,7 @@ MODULES = (
     projects,
     runs,
     versions,
+    edits,
     files,
     lineage,
     compare,

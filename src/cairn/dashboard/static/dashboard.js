@@ -44,7 +44,7 @@
       if (form) {
         form.hidden = false;
         toggle.hidden = true;
-        var view = document.getElementById("description-view");
+        var view = document.getElementById(toggle.getAttribute("data-edit-view") || "description-view");
         if (view) view.hidden = true;
         var area = form.querySelector("textarea");
         if (area) area.focus();
@@ -57,10 +57,12 @@
       if (f) {
         f.hidden = true;
         f.reset();
-        var v = document.getElementById("description-view");
-        if (v) v.hidden = false;
         var t = document.querySelector("[data-edit-toggle='" + f.id + "']");
+        var v = document.getElementById((t && t.getAttribute("data-edit-view")) || "description-view");
+        if (v) v.hidden = false;
         if (t) t.hidden = false;
+        var areas = f.querySelectorAll("textarea[data-json-object]");
+        for (var i = 0; i < areas.length; i++) checkJsonObject(areas[i]);
       }
     }
   });
@@ -72,6 +74,52 @@
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
     }
   });
+
+  // A JSON editor (textarea[data-json-object=ID of its message]): says at once what is wrong
+  // and keeps the form from being sent until the text is a JSON object. The server checks again.
+  function checkJsonObject(area) {
+    var message = "";
+    if (!area.value.trim()) {
+      message = "The metadata is empty: write {} for no metadata.";
+    } else {
+      try {
+        var value = JSON.parse(area.value);
+        if (value === null || typeof value !== "object" || Array.isArray(value)) {
+          var kind = value === null ? "null" : Array.isArray(value) ? "a list" : "a " + typeof value;
+          message = "The metadata must be a JSON object ({...}), not " + kind + ".";
+        }
+      } catch (e) {
+        message = "Not valid JSON: " + e.message;
+      }
+    }
+    area.setCustomValidity(message);
+    var out = document.getElementById(area.getAttribute("data-json-object"));
+    if (out) {
+      out.textContent = message;
+      out.hidden = !message;
+    }
+    return !message;
+  }
+
+  document.addEventListener("input", function (event) {
+    var target = event.target;
+    if (target instanceof HTMLTextAreaElement && target.hasAttribute("data-json-object")) {
+      checkJsonObject(target);
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    var areas = form.querySelectorAll("textarea[data-json-object]");
+    for (var i = 0; i < areas.length; i++) {
+      if (!checkJsonObject(areas[i])) {
+        event.preventDefault();
+        areas[i].focus();
+        return;
+      }
+    }
+  }, true);
 
   document.addEventListener("change", function (event) {
     var target = event.target;
