@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_helpers import Invoke
 
 import cairn
@@ -218,3 +219,38 @@ def test_ttl_of_a_version(
     assert "nothing to set" in cli("retention", "set", "vision/clf", code=2).stderr
     gone = cli("retention", "set", "vision/nope", "--keep-last", "1", code=3)
     assert "nope" in gone.stderr
+
+
+def test_the_python_api_sets_policies_and_applies_them(backend: str, tmp_path: Path) -> None:
+    from cairn.errors import InvalidInputError
+
+    _logged(_log(0, 4, tmp_path / "src"))
+    reset_backends()
+    api = cairn.Api(project="vision")
+    api.create_registry("candidates")
+    api.artifact("ckpt:v0").link("candidates/ckpt")
+    assert api.set_retention("ckpt", keep_last=1, keep_used_days=3).rules() == [
+        "keep last 1",
+        "keep used within 3d",
+    ]
+    assert api.set_retention(ttl=timedelta(days=90)).rules() == ["ttl 90d"]  # the project's
+    assert api.set_retention("candidates/ckpt", ttl=timedelta(hours=12)).kind == "collection"
+    assert api.set_retention("ckpt", keep_used_days=None).rules() == ["keep last 1"]
+    assert api.set_retention("vision/ckpt", ttl=None).rules() == ["ttl none", "keep last 1"]
+    assert {p.target.label() for p in api.retention_policies()} == {"vision", "vision/ckpt"}
+    assert [p.rules() for p in api.retention_policies(registry="candidates")] == [["ttl 12h"]]
+    for bad, message in (
+        ({"keep_last": -3}, "keep_last must be at least 1"),
+        ({"ttl": timedelta(0)}, "positive whole number of seconds"),
+        ({"keep_best": 2, "by": "val_loss"}, "unknown metadata key 'val_loss'"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
+            api.set_retention("ckpt", **bad)  # type: ignore[arg-type]
+
+    dry = api.apply_retention(dry_run=True)
+    assert [(r.version, r.reason) for r in dry.removed] == [(1, "policy"), (2, "policy")]
+    assert [(s.version, s.because) for s in dry.spared] == [(0, "linked in candidates/ckpt:v0")]
+    assert dry.exclusive_bytes is not None and 0 < dry.exclusive_bytes < dry.logical_bytes
+    done = api.apply_retention("vision")
+    assert [r.version for r in done.removed] == [1, 2]
+    assert [v.version for v in api.artifact_versions("ckpt")] == ["v3", "v0"]

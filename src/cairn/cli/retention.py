@@ -250,29 +250,15 @@ def apply(
     (an alias, a registry link, a recent use), and unlink expired collection links. The
     report says why each version went and how many bytes gc frees: deduplicated objects that
     kept versions share are not freed. Through a server: server administrators only."""
-    from cairn.cli.common import backend
+    from cairn.cli.common import api, backend
     from cairn.service.sql.retention import SqlRetention
 
-    b = backend()
-    retention = b.retention
-    if not isinstance(retention, SqlRetention):
-        if gc:
-            fail(
-                "--gc runs where the store is: on the server, run `cairn gc --store ...`",
-                EXIT_USAGE,
-            )
-        report = retention.apply(project=project, dry_run=dry_run)
-    else:
-        from cairn.objects.usage import exclusive_bytes
-
-        odb = b.odb
-
-        def measure(dropped: list[str], kept: list[str], leaves: list[str]) -> tuple[int, int]:
-            return exclusive_bytes(lambda d: odb.get(d, verify=False), dropped, kept, leaves)
-
-        report = retention.apply(project=project, dry_run=dry_run, measure=measure)
-        if gc and not dry_run:
-            report.freed_after_gc = _gc(grace)
+    embedded = isinstance(backend().retention, SqlRetention)
+    if gc and not embedded:
+        fail("--gc runs where the store is: on the server, run `cairn gc --store ...`", EXIT_USAGE)
+    report = api(project).apply_retention(project, dry_run=dry_run)
+    if gc and not dry_run:
+        report.freed_after_gc = _gc(grace)
     if json_out:
         output.print_json(report.to_dict())
         return

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from cairn import config
 from cairn.core import names
@@ -21,11 +21,20 @@ from cairn.core.records import (
     RunState,
 )
 from cairn.errors import InvalidInputError, InvalidNameError, NotFoundError
+from cairn.objects.usage import exclusive_bytes
 from cairn.sdk.artifact import Artifact, artifact_at
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.resolve import resolve_ref, split_collection
 from cairn.sdk.run import Run, run_view
 from cairn.service.registry import Direction
+from cairn.service.retention import Policy, RetentionReport, Target, changes_of, ttl_seconds
+
+
+class _Keep:
+    """A rule `Api.set_retention` was not given: left as it is."""
+
+
+_KEEP = _Keep()
 
 
 class Api:
@@ -148,6 +157,73 @@ class Api:
             offset=offset,
         )
         return [artifact_at(v, self._backend) for v in found]
+
+    # --- retention -----------------------------------------------------------------------------
+    def set_retention(
+        self,
+        name: str | None = None,
+        *,
+        ttl: timedelta | Literal["inherit"] | _Keep | None = _KEEP,
+        keep_last: int | _Keep | None = _KEEP,
+        keep_best: int | _Keep | None = _KEEP,
+        by: str | _Keep | None = _KEEP,
+        keep_used_days: int | _Keep | None = _KEEP,
+    ) -> Policy:
+        """Retention rules of an artifact (``"name"``, ``"project/name"``), of the project
+        (no name: defaults for its artifacts), or of a registry collection
+        (``"registry/collection"``: a TTL for its links). Only the rules given change; ``None``
+        clears a keep rule, ``ttl=None`` means never expire, ``ttl="inherit"`` clears the TTL.
+        ``by``: the metadata key ``keep_best`` ranks by, lowest first; ``"-key"`` highest
+        first. Nothing is deleted until `apply_retention` (or a server's schedule)."""
+        changes: dict[str, Any] = {}
+        if not isinstance(ttl, _Keep):
+            changes["ttl_seconds"] = (
+                None if isinstance(ttl, str) and ttl == "inherit" else ttl_seconds(ttl)
+            )
+        for field, value in (
+            ("keep_last", keep_last), ("keep_best", keep_best), ("keep_used_days", keep_used_days)
+        ):  # fmt: skip
+            if not isinstance(value, _Keep):
+                changes[field] = value
+        if isinstance(by, str):
+            changes.update(changes_of(by=by))
+        elif by is None:
+            changes.update(best_key=None, best_order=None)
+        return self._backend.retention.set_policy(self._retention_target(name), changes)
+
+    def _retention_target(self, name: str | None) -> Target:
+        if name is None:
+            return Target(project=self._project(None))
+        ref = names.parse_ref(name)
+        if ref.project is not None and self._backend.registry.is_registry(ref.project):
+            return Target(registry=ref.project, collection=ref.name)
+        return Target(project=self._project(ref.project), artifact=ref.name)
+
+    def retention_policies(
+        self, project: str | None = None, *, registry: str | None = None
+    ) -> list[Policy]:
+        """The retention policies of a project (its own and its artifacts') or a registry."""
+        if registry is not None:
+            return self._backend.retention.policies(registry=registry)
+        return self._backend.retention.policies(project=self._project(project))
+
+    def apply_retention(
+        self, project: str | None = None, *, dry_run: bool = False
+    ) -> RetentionReport:
+        """Delete what the TTLs and policies say (of one project, or all), or with ``dry_run``
+        only report it: which versions, why, and the bytes gc would free (shared objects stay).
+        Through a server, server administrators only."""
+        from cairn.service.sql.retention import SqlRetention  # SQLAlchemy: only when needed
+
+        retention = self._backend.retention
+        if isinstance(retention, SqlRetention):
+            odb = self._backend.odb
+
+            def measure(dropped: list[str], kept: list[str], leaves: list[str]) -> tuple[int, int]:
+                return exclusive_bytes(lambda d: odb.get(d, verify=False), dropped, kept, leaves)
+
+            return retention.apply(project=project, dry_run=dry_run, measure=measure)
+        return retention.apply(project=project, dry_run=dry_run)
 
     # --- registries ----------------------------------------------------------------------------
     def create_registry(
