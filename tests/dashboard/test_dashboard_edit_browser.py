@@ -188,3 +188,41 @@ def test_delete_a_version_with_an_alias(page: Any, server: Any, tmp_path: Path) 
     expect(page.locator(".flash")).to_contain_text("Deleted images:v0 and dropped its aliases")
     expect(page.locator("table.versions tbody tr")).to_have_count(1)
     expect(page.get_by_role("link", name="v1", exact=True)).to_be_visible()
+
+
+def test_download_a_version_and_a_folder_as_tar(page: Any, server: Any, tmp_path: Path) -> None:
+    import tarfile
+
+    folder = tmp_path / "images"
+    files = {"labels.csv": b"a,b\n1,2\n", "train/cat.png": bytes(range(256)) * 40}
+    files["train/deep/dog.txt"] = b"woof\n"
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    with cairn.init(project="vision") as run:
+        art = cairn.Artifact("images", type="dataset")
+        art.add_dir(folder)
+        run.log_artifact(art)
+
+    def download(link: Any) -> dict[str, bytes]:
+        with page.expect_download() as waiting:
+            link.click()
+        saved = tmp_path / waiting.value.suggested_filename
+        waiting.value.save_as(saved)
+        with tarfile.open(saved) as tar:
+            out = {}
+            for m in tar.getmembers():
+                f = tar.extractfile(m)
+                assert f is not None
+                out[m.name] = f.read()
+        return out
+
+    page.goto("/p/vision/a/images/v/v0/files")
+    link = page.get_by_role("link", name="Download all (.tar)")
+    assert download(link) == files
+    row = page.locator("tr.dir", has=page.get_by_role("link", name="train/"))
+    got = download(row.get_by_role("link", name="Download .tar"))
+    assert got == {k: v for k, v in files.items() if k.startswith("train/")}
+    page.get_by_role("link", name="train/").click()
+    got = download(page.get_by_role("link", name="Download folder (.tar)"))
+    assert list(got) == ["train/cat.png", "train/deep/dog.txt"]

@@ -262,6 +262,7 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/p/{project}/a/{name}/v/{ref}/files"): Route("read"),
     ("GET", "/p/{project}/a/{name}/v/{ref}/files/{path:path}"): Route("read"),
     ("GET", "/p/{project}/a/{name}/v/{ref}/raw/{path:path}"): Route("read"),
+    ("GET", "/p/{project}/a/{name}/v/{ref}/archive"): Route("read"),
     ("GET", "/p/{project}/a/{name}/v/{ref}/usage"): Route("read"),
     ("GET", "/p/{project}/a/{name}/v/{ref}/history"): Route("read"),
     ("GET", "/p/{project}/a/{name}/v/{ref}/lineage"): Route("read"),

@@ -4,6 +4,7 @@ to each dashboard router in the order of `MODULES`."""
 
 from cairn.dashboard.context import Pages
 from cairn.dashboard.pages import (
+    archive,
     audit,
     compare,
     edits,
@@ -26,6 +27,7 @@ MODULES = (
     versions,
     edits,
     files,
+    archive,
     lineage,
     compare,
     registries,
