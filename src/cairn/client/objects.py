@@ -24,6 +24,7 @@ and the transfer tried again. ``CAIRN_DIRECT_TRANSFERS=0`` sends everything thro
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import random
@@ -89,6 +90,13 @@ class _Download:
         self.remaining: dict[str, int] = {}  # object -> reads left
         self.pack_of: dict[str, str] = {}  # object not read yet -> the pack holding it
         self.refs: dict[str, int] = {}  # pack -> objects not read yet in it
+        # the windows fetched: start -> [end, middle]; reading past a window's middle fetches
+        # the window after it (several files are written at once: one stream each)
+        self.starts: list[int] = []  # sorted
+        self.unread = 0  # bytes fetched (or found) and not read yet: what the download pins
+        self.windows: dict[int, list[int]] = {}
+        self.ahead: threading.Thread | None = None  # fetching the next window
+        self.implicit = False  # begun by a warm() outside download()
 
     def add(self, digests: Iterable[str]) -> None:
         for digest in digests:
@@ -132,6 +140,8 @@ class HttpObjectStore:
         self._filling = False  # a window is being fetched (its packs stay pinned until placed)
         self._written_pinned: set[str] = set()  # packs pinned because this process wrote them
         self.evictions: list[Eviction] = []  # this store's, newest last
+        self.windows = 0  # windows a capped download fetched (counters, as those below)
+        self.windows_ahead = 0  # of which in the background, ahead of the files written
         explicit = batch_bytes or config.upload_batch_bytes()
         self.batch_bytes = explicit or BATCH_BYTES
         self.pack_bytes = explicit or PACK_BYTES
@@ -729,44 +739,59 @@ class HttpObjectStore:
         cap: pinned, fetched a window ahead); when the last one ends the cache is brought
         under its cap. ``sizes`` (object -> bytes) and ``chunk_lists`` say what the objects
         ``warm`` will be given are, where the caller knows."""
+        session = self._begin()
         with self._lock:
-            self._sessions += 1
-            if self._session is None:
-                self._session = _Download()
             if sizes:
-                self._session.sizes.update(sizes)
-            self._session.chunk_lists.update(chunk_lists)
+                session.sizes.update(sizes)
+            session.chunk_lists.update(chunk_lists)
         failed = True
         try:
             yield
             failed = False
         finally:
-            with self._lock:
-                self._sessions -= 1
-                last = self._sessions == 0
-                if last:
-                    self._session = None
-            if last:
-                with self._lock:
-                    keep = set(self._written_pinned)  # being written: pinned until indexed
-                self._pins.remove(self._pins.snapshot() - keep)
-                try:
-                    self._enforce()
-                except (OSError, StoreError):
-                    if not failed:
-                        raise
+            try:
+                self._end()
+            except (OSError, StoreError):
+                if not failed:
+                    raise
+
+    def _begin(self, *, implicit: bool = False) -> _Download:
+        """One more download in progress (they share one session)."""
+        with self._lock:
+            current = self._session
+        if current is not None and current.implicit:
+            self._end()  # the download of a warm() outside download() is over
+        with self._lock:
+            self._sessions += 1
+            if self._session is None:
+                self._session = _Download()
+                self._session.implicit = implicit
+            return self._session
+
+    def _end(self) -> None:
+        """A download ended; after the last one, nothing stays pinned for it, and the cache is
+        brought under its cap."""
+        with self._lock:
+            self._sessions -= 1
+            session = self._session
+            if self._sessions > 0 or session is None:
+                return
+            self._session = None
+        ahead = session.ahead
+        if ahead is not None:
+            ahead.join()  # it pins what it fetches: let it finish first
+        with self._lock:
+            keep = set(self._written_pinned)  # being written: pinned until indexed
+        self._pins.remove(self._pins.snapshot() - keep)
+        self._enforce()
 
     def _warm_capped(self, digests: list[str]) -> None:
         """The first window of a download (the chunk lists first, to know the chunks).
         ``digests`` in the order the download reads them, once per read."""
         wanted = list(dict.fromkeys(digests))
-        implicit = self._session is None
-        if implicit:  # a caller that did not say: treat it as one download
-            with self._lock:
-                self._sessions += 1
-                self._session = _Download()
         session = self._session
-        assert session is not None
+        if session is None or session.implicit:  # a caller that did not say: one download
+            session = self._begin(implicit=True)
         with self._window_lock:
             lacking = self.cache.missing(wanted)
             lists = [d for d in wanted if d in session.chunk_lists]
@@ -795,11 +820,6 @@ class HttpObjectStore:
                 session.add(order)
             self._fill(session, 0, must=None)
         self.cache.warm(list(dict.fromkeys(order)))
-        if implicit:
-            with self._lock:
-                self._sessions -= 1
-                if self._sessions == 0:
-                    self._session = None
 
     def _fetch_window(self, digest: str) -> bool:
         """A download reached an object it lacks: fetch it and the window after it. False
@@ -817,7 +837,11 @@ class HttpObjectStore:
         """Fetch the objects of the download from ``start`` on that the cache lacks, up to
         the window, pin the packs of what is not read yet, and keep the cache under its cap
         (the caller holds the window lock)."""
-        window = self.window_bytes
+        # what this download pins stays under half the cap however many files are written at
+        # once (each a stream of its own windows); an object it must have is fetched anyway
+        window = min(self.window_bytes, 2 * self.window_bytes - session.unread)
+        if window <= 0 and must is None:
+            return
         batch: list[str] = [] if must is None else [must]
         size = 0
         scanned = 0
@@ -832,6 +856,12 @@ class HttpObjectStore:
                 continue
             candidates.append(digest)
             size += session.sizes.get(digest, _UNKNOWN_SIZE)
+        if at < len(order) and at > start:
+            with self._lock:  # reading half of it fetches the window after it
+                if start not in session.windows:
+                    bisect.insort(session.starts, start)
+                session.windows[start] = [at, start + (at - start) // 2]
+        self.windows += 1
         lacking = self.cache.missing(candidates) if candidates else set()
         batch.extend(d for d in candidates if d in lacking)
         present = [d for d in candidates if d not in lacking]
@@ -852,6 +882,8 @@ class HttpObjectStore:
                     continue
                 if old is not None:  # fetched again: its old pack was evicted meanwhile
                     session.refs[old] -= 1
+                else:
+                    session.unread += session.sizes.get(digest, _UNKNOWN_SIZE)
                 session.pack_of[digest] = pack
                 session.refs[pack] = session.refs.get(pack, 0) + 1
             pinned = {p for p, n in session.refs.items() if n > 0}
@@ -877,6 +909,7 @@ class HttpObjectStore:
         session = self._session
         if session is None:
             return
+        self._maybe_read_ahead(session, digest)
         with self._lock:
             left = session.remaining.get(digest)
             if left is None:
@@ -888,12 +921,42 @@ class HttpObjectStore:
             pack = session.pack_of.pop(digest, None)
             if pack is None:
                 return
+            session.unread -= session.sizes.get(digest, _UNKNOWN_SIZE)
             session.refs[pack] -= 1
             done = session.refs[pack] <= 0
             if done:
                 del session.refs[pack]
         if done:
             self._pins.remove([pack])
+
+    def _maybe_read_ahead(self, session: _Download, digest: str) -> None:
+        """Past the middle of a window: fetch the window after it in the background, while
+        the files of this one are written."""
+        position = session.position.get(digest)
+        if position is None or not session.starts:
+            return
+        with self._lock:
+            i = bisect.bisect_right(session.starts, position) - 1
+            if i < 0:
+                return
+            start = session.starts[i]
+            end, middle = session.windows[start]
+            if position < middle or (session.ahead is not None and session.ahead.is_alive()):
+                return
+            if session.unread >= self.window_bytes:  # enough is waiting to be written
+                return
+            del session.windows[start]  # its next window is being fetched
+            session.starts.pop(i)
+
+            def fetch() -> None:
+                with self._window_lock:
+                    if self._session is session:
+                        self.windows_ahead += 1
+                        with contextlib.suppress(Exception):  # a reader that lacks it fetches
+                            self._fill(session, end, must=None)
+
+            session.ahead = threading.Thread(target=fetch, name="cairn-ahead", daemon=True)
+            session.ahead.start()
 
     def _flush_cache(self) -> None:
         """Index what was fetched into the cache, and keep it under its cap. The packs being
@@ -962,7 +1025,11 @@ class HttpObjectStore:
             pool.shutdown(wait=True, cancel_futures=True)
         if bucket is not None:
             bucket.close()
+        with self._lock:
+            implicit = self._session is not None and self._session.implicit
         with contextlib.suppress(OSError, StoreError):
+            if implicit:
+                self._end()
             self._flush_cache()
         self._pins.close()
         self.cache.close()
