@@ -203,3 +203,71 @@ def test_version_page_shows_where_it_is_linked(world: World, browser: Any) -> No
         page_text = otto.get("/p/vision/a/clf/v/v2").text
         assert "models/classifier" not in page_text
         assert "Not linked into any registry you can see" in page_text
+
+
+def test_link_set_aliases_and_unlink(world: World, browser: Any) -> None:
+    """A member links a version, sets and removes a collection alias and unlinks; a protected
+    alias is refused to a member with a 403 (nothing changes); a viewer edits nothing."""
+    registry = world.server.app.state.services.registry
+    world.server.app.state.services.accounts.set_role("vision", "mona", "read")
+    with browser_page(browser, world, "mona") as page:
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto("/p/vision/a/clf/v/v0")
+        form = page.locator("#link-form")
+        form.get_by_label("Registry").select_option("models")
+        form.get_by_label("Collection", exact=True).fill("candidates")
+        form.get_by_label("Aliases in the collection").fill("review")
+        form.get_by_role("button", name="Link").click()
+        expect(page.locator(".flash")).to_contain_text("Linked v0 as models/candidates:v0")
+        linked = page.locator("#linked-in li", has_text="models/candidates:v0")
+        expect(linked).to_contain_text("review")
+        assert registry.resolve_link("models", "candidates", "review").target.version == 0
+
+        page.goto("/registries/models/c/classifier")
+        expect(page.locator("#protected-note")).to_contain_text("you are a member")
+        # production is protected: a member gets no button to remove it ...
+        expect(page.get_by_role("button", name="Remove alias production from v2")).to_have_count(0)
+        page.get_by_label("New alias for v0").fill("canary")
+        page.locator("#link-v0").get_by_role("button", name="Set").click()
+        expect(page.locator(".flash")).to_contain_text("'canary' set on models/classifier:v0")
+        expect(page.locator("#link-v0")).to_contain_text("canary")
+        expect(page.locator("table.timeline-spans tr[data-alias='canary']")).to_contain_text("now")
+        page.get_by_role("button", name="Remove alias canary from v0").click()
+        expect(page.locator("#link-v0")).not_to_contain_text("canary")
+        page.locator("#link-v0").get_by_role("button", name="Unlink v0").click()
+        expect(page.locator(".flash")).to_contain_text("Unlinked models/classifier:v0")
+        expect(page.locator("#link-v0")).to_have_count(0)
+        assert registry.resolve("vision", "clf", "v0").state == "committed"  # untouched
+
+    with world.web("mona") as mona:  # ... and moving it anyway is a 403 that changes nothing
+        r = mona.post(
+            "/registries/models/c/classifier/v/v1/aliases",
+            data={"alias": "production", "action": "add"},
+        )
+        assert r.status_code == 403 and "protected" in r.text
+        r = mona.post(
+            "/registries/models/c/classifier/v/v2/aliases",
+            data={"alias": "production", "action": "remove"},
+        )
+        assert r.status_code == 403
+        assert mona.post("/registries/models/c/classifier/v/v2/unlink").status_code == 403
+        assert registry.resolve_link("models", "classifier", "production").version == 2
+    with world.web("vera") as vera:  # a viewer
+        page_text = vera.get("/registries/models/c/classifier").text
+        assert "Unlink" not in page_text and "New alias for" not in page_text
+        assert 'id="link-form"' not in vera.get("/p/vision/a/clf/v/v1").text
+        r = vera.post(
+            "/registries/models/c/classifier/v/v1/aliases", data={"alias": "x", "action": "add"}
+        )
+        assert r.status_code == 403
+        r = vera.post(
+            "/p/vision/a/clf/v/v1/link", data={"registry": "models", "collection": "other"}
+        )
+        assert r.status_code == 403
+    with world.web("root") as root:  # a server administrator moves a protected alias
+        r = root.post(
+            "/registries/models/c/classifier/v/v1/aliases",
+            data={"alias": "production", "action": "add"},
+        )
+        assert r.status_code == 303
+        assert registry.resolve_link("models", "classifier", "production").version == 1

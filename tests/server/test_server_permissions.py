@@ -111,6 +111,15 @@ def _fresh_webhook_id(root: Raw) -> int:
     return found
 
 
+def _fresh_link(w: World) -> dict[str, str]:
+    """p/data:v0 linked into models/clf (again, after an unlink): its collection version."""
+    made = w.admin.post(
+        "/registries/models/collections/clf/links", json={"version_id": w.version_id}
+    )
+    assert made.status_code == 200, made.text
+    return {"ref": f"v{made.json()['version']}"}
+
+
 def _fresh_webhook(w: World) -> dict[str, str]:
     """A new webhook of p (added by root) for a call that removes it."""
     return {"webhook_id": str(_fresh_webhook_id(w.admin))}
@@ -279,6 +288,16 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/registries"): Route("any", 200),
     ("GET", "/registries/{registry}"): Route("read"),
     ("GET", "/registries/{registry}/c/{collection}"): Route("read"),
+    # editing a collection needs a member ('write' here); linking, also read access to p
+    ("POST", "/registries/{registry}/c/{collection}/v/{ref}/aliases"): Route(
+        "write", body=lambda w: {"alias": f"a{next(_names)}"}, fresh=_fresh_link
+    ),
+    ("POST", "/registries/{registry}/c/{collection}/v/{ref}/unlink"): Route(
+        "write", fresh=_fresh_link
+    ),
+    ("POST", "/p/{project}/a/{name}/v/{ref}/link"): Route(
+        "write", body=lambda w: {"registry": "models", "collection": "clf"}
+    ),
     ("GET", "/audit"): Route("server"),
     ("GET", "/audit/export"): Route("server"),
     # webhooks: of project p, and of registry 'models' (owner is its admin); one that you do not

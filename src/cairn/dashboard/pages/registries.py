@@ -9,13 +9,16 @@ administrators (and everyone on an open dashboard) are admins of every registry.
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
 from datetime import datetime
+from typing import Annotated
 
+from fastapi import Form
 from fastapi.responses import Response
 
 from cairn.core.records import LinkInfo
 from cairn.dashboard import filters
-from cairn.dashboard.context import PAGE, C, Ctx, Offset, Pages, make_pager, window
+from cairn.dashboard.context import PAGE, C, Ctx, Offset, P, Pages, make_pager, window
 from cairn.errors import InvalidInputError, NotFoundError
+from cairn.service.sql.registries import role_at_least
 
 pages = Pages()
 
@@ -115,7 +118,61 @@ def collection_page(
         at_error=at_error,
         readable=lambda p: ctx.viewer.can(p, "read"),
         run_of=ctx.run,
+        can_edit=role_at_least(role, "member"),
+        can_protected=role_at_least(role, "maintainer"),
         section="registries",
+    )
+
+
+@pages.post("/registries/{registry}/c/{collection}/v/{ref}/aliases")
+def edit_link_aliases(
+    ctx: P,
+    registry: str,
+    collection: str,
+    ref: str,
+    alias: Annotated[str, Form()],
+    action: Annotated[str, Form()] = "add",
+) -> Response:
+    """Members set and remove a collection version's aliases (moving one from another version);
+    the registry's protected aliases need a maintainer: anyone else gets a 403, nothing
+    changes."""
+    role = ctx.need_registry(registry, "member")
+    alias = alias.strip()
+    link = ctx.registry.resolve_link(registry, collection, ref)
+    back = ctx.urls.collection(registry, collection) + f"#link-v{link.version}"
+    if action not in ("add", "remove"):
+        raise InvalidInputError(f"unknown action {action!r}")
+    try:
+        ctx.registry.set_link_aliases(
+            registry,
+            collection,
+            link.label,
+            add=[alias] if action == "add" else [],
+            remove=[alias] if action == "remove" else [],
+            user=ctx.viewer.name,
+            allow_protected=role_at_least(role, "maintainer"),
+        )
+    except (InvalidInputError, NotFoundError) as exc:
+        return ctx.redirect(back, f"Could not change aliases: {exc}")
+    done = "removed from" if action == "remove" else "set on"
+    return ctx.redirect(back, f"Alias {alias!r} {done} {registry}/{collection}:{link.label}.")
+
+
+@pages.post("/registries/{registry}/c/{collection}/v/{ref}/unlink")
+def unlink(ctx: P, registry: str, collection: str, ref: str) -> Response:
+    """Members unlink a collection version (recorded; the version itself stays); one holding a
+    protected alias needs a maintainer."""
+    role = ctx.need_registry(registry, "member")
+    link = ctx.registry.unlink_version(
+        registry,
+        collection,
+        ref,
+        user=ctx.viewer.name,
+        allow_protected=role_at_least(role, "maintainer"),
+    )
+    return ctx.redirect(
+        ctx.urls.collection(registry, collection),
+        f"Unlinked {link.qualified_name} ({link.target.qualified_name} itself is untouched).",
     )
 
 

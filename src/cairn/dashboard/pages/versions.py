@@ -4,6 +4,7 @@ version tab (files, lineage, compare) is drawn in."""
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,8 +24,9 @@ from cairn.dashboard.context import (
     make_pager,
     window,
 )
-from cairn.errors import ArtifactNotFoundError, InvalidInputError, NotFoundError
+from cairn.errors import ArtifactNotFoundError, InvalidInputError, NotFoundError, StateError
 from cairn.service.sql import SqlRegistry
+from cairn.service.sql.registries import role_at_least
 
 pages = Pages()
 
@@ -157,9 +159,54 @@ def overview(ctx: C, project: str, name: str, ref: str) -> Response:
                 others += [(a, other) for a in other.aliases if a != "latest"]
     # where the version is linked: the collections of registries the viewer has a role in
     links = [x for x in ctx.registry.links_of(info.id) if ctx.registry_role(x.registry)]
+    # where the viewer may link it: registries they are a member (or more) of
+    targets = [
+        r.name
+        for r in ctx.registry.list_registries()
+        if role_at_least(ctx.registry_role(r.name), "member")
+    ]
     return version_page(
-        ctx, info, "", "version_overview.html", other_aliases=others, linked_in=links
+        ctx,
+        info,
+        "",
+        "version_overview.html",
+        other_aliases=others,
+        linked_in=links,
+        link_targets=targets,
     )
+
+
+@pages.post("/p/{project}/a/{name}/v/{ref}/link")
+def link_version(
+    ctx: P,
+    project: str,
+    name: str,
+    ref: str,
+    registry: Annotated[str, Form()],
+    collection: Annotated[str, Form()],
+    aliases: Annotated[str, Form()] = "",
+) -> Response:
+    """Link the version into a registry's collection (created on the first link), as
+    ``cairn link``: reading the project and being a member of the registry are enough; a
+    protected alias needs a maintainer."""
+    ctx.need(project)
+    registry, collection = registry.strip(), collection.strip()
+    role = ctx.need_registry(registry, "member")
+    info = ctx.registry.resolve(project, name, ref)
+    back = ctx.urls.version(project, name, info.version)
+    wanted = [a for a in re.split(r"[,\s]+", aliases) if a]
+    try:
+        link = ctx.registry.link_version(
+            registry,
+            collection,
+            info.id,
+            aliases=wanted,
+            user=ctx.viewer.name,
+            allow_protected=role_at_least(role, "maintainer"),
+        )
+    except (InvalidInputError, NotFoundError, StateError) as exc:
+        return ctx.redirect(back, f"Could not link: {exc}")
+    return ctx.redirect(back, f"Linked {info.label} as {link.qualified_name}.")
 
 
 @pages.post("/p/{project}/a/{name}/v/{ref}/description")
