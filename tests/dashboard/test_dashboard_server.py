@@ -145,3 +145,26 @@ def test_sign_in_in_a_browser(server: Any, browser: Any, tmp_path: Path) -> None
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#description-view")).to_have_text("Edited in the browser.")
     context.close()
+
+
+def test_sign_in_with_a_password_in_a_browser(server: Any, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    log_through_the_server(tmp_path / "data")
+    accounts = server.app.state.services.accounts
+    accounts.create_user("ann", admin=True)
+    accounts.set_password("ann", "a long enough passphrase")
+    context = browser.new_context(base_url=server.url)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto("/p/vision/a/images")
+    page.get_by_label("User name").fill("ann")
+    page.get_by_label("Password").fill("not the passphrase")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("do not match")
+    page.get_by_label("User name").fill("ann")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/p/vision/a/images$"))
+    expect(page.locator(".who")).to_contain_text("ann")
+    context.close()

@@ -348,6 +348,42 @@ def revoke_key(
     output.hint(f"revoked key {info.id} ({info.prefix}...) of {info.user}")
 
 
+@app.command("set-password")
+@audited
+def set_password(
+    user: Annotated[str, typer.Argument(help="Whose password.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input."),
+    ] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the password: the user signs in with keys.")
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Let a person sign in to the dashboard with their user name and a password (12 to
+    1,024 characters, stored as an Argon2id hash). Asks for it twice unless --password-stdin.
+    Their sessions started with the old password end."""
+    import sys
+
+    if clear:
+        password = None
+    elif password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    accounts = _accounts(database_url)
+    try:
+        accounts.set_password(user, password)
+    finally:
+        accounts.engine.dispose()
+    output.hint(
+        f"{user} signs in with keys only now"
+        if clear
+        else f"{user} can sign in to the dashboard with this password"
+    )
+
+
 @app.command("users")
 def users(database_url: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
     """List the users."""

@@ -77,6 +77,12 @@ class Access(Protocol):
         counting a failure against ``address``."""
         ...
 
+    def sign_in_password(
+        self, user: str, password: str, *, address: str, replacing: str | None
+    ) -> SignIn:
+        """Start a session for ``user`` when ``password`` is theirs, as `sign_in` does."""
+        ...
+
     def sign_out(self, session: str | None) -> None:
         """End the session (its token is refused from now on)."""
         ...
@@ -92,6 +98,11 @@ class OpenAccess:
         return Viewer.anonymous()
 
     def sign_in(self, key: str, *, address: str, replacing: str | None) -> SignIn:
+        return SignIn(None)
+
+    def sign_in_password(
+        self, user: str, password: str, *, address: str, replacing: str | None
+    ) -> SignIn:
         return SignIn(None)
 
     def sign_out(self, session: str | None) -> None:

@@ -16,7 +16,10 @@
   user's upload quota (NULL for receipts recorded before).
 * ``dashboard_sessions`` (migration 0007): the dashboard's sign-in sessions: the SHA-256 of a
   random token (the browser's cookie holds the token), the user and the API key they signed in
-  with (revoking the key ends its sessions), when it expires, and when it was ended.
+  with (revoking the key ends its sessions; none for a sign-in with a password, migration
+  0012: setting a new password ends those), when it expires, and when it was ended.
+* ``users.password_hash`` (migration 0012): an Argon2id hash, for people who sign in to the
+  dashboard with a user name and password; API keys stay for scripts.
 
 Declared on the same declarative base as `cairn.metadata.tables`, so the migration test compares
 them too (`cairn.metadata.migrate` imports this module).
@@ -41,6 +44,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), unique=True)
     is_admin: Mapped[bool] = mapped_column(sa.Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # an Argon2id hash (migration 0012) for signing in to the dashboard; NULL: keys only
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class ApiKey(Base):
@@ -101,7 +106,8 @@ class DashboardSession(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    key_id: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
+    # the key signed in with; NULL for a sign-in with a password (migration 0012)
+    key_id: Mapped[int | None] = mapped_column(sa.ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

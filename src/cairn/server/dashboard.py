@@ -58,6 +58,20 @@ class ServerAccess:
             return SignIn(None)
         return SignIn(token, max_age=int(self.services.sessions.ttl))
 
+    def sign_in_password(
+        self, user: str, password: str, *, address: str, replacing: str | None
+    ) -> SignIn:
+        attempts = self.services.sign_ins
+        retry = attempts.retry_after(address)
+        if retry is not None:
+            return SignIn(None, retry_after=retry)
+        verified = self.accounts.verify_password(user, password) if user and password else None
+        token = self.services.sessions.start_with_password(verified, user, replacing)
+        if token is None:
+            attempts.fail(address)
+            return SignIn(None)
+        return SignIn(token, max_age=int(self.services.sessions.ttl))
+
     def sign_out(self, session: str | None) -> None:
         self.services.sessions.end(session)
 

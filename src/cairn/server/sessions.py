@@ -63,12 +63,13 @@ class Sessions:
             row = s.execute(
                 sa.select(User.id, User.name, User.is_admin)
                 .join(DashboardSession, DashboardSession.user_id == User.id)
-                .join(ApiKey, ApiKey.id == DashboardSession.key_id)
+                .outerjoin(ApiKey, ApiKey.id == DashboardSession.key_id)
                 .where(
                     DashboardSession.token_hash == _hash(token),
                     DashboardSession.ended_at.is_(None),
                     DashboardSession.expires_at > _now(),
-                    ApiKey.revoked_at.is_(None),
+                    # started with a key: that key is not revoked; with a password: no key
+                    sa.or_(DashboardSession.key_id.is_(None), ApiKey.revoked_at.is_(None)),
                 )
             ).one_or_none()
             return None if row is None else (row[0], row[1], row[2])
@@ -91,29 +92,58 @@ class Sessions:
                 record(s, "session.sign_in_failed", "dashboard", None, None)
                 return None
             record(s, "session.sign_in", row[2], None, {"key_id": row[0]}, user=row[2])
-            if replacing:
-                self._end(s, replacing, now)
-            s.execute(
-                sa.delete(DashboardSession).where(
-                    sa.or_(
-                        DashboardSession.expires_at < now - _PURGE_AFTER,
-                        DashboardSession.ended_at < now - _PURGE_AFTER,
-                    )
-                )
-            )
-            s.add(
-                DashboardSession(
-                    token_hash=_hash(token),
-                    user_id=row[1],
-                    key_id=row[0],
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=self.ttl),
-                    ended_at=None,
-                )
-            )
+            self._open(s, token, row[1], row[0], now, replacing)
             return token
 
         return self._write(work)
+
+    def start_with_password(
+        self, user: tuple[int, str] | None, attempted: str, replacing: str | None = None
+    ) -> str | None:
+        """A new session for ``user`` ((id, name) whose password was just verified), or None
+        (the sign-in of ``attempted`` failed: audited). Returns the new session's token."""
+        token = secrets.token_urlsafe(32)
+        now = _now()
+
+        def work(s: Session) -> str | None:
+            if user is None:
+                record(s, "session.sign_in_failed", "dashboard", None, {"user": attempted[:255]})
+                return None
+            record(s, "session.sign_in", user[1], None, {"method": "password"}, user=user[1])
+            self._open(s, token, user[0], None, now, replacing)
+            return token
+
+        return self._write(work)
+
+    def _open(
+        self,
+        s: Session,
+        token: str,
+        user_id: int,
+        key_id: int | None,
+        now: datetime,
+        replacing: str | None,
+    ) -> None:
+        if replacing:
+            self._end(s, replacing, now)
+        s.execute(
+            sa.delete(DashboardSession).where(
+                sa.or_(
+                    DashboardSession.expires_at < now - _PURGE_AFTER,
+                    DashboardSession.ended_at < now - _PURGE_AFTER,
+                )
+            )
+        )
+        s.add(
+            DashboardSession(
+                token_hash=_hash(token),
+                user_id=user_id,
+                key_id=key_id,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.ttl),
+                ended_at=None,
+            )
+        )
 
     @staticmethod
     def _end(s: Session, token: str, now: datetime) -> None:

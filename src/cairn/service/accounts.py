@@ -42,6 +42,7 @@ from cairn.errors import (
 from cairn.metadata.accounts import (
     ROLES,
     ApiKey,
+    DashboardSession,
     ObjectReceipt,
     ProjectMember,
     ProjectObject,
@@ -150,6 +151,32 @@ def _user_info(u: User) -> UserInfo:
     return UserInfo(id=u.id, name=u.name, is_admin=u.is_admin, created_at=u.created_at)
 
 
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+
+
+def check_password(password: object) -> str:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidInputError(
+            f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters (a passphrase of a "
+            "few words is easy to remember and hard to guess)"
+        )
+    return password
+
+
+def _hasher() -> Any:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()  # Argon2id with the library's current recommended parameters
+
+
+# verified against when the user is unknown, so a wrong name costs what a wrong password does
+_DUMMY_HASH = (  # of a random secret nobody knows
+    "$argon2id$v=19$m=65536,t=3,p=4$rlrw5NwPdfLM2Evzm"
+    "eOrOg$lFOQm16SzYPVxcwWcljnEgoqG73EkgNno8Bc8X2TvlI"
+)
+
+
 def _insert_ignore(s: Session, model: Any, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
@@ -206,6 +233,57 @@ class Accounts:
         return self._read(
             lambda s: [_user_info(u) for u in s.scalars(sa.select(User).order_by(User.name))]
         )
+
+    def set_password(self, user: str, password: str | None) -> None:
+        """Let ``user`` sign in to the dashboard with ``password`` (stored as an Argon2id
+        hash; None: keys only). Ends the sessions they started with a password before."""
+        check_user_name(user)
+        hashed = None if password is None else _hasher().hash(check_password(password))
+
+        def work(s: Session) -> None:
+            found = self._user(s, user)
+            found.password_hash = hashed
+            s.execute(
+                sa.update(DashboardSession)
+                .where(
+                    DashboardSession.user_id == found.id,
+                    DashboardSession.key_id.is_(None),
+                    DashboardSession.ended_at.is_(None),
+                )
+                .values(ended_at=_now())
+            )
+            record(s, "user.password", user, None, {"set": password is not None})
+
+        self._write(work)
+
+    def verify_password(self, user: str, password: str) -> tuple[int, str] | None:
+        """(id, name) of ``user`` when ``password`` is theirs; else None (also for an unknown
+        user or one without a password, after the same work, so timing tells nothing)."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        row = None
+        if isinstance(user, str) and 0 < len(user) <= 255:
+            row = self._read(
+                lambda s: s.execute(
+                    sa.select(User.id, User.name, User.password_hash).where(User.name == user)
+                ).one_or_none()
+            )
+        hasher = _hasher()
+        stored = row[2] if row is not None and row[2] else _DUMMY_HASH
+        try:
+            hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or not row[2]:
+            return None
+        if hasher.check_needs_rehash(stored):
+            rehashed = hasher.hash(password)
+            self._write(
+                lambda s: s.execute(
+                    sa.update(User).where(User.id == row[0]).values(password_hash=rehashed)
+                )
+            )
+        return row[0], row[1]
 
     def create_key(self, user: str, label: str = "") -> tuple[KeyInfo, str]:
         """A new key for ``user``: (its record, the secret token, shown only now)."""

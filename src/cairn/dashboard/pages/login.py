@@ -1,5 +1,6 @@
-"""Signing in with an API key (which starts a server-side session: the cookie holds only the
-session's random token, `cairn.dashboard.auth`) and signing out (which ends it)."""
+"""Signing in with a user name and password, or an API key (either starts a server-side
+session: the cookie holds only the session's random token, `cairn.dashboard.auth`), and signing
+out (which ends it)."""
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
@@ -26,16 +27,26 @@ def login_form(request: Request, next: str | None = None) -> Response:
 
 @pages.post("/login")
 def login(
-    request: Request, key: Annotated[str, Form()] = "", next: Annotated[str, Form()] = ""
+    request: Request,
+    key: Annotated[str, Form()] = "",
+    user: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
 ) -> Response:
     site = site_of(request)
     target = safe_next(next, site.urls.home())
     if not same_origin(request):
         raise Forbidden("sign in from the dashboard's sign-in page")
     address = request.client.host if request.client else "unknown"
-    outcome = site.access_of(request).sign_in(
-        key.strip(), address=address, replacing=request.cookies.get(COOKIE)
-    )
+    access = site.access_of(request)
+    replacing = request.cookies.get(COOKIE)
+    with_password = bool(user.strip()) and not key.strip()
+    if with_password:
+        outcome = access.sign_in_password(
+            user.strip(), password, address=address, replacing=replacing
+        )
+    else:
+        outcome = access.sign_in(key.strip(), address=address, replacing=replacing)
     if outcome.token is None:
         limited = outcome.retry_after is not None
         refused = site.page(
@@ -47,6 +58,8 @@ def login(
             error=f"Too many failed sign-ins from this address; try again in "
             f"{outcome.retry_after} s."
             if limited
+            else "That user name and password do not match (or the user has no password)."
+            if with_password
             else "That API key is not valid (mistyped, or revoked).",
         )
         if limited:
