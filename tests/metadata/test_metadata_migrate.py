@@ -138,11 +138,15 @@ def test_postgresql_has_the_indexed_search_copy_of_metadata(postgres_url: str) -
             generated = conn.execute(
                 sa.text(
                     "SELECT data_type, is_generated FROM information_schema.columns "
-                    "WHERE table_name = 'versions' AND column_name = 'metadata_search'"
+                    "WHERE table_schema = current_schema() AND table_name = 'versions' "
+                    "AND column_name = 'metadata_search'"
                 )
             ).one()
             index = conn.execute(
-                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes "
+                    "WHERE schemaname = current_schema() AND indexname = :n"
+                ),
                 {"n": "ix_versions_metadata_search"},
             ).scalar_one()
     finally:
