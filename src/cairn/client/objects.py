@@ -865,16 +865,21 @@ class HttpObjectStore:
         lacking = self.cache.missing(candidates) if candidates else set()
         batch.extend(d for d in candidates if d in lacking)
         present = [d for d in candidates if d not in lacking]
+        self._need(session, present)  # pinned before fetching: the fetch's evictions spare them
         if batch:
             self._filling = True
             try:
                 self._fetch_many_flat(batch)
             finally:
                 self._filling = False
-        fresh = present + batch
+            self._need(session, batch)
+        self._flush_cache()
+
+    def _need(self, session: _Download, digests: list[str]) -> None:
+        """Pin the packs holding these objects of the download (those it has not read)."""
         with self._lock:
-            session.fetched.update(fresh)
-        located = self.cache.packs_by_object(fresh)
+            session.fetched.update(digests)
+        located = self.cache.packs_by_object(digests) if digests else {}
         with self._lock:
             for digest, pack in located.items():
                 old = session.pack_of.get(digest)
@@ -888,7 +893,6 @@ class HttpObjectStore:
                 session.refs[pack] = session.refs.get(pack, 0) + 1
             pinned = {p for p, n in session.refs.items() if n > 0}
         self._pins.add(pinned)
-        self._flush_cache()
 
     def _fetch_many_flat(self, digests: list[str]) -> None:
         """Fetch objects into the cache, not the chunks of chunk lists among them."""
