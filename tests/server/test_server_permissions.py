@@ -259,6 +259,7 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/p/{project}/storage"): Route("read"),
     ("GET", "/p/{project}/a/{name}"): Route("read"),
     ("GET", "/p/{project}/a/{name}/v/{ref}"): Route("read"),
+    ("POST", "/p/{project}/a/{name}/v/{ref}/ttl"): Route("write", body=lambda w: {"ttl": "30d"}),
     ("POST", "/p/{project}/a/{name}/v/{ref}/description"): Route(
         "write", body=lambda w: {"description": "edited"}
     ),

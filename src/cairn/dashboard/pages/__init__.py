@@ -13,6 +13,7 @@ from cairn.dashboard.pages import (
     login,
     projects,
     registries,
+    retention,
     runs,
     static,
     versions,
@@ -33,6 +34,7 @@ MODULES = (
     registries,
     audit,
     webhooks,
+    retention,
 )
 
 

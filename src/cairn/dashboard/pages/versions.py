@@ -165,6 +165,9 @@ def overview(ctx: C, project: str, name: str, ref: str) -> Response:
         for r in ctx.registry.list_registries()
         if role_at_least(ctx.registry_role(r.name), "member")
     ]
+    from cairn.dashboard.pages.retention import describe, ttl_of
+
+    ttl = ttl_of(ctx, info)
     return version_page(
         ctx,
         info,
@@ -173,6 +176,8 @@ def overview(ctx: C, project: str, name: str, ref: str) -> Response:
         other_aliases=others,
         linked_in=links,
         link_targets=targets,
+        ttl=ttl,
+        ttl_text=describe(ttl) if ttl is not None else None,
     )
 
 
