@@ -406,3 +406,39 @@ def test_a_download_killed_midway_leaves_nothing_that_stays(
     assert not list((root / "pins").glob("*.pins"))
     assert not list((root / "tmp").glob("*.pack"))
     assert cache_bytes(root) <= 3 * MB
+
+
+def test_a_download_survives_the_cache_being_emptied_under_it(
+    client: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """Another process evicting everything it may, again and again, while a download runs
+    (as `cairn cache clean --max-size 0` in a loop): the download still writes every file
+    right; what it needs is pinned, and what went anyway is fetched again."""
+    data = _make_data(tmp_path / "data", 15, small=30, big=6 << 20)
+    root = client("4MB")
+    _log("ds", data)
+    reset_backends()
+    expected = tmp_path / "expected.json"
+    expected.write_text(json.dumps({"ds:v0": _manifest(data)}))
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    worker = subprocess.Popen(
+        [sys.executable, str(script), str(expected), str(tmp_path / "out")],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    cleans = 0
+    store = CachePackStore(root)
+    try:
+        while worker.poll() is None:
+            if cache_limit.evict(store, 0, limit=0, reason="clean") is not None:
+                cleans += 1
+            time.sleep(0.01)
+    finally:
+        store.close()
+    stdout, stderr = worker.communicate()
+    assert worker.returncode == 0, stderr
+    assert stdout.strip() == "ok"
+    assert cleans > 0
