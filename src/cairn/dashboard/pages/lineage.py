@@ -62,6 +62,16 @@ def lineage_page(
     pic = lineage.picture(
         graph, expand=expanded, can_read=lambda p: ctx.viewer.can(p, "read"), href=href
     )
+    # where each drawn version is linked (registries the viewer has a role in)
+    linked = {
+        n.id: shown
+        for n in pic.nodes
+        if n.kind == "version" and n.ref
+        for shown in [
+            [x for x in ctx.registry.links_of(int(n.ref)) if ctx.registry_role(x.registry)]
+        ]
+        if shown
+    }
 
     def collapse_url(gid: str) -> str:
         rest = [e for e in expanded if e != gid]
@@ -83,4 +93,5 @@ def lineage_page(
         node_w=lineage.NODE_W,
         fan_out=lineage.FAN_OUT,
         node_h=lineage.NODE_H,
+        linked=linked,
     )

@@ -1,5 +1,6 @@
-"""A version's TTL on its page, in a real Chromium: when it expires and where the TTL comes
-from, set by a writer (30d, none, inherit), a bad duration refused with the forms accepted."""
+"""A version's TTL on its page, in a real Chromium (when it expires, where the TTL comes from,
+set by a writer: 30d, none, inherit; a bad duration refused with the forms accepted), and where
+the versions of a lineage graph are linked into registries."""
 
 from __future__ import annotations
 
@@ -56,3 +57,27 @@ def test_a_writer_sets_a_version_ttl_on_its_page(
     page.goto("/p/ttl/a/model/v/v0")
     expect(page.locator("#ttl")).to_contain_text("7d (the project's default)")  # unchanged
     page.close()
+
+
+def test_the_lineage_graph_shows_where_versions_are_linked(
+    live: tuple[LiveServer, Any], tmp_path: Path
+) -> None:
+    import httpx
+
+    server, _backend = live
+    (tmp_path / "report.txt").write_text("ok")
+    with cairn.init(project="ttl", job_type="eval") as run:
+        run.use_artifact("model:v0")
+        run.log_artifact(tmp_path / "report.txt", name="report", type="eval")
+    api = cairn.Api()
+    api.create_registry("models")
+    api.artifact("ttl/model:v0").link("models/classifier", aliases=["production"])
+    page = httpx.get(server.url + "/p/ttl/a/report/v/v0/lineage", timeout=30)
+    assert page.status_code == 200
+    html = page.text
+    assert 'class="linked-badge"' in html  # the model's node carries a badge
+    assert "linked as models/classifier:v0 (latest, production)" in html
+    assert 'href="/registries/models/c/classifier#link-v0"' in html
+    section = html[html.index('id="linked-in-graph"') :]
+    assert "ttl/model:v0" in section and "models/classifier:v0" in section
+    assert "ttl/report:v0 →" not in section  # only linked versions are listed
