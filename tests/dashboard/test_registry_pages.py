@@ -238,6 +238,9 @@ def test_link_set_aliases_and_unlink(world: World, browser: Any) -> None:
         expect(page.locator(".flash")).to_contain_text("Unlinked models/classifier:v0")
         expect(page.locator("#link-v0")).to_have_count(0)
         assert registry.resolve("vision", "clf", "v0").state == "committed"  # untouched
+        # the timeline still names what the unlinked v0 linked to while it held production
+        held = page.locator("table.timeline-spans tr[data-alias='production'][data-version='v0']")
+        expect(held).to_contain_text("vision/clf:v0")
 
     with world.web("mona") as mona:  # ... and moving it anyway is a 403 that changes nothing
         r = mona.post(

@@ -205,20 +205,28 @@ def _timeline(
 def _targets(
     ctx: Ctx, registry: str, collection: str, spans: dict[str, list[filters.Span]]
 ) -> dict[int, LinkInfo]:
-    """The link behind each collection version number of the timeline (an unlinked one as it
-    was while it held the alias)."""
-    found: dict[int, LinkInfo] = {}
+    """The link behind each collection version number of the timeline: the linked ones in one
+    search, an unlinked one as it was while it held the alias."""
+    first: dict[int, datetime] = {}
     for span in (s for held in spans.values() for s in held):
-        if span.version in found or len(found) >= 200:
-            continue
-        try:
-            found[span.version] = ctx.registry.resolve_link(
-                registry, collection, f"v{span.version}"
-            )
-        except NotFoundError:
+        first[span.version] = min(span.start, first.get(span.version, span.start))
+    numbers = sorted(first)[-200:]
+    if not numbers:
+        return {}
+    found = {
+        x.version: x
+        for x in ctx.registry.search_links(
+            registry,
+            collection=collection,
+            filters={"version": {"$in": numbers}},
+            limit=len(numbers),
+        )
+    }
+    for number in numbers:
+        if number not in found:
             try:
-                found[span.version] = ctx.registry.resolve_link(
-                    registry, collection, f"v{span.version}", at=span.start
+                found[number] = ctx.registry.resolve_link(
+                    registry, collection, f"v{number}", at=first[number]
                 )
             except NotFoundError:
                 continue
