@@ -182,9 +182,13 @@ class Pins:
         if self._fd is None or self._pid != os.getpid():
             self.folder.mkdir(parents=True, exist_ok=True)
             self._pid = os.getpid()
-            self._path = self.folder / f"{self._pid}-{uuid.uuid4().hex[:8]}.pins"
-            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            name = f"{self._pid}-{uuid.uuid4().hex[:8]}"
+            self._path = self.folder / f"{name}.pins"
+            # locked before it gets its name: an evictor never sees it unlocked (dead)
+            making = self.folder / f"{name}.new"
+            fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(making, self._path)
             self._fd = fd
         return self._fd
 
@@ -243,6 +247,11 @@ def pinned_by_others(root: Path, mine: Pins | None = None) -> set[str]:
     except FileNotFoundError:
         return found
     for entry in entries:
+        if entry.name.endswith(".new"):  # a process died naming its pin file
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - entry.stat(follow_symlinks=False).st_mtime > 3600:
+                    os.unlink(entry.path)
+            continue
         if not entry.name.endswith(".pins") or (own is not None and entry.path == str(own)):
             continue
         try:
