@@ -226,3 +226,21 @@ def test_download_a_version_and_a_folder_as_tar(page: Any, server: Any, tmp_path
     page.get_by_role("link", name="train/").click()
     got = download(page.get_by_role("link", name="Download folder (.tar)"))
     assert list(got) == ["train/cat.png", "train/deep/dog.txt"]
+
+
+def test_bytes_added_on_the_version_page_and_versions_list(
+    page: Any, server: Any, tmp_path: Path
+) -> None:
+    log_two_versions(tmp_path)  # v1 changes rows.csv: a new blob and a new folder listing
+    page.goto("/p/vision/a/images/v/v1")
+    added = page.locator("#added-bytes")
+    expect(added).to_be_visible()
+    expect(added).to_have_text(re.compile(r"^\+\d+ B added to the store$"))
+    title = added.get_attribute("title")
+    assert "no earlier live version of this artifact holds" in title
+    expect(page.locator("#added-detail")).to_contain_text("new to this artifact")
+    page.goto("/p/vision/a/images")
+    head = page.locator("table.versions th", has_text="Added")
+    assert "A 1 MiB change in a large checkpoint adds about 1 MiB" in head.get_attribute("title")
+    expect(page.locator("table.versions td.added")).to_have_count(2)
+    expect(page.locator("table.versions td.added").first).to_have_text(re.compile(r"^\+\d+ B$"))

@@ -26,6 +26,7 @@ from starlette.datastructures import URL
 from cairn._version import __version__
 from cairn.core.records import ProjectInfo, RunInfo
 from cairn.dashboard import render
+from cairn.dashboard.added import AddedIndex
 from cairn.dashboard.auth import COOKIE, Access, OpenAccess, Viewer
 from cairn.dashboard.storage import StorageIndex
 from cairn.errors import (
@@ -150,6 +151,7 @@ class Site:
     urls: render.Urls
     env: jinja2.Environment = field(default_factory=render.environment)
     storage_index: StorageIndex = field(default_factory=StorageIndex)
+    added_index: AddedIndex = field(default_factory=AddedIndex)
     open_access: OpenAccess = field(default_factory=OpenAccess)
     static_version: str = field(default_factory=lambda: static_version())
 
