@@ -185,3 +185,21 @@ def test_a_long_history_is_computed_a_budget_at_a_time(fresh: Any, tmp_path: Pat
     page = client.get("/p/p/a/data").text
     assert page.count('title="not computed yet: the versions are walked oldest first') == 4
     assert "1 of 5 so far; reload to go on" in page
+
+
+def test_compare_says_what_the_newer_version_added(fresh: Any, tmp_path: Path) -> None:
+    rng = random.Random(5)
+    weights = bytearray(rng.randbytes(8 * MiB))
+    log(tmp_path / "m", {"model.ckpt": bytes(weights)})
+    weights[MiB : 2 * MiB] = rng.randbytes(MiB)
+    log(tmp_path / "m", {"model.ckpt": bytes(weights)})
+    client = TestClient(create_dashboard_app(fresh))
+    page = client.get("/p/p/a/ckpt/v/v1/compare")
+    # the file's size did not change (its row says so) but v1 stored about 1 MiB anew
+    assert "size 8.0 MiB → 8.0 MiB" in visible(page)
+    shown = r'id="compare-added" title="(\d+) bytes[^"]*">v1 added \+([^<]*) to'
+    found = re.search(shown, page.text)
+    assert found and MiB <= int(found.group(1)) <= MiB + 2 * chunking.MAX_CHUNK + (64 << 10)
+    # compared the other way round, no such claim
+    back = client.get("/p/p/a/ckpt/v/v0/compare", params={"with": "v1"})
+    assert 'id="compare-added"' not in back.text
