@@ -151,10 +151,10 @@ def delete_version(
         )
     try:
         ctx.registry.delete_version(info.id, force=drop_aliases, user=ctx.viewer.name)
-    except StateError:  # an alias was added since the page was drawn
-        return ctx.redirect(
-            back + "#delete", f"Not deleted: {qn} was given an alias meanwhile; look again."
-        )
+    except StateError as exc:  # an alias was added since the page was drawn
+        now = _user_aliases(ctx.registry.get_version(info.id))
+        why = f"{qn} was given aliases {', '.join(now)} meanwhile" if now else str(exc)
+        return ctx.redirect(back + "#delete", f"Not deleted: {why}; look again.")
     dropped = f" and dropped its aliases {', '.join(aliases)}" if aliases else ""
     return ctx.redirect(
         ctx.urls.artifact(project, name),
