@@ -140,3 +140,7 @@ def test_who_sees_webhook_pages(world: World) -> None:
     with world.web("otto") as otto:
         assert otto.get(f"/webhooks/{project_hook}").status_code == 200  # nothing was removed
         assert otto.get("/webhooks/99999999").status_code == 404
+        # a value of the wrong kind in the address: a 422 page saying so, not a 500
+        for path in ("/webhooks/abc", f"/webhooks/{2**70}", f"/p/vision/a/clf?offset={2**70}"):
+            r = otto.get(path)
+            assert r.status_code == 422 and "Bad request" in r.text, path

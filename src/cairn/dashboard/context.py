@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from starlette.datastructures import URL
@@ -356,6 +357,8 @@ class DashboardRoute(APIRoute):
             except LoginRequired:
                 here = request.url.path + ("?" + request.url.query if request.url.query else "")
                 return RedirectResponse(site.urls.login(here), status_code=303)
+            except RequestValidationError as exc:  # a path or query value of the wrong kind
+                return site.error_page(request, _Unreadable(exc))
             except (CairnError, Forbidden) as exc:
                 if _status(exc) >= 500:
                     log.error("%s %s failed: %s", request.method, request.url.path, exc)
@@ -403,7 +406,21 @@ class Pages:
 # --- helpers ------------------------------------------------------------------------------------
 
 
+class _Unreadable(Exception):
+    """A path or query value FastAPI could not read (a word for a number, an integer beyond 64
+    bits): answered 422 with what was wrong, not a 500."""
+
+    def __init__(self, exc: RequestValidationError) -> None:
+        parts = []
+        for error in exc.errors()[:3]:
+            where = ".".join(str(x) for x in error.get("loc", ())[1:]) or "the request"
+            parts.append(f"{where}: {error.get('msg', 'not valid')}")
+        super().__init__("; ".join(parts) or "the request cannot be read")
+
+
 def _status(exc: Exception) -> int:
+    if isinstance(exc, _Unreadable):
+        return 422
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, PermissionDeniedError | Forbidden):
