@@ -44,4 +44,18 @@ if [ "${CAIRN_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
 fi
 [ -x /usr/bin/chromium ] && echo "services: Chromium at /usr/bin/chromium"
+
+# A real OpenID Connect provider for the single sign-on tests (node-oidc-provider).
+OIDC_DIR=${CAIRN_TEST_OIDC_DIR:-$HOME/.cache/cairn-tests/oidc-provider}
+if [ "${CAIRN_SKIP_OIDC:-}" != 1 ]; then
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "services: installing Node.js (the single sign-on tests run a real OpenID provider)"
+        apt_install nodejs npm
+    fi
+    if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ]; then
+        mkdir -p "$OIDC_DIR"
+        npm install --silent --no-audit --no-fund --prefix "$OIDC_DIR" oidc-provider@8.8.1 >/dev/null
+    fi
+    echo "services: oidc-provider $(node -p "require('$OIDC_DIR/node_modules/oidc-provider/package.json').version") in $OIDC_DIR"
+fi
 true

@@ -388,6 +388,11 @@ SERVER_VARIABLES = {
     "direct": "CAIRN_SERVER_DIRECT",
     "signed_url_ttl": "CAIRN_SERVER_SIGNED_URL_TTL",
     "cache_dir": "CAIRN_SERVER_CACHE_DIR",
+    "oidc_issuer": "CAIRN_SERVER_OIDC_ISSUER",
+    "oidc_client_id": "CAIRN_SERVER_OIDC_CLIENT_ID",
+    "oidc_client_secret": "CAIRN_SERVER_OIDC_CLIENT_SECRET",
+    "oidc_username_claim": "CAIRN_SERVER_OIDC_USERNAME_CLAIM",
+    "oidc_create_users": "CAIRN_SERVER_OIDC_CREATE_USERS",
 }
 
 
@@ -409,6 +414,11 @@ class ServerEnv(TypedDict, total=False):
     direct: bool
     signed_url_ttl: int
     cache_dir: Path
+    oidc_issuer: str
+    oidc_client_id: str
+    oidc_client_secret: str
+    oidc_username_claim: str
+    oidc_create_users: bool
 
 
 def server_settings() -> ServerEnv:
@@ -422,6 +432,9 @@ def server_settings() -> ServerEnv:
         if field == "direct":
             if raw == "0":
                 found[field] = False
+        elif field == "oidc_create_users":
+            if raw == "1":
+                found[field] = True
         elif raw:
             found[field] = get_type_hints(ServerEnv)[field](raw)  # str, int, float or Path
     return found  # type: ignore[return-value]

@@ -251,6 +251,8 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/favicon.ico"): Route("none"),
     ("GET", "/login"): Route("none"),
     ("POST", "/login"): Route("none"),
+    ("GET", "/login/sso"): Route("none"),  # back to /login: no provider on this server
+    ("GET", "/login/sso/callback"): Route("none"),
     ("POST", "/logout"): Route("any", 200),
     ("GET", "/docs/oauth2-redirect"): Route("none"),
     ("GET", "/"): Route("any", 200),

@@ -196,7 +196,17 @@ def serve(
     _run(settings, host=host, port=port, workers=workers, log_level=log_level)
 
 
-ENVIRONMENT_ONLY = ("max_json_bytes", "max_form_bytes", "auth_failures", "auth_window")
+ENVIRONMENT_ONLY = (
+    "max_json_bytes",
+    "max_form_bytes",
+    "auth_failures",
+    "auth_window",
+    "oidc_issuer",
+    "oidc_client_id",
+    "oidc_client_secret",
+    "oidc_username_claim",
+    "oidc_create_users",
+)
 
 
 def _environment_only() -> dict[str, Any]:

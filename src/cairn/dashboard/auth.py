@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from cairn.errors import UnsupportedError
+
 ROLES = ("read", "write", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
 COOKIE = "cairn_session"
@@ -31,6 +33,8 @@ class SignIn:
     token: str | None
     max_age: int = 0
     retry_after: int | None = None
+    error: str | None = None  # why a single sign-on failed
+    next: str | None = None  # where a single sign-on was going
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,27 @@ class Access(Protocol):
         """Start a session for ``user`` when ``password`` is theirs, as `sign_in` does."""
         ...
 
+    def sso(self) -> bool:
+        """Whether single sign-on (OpenID Connect) is set up."""
+        ...
+
+    def sso_start(self, redirect_uri: str, next_url: str) -> tuple[str, str]:
+        """(the provider's sign-in URL, the state to keep in a cookie until it answers)."""
+        ...
+
+    def sso_finish(
+        self,
+        code: str,
+        state: str,
+        saved: str | None,
+        redirect_uri: str,
+        *,
+        address: str,
+        replacing: str | None,
+    ) -> SignIn:
+        """Finish a single sign-on: a session for the user the provider vouches for."""
+        ...
+
     def sign_out(self, session: str | None) -> None:
         """End the session (its token is refused from now on)."""
         ...
@@ -104,6 +129,24 @@ class OpenAccess:
         self, user: str, password: str, *, address: str, replacing: str | None
     ) -> SignIn:
         return SignIn(None)
+
+    def sso(self) -> bool:
+        return False
+
+    def sso_start(self, redirect_uri: str, next_url: str) -> tuple[str, str]:
+        raise UnsupportedError("single sign-on needs a server with accounts")
+
+    def sso_finish(
+        self,
+        code: str,
+        state: str,
+        saved: str | None,
+        redirect_uri: str,
+        *,
+        address: str,
+        replacing: str | None,
+    ) -> SignIn:
+        return SignIn(None, error="single sign-on needs a server with accounts")
 
     def sign_out(self, session: str | None) -> None:
         return None

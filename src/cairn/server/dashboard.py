@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 
 from cairn.dashboard.app import dashboard_router
 from cairn.dashboard.auth import SignIn, Viewer
+from cairn.errors import CairnError, UnsupportedError
 from cairn.objects.store import ObjectStore
 from cairn.service.audit import current_actor
 from cairn.service.registry import Registry
@@ -71,6 +72,44 @@ class ServerAccess:
             attempts.fail(address)
             return SignIn(None)
         return SignIn(token, max_age=int(self.services.sessions.ttl))
+
+    def sso(self) -> bool:
+        return self.services.oidc is not None
+
+    def sso_start(self, redirect_uri: str, next_url: str) -> tuple[str, str]:
+        if self.services.oidc is None:
+            raise UnsupportedError("single sign-on is not set up on this server")
+        return self.services.oidc.start(redirect_uri, next_url)
+
+    def sso_finish(
+        self,
+        code: str,
+        state: str,
+        saved: str | None,
+        redirect_uri: str,
+        *,
+        address: str,
+        replacing: str | None,
+    ) -> SignIn:
+        from cairn.server.oidc import find_user
+
+        oidc = self.services.oidc
+        if oidc is None:
+            return SignIn(None, error="single sign-on is not set up on this server")
+        attempts = self.services.sign_ins
+        retry = attempts.retry_after(address)
+        if retry is not None:
+            return SignIn(None, retry_after=retry)
+        sessions = self.services.sessions
+        try:
+            name, target = oidc.finish(code, state, saved, redirect_uri)
+            user = find_user(self.accounts, name, oidc.config.create_users)
+        except CairnError as exc:
+            attempts.fail(address)
+            sessions.start_with_password(None, "", method="sso")
+            return SignIn(None, error=str(exc))
+        token = sessions.start_with_password(user, user[1], replacing, method="sso")
+        return SignIn(token, max_age=int(sessions.ttl), next=target)
 
     def sign_out(self, session: str | None) -> None:
         self.services.sessions.end(session)

@@ -14,6 +14,7 @@ from cairn import config
 from cairn.errors import InvalidInputError
 from cairn.server.gate import Attempts
 from cairn.server.objects import ObjectService
+from cairn.server.oidc import Oidc, OidcConfig
 from cairn.server.quota import Quota
 from cairn.server.sessions import Sessions
 from cairn.service.accounts import Accounts, Principal
@@ -59,6 +60,12 @@ class ServerSettings:
     direct: bool = True
     signed_url_ttl: int = 900
     cache_dir: Path | None = None
+    # single sign-on (OpenID Connect), by environment only: see cairn.server.oidc
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_username_claim: str = "preferred_username"
+    oidc_create_users: bool = False
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -89,6 +96,7 @@ class Services:
     sessions: Sessions
     quota: Quota
     sign_ins: Attempts = field(default_factory=lambda: Attempts(0, 0.0))  # set by the Gate
+    oidc: Oidc | None = None  # single sign-on, when configured
 
     @classmethod
     def open(cls, settings: ServerSettings) -> Services:
@@ -111,9 +119,28 @@ class Services:
             raise
         sessions = Sessions(registry.engine, settings.session_ttl)
         quota = Quota(registry.engine, settings.user_quota)
-        return cls(settings, registry, accounts, objects, sessions, quota)
+        oidc = None
+        if settings.oidc_issuer:
+            if not settings.oidc_client_id or not settings.oidc_client_secret:
+                registry.close()
+                raise InvalidInputError(
+                    "single sign-on needs CAIRN_SERVER_OIDC_CLIENT_ID and "
+                    "CAIRN_SERVER_OIDC_CLIENT_SECRET next to CAIRN_SERVER_OIDC_ISSUER"
+                )
+            oidc = Oidc(
+                OidcConfig(
+                    settings.oidc_issuer,
+                    settings.oidc_client_id,
+                    settings.oidc_client_secret,
+                    settings.oidc_username_claim,
+                    settings.oidc_create_users,
+                )
+            )
+        return cls(settings, registry, accounts, objects, sessions, quota, oidc=oidc)
 
     def close(self) -> None:
+        if self.oidc is not None:
+            self.oidc.close()
         self.objects.close()
         self.registry.close()
 

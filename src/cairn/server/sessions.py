@@ -98,18 +98,27 @@ class Sessions:
         return self._write(work)
 
     def start_with_password(
-        self, user: tuple[int, str] | None, attempted: str, replacing: str | None = None
+        self,
+        user: tuple[int, str] | None,
+        attempted: str,
+        replacing: str | None = None,
+        *,
+        method: str = "password",
     ) -> str | None:
-        """A new session for ``user`` ((id, name) whose password was just verified), or None
-        (the sign-in of ``attempted`` failed: audited). Returns the new session's token."""
+        """A new session for ``user`` ((id, name) whose password, or single sign-on, was just
+        verified), or None (the sign-in of ``attempted`` failed: audited). Returns the new
+        session's token."""
         token = secrets.token_urlsafe(32)
         now = _now()
 
         def work(s: Session) -> str | None:
             if user is None:
-                record(s, "session.sign_in_failed", "dashboard", None, {"user": attempted[:255]})
+                failed = {"user": attempted[:255]}
+                if method != "password":
+                    failed["method"] = method
+                record(s, "session.sign_in_failed", "dashboard", None, failed)
                 return None
-            record(s, "session.sign_in", user[1], None, {"method": "password"}, user=user[1])
+            record(s, "session.sign_in", user[1], None, {"method": method}, user=user[1])
             self._open(s, token, user[0], None, now, replacing)
             return token
 
