@@ -70,6 +70,10 @@ ELSEWHERE = {
     "webhook ls": "webhooks: test_cli_webhook.py runs on both backends",
     "webhook test": "writes; test_cli_webhook.py runs on both backends",
     "webhook log": "webhooks: test_cli_webhook.py runs on both backends",
+    "retention set": "writes; test_cli_retention.py runs on both backends",
+    "retention show": "retention: test_cli_retention.py runs on both backends",
+    "retention apply": "deletes; test_cli_retention.py runs on both backends",
+    "artifact ttl": "writes; test_cli_retention.py runs on both backends",
 }
 
 # What is not found, with --json where the command has it: exit 3 and one line on stderr.
