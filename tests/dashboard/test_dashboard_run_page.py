@@ -107,3 +107,71 @@ def test_more_keys_than_charts_are_listed_by_name() -> None:
     found = charts.metric_series([MetricRow(step=0, data=data, at=at)])
     assert len(found.series) == charts.MAX_CHARTS
     assert found.skipped == [f"m{i:03d}" for i in range(charts.MAX_CHARTS, charts.MAX_CHARTS + 5)]
+
+
+def test_a_series_of_exactly_max_points_is_drawn_exactly() -> None:
+    at = datetime.now(UTC)
+    rows = [MetricRow(step=i, data={"x": float(i % 7)}, at=at) for i in range(charts.MAX_POINTS)]
+    (series,) = charts.metric_series(rows).series
+    assert series.points == [(i, float(i % 7)) for i in range(charts.MAX_POINTS)]
+
+
+def test_rows_are_read_once_and_not_kept() -> None:
+    """The rows come from a generator (a page at a time from the registry): the summary kept
+    per key stays bounded however long the run, and the generator is read once."""
+    at = datetime.now(UTC)
+    read = 0
+
+    def rows() -> Iterator[MetricRow]:
+        nonlocal read
+        for i in range(300_000):
+            read += 1
+            value = -5.0 if i == 123_457 else math.cos(i / 1000)
+            yield MetricRow(step=2 * i, data={"a": value, "b": i}, at=at)
+
+    found = charts.metric_series(rows())
+    assert read == 300_000 and found.rows == 300_000
+    a, b = found.series
+    assert a.count == b.count == 300_000
+    assert len(a.points) <= charts.MAX_POINTS and len(b.points) <= charts.MAX_POINTS
+    assert (2 * 123_457, -5.0) in a.points and a.low == -5.0
+    assert b.points[0] == (0, 0.0) and b.points[-1] == (599_998, 299_999.0)
+    assert [s for s, _ in a.points] == sorted(s for s, _ in a.points)
+
+
+class CountingRegistry:
+    """A registry that counts the metric reads made through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.metric_reads = 0
+
+    def run_metrics(self, run_id: str, **kw: Any) -> Any:
+        self.metric_reads += 1
+        return self.inner.run_metrics(run_id, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_finished_runs_charts_are_kept_a_running_runs_are_not(fresh: Any) -> None:
+    from types import SimpleNamespace
+
+    registry = CountingRegistry(fresh.registry)
+    client = TestClient(create_dashboard_app(SimpleNamespace(registry=registry, odb=fresh.odb)))
+    run = cairn.init(project="p")
+    run.log({"loss": 1.0})
+    run.log({"loss": 0.5})
+    run.metrics()  # flushes what was logged
+    page = client.get(f"/p/p/r/{run.id}").text
+    assert 'data-points="2"' in page
+    run.log({"loss": 0.25})
+    run.metrics()  # flushes what was logged
+    assert 'data-points="3"' in client.get(f"/p/p/r/{run.id}").text  # running: read again
+    run.finish()
+    assert registry.metric_reads == 2
+    client.get(f"/p/p/r/{run.id}")
+    reads = registry.metric_reads
+    assert reads == 3
+    again = client.get(f"/p/p/r/{run.id}").text
+    assert registry.metric_reads == reads and 'data-points="3"' in again  # kept

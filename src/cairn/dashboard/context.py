@@ -29,6 +29,7 @@ from cairn.core.records import ProjectInfo, RunInfo
 from cairn.dashboard import render
 from cairn.dashboard.added import AddedIndex
 from cairn.dashboard.auth import COOKIE, Access, OpenAccess, Viewer
+from cairn.dashboard.charts import ChartCache
 from cairn.dashboard.storage import StorageIndex
 from cairn.errors import (
     CairnError,
@@ -153,6 +154,7 @@ class Site:
     env: jinja2.Environment = field(default_factory=render.environment)
     storage_index: StorageIndex = field(default_factory=StorageIndex)
     added_index: AddedIndex = field(default_factory=AddedIndex)
+    charts: ChartCache = field(default_factory=ChartCache)
     open_access: OpenAccess = field(default_factory=OpenAccess)
     static_version: str = field(default_factory=lambda: static_version())
 

@@ -3,13 +3,19 @@ its notes edited in place) and its raw diff."""
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
+from collections.abc import Iterator
+
 from fastapi.responses import PlainTextResponse, Response
 
+from cairn.core.records import MetricRow
 from cairn.dashboard import charts
 from cairn.dashboard.context import PAGE, C, Offset, Pages, make_pager, project_info, window
 from cairn.errors import InvalidInputError, ObjectNotFoundError, RunNotFoundError
+from cairn.service.registry import Registry
+from cairn.service.sql import SqlRegistry
 
 DIFF_LIMIT = 256 << 10
+METRICS_PAGE = 20_000  # metric rows read at a time for the charts
 
 pages = Pages()
 
@@ -75,11 +81,28 @@ def run_page(ctx: C, project: str, run_id: str) -> Response:
         diff_truncated=diff_truncated,
         diff_error=diff_error,
         readable=lambda p: ctx.viewer.can(p, "read"),
-        charts=charts.metric_series(ctx.registry.run_metrics(run.id)),
+        charts=ctx.site.charts.get(
+            run, lambda: charts.metric_series(_metric_rows(ctx.registry, run.id))
+        ),
         line_chart=charts.line_chart,
         fmt=charts.fmt,
         can_write=ctx.can_write(project),
     )
+
+
+def _metric_rows(registry: Registry, run_id: str) -> Iterator[MetricRow]:
+    """The run's logged rows in step order, read a page at a time where the registry can (the
+    charts keep only a bounded summary of them)."""
+    if not isinstance(registry, SqlRegistry):
+        yield from registry.run_metrics(run_id)
+        return
+    offset = 0
+    while True:
+        page = registry.run_metrics(run_id, limit=METRICS_PAGE, offset=offset)
+        yield from page
+        if len(page) < METRICS_PAGE:
+            return
+        offset += METRICS_PAGE
 
 
 @pages.get("/p/{project}/r/{run_id}/diff")
