@@ -57,6 +57,7 @@ _GROUP = 32  # files placed per task
 TMP_SUFFIX = ".cairn-tmp"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_MAX_OPEN_FOLDERS = 256  # folder descriptors one opener keeps open at most
 
 # what stands in the way, by kind; with overwrite=True all but "folder" are replaced
 MODIFIED = "modified"  # a file whose content differs from the version and from any download
@@ -449,10 +450,23 @@ class _FolderOpener:
         fd = self.fds.get(folder)
         if fd is not None:
             return fd
-        parent = self.open(os.path.dirname(folder))
-        name = os.path.basename(folder)
+        # from the nearest folder already open, one level at a time (no recursion: a folder
+        # nested thousands of levels deep opens like any other)
+        below: list[str] = []
+        at = folder
+        while at not in self.fds:
+            below.append(at)
+            at = os.path.dirname(at)
+        parent = self.fds[at]
+        for path in reversed(below):
+            if len(self.fds) >= _MAX_OPEN_FOLDERS:  # keep descriptors bounded: start over
+                self._forget(keep=parent)
+            parent = self._open_one(parent, path)
+        return parent
+
+    def _open_one(self, parent: int, folder: str) -> int:
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            fd = os.open(os.path.basename(folder), _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise DownloadConflictError(
@@ -463,6 +477,16 @@ class _FolderOpener:
             raise
         self.fds[folder] = fd
         return fd
+
+    def _forget(self, keep: int) -> None:
+        """Close the folders kept open, except the root and ``keep`` (in use)."""
+        kept = {"": self.root_fd}
+        for path, fd in self.fds.items():
+            if fd == keep:
+                kept[path] = fd
+            elif path:
+                os.close(fd)
+        self.fds = kept
 
     def make(self, folder: str, *, replace: bool) -> None:
         parent = self.open(os.path.dirname(folder))

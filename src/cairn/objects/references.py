@@ -55,6 +55,7 @@ from cairn.errors import (
     StoreError,
     TooManyObjectsError,
 )
+from cairn.objects import fswalk
 from cairn.objects.hashcache import HashCache
 from cairn.objects.tree import FileEntry, Ref, encode
 
@@ -164,7 +165,7 @@ class FileResolver(Resolver):
             digest, size = self._hash(root)
             return [Found("", root.absolute().as_uri(), size, {"blake3": digest})]
         files: list[Path] = []
-        for folder, dirs, names in os.walk(root):
+        for folder, dirs, names in fswalk.walk(root):
             dirs.sort()
             for name in sorted(names):
                 files.append(Path(folder) / name)

@@ -26,7 +26,7 @@ from cairn.errors import (
     NotFoundError,
     SourceFileError,
 )
-from cairn.objects import tree
+from cairn.objects import fswalk, tree
 from cairn.objects.hashcache import stat_key
 from cairn.objects.ingest import IngestStats, StagedFile
 from cairn.objects.materialize import Wanted
@@ -652,7 +652,7 @@ class Artifact:
     @staticmethod
     def _remove_extra(dest: Path, keep: set[str], folders: tuple[str, ...]) -> None:
         wanted_dirs = {p.rsplit("/", i)[0] for p in keep for i in range(1, p.count("/") + 1)}
-        for dirpath, dirnames, filenames in os.walk(dest, topdown=False):
+        for dirpath, dirnames, filenames in fswalk.walk(dest, topdown=False):
             base = Path(dirpath)
             rel_dir = os.path.relpath(dirpath, dest).replace(os.sep, "/")
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
@@ -663,7 +663,7 @@ class Artifact:
             for name in dirnames:
                 sub = base / name
                 rel = rel_dir + name
-                if sub.is_symlink():  # os.walk lists a symlinked folder here, never inside it
+                if sub.is_symlink():  # the walk lists a symlinked folder here, never inside it
                     if rel not in keep:
                         sub.unlink()
                     continue
@@ -743,7 +743,7 @@ class Artifact:
                 problems.append(f"content differs: {path}")
         problems += references.check_sources(refs)
         folders = tuple(p + "/" for p, e in refs if not e.fields)  # unchecked: may be folders
-        for dirpath, _dirs, filenames in os.walk(dest):
+        for dirpath, _dirs, filenames in fswalk.walk(dest):
             for fn in filenames:
                 rel = os.path.relpath(os.path.join(dirpath, fn), dest).replace(os.sep, "/")
                 if rel not in seen and not (folders and rel.startswith(folders)):

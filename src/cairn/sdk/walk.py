@@ -29,7 +29,7 @@ def walk_files(root: Path) -> Iterator[tuple[str, str]]:
     yield from _walk(str(root), "", {(root_st.st_dev, root_st.st_ino)})
 
 
-def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator[tuple[str, str]]:
+def _listing(folder: str) -> Iterator[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -37,7 +37,19 @@ def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator
         raise SourceFileError(
             f"folder {folder} is not readable; fix its permissions", folder
         ) from None
-    for entry in entries:
+    return iter(entries)
+
+
+def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator[tuple[str, str]]:
+    # depth-first with a stack of open listings, not recursion: a folder nested thousands of
+    # levels deep is walked like any other
+    stack = [(_listing(folder), prefix, frozenset(ancestors))]
+    while stack:
+        entries, prefix, above = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
         rel = prefix + entry.name
         if not entry.is_symlink():
             if entry.is_file(follow_symlinks=False):
@@ -45,7 +57,8 @@ def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator
                 continue
             if entry.is_dir(follow_symlinks=False):
                 st = entry.stat(follow_symlinks=False)
-                yield from _walk(entry.path, rel + "/", ancestors | {(st.st_dev, st.st_ino)})
+                below = above | {(st.st_dev, st.st_ino)}
+                stack.append((_listing(entry.path), rel + "/", below))
                 continue
         try:
             st = os.stat(entry.path)
@@ -62,13 +75,13 @@ def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator
             raise SourceFileError(f"cannot read {entry.path}: {exc.strerror}", entry.path) from None
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
-            if key in ancestors:
+            if key in above:
                 raise SourceFileError(
                     f"{entry.path} is a symlink loop (it leads back to a folder above it); "
                     "remove it",
                     entry.path,
                 )
-            yield from _walk(entry.path, rel + "/", ancestors | {key})
+            stack.append((_listing(entry.path), rel + "/", above | {key}))
         elif stat.S_ISREG(st.st_mode):
             yield rel, entry.path
         else:

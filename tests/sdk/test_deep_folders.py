@@ -1,0 +1,71 @@
+"""A folder nested 1,500 levels deep (a path of ~3,000 characters, under the OS limit) logs,
+re-logs after a change deep down, diffs, downloads, verifies and checks out, with no
+RecursionError and no more open descriptors than a default ulimit (1,024) allows."""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cairn
+from cairn.objects import tree
+from cairn.sdk.backend import get_backend
+
+DEPTH = 1500
+
+
+def _deep(root: Path, text: str) -> str:
+    """root/a/a/.../a/leaf.txt, DEPTH folders down; returns the leaf's path inside root."""
+    root.mkdir(exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(DEPTH):
+            try:
+                os.mkdir("a", dir_fd=fd)
+            except FileExistsError:
+                pass
+            child = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        leaf = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=fd)
+        os.write(leaf, text.encode())
+        os.close(leaf)
+    finally:
+        os.close(fd)
+    return "/".join(["a"] * DEPTH) + "/leaf.txt"
+
+
+@pytest.fixture
+def default_ulimit() -> Iterator[None]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_folder_thousands_of_levels_deep(tmp_path: Path, default_ulimit: None) -> None:
+    src = tmp_path / "d"
+    leaf = _deep(src, "deep")
+    (src / "top.txt").write_text("top")
+    with cairn.init(project="deep") as run:
+        first = run.log_artifact(src, name="deep", type="dataset")
+    assert first.file_count == 2
+    _deep(src, "deeper")
+    with cairn.init(project="deep") as run:
+        second = run.log_artifact(src, name="deep", type="dataset")
+    assert second.version == "v1"
+    changes = list(tree.diff(first.digest, second.digest, get_backend().odb.get))
+    assert [c.path for c in changes] == [leaf]
+
+    dest = tmp_path / "dl"
+    first.download(root=dest)
+    assert (dest / leaf).read_text() == "deep" and (dest / "top.txt").read_text() == "top"
+    first.verify(root=dest)
+    (dest / "stray.txt").write_text("not in the version")
+    second.checkout(dest)  # replaces the leaf, removes what the version lacks
+    assert (dest / leaf).read_text() == "deeper" and not (dest / "stray.txt").exists()
+    second.verify(root=dest)
