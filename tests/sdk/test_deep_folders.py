@@ -1,4 +1,4 @@
-"""A folder nested 1,500 levels deep (a path of ~3,000 characters, under the OS limit) logs,
+"""Paths at the limits: a folder nested 1,500 levels deep (a path of ~3,000 characters) logs,
 re-logs after a change deep down, diffs, downloads, verifies and checks out, with no
 RecursionError and no more open descriptors than a default ulimit (1,024) allows."""
 
@@ -69,3 +69,25 @@ def test_a_folder_thousands_of_levels_deep(tmp_path: Path, default_ulimit: None)
     second.checkout(dest)  # replaces the leaf, removes what the version lacks
     assert (dest / leaf).read_text() == "deeper" and not (dest / "stray.txt").exists()
     second.verify(root=dest)
+
+
+def test_paths_at_the_os_limit(tmp_path: Path) -> None:
+    """A 255-byte file name, and a file whose absolute path is just under PATH_MAX (4,096)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ("n" * 255)).write_text("x")
+    folder = str(src)
+    while len(folder) + 202 < 3900:
+        folder = os.path.join(folder, "f" * 200)
+    os.makedirs(folder)
+    leaf = os.path.join(folder, "g" * min(255, 4090 - len(folder) - 1))
+    Path(leaf).write_text("y")
+    assert len(leaf) > 3900
+    with cairn.init(project="limits") as run:
+        art = run.log_artifact(src, name="limits", type="dataset")
+    assert art.file_count == 2
+    dest = tmp_path / "dl"
+    art.download(root=dest)
+    inside = os.path.relpath(leaf, src)
+    assert (dest / inside).read_text() == "y" and (dest / ("n" * 255)).read_text() == "x"
+    art.verify(root=dest)
