@@ -274,3 +274,55 @@ def test_link_set_aliases_and_unlink(world: World, browser: Any) -> None:
         )
         assert r.status_code == 303
         assert registry.resolve_link("models", "classifier", "production").version == 1
+
+
+def test_registry_admin_edits_members_and_protected_aliases(world: World, browser: Any) -> None:
+    registry = world.server.app.state.services.registry
+    with browser_page(browser, world, "root") as page:
+        page.goto("/registries/models")
+        members = page.locator("table.members")
+        expect(members.locator("tr[data-member='vera']")).to_contain_text("viewer")
+        expect(members.locator("tr[data-member='mona']")).to_contain_text("member")
+        form = page.locator("#add-member")
+        form.get_by_label("Member").fill("otto")
+        form.get_by_label("Role").select_option("maintainer")
+        form.get_by_role("button", name="Give role").click()
+        expect(page.locator(".flash")).to_contain_text("otto is a maintainer of models")
+        expect(members.locator("tr[data-member='otto']")).to_contain_text("maintainer")
+        page.get_by_role("button", name="Take vera's role away").click()
+        expect(members.locator("tr[data-member='vera']")).to_have_count(0)
+        page.locator("#registry-settings summary").click()
+        page.get_by_label("Protected aliases").fill("production, staging")
+        page.get_by_label("Registry description").fill("Models *we ship*.")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator(".flash")).to_have_text("Registry saved.")
+        expect(page.locator("#protected")).to_contain_text("staging")
+        expect(page.locator(".description em")).to_have_text("we ship")
+    assert registry.get_registry("models").protected_aliases == ["production", "staging"]
+    roles = registry.audit_log(action="registry.role", user="root", limit=100)
+    assert [(e.target, e.after) for e in roles[-2:]] == [
+        ("models:otto", {"role": "maintainer"}),
+        ("models:vera", {"role": None}),
+    ]
+    with world.web("vera") as vera:  # no role any more: the registry is gone for her
+        assert vera.get("/registries/models").status_code == 404
+    with world.web("mona") as mona:  # a member: sees the members, edits nothing
+        page_text = mona.get("/registries/models").text
+        assert "otto" in page_text and 'id="add-member"' not in page_text
+        assert "registry-settings" not in page_text
+        r = mona.post("/registries/models/members", data={"member": "mona", "role": "admin"})
+        assert r.status_code == 403
+        r = mona.post("/registries/models/settings", data={"protected_aliases": ""})
+        assert r.status_code == 403
+        r = mona.post(
+            "/registries/models/c/classifier/v/v2/aliases",
+            data={"alias": "staging", "action": "add"},
+        )
+        assert r.status_code == 403 and "protected" in r.text  # staging is protected now
+    with world.web("otto") as otto:  # a maintainer moves a protected alias
+        r = otto.post(
+            "/registries/models/c/classifier/v/v0/aliases",
+            data={"alias": "production", "action": "add"},
+        )
+        assert r.status_code == 303
+    assert registry.resolve_link("models", "classifier", "production").version == 0

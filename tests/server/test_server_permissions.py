@@ -291,6 +291,12 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/registries"): Route("any", 200),
     ("GET", "/registries/{registry}"): Route("read"),
     ("GET", "/registries/{registry}/c/{collection}"): Route("read"),
+    ("POST", "/registries/{registry}/members"): Route(
+        "admin", body=lambda w: {"member": "extra", "role": "viewer"}
+    ),
+    ("POST", "/registries/{registry}/settings"): Route(
+        "admin", body=lambda w: {"description": "edited", "protected_aliases": ""}
+    ),
     # editing a collection needs a member ('write' here); linking, also read access to p
     ("POST", "/registries/{registry}/c/{collection}/v/{ref}/aliases"): Route(
         "write", body=lambda w: {"alias": f"a{next(_names)}"}, fresh=_fresh_link

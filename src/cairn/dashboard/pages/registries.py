@@ -8,6 +8,7 @@ administrators (and everyone on an open dashboard) are admins of every registry.
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' parameter types.
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from cairn.core.records import LinkInfo
 from cairn.dashboard import filters
 from cairn.dashboard.context import PAGE, C, Ctx, Offset, P, Pages, make_pager, window
 from cairn.errors import InvalidInputError, NotFoundError
-from cairn.service.sql.registries import role_at_least
+from cairn.service.sql.registries import REGISTRY_ROLES, check_role, role_at_least
 
 pages = Pages()
 
@@ -54,8 +55,57 @@ def registry_page(ctx: C, registry: str, offset: Offset = 0, limit: int | None =
         role=role,
         collections=shown,
         pager=pager,
+        members=ctx.registry.registry_members(registry),
+        roles=REGISTRY_ROLES,
         section="registries",
     )
+
+
+@pages.post("/registries/{registry}/members")
+def set_member(
+    ctx: P,
+    registry: str,
+    member: Annotated[str, Form()],
+    role: Annotated[str, Form()] = "none",
+) -> Response:
+    """A registry's admins give a user a role in it, change it, or take it away ('none')."""
+    ctx.need_registry(registry, "admin")
+    member = member.strip()
+    back = ctx.urls.registry(registry) + "#members"
+    try:
+        if role != "none":
+            check_role(role)
+        ctx.registry.set_registry_member(
+            registry, member, None if role == "none" else role, user=ctx.viewer.name
+        )
+    except InvalidInputError as exc:
+        return ctx.redirect(back, f"Could not change the role: {exc}")
+    if role == "none":
+        return ctx.redirect(back, f"{member} has no role in {registry} any more.")
+    return ctx.redirect(back, f"{member} is a {role} of {registry}.")
+
+
+@pages.post("/registries/{registry}/settings")
+def edit_registry(
+    ctx: P,
+    registry: str,
+    description: Annotated[str, Form()] = "",
+    protected_aliases: Annotated[str, Form()] = "",
+) -> Response:
+    """A registry's admins edit its description and its protected aliases."""
+    ctx.need_registry(registry, "admin")
+    back = ctx.urls.registry(registry)
+    protected = [a for a in re.split(r"[,\s]+", protected_aliases) if a]
+    try:
+        ctx.registry.update_registry(
+            registry,
+            description=description.replace("\r\n", "\n"),
+            protected_aliases=protected,
+            user=ctx.viewer.name,
+        )
+    except InvalidInputError as exc:
+        return ctx.redirect(back, f"Could not save: {exc}")
+    return ctx.redirect(back, "Registry saved.")
 
 
 @pages.get("/registries/{registry}/c/{collection}")
