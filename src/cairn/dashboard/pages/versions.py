@@ -8,11 +8,11 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Form
+from fastapi import Form, Query
 from fastapi.responses import HTMLResponse, Response
 
 from cairn.core.records import ArtifactInfo, VersionInfo
-from cairn.dashboard import compare, filters
+from cairn.dashboard import columns, compare, filters
 from cairn.dashboard.context import (
     PAGE,
     C,
@@ -21,6 +21,7 @@ from cairn.dashboard.context import (
     P,
     Pages,
     Redirect,
+    add_query,
     make_pager,
     window,
 )
@@ -74,10 +75,12 @@ def artifact_page(
     at: str = "",
     offset: Offset = 0,
     limit: int | None = None,
+    col: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     ctx.need(project)
     offset, limit = window(offset, limit, PAGE)
     art = _artifact_info(ctx, project, name)
+    cols = columns.chosen(col)
     error = ""
     versions: list[VersionInfo] = []
     try:  # the filter box: the CLI's --where language and --sort
@@ -120,7 +123,35 @@ def artifact_page(
         sort=sort,
         error=error,
         filtered=filtered,
+        cols=cols,
+        no_cols_url=_without(ctx, "col", "offset"),
+        keys=lambda: _metadata_keys(ctx, project, name, shown),
+        col_value=columns.value_at,
+        missing=columns.is_missing,
+        sort_field=columns.sort_field,
+        sort_state=lambda field: columns.sort_state(sort or "-version", field),
+        sort_url=lambda field, down=False: _sort_url(
+            ctx, columns.next_sort(sort or "-version", field, down)
+        ),
     )
+
+
+def _metadata_keys(ctx: Ctx, project: str, name: str, shown: list[VersionInfo]) -> list[str]:
+    """The metadata keys the columns picker offers: those of the artifact's newest 200 versions
+    and of the versions shown."""
+    newest = ctx.registry.list_versions(project, name, limit=200)
+    return columns.metadata_keys(v.metadata for v in [*newest, *shown])
+
+
+def _without(ctx: Ctx, *keys: str) -> str:
+    """This page's address without the query parameters ``keys``."""
+    url = ctx.request.url.remove_query_params(keys)
+    return url.path + ("?" + url.query if url.query else "")
+
+
+def _sort_url(ctx: Ctx, sort: str) -> str:
+    """This page sorted by ``sort`` (from its first page; the filter and columns kept)."""
+    return add_query(ctx.request.url.remove_query_params(["sort", "offset"]), "sort", sort)
 
 
 def _alias_timeline(
