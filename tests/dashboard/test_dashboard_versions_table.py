@@ -119,6 +119,27 @@ def test_a_missing_value_and_a_key_no_version_has(page: Any) -> None:
     expect(page.locator("#columns-picker").get_by_label("nothing.here")).to_be_checked()
 
 
+def test_the_artifact_description_rendered_and_edited(page: Any) -> None:
+    page.goto("/p/demo/a/training-data")
+    view = page.locator("#artifact-description-view")
+    expect(view.locator("code")).to_have_text("examples/pipeline.py")  # Markdown, rendered
+    expect(view).not_to_contain_text("`")
+
+    page.goto("/p/demo/a/eval-report")
+    page.locator("#edit-artifact-description").click()
+    area = page.get_by_label("Artifact description (Markdown)")
+    expect(area).to_be_visible()
+    expect(page.locator("#artifact-description-view")).to_be_hidden()
+    area.fill("## Report\n\nAccuracy of the **candidate** model.")
+    page.locator("#artifact-description-form").get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_have_text("Description saved.")
+    expect(page).to_have_url(re.compile(r"/p/demo/a/eval-report$"))
+    expect(page.locator("#artifact-description-view h2")).to_have_text("Report")
+    expect(page.locator("#artifact-description-view strong")).to_have_text("candidate")
+    page.reload()  # the page reads it again: what was saved, not an older copy
+    expect(page.locator("#artifact-description-view strong")).to_have_text("candidate")
+
+
 def test_metadata_keys_are_dotted_and_sorted() -> None:
     found = columns.metadata_keys(
         [{"acc": 0.9, "source": {"site": "x", "year": 1}}, {"Loss": 1, "empty": {}}]

@@ -260,6 +260,9 @@ DASHBOARD_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/p/{project}/runs"): Route("read"),
     ("GET", "/p/{project}/storage"): Route("read"),
     ("GET", "/p/{project}/a/{name}"): Route("read"),
+    ("POST", "/p/{project}/a/{name}/description"): Route(
+        "write", body=lambda w: {"description": "edited"}
+    ),
     ("GET", "/p/{project}/a/{name}/v/{ref}"): Route("read"),
     ("POST", "/p/{project}/a/{name}/v/{ref}/ttl"): Route("write", body=lambda w: {"ttl": "30d"}),
     ("POST", "/p/{project}/a/{name}/v/{ref}/description"): Route(

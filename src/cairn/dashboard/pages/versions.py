@@ -123,6 +123,7 @@ def artifact_page(
         sort=sort,
         error=error,
         filtered=filtered,
+        can_write=ctx.can_write(project),
         cols=cols,
         no_cols_url=_without(ctx, "col", "offset"),
         keys=lambda: _metadata_keys(ctx, project, name, shown),
@@ -134,6 +135,18 @@ def artifact_page(
             ctx, columns.next_sort(sort or "-version", field, down)
         ),
     )
+
+
+@pages.post("/p/{project}/a/{name}/description")
+def edit_artifact_description(
+    ctx: P, project: str, name: str, description: Annotated[str, Form()] = ""
+) -> Response:
+    """The artifact's own description (Markdown), as the SDK's ``ArtifactCollection.save()``."""
+    ctx.need(project, "write")
+    _artifact_info(ctx, project, name)  # a 404 for an artifact that is not there
+    text = description.replace("\r\n", "\n")
+    ctx.registry.update_artifact(project, name, description=text, user=ctx.viewer.name)
+    return ctx.redirect(ctx.urls.artifact(project, name), "Description saved.")
 
 
 def _metadata_keys(ctx: Ctx, project: str, name: str, shown: list[VersionInfo]) -> list[str]:
