@@ -14,6 +14,7 @@ registry, so its members can download them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from cairn.errors import CairnError
 from cairn.server.objects import ObjectService
@@ -28,30 +29,31 @@ def bind_unbound(objects: ObjectService) -> int:
     """Bind the objects of every version whose project does not hold them yet. Returns how
     many versions were bound. A version whose objects are missing from the store is reported
     and skipped: the server still starts."""
-    todo = objects.accounts.unbound()
-    if todo:
-        log.info("binding the objects of %d versions logged without a server", len(todo))
-    done = 0
-    for project, root in todo:
-        try:
-            objects.bind_version(_SERVER, project, root)
-            done += 1
-        except CairnError as exc:
-            log.warning("project %s: cannot bind version %s: %s", project, root, exc)
-    return done
+    return _bind_each(
+        objects.accounts.unbound(),
+        lambda project, root: objects.bind_version(_SERVER, project, root),
+        "versions logged without a server",
+    )
 
 
 def bind_unbound_links(objects: ObjectService) -> int:
     """Bind the objects of every live registry link whose registry does not hold them yet.
     Returns how many links were bound; one whose objects are missing is reported and skipped."""
-    todo = objects.accounts.registry_unbound()
+    return _bind_each(
+        objects.accounts.registry_unbound(),
+        lambda registry, root: objects.bind_link(_SERVER, registry, root),
+        "registry links made before registries held objects",
+    )
+
+
+def _bind_each(todo: list[tuple[str, str]], bind: Callable[[str, str], object], what: str) -> int:
     if todo:
-        log.info("binding the objects of %d registry links made before 0011", len(todo))
+        log.info("binding the objects of %d %s", len(todo), what)
     done = 0
-    for registry, root in todo:
+    for owner, root in todo:
         try:
-            objects.bind_link(_SERVER, registry, root)
+            bind(owner, root)
             done += 1
         except CairnError as exc:
-            log.warning("registry %s: cannot bind linked version %s: %s", registry, root, exc)
+            log.warning("%s: cannot bind %s (%s): %s", owner, root, what, exc)
     return done

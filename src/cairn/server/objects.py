@@ -38,7 +38,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -402,24 +402,7 @@ class ObjectService:
         project_id = self.accounts.project_id(project)
         if project_id is None:  # pragma: no cover - the caller created it
             raise InvalidInputError(f"project {project!r} does not exist")
-        # kind of each object to look at: 't' tree/pages, 'c' chunk list, 'b' blob
-        frontier: dict[str, str] = {root: "t"}
-        to_bind: set[str] = set()
-        while frontier:
-            held = self.accounts.bound(project_id, frontier)
-            todo = {d: k for d, k in frontier.items() if d not in held and d not in to_bind}
-            if not todo:
-                break
-            bad = self.missing(principal, todo, fresh=True)
-            if bad:
-                raise _missing_error(bad, "of this version are")
-            to_bind.update(todo)
-            frontier = {}
-            self._prefetch([d for d, kind in todo.items() if kind != "b"])
-            for digest, kind in todo.items():
-                if kind == "b":
-                    continue
-                frontier.update(self._children(digest, kind))
+        to_bind = self._unheld(principal, root, lambda ds: self.accounts.bound(project_id, ds))
         self.accounts.bind(project_id, to_bind)
         return len(to_bind)
 
@@ -431,24 +414,36 @@ class ObjectService:
         registry_id = self.accounts.registry_id(registry)
         if registry_id is None:
             raise InvalidInputError(f"registry {registry!r} does not exist")
+        to_bind = self._unheld(
+            principal, root, lambda ds: self.accounts.registry_bound(registry_id, ds)
+        )
+        self.accounts.bind_registry(registry_id, to_bind)
+        return len(to_bind)
+
+    def _unheld(
+        self, principal: Principal, root: str, held: Callable[[Iterable[str]], set[str]]
+    ) -> set[str]:
+        """The objects of the version rooted at ``root`` that ``held`` does not name, walking
+        down only below those (what is held has everything below it held too). Raises
+        ObjectNotFoundError naming objects that are missing or not the principal's to use."""
+        # kind of each object to look at: 't' tree/pages, 'c' chunk list, 'b' blob
         frontier: dict[str, str] = {root: "t"}
-        to_bind: set[str] = set()
+        found: set[str] = set()
         while frontier:
-            held = self.accounts.registry_bound(registry_id, frontier)
-            todo = {d: k for d, k in frontier.items() if d not in held and d not in to_bind}
+            known = held(frontier)
+            todo = {d: k for d, k in frontier.items() if d not in known and d not in found}
             if not todo:
                 break
             bad = self.missing(principal, todo, fresh=True)
             if bad:
                 raise _missing_error(bad, "of this version are")
-            to_bind.update(todo)
+            found.update(todo)
             frontier = {}
             self._prefetch([d for d, kind in todo.items() if kind != "b"])
             for digest, kind in todo.items():
                 if kind != "b":
                     frontier.update(self._children(digest, kind))
-        self.accounts.bind_registry(registry_id, to_bind)
-        return len(to_bind)
+        return found
 
     def bind_objects(self, principal: Principal, project: str, digests: Iterable[str]) -> None:
         """Bind single objects (a run's code diff) to the project."""

@@ -641,32 +641,33 @@ class Accounts:
             return
         at = _now()
         rows = [{"user_id": principal.user_id, "digest": d, "at": at} for d in sorted(set(digests))]
-
-        def work(s: Session) -> None:
-            for chunk in _chunks(rows, 1000):
-                _insert_ignore(s, ObjectReceipt, chunk)
-
-        if rows:
-            self._write(work)
+        self._insert_all(ObjectReceipt, rows)
 
     def bound(self, project_id: int, digests: Iterable[str]) -> set[str]:
         """The digests the project already holds."""
+        return self._held(ProjectObject.digest, ProjectObject.project_id == project_id, digests)
+
+    def _held(self, column: Any, owner: sa.ColumnElement[bool], digests: Iterable[str]) -> set[str]:
+        """The digests among ``digests`` in ``column``'s table on rows where ``owner`` holds."""
         wanted = sorted(set(digests))
 
         def work(s: Session) -> set[str]:
             found: set[str] = set()
             for chunk in _chunks(wanted):
-                found.update(
-                    s.scalars(
-                        sa.select(ProjectObject.digest).where(
-                            ProjectObject.project_id == project_id,
-                            ProjectObject.digest.in_(chunk),
-                        )
-                    )
-                )
+                found.update(s.scalars(sa.select(column).where(owner, column.in_(chunk))))
             return found
 
         return self._read(work) if wanted else set()
+
+    def _insert_all(self, model: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert the rows that are not there yet, all in one transaction."""
+
+        def work(s: Session) -> None:
+            for chunk in _chunks(rows, 1000):
+                _insert_ignore(s, model, chunk)
+
+        if rows:
+            self._write(work)
 
     def unbound(self) -> list[tuple[str, str]]:
         """(project, root digest) of every committed version whose project does not hold its
@@ -696,33 +697,12 @@ class Accounts:
 
     def registry_bound(self, registry_id: int, digests: Iterable[str]) -> set[str]:
         """The digests the registry already holds."""
-        wanted = sorted(set(digests))
-
-        def work(s: Session) -> set[str]:
-            found: set[str] = set()
-            for chunk in _chunks(wanted):
-                found.update(
-                    s.scalars(
-                        sa.select(RegistryObject.digest).where(
-                            RegistryObject.registry_id == registry_id,
-                            RegistryObject.digest.in_(chunk),
-                        )
-                    )
-                )
-            return found
-
-        return self._read(work) if wanted else set()
+        return self._held(RegistryObject.digest, RegistryObject.registry_id == registry_id, digests)
 
     def bind_registry(self, registry_id: int, digests: Iterable[str]) -> None:
         """Record that the registry holds these objects (one transaction, as `bind`)."""
         rows = [{"registry_id": registry_id, "digest": d} for d in sorted(set(digests))]
-
-        def work(s: Session) -> None:
-            for chunk in _chunks(rows, 1000):
-                _insert_ignore(s, RegistryObject, chunk)
-
-        if rows:
-            self._write(work)
+        self._insert_all(RegistryObject, rows)
 
     def registry_unbound(self) -> list[tuple[str, str]]:
         """(registry, root digest) of every live link whose registry does not hold the
@@ -749,13 +729,7 @@ class Accounts:
         """Record that the project holds these objects, all in one transaction (so a project
         that holds a tree object holds everything below it)."""
         rows = [{"project_id": project_id, "digest": d} for d in sorted(set(digests))]
-
-        def work(s: Session) -> None:
-            for chunk in _chunks(rows, 1000):
-                _insert_ignore(s, ProjectObject, chunk)
-
-        if rows:
-            self._write(work)
+        self._insert_all(ProjectObject, rows)
 
 
 __all__ = [
