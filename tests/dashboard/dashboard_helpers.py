@@ -125,5 +125,28 @@ class StubAccess:
         self.sessions[token] = viewer
         return SignIn(token, max_age=3600)
 
+    def sign_in_password(
+        self, user: str, password: str, *, address: str, replacing: str | None
+    ) -> SignIn:
+        return SignIn(None)  # passwords are tested on a real server (test_server_passwords)
+
+    def sso(self) -> bool:
+        return False  # single sign-on is tested on a real server (test_dashboard_sso)
+
+    def sso_start(self, redirect_uri: str, next_url: str) -> tuple[str, str]:
+        raise AssertionError("no single sign-on here")
+
+    def sso_finish(
+        self,
+        code: str,
+        state: str,
+        saved: str | None,
+        redirect_uri: str,
+        *,
+        address: str,
+        replacing: str | None,
+    ) -> SignIn:
+        raise AssertionError("no single sign-on here")
+
     def sign_out(self, session: str | None) -> None:
         self.sessions.pop(session or "", None)
