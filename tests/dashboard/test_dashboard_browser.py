@@ -268,6 +268,7 @@ SHOTS = [
     ("files-csv-preview.png", "/p/demo/a/samples/v/v1/files/big.csv", None),
     ("lineage.png", "/p/demo/a/training-data/v/v0/lineage?depth=4", None),
     ("run.png", "/p/demo/runs?job_type=fine-tuning", "table.runs tbody tr a.strong"),
+    ("artifact.png", "/p/demo/a/samples?col=variant&col=source.year&sort=-metadata.variant", None),
 ]
 
 
