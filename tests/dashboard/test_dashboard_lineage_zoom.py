@@ -171,3 +171,40 @@ def test_without_javascript_the_plain_svg(browser: Any, live: LiveServer) -> Non
     expect(p).to_have_url(re.compile(r"expand=g[0-9a-f]+"))
     expect(graph.locator("g[data-kind=group]")).to_have_count(0)
     context.close()
+
+
+PINCH = """([x, y, spread]) => {
+  const svg = document.getElementById("lineage-graph");
+  const send = (type, id, px) => svg.dispatchEvent(new PointerEvent(type, {
+    pointerId: id, pointerType: "touch", isPrimary: id === 1, clientX: px, clientY: y,
+    bubbles: true, cancelable: true, button: 0, buttons: type === "pointerup" ? 0 : 1,
+  }));
+  send("pointerdown", 1, x - 20);
+  send("pointerdown", 2, x + 20);
+  for (let step = 1; step <= 5; step++) {
+    const half = 20 + (spread / 2 - 20) * step / 5;
+    send("pointermove", 1, x - half);
+    send("pointermove", 2, x + half);
+  }
+  send("pointerup", 1, x - spread / 2);
+  send("pointerup", 2, x + spread / 2);
+}"""
+
+
+def test_pinch_and_keys_zoom(page: Any) -> None:
+    graph = expanded(page)
+    root = graph.locator("g.root rect")
+    r, before = box(root), scale(page)
+    cx, cy = r["x"] + r["width"] / 2, r["y"] + r["height"] / 2
+    page.evaluate(PINCH, [cx, cy, 80])  # two touch points moving apart: 40 px -> 80 px
+    assert scale(page) == pytest.approx(before * 2, rel=0.02)
+    after = box(root)
+    assert after["x"] + after["width"] / 2 == pytest.approx(cx, abs=2)  # about the fingers
+    expect(page).to_have_url(re.compile(r"/training-data/v/v1/lineage\?"))  # not a click
+
+    graph.focus()
+    page.keyboard.press("-")
+    assert scale(page) == pytest.approx(before * 2 * 0.8, rel=0.02)
+    page.keyboard.press("0")  # fit
+    frame = box(graph)
+    assert inside(box(graph.locator("g[data-kind=run] rect").last), frame)
