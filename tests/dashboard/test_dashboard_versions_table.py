@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dashboard_helpers import LiveServer, open_backend
+from registry_world import World, browser_page, running_world
 
 from cairn.dashboard import columns, create_dashboard_app
 
@@ -145,6 +146,36 @@ def test_the_artifact_description_rendered_and_edited(page: Any) -> None:
     expect(page.locator("#artifact-description-view strong")).to_have_text("candidate")
     page.reload()  # the page reads it again: what was saved, not an older copy
     expect(page.locator("#artifact-description-view strong")).to_have_text("candidate")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    with running_world(request, tmp_path, monkeypatch) as running:
+        yield running
+
+
+def test_columns_sort_and_description_through_a_server(world: World, browser: Any) -> None:
+    """On a real `cairn server` over SQLite and PostgreSQL: vision/clf v0..v2 have acc 0.8,
+    0.85 and 0.9; vera reads the project, otto administers it."""
+    with browser_page(browser, world, "vera") as page:
+        page.goto("/p/vision/a/clf?col=acc")
+        table = page.locator("table.versions")
+        expect(table.locator("td[data-col=acc]")).to_have_text(["0.9", "0.85", "0.8"])
+        table.get_by_role("link", name="acc").click()
+        expect(page).to_have_url(re.compile(r"sort=metadata\.acc"))
+        assert versions_shown(page) == ["v0", "v1", "v2"]
+        table.get_by_role("link", name="acc").click()
+        assert versions_shown(page) == ["v2", "v1", "v0"]
+        expect(table.locator("td[data-col=acc]")).to_have_text(["0.9", "0.85", "0.8"])
+        expect(page.locator("#edit-artifact-description")).to_have_count(0)  # read only
+    with browser_page(browser, world, "otto") as page:
+        page.goto("/p/vision/a/clf?col=acc&sort=-metadata.acc")
+        page.locator("#edit-artifact-description").click()
+        page.get_by_label("Artifact description (Markdown)").fill("Weights of *clf*.")
+        page.locator("#artifact-description-form").get_by_role("button", name="Save").click()
+        expect(page.locator("#artifact-description-view em")).to_have_text("clf")
 
 
 def test_metadata_keys_are_dotted_and_sorted() -> None:
