@@ -182,7 +182,7 @@ def test_lineage_expand_group_and_depth(page: Any) -> None:
     expect(graph.locator("g.root")).to_contain_text("training-data:v1")
     group = graph.locator("g[data-kind=group]")
     expect(group).to_have_count(1)
-    expect(group).to_contain_text(f"{FAN_OUT + 1} runs")
+    expect(group).to_contain_text(f"{FAN_OUT} sweep runs")  # grouped by job type
     assert graph.locator("g[data-kind=run]").count() <= 3  # upstream runs only
 
     group.click()
@@ -191,6 +191,7 @@ def test_lineage_expand_group_and_depth(page: Any) -> None:
     runs = graph.locator("g[data-kind=run]")
     assert runs.count() >= FAN_OUT + 1
     expect(page.locator("text=Expanded groups")).to_be_visible()
+    expect(page.locator("a.chip", has_text=f"{FAN_OUT} sweep runs")).to_be_visible()  # words
 
     page.locator("select#depth").select_option("1")
     expect(page).to_have_url(re.compile(r"depth=1"))

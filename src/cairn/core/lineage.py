@@ -60,7 +60,7 @@ class Picture:
     width: float
     height: float
     groups: list[GNode]  # the collapsed groups (to expand)
-    expanded: list[str]  # the group ids the page asked to expand that still exist
+    expanded: dict[str, str]  # the group ids the page asked to expand that still exist: labels
     too_big: int = 0  # when set, the graph had this many nodes and was not drawn
 
 
@@ -108,11 +108,13 @@ def _order(g: _Graph, root: str) -> list[str]:
 
 def collapse(
     g: _Graph, root: str, expand: set[str], fan_out: int = FAN_OUT
-) -> tuple[list[GNode], list[str]]:
-    """Group every fan-out larger than ``fan_out`` (unless its id is in ``expand``); returns
-    the groups made, in the order made, and the ids of ``expand`` that were left expanded."""
+) -> tuple[list[GNode], dict[str, str]]:
+    """Group every fan-out larger than ``fan_out`` (unless its id is in ``expand``): by job
+    type (runs) or artifact type (versions) where that makes groups of two or more ("12 sweep
+    runs"), the rest together ("9 runs"). Returns the groups made, in the order made, and the
+    ids of ``expand`` left expanded with their labels."""
     groups: list[GNode] = []
-    kept: set[str] = set()
+    kept: dict[str, str] = {}
     changed = True
     while changed:
         changed = False
@@ -129,19 +131,41 @@ def collapse(
                     )
                     if len(members) <= fan_out:
                         continue
-                    gid = group_id(anchor, side, kind)
-                    if gid in expand:
-                        kept.add(gid)
-                        continue
-                    _make_group(g, gid, anchor, side, kind, members)
-                    groups.append(g.nodes[gid])
-                    changed = True
-                    break
+                    for gid, label, part in _partition(g, anchor, side, kind, members):
+                        if gid in expand:
+                            kept[gid] = label
+                            continue
+                        _make_group(g, gid, anchor, side, kind, part, label)
+                        groups.append(g.nodes[gid])
+                        changed = True
+                    if changed:
+                        break
                 if changed:
                     break
             if changed:
                 break
-    return groups, sorted(kept)
+    return groups, dict(sorted(kept.items()))
+
+
+def _partition(
+    g: _Graph, anchor: str, side: str, kind: str, members: list[str]
+) -> list[tuple[str, str, list[str]]]:
+    """(group id, label, members) of the next group to make of a fan-out: its largest job or
+    artifact type with two or more members (the caller groups again while the fan-out is still
+    too large, so small types stay in view); when no type has two, all of them together."""
+    noun = "runs" if kind == "run" else "versions"
+    by_type: dict[str, list[str]] = {}
+    for m in members:
+        node = g.nodes[m]
+        typed = node.kind != "hidden" and not (kind == "run" and node.sub == "run")
+        by_type.setdefault(node.sub if typed else "", []).append(m)  # "run": no job type
+    typed = [(t, ms) for t, ms in by_type.items() if len(ms) >= 2]
+    if typed:
+        t, ms = max(typed, key=lambda item: (len(item[1]), item[0]))
+        return [
+            (group_id(anchor, side, f"{kind}:{t}"), f"{len(ms)} {t + ' ' if t else ''}{noun}", ms)
+        ]
+    return [(group_id(anchor, side, kind), f"{len(members)} {noun}", members)]
 
 
 def _kind(node: GNode) -> str:
@@ -150,13 +174,14 @@ def _kind(node: GNode) -> str:
     return node.kind
 
 
-def _make_group(g: _Graph, gid: str, anchor: str, side: str, kind: str, members: list[str]) -> None:
-    noun = "runs" if kind == "run" else "versions"
+def _make_group(
+    g: _Graph, gid: str, anchor: str, side: str, kind: str, members: list[str], label: str
+) -> None:
     g.add(
         GNode(
             id=gid,
             kind="group",
-            label=f"{len(members)} {noun}",
+            label=label,
             sub="click to expand",
             member_kind=kind,
             members=members,
