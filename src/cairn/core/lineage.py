@@ -159,9 +159,9 @@ def _partition(
         node = g.nodes[m]
         typed = node.kind != "hidden" and not (kind == "run" and node.sub == "run")
         by_type.setdefault(node.sub if typed else "", []).append(m)  # "run": no job type
-    typed = [(t, ms) for t, ms in by_type.items() if len(ms) >= 2]
-    if typed:
-        t, ms = max(typed, key=lambda item: (len(item[1]), item[0]))
+    several = [(t, ms) for t, ms in by_type.items() if len(ms) >= 2]
+    if several:
+        t, ms = max(several, key=lambda item: (len(item[1]), item[0]))
         return [
             (group_id(anchor, side, f"{kind}:{t}"), f"{len(ms)} {t + ' ' if t else ''}{noun}", ms)
         ]
