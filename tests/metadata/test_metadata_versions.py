@@ -21,6 +21,7 @@ from cairn.errors import (
     StateError,
 )
 from cairn.service.sql import SqlRegistry
+from cairn.service.sql.history import local_identity
 
 Digest = Callable[[str], str]
 
@@ -94,6 +95,7 @@ def test_same_digest_makes_no_new_version_but_applies_aliases_tags_and_edge(
     assert [v.id for v in registry.run_outputs(run.id)] == [v0.id]
     fields = [(h.field, h.old, h.new, h.run_id) for h in registry.history(v0.id)]
     assert fields[1:] == [
+        ("relogged", None, {"run": run.id, "digest": digest("a")}, run.id),
         ("aliases", [], ["best"], run.id),
         ("tags", ["one"], ["one", "two"], run.id),
     ]
@@ -470,4 +472,5 @@ def test_atomic_alias_and_tag_operations(
     with pytest.raises(InvalidNameError):
         registry.add_alias(v1.id, "v3")
     fields = [(h.field, h.user) for h in registry.history(v1.id)]
-    assert ("aliases", "ann") in fields and ("tags", None) in fields
+    # no account given: the best identity there is, this process's USER@HOST
+    assert ("aliases", "ann") in fields and ("tags", local_identity()) in fields

@@ -71,6 +71,11 @@ def _writing() -> bool:
     return tmp.is_dir() and any(tmp.iterdir())
 
 
+def _pack_count() -> int:
+    packs = _store() / "packs"
+    return sum(1 for _ in packs.rglob("*.pack")) if packs.is_dir() else 0
+
+
 def _pack_bytes() -> int:
     return sum(p.stat().st_size for p in (_store() / "packs").rglob("*.pack"))
 
@@ -114,19 +119,23 @@ def test_logs_killed_mid_way_leave_nothing_gc_cannot_reclaim(tmp_path: Path) -> 
     for i in range(5):
         folder = tmp_path / f"src{i}"
         _folder(folder, rnd, files=8, size=1_500_000)  # 12 MB: sealed packs, then the index
+        before = _pack_count()
         proc = subprocess.Popen(
             [sys.executable, "-c", LOGGER, str(folder), f"killed{i}"], env=dict(os.environ)
         )
-        # once it writes packs, a seeded moment later
+        # killed once it has sealed a seeded number of its ~6 packs (an event, not a time, so
+        # the kill lands mid-way however fast the machine is)
+        sealed = rnd.randint(1, 3)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and not _writing() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(rnd.uniform(0.0, 1.5))
+        while proc.poll() is None and _pack_count() < before + sealed:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait(timeout=120)
-    assert kills >= 2  # most logs were killed mid-way (the delays are seeded)
+    assert kills >= 4  # every log is killed mid-way, barring one that sealed its last packs at once
     grown = _pack_bytes() + sum(p.stat().st_size for p in (_store() / "tmp").iterdir())
     keep = _folder(tmp_path / "keep", rnd, files=4, size=300_000)
     _log("keep", tmp_path / "keep")
