@@ -59,7 +59,9 @@ def dashboard_pages(home: Path, versions: int) -> list[tuple[str, float]]:
         ]
         conn.execute(sa.insert(Version.__table__), rows)
     client = TestClient(
-        create_dashboard_app(SimpleNamespace(registry=backend.registry, odb=backend.odb))
+        create_dashboard_app(
+            SimpleNamespace(registry=backend.registry, object_store=backend.object_store)
+        )
     )
     out = []
     mid = versions // 2

@@ -180,9 +180,11 @@ class Server:
         self.proc.wait()
 
 
-def _counts(odb: Any, direction: str) -> dict[str, int]:
-    counts = {"bucket": odb.bucket_requests}
-    counts["object"] = odb.upload_requests if direction == "up" else odb.download_requests
+def _counts(object_store: Any, direction: str) -> dict[str, int]:
+    counts = {"bucket": object_store.bucket_requests}
+    counts["object"] = (
+        object_store.upload_requests if direction == "up" else object_store.download_requests
+    )
     return counts
 
 
@@ -193,24 +195,24 @@ def run_server(layout: str, url: str, staged: list[StagedFile], work: Path) -> d
     server = Server(url, work, direct=layout == "direct")
     try:
         http = Http(server.url, None)
-        odb = HttpObjectStore(http, work / f"cache-{layout}")
+        object_store = HttpObjectStore(http, work / f"cache-{layout}")
         start = time.perf_counter()
-        ingestor = Ingestor(odb, None)
+        ingestor = Ingestor(object_store, None)
         entries = ingestor.hash_files(staged)
         ingestor.store_tree(tree.build(entries))
-        odb.sync()
+        object_store.sync()
         log_s = time.perf_counter() - start
-        log_requests = _counts(odb, "up")
-        odb.close()
+        log_requests = _counts(object_store, "up")
+        object_store.close()
         # download as another machine would: an empty cache
-        odb = HttpObjectStore(http, work / f"cache-{layout}-reader")
+        object_store = HttpObjectStore(http, work / f"cache-{layout}-reader")
         dest = work / f"out-{layout}"
         start = time.perf_counter()
         wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]
-        Materializer(odb, None).materialize(wanted, dest)
+        Materializer(object_store, None).materialize(wanted, dest)
         download_s = time.perf_counter() - start
-        download_requests = _counts(odb, "down")
-        odb.close()
+        download_requests = _counts(object_store, "down")
+        object_store.close()
         http.close()
     finally:
         server.stop()
@@ -232,30 +234,30 @@ def run(layout: str, url: str, staged: list[StagedFile], work: Path) -> dict[str
     if layout in ("direct", "proxied"):
         return run_server(layout, url, staged, work)
     storage = Counting(open_storage(url))
-    odb: Any
+    object_store: Any
     if layout == "packed":
-        odb = BucketPackStore(storage, work / f"cache-{layout}")  # type: ignore[arg-type]
+        object_store = BucketPackStore(storage, work / f"cache-{layout}")  # type: ignore[arg-type]
     else:
-        odb = KeyedObjectStore(storage)  # type: ignore[arg-type]
+        object_store = KeyedObjectStore(storage)  # type: ignore[arg-type]
     start = time.perf_counter()
-    ingestor = Ingestor(odb, None)
+    ingestor = Ingestor(object_store, None)
     entries = ingestor.hash_files(staged)
     built = tree.build(entries)
     ingestor.store_tree(built)
-    odb.sync()
+    object_store.sync()
     log_s = time.perf_counter() - start
     log_requests = dict(storage.counts)
 
     # download as another machine would: a new store object, an empty index cache
     storage = Counting(open_storage(url))
     if layout == "packed":
-        odb = BucketPackStore(storage, work / f"cache-{layout}-reader")  # type: ignore[arg-type]
+        object_store = BucketPackStore(storage, work / f"cache-{layout}-reader")  # type: ignore[arg-type]
     else:
-        odb = KeyedObjectStore(storage)  # type: ignore[arg-type]
+        object_store = KeyedObjectStore(storage)  # type: ignore[arg-type]
     dest = work / f"out-{layout}"
     start = time.perf_counter()
     wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]
-    Materializer(odb, None).materialize(wanted, dest)
+    Materializer(object_store, None).materialize(wanted, dest)
     download_s = time.perf_counter() - start
     keys = sum(1 for _ in open_storage(url).list())
     shutil.rmtree(dest)

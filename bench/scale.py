@@ -57,7 +57,7 @@ with cairn.init(project="bench", job_type="scale-" + op, save_code=False) as run
                "new_objects": s.new_objects}
     elif op == "diff":
         a, b = run.use_artifact(sys.argv[2]), run.use_artifact(sys.argv[3])
-        out = {"changes": sum(1 for _ in tree.diff(a.digest, b.digest, backend().odb.get))}
+        out = {"changes": sum(1 for _ in tree.diff(a.digest, b.digest, backend().object_store.get))}
     elif op == "list":
         art = run.use_artifact(sys.argv[2])
         out = {"files": len(art.files(sys.argv[3]))}

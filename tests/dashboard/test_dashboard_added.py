@@ -73,7 +73,7 @@ def test_a_one_mib_change_in_a_big_checkpoint_adds_about_one_mib(
     index = AddedIndex()
     v0 = fresh.registry.resolve("p", "ckpt", "v0")
     v1 = fresh.registry.resolve("p", "ckpt", "v1")
-    added = index.artifact(fresh.registry, fresh.odb, "p", "ckpt")
+    added = index.artifact(fresh.registry, fresh.object_store, "p", "ckpt")
     # v0 adds everything it holds: the content, its chunk list and the folder listing
     assert 24 * MiB < added.added[v0.id] < 24 * MiB + (64 << 10)
     # v1 adds the chunks that cover the change (content-defined: a chunk either side at most)
@@ -101,25 +101,27 @@ def test_exact_for_small_files_and_deleting_an_earlier_version(fresh: Any, tmp_p
     log(tmp_path / "d", {"a.txt": a, "b.txt": b2, "c.txt": c, "copy.txt": c}, "data")
     v0 = fresh.registry.resolve("p", "data", "v0")
     v1 = fresh.registry.resolve("p", "data", "v1")
-    root0 = len(fresh.odb.get(v0.digest))
-    root1 = len(fresh.odb.get(v1.digest))
+    root0 = len(fresh.object_store.get(v0.digest))
+    root1 = len(fresh.object_store.get(v1.digest))
     index = AddedIndex()
-    added = index.artifact(fresh.registry, fresh.odb, "p", "data")
+    added = index.artifact(fresh.registry, fresh.object_store, "p", "data")
     assert added.added == {v0.id: root0 + 100 + 200, v1.id: root1 + 300 + 50}
     assert added.pending == 0 and added.total == 2
-    assert index.version(fresh.registry, fresh.odb, v1).get(v1.id) == root1 + 350
+    assert index.version(fresh.registry, fresh.object_store, v1).get(v1.id) == root1 + 350
 
     # with v0 deleted, v1 is the first version: it is charged for a.txt too
     fresh.registry.delete_version(v0.id)
-    added = index.artifact(fresh.registry, fresh.odb, "p", "data")
+    added = index.artifact(fresh.registry, fresh.object_store, "p", "data")
     assert added.added == {v1.id: root1 + 100 + 300 + 50}
 
 
 def test_figures_are_cached_until_the_artifact_changes(fresh: Any, tmp_path: Path) -> None:
     for i in range(3):
         log(tmp_path / "d", {"keep.txt": b"same\n", f"new-{i}.txt": b"%d\n" % i}, "data")
-    store = RecordingStore(fresh.odb)
-    client = TestClient(create_dashboard_app(SimpleNamespace(registry=fresh.registry, odb=store)))
+    store = RecordingStore(fresh.object_store)
+    client = TestClient(
+        create_dashboard_app(SimpleNamespace(registry=fresh.registry, object_store=store))
+    )
     assert client.get("/p/p/a/data").status_code == 200
     assert store.reads  # the trees were walked once
     store.reads.clear()
@@ -158,25 +160,27 @@ def test_a_long_history_is_computed_a_budget_at_a_time(fresh: Any, tmp_path: Pat
     index = AddedIndex()
     ids = [fresh.registry.resolve("p", "data", f"v{i}").id for i in range(4)]
     # a budget of one object read: one version per request, oldest first, each finished
-    first = index.artifact(fresh.registry, fresh.odb, "p", "data", budget=1)
+    first = index.artifact(fresh.registry, fresh.object_store, "p", "data", budget=1)
     assert list(first.added) == ids[:1] and first.pending == 3 and first.total == 4
-    second = index.artifact(fresh.registry, fresh.odb, "p", "data", budget=1)
+    second = index.artifact(fresh.registry, fresh.object_store, "p", "data", budget=1)
     assert list(second.added) == ids[:2] and second.pending == 2
     # a version's page computes up to that version
     v2 = fresh.registry.resolve("p", "data", "v2")
-    upto = index.version(fresh.registry, fresh.odb, v2)
+    upto = index.version(fresh.registry, fresh.object_store, v2)
     assert upto.known(v2.id) and not upto.known(ids[3])
-    done = index.artifact(fresh.registry, fresh.odb, "p", "data")
+    done = index.artifact(fresh.registry, fresh.object_store, "p", "data")
     assert list(done.added) == ids and done.pending == 0
     # the same figures as one pass
-    assert done.added == AddedIndex().artifact(fresh.registry, fresh.odb, "p", "data").added
+    assert (
+        done.added == AddedIndex().artifact(fresh.registry, fresh.object_store, "p", "data").added
+    )
 
     # the versions list says which figures are still to come
     from fastapi import FastAPI
 
     from cairn.dashboard.app import dashboard_router
 
-    router = dashboard_router(lambda request: fresh.registry, lambda request: fresh.odb)
+    router = dashboard_router(lambda request: fresh.registry, lambda request: fresh.object_store)
     router.routes[0].site.added_index = AddedIndex(list_budget=1)  # type: ignore[attr-defined]
     app = FastAPI()
     app.include_router(router)

@@ -128,7 +128,7 @@ def test_a_large_version_streams_one_object_at_a_time(fresh: Any, tmp_path: Path
     write_files(folder, files)
     log_folder(folder, "big")
     info = fresh.registry.resolve("p", "big", "v0")
-    store = RecordingStore(fresh.odb)
+    store = RecordingStore(fresh.object_store)
 
     stream = tar_stream(store, info.digest, None, info.created_at)
     first = next(stream)

@@ -51,8 +51,10 @@ class CountingStore:
 
 
 def client_for(backend: Any, access: Any = None) -> tuple[TestClient, CountingStore]:
-    store = CountingStore(backend.odb)
-    app = create_dashboard_app(SimpleNamespace(registry=backend.registry, odb=store), access)
+    store = CountingStore(backend.object_store)
+    app = create_dashboard_app(
+        SimpleNamespace(registry=backend.registry, object_store=store), access
+    )
     return TestClient(app), store
 
 
@@ -309,12 +311,12 @@ def _commit_tree(backend: Any, files: dict[str, bytes], name: str = "wide") -> A
     entries = []
     for path, data in files.items():
         digest = hash_bytes(data)
-        backend.odb.put(digest, data)
+        backend.object_store.put(digest, data)
         entries.append(tree.FileEntry(path, digest, len(data)))
     built = tree.build(entries)
     for digest, body in built.objects.items():
-        backend.odb.put(digest, body)
-    backend.odb.sync()
+        backend.object_store.put(digest, body)
+    backend.object_store.sync()
     info, _ = backend.registry.commit_version(
         "p", name, "dataset", digest=built.root, size=built.size, file_count=built.file_count
     )
@@ -428,9 +430,9 @@ def test_storage_counts_shared_bytes_once(fresh: Any) -> None:
     shared = bytes(range(256)) * 40
     a = _commit_tree(fresh, {"a.txt": b"a" * 1000, "shared.bin": shared}, "first")
     _commit_tree(fresh, {"b.txt": b"b" * 300, "shared.bin": shared}, "second")
-    report = StorageIndex().report(fresh.registry, fresh.odb)
+    report = StorageIndex().report(fresh.registry, fresh.object_store)
     first, second = report.by_key[("p", "first")], report.by_key[("p", "second")]
-    root_a = len(fresh.odb.get(a.digest))
+    root_a = len(fresh.object_store.get(a.digest))
     assert first.held == 1000 + len(shared) + root_a
     assert first.exclusive == 1000 + root_a  # the shared file stays if "first" goes
     assert second.exclusive == second.held - len(shared)
@@ -446,20 +448,22 @@ def test_the_storage_report_is_cached_until_a_version_is_logged_or_deleted(fresh
     _commit_tree(fresh, {"a.txt": b"a" * 1000, "shared.bin": shared}, "first")
     second = _commit_tree(fresh, {"b.txt": b"b" * 300, "shared.bin": shared}, "second")
     index = StorageIndex()
-    report = index.report(fresh.registry, fresh.odb)
-    assert index.report(fresh.registry, fresh.odb) is report  # unchanged: not computed again
+    report = index.report(fresh.registry, fresh.object_store)
+    assert (
+        index.report(fresh.registry, fresh.object_store) is report
+    )  # unchanged: not computed again
     client, _ = client_for(fresh)
     assert "2 live versions" in text(client.get("/p/p/storage"))
     # a new version: the report (and the page, from the same dashboard) counts it
     _commit_tree(fresh, {"a.txt": b"a" * 1000, "c.txt": b"c" * 5000}, "first")
-    after_log = index.report(fresh.registry, fresh.odb)
+    after_log = index.report(fresh.registry, fresh.object_store)
     assert after_log is not report
     assert after_log.versions == 3 and after_log.by_key[("p", "first")].versions == 2
     assert after_log.by_key[("p", "first")].held > report.by_key[("p", "first")].held
     assert "3 live versions" in text(client.get("/p/p/storage"))
     # a deleted version: "second" holds nothing and the shared bytes are first's alone now
     fresh.registry.delete_version(second.id)
-    after_delete = index.report(fresh.registry, fresh.odb)
+    after_delete = index.report(fresh.registry, fresh.object_store)
     assert after_delete.versions == 2
     gone = after_delete.by_key[("p", "second")]
     assert (gone.versions, gone.held, gone.exclusive) == (0, 0, 0)

@@ -190,13 +190,13 @@ def test_large_files_are_previewed_from_byte_ranges(live: LiveServer, page: Any)
     version = backend.registry.resolve("prev", "media", "v0")
 
     def entry(path: str) -> tree.File:
-        found = tree.lookup(version.digest, path, backend.odb.get)
+        found = tree.lookup(version.digest, path, backend.object_store.get)
         assert isinstance(found, tree.File)
         return found
 
     big = entry("big.parquet")
     assert big.chunks and big.size > 20 << 20  # chunked
-    found = previews.rich_preview(backend.odb, "parquet", big)
+    found = previews.rich_preview(backend.object_store, "parquet", big)
     # the footer and the first of 8 row groups, not the whole file
     assert found["facts"][0] == ("rows", f"{BIG_ROWS:,}")
     assert 0 < found["fetched"] < big.size // 3
@@ -205,6 +205,6 @@ def test_large_files_are_previewed_from_byte_ranges(live: LiveServer, page: Any)
 
     weights = entry("model.safetensors")
     assert weights.chunks
-    found = previews.rich_preview(backend.odb, "safetensors", weights)
+    found = previews.rich_preview(backend.object_store, "safetensors", weights)
     assert ("parameters", "513,000") in found["facts"]
     assert found["fetched"] <= 2 << 20  # the first chunk: the header, none of the weights

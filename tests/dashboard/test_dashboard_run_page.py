@@ -158,7 +158,9 @@ def test_a_finished_runs_charts_are_kept_a_running_runs_are_not(fresh: Any) -> N
     from types import SimpleNamespace
 
     registry = CountingRegistry(fresh.registry)
-    client = TestClient(create_dashboard_app(SimpleNamespace(registry=registry, odb=fresh.odb)))
+    client = TestClient(
+        create_dashboard_app(SimpleNamespace(registry=registry, object_store=fresh.object_store))
+    )
     run = cairn.init(project="p")
     run.log({"loss": 1.0})
     run.log({"loss": 0.5})

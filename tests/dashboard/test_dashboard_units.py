@@ -104,16 +104,18 @@ def test_odd_file_names(cairn_env: Path) -> None:
         files = {"dir with space/ü #1?.txt": b"odd\n", "a%2Fb.txt": b"pct\n"}
         entries = []
         for path, data in files.items():
-            backend.odb.put(hash_bytes(data), data)
+            backend.object_store.put(hash_bytes(data), data)
             entries.append(tree.FileEntry(path, hash_bytes(data), len(data)))
         built = tree.build(entries)
         for digest, body in built.objects.items():
-            backend.odb.put(digest, body)
-        backend.odb.sync()
+            backend.object_store.put(digest, body)
+        backend.object_store.sync()
         backend.registry.commit_version(
             "p", "odd", "dataset", digest=built.root, size=8, file_count=2
         )
-        app = create_dashboard_app(SimpleNamespace(registry=backend.registry, odb=backend.odb))
+        app = create_dashboard_app(
+            SimpleNamespace(registry=backend.registry, object_store=backend.object_store)
+        )
         # a real server: starlette's TestClient decodes paths twice ('%252F' -> '/')
         with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
             check_odd_names(client)

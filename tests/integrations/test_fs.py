@@ -118,9 +118,9 @@ def test_a_ranged_read_fetches_only_the_chunks_it_covers(
     logged: dict[str, Any], backend_mode: str
 ) -> None:
     fs = fsspec.filesystem("cairn", skip_instance_cache=True)
-    odb = get_backend().odb
+    object_store = get_backend().object_store
     chunks_read: list[int] = []
-    real_get = odb.get
+    real_get = object_store.get
 
     def counting_get(digest: str, verify: bool = True) -> bytes:
         data = real_get(digest, verify)
@@ -129,18 +129,18 @@ def test_a_ranged_read_fetches_only_the_chunks_it_covers(
         return data
 
     path = f"cairn://{PROJECT}/data:v0/big.bin"
-    odb.get = counting_get  # type: ignore[method-assign]  # counts, then reads for real
+    object_store.get = counting_get  # type: ignore[method-assign]  # counts, then reads for real
     try:
         assert fs.cat_file(path, 1_000_000, 1_000_100) == logged["big"][1_000_000:1_000_100]
         for future in list(fs._inflight.values()):  # the read-ahead, finished
             future.result()
     finally:
-        del odb.get
+        del object_store.get
     # the chunk (or two) holding the range, of the file's ~8
     assert 1 <= len(chunks_read) <= 2
     assert sum(chunks_read) <= 4 << 20
     if backend_mode.startswith("remote"):  # what came over the wire, by the client's count
-        assert 0 < getattr(odb, "downloaded_bytes", 0) <= 4 << 20
+        assert 0 < getattr(object_store, "downloaded_bytes", 0) <= 4 << 20
 
 
 @pytest.mark.parametrize("backend_mode", ["sqlite"])  # corrupts the local store's pack files

@@ -56,33 +56,35 @@ def stage(files: dict[str, Path]) -> list[StagedFile]:
 
 
 def log(
-    odb: KeyedObjectStore, cache: HashCache | None, files: dict[str, Path], **kw: object
+    object_store: KeyedObjectStore, cache: HashCache | None, files: dict[str, Path], **kw: object
 ) -> tuple[Ingestor, list[FileEntry], BuiltTree]:
     """What logging an artifact does: hash and store the files, then the tree."""
-    ingestor = Ingestor(odb, cache, **kw)  # type: ignore[arg-type]
+    ingestor = Ingestor(object_store, cache, **kw)  # type: ignore[arg-type]
     entries = ingestor.hash_files(stage(files))
     built = tree.build(entries)
     ingestor.store_tree(built)
     return ingestor, entries, built
 
 
-def keys(odb: KeyedObjectStore) -> list[str]:
-    return list(odb.storage.list("objects/"))
+def keys(object_store: KeyedObjectStore) -> list[str]:
+    return list(object_store.storage.list("objects/"))
 
 
-def assert_every_object_matches_its_name(odb: KeyedObjectStore) -> None:
-    for digest in odb.all_digests():
-        odb.get(digest, verify=True)
+def assert_every_object_matches_its_name(object_store: KeyedObjectStore) -> None:
+    for digest in object_store.all_digests():
+        object_store.get(digest, verify=True)
 
 
-def read_back(odb: KeyedObjectStore, e: FileEntry) -> bytes:
+def read_back(object_store: KeyedObjectStore, e: FileEntry) -> bytes:
     if e.chunks is None:
-        return odb.get(e.digest)
-    return b"".join(odb.get(d) for d, _ in chunking.decode_chunk_list(odb.get(e.chunks)))
+        return object_store.get(e.digest)
+    return b"".join(
+        object_store.get(d) for d, _ in chunking.decode_chunk_list(object_store.get(e.chunks))
+    )
 
 
 @pytest.fixture
-def odb(tmp_path: Path) -> KeyedObjectStore:
+def object_store(tmp_path: Path) -> KeyedObjectStore:
     return KeyedObjectStore(LocalStorage(tmp_path / "store"))
 
 
@@ -105,14 +107,14 @@ def src(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("size", [0, 1, 1000, CHUNK_THRESHOLD - 1])
 def test_small_file_is_stored_whole(
-    odb: KeyedObjectStore, cache: HashCache, src: Path, size: int
+    object_store: KeyedObjectStore, cache: HashCache, src: Path, size: int
 ) -> None:
     data = random_bytes(size)
-    _, [e], _ = log(odb, cache, {"f.bin": write(src / "f.bin", data)})
+    _, [e], _ = log(object_store, cache, {"f.bin": write(src / "f.bin", data)})
     assert e.chunks is None
     assert e.size == size
     assert e.digest == hash_bytes(data)
-    assert odb.get(e.digest) == data
+    assert object_store.get(e.digest) == data
 
 
 @pytest.mark.parametrize(
@@ -121,49 +123,49 @@ def test_small_file_is_stored_whole(
     ids=["threshold", "one-block", "two-blocks-and-a-bit"],
 )
 def test_large_file_is_stored_as_chunks_and_a_chunk_list(
-    odb: KeyedObjectStore, cache: HashCache, src: Path, size: int
+    object_store: KeyedObjectStore, cache: HashCache, src: Path, size: int
 ) -> None:
     data = random_bytes(size, size)
-    _, [e], _ = log(odb, cache, {"model.bin": write(src / "model.bin", data)})
+    _, [e], _ = log(object_store, cache, {"model.bin": write(src / "model.bin", data)})
     assert e.size == size
     assert e.digest == hash_bytes(data)  # the file's digest is BLAKE3 of its bytes
     assert e.chunks is not None
-    doc = json.loads(odb.get(e.chunks))
+    doc = json.loads(object_store.get(e.chunks))
     assert (doc["cairn"], doc["size"]) == ("chunks", size)
-    chunks = chunking.decode_chunk_list(odb.get(e.chunks))
-    assert b"".join(odb.get(d) for d, _ in chunks) == data
+    chunks = chunking.decode_chunk_list(object_store.get(e.chunks))
+    assert b"".join(object_store.get(d) for d, _ in chunks) == data
     lengths = [n for _, n in chunks]
     assert sum(lengths) == size
     assert all(n <= MAX_CHUNK for n in lengths)
     assert all(n >= MIN_CHUNK for n in lengths[:-1])
     for d, n in chunks:
-        assert odb.storage.size(object_key(d)) == n
+        assert object_store.storage.size(object_key(d)) == n
     # reading in blocks does not move the cut points: they are those of the whole file at once,
     # so the same bytes deduplicate however they are laid out in blocks
     assert lengths == [c.length for c in chunking.chunker().cut_buf(data)]
-    assert not odb.has(e.digest)  # no second, whole copy
+    assert not object_store.has(e.digest)  # no second, whole copy
 
 
 def test_editing_one_mib_of_a_large_file_stores_little(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     data = bytearray(random_bytes(64 * MiB, "big"))
     path = write(src / "weights.bin", bytes(data))
-    first, [e1], _ = log(odb, cache, {"weights.bin": path})
+    first, [e1], _ = log(object_store, cache, {"weights.bin": path})
     assert first.stats.new_bytes >= 64 * MiB
 
     data[32 * MiB : 33 * MiB] = random_bytes(MiB, "patch")
     write(path, bytes(data))
-    second, [e2], _ = log(odb, cache, {"weights.bin": path})
+    second, [e2], _ = log(object_store, cache, {"weights.bin": path})
     assert second.stats.hashed_files == 1
     assert 0 < second.stats.new_bytes < 4 * MiB
     assert e2.digest == hash_bytes(bytes(data)) != e1.digest
-    assert read_back(odb, e2) == data
-    assert read_back(odb, e1) != data  # the old version is intact too
+    assert read_back(object_store, e2) == data
+    assert read_back(object_store, e1) != data  # the old version is intact too
 
 
 def test_identical_content_is_stored_once(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     small = random_bytes(5000, "small")
     large = random_bytes(CHUNK_THRESHOLD + MiB, "large")
@@ -174,75 +176,75 @@ def test_identical_content_is_stored_once(
         "b/large.bin": write(src / "b.bin", large),
         "c/large.bin": write(src / "c.bin", large),
     }
-    ingestor = Ingestor(odb, cache)
+    ingestor = Ingestor(object_store, cache)
     entries = ingestor.hash_files(stage(files))
     by_path = {e.path: e for e in entries}
     assert by_path["a/small.txt"].digest == by_path["b/small.txt"].digest
     assert by_path["a/large.bin"].chunks == by_path["c/large.bin"].chunks
-    chunk_list = odb.get(by_path["a/large.bin"].chunks or "")
+    chunk_list = object_store.get(by_path["a/large.bin"].chunks or "")
     n_chunks = len(chunking.decode_chunk_list(chunk_list))
     # one copy of each content, whatever the order the threads got to it
     assert ingestor.stats.new_bytes == len(small) + len(large) + len(chunk_list)
     assert ingestor.stats.new_objects == 1 + n_chunks + 1
-    assert len(keys(odb)) == 1 + n_chunks + 1
+    assert len(keys(object_store)) == 1 + n_chunks + 1
 
 
 # --- the hash cache ---------------------------------------------------------------------------
 
 
 def test_unchanged_files_are_not_read_again(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     files = {
         "x.csv": write(src / "x.csv", random_bytes(3000, 1)),
         "d/y.csv": write(src / "y.csv", random_bytes(10, 2)),
         "big.bin": write(src / "big.bin", random_bytes(CHUNK_THRESHOLD + 5, 3)),
     }
-    first, entries1, built1 = log(odb, cache, files)
+    first, entries1, built1 = log(object_store, cache, files)
     assert first.stats.hashed_files == 3
-    before = {k: odb.storage.size(k) for k in keys(odb)}
+    before = {k: object_store.storage.size(k) for k in keys(object_store)}
 
-    second, entries2, built2 = log(odb, cache, files)
+    second, entries2, built2 = log(object_store, cache, files)
     assert second.stats.hashed_files == 0
     assert second.stats.hashed_bytes == 0
     assert (second.stats.new_objects, second.stats.new_bytes) == (0, 0)
     assert entries2 == entries1
     assert built2.root == built1.root
-    assert {k: odb.storage.size(k) for k in keys(odb)} == before
+    assert {k: object_store.storage.size(k) for k in keys(object_store)} == before
 
 
 def test_a_file_changed_since_it_was_cached_is_read_again(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     path = write(src / "x.csv", b"a,b\n1,2\n")
-    _, [e1], _ = log(odb, cache, {"x.csv": path})
+    _, [e1], _ = log(object_store, cache, {"x.csv": path})
     # same size, new content, and an mtime that is also long past (a copy from elsewhere)
     path.write_bytes(b"a,b\n3,4\n")
     make_old(path, seconds=300)
-    second, [e2], _ = log(odb, cache, {"x.csv": path})
+    second, [e2], _ = log(object_store, cache, {"x.csv": path})
     assert second.stats.hashed_files == 1
     assert e2.digest == hash_bytes(b"a,b\n3,4\n") != e1.digest
-    assert odb.get(e2.digest) == b"a,b\n3,4\n"
+    assert object_store.get(e2.digest) == b"a,b\n3,4\n"
 
 
 def test_a_file_modified_this_second_is_not_trusted_from_the_cache(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     # it could change again within the same timestamp tick, unseen by its mtime
     path = write(src / "x.csv", b"fresh", age=False)
-    log(odb, cache, {"x.csv": path})
-    second, _, _ = log(odb, cache, {"x.csv": path})
+    log(object_store, cache, {"x.csv": path})
+    second, _, _ = log(object_store, cache, {"x.csv": path})
     assert second.stats.hashed_files == 1
 
 
 # --- a user's files going wrong ---------------------------------------------------------------
 
 
-def test_missing_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
+def test_missing_file(object_store: KeyedObjectStore, cache: HashCache, src: Path) -> None:
     ok = write(src / "ok.txt", b"fine")
     gone = src / "gone.txt"
     with pytest.raises(SourceFileError, match=r"gone\.txt") as info:
-        Ingestor(odb, cache).hash_files(stage({"ok.txt": ok, "gone.txt": gone}))
+        Ingestor(object_store, cache).hash_files(stage({"ok.txt": ok, "gone.txt": gone}))
     assert str(gone) in str(info.value)
     assert info.value.path == str(gone)
 
@@ -257,8 +259,8 @@ from cairn.storage.local import LocalStorage
 
 store, path = Path(sys.argv[1]), Path(sys.argv[2])
 try:
-    odb = KeyedObjectStore(LocalStorage(store))
-    Ingestor(odb, None).hash_files([StagedFile("secret.txt", path)])
+    object_store = KeyedObjectStore(LocalStorage(store))
+    Ingestor(object_store, None).hash_files([StagedFile("secret.txt", path)])
 except SourceFileError as exc:
     assert exc.path == str(path), exc.path
     print("refused:", exc)
@@ -267,12 +269,12 @@ else:
 """
 
 
-def test_unreadable_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
+def test_unreadable_file(object_store: KeyedObjectStore, cache: HashCache, src: Path) -> None:
     if not is_root():
         path = write(src / "secret.txt", b"no peeking")
         path.chmod(0)
         with pytest.raises(SourceFileError, match="not readable") as info:
-            Ingestor(odb, cache).hash_files(stage({"secret.txt": path}))
+            Ingestor(object_store, cache).hash_files(stage({"secret.txt": path}))
         assert str(path) in str(info.value)
         return
     # root reads any file: the same scenario as the unprivileged user nobody
@@ -285,16 +287,18 @@ def test_unreadable_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> 
     assert str(path) in done.stdout
 
 
-def test_a_folder_is_not_a_file(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
+def test_a_folder_is_not_a_file(
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
+) -> None:
     folder = src / "folder"
     folder.mkdir()
     with pytest.raises(SourceFileError) as info:
-        Ingestor(odb, cache).hash_files(stage({"folder": folder}))
+        Ingestor(object_store, cache).hash_files(stage({"folder": folder}))
     assert str(folder) in str(info.value)
 
 
 def test_a_fifo_is_refused_not_waited_on(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     fifo = src / "pipe"
     os.mkfifo(fifo)
@@ -302,7 +306,7 @@ def test_a_fifo_is_refused_not_waited_on(
 
     def run() -> None:
         try:
-            Ingestor(odb, cache).hash_files(stage({"pipe": fifo}))
+            Ingestor(object_store, cache).hash_files(stage({"pipe": fifo}))
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
@@ -319,7 +323,9 @@ def test_a_fifo_is_refused_not_waited_on(
     assert str(fifo) in str(outcome[0])
 
 
-def test_large_file_changing_while_read(odb: KeyedObjectStore, cache: HashCache, src: Path) -> None:
+def test_large_file_changing_while_read(
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
+) -> None:
     path = write(src / "growing.log", random_bytes(BLOCK + 4 * MiB, "log"))
 
     def progress(files: int, nbytes: int) -> None:
@@ -329,17 +335,17 @@ def test_large_file_changing_while_read(odb: KeyedObjectStore, cache: HashCache,
                 f.write(b"one more line\n")
 
     with pytest.raises(FileChangedError) as info:
-        Ingestor(odb, cache, progress=progress).hash_files(stage({"growing.log": path}))
+        Ingestor(object_store, cache, progress=progress).hash_files(stage({"growing.log": path}))
     assert str(path) in str(info.value)
-    assert_every_object_matches_its_name(odb)
+    assert_every_object_matches_its_name(object_store)
     # once the file is quiet, it logs
     make_old(path)
-    _, [e], _ = log(odb, cache, {"growing.log": path})
-    assert read_back(odb, e) == path.read_bytes()
+    _, [e], _ = log(object_store, cache, {"growing.log": path})
+    assert read_back(object_store, e) == path.read_bytes()
 
 
 def test_large_file_rewritten_in_place_while_read(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     size = BLOCK + 4 * MiB
     path = write(src / "data.bin", random_bytes(size, "in place"))
@@ -351,13 +357,17 @@ def test_large_file_rewritten_in_place_while_read(
                 f.write(random_bytes(2 * MiB, "overwrite"))
 
     with pytest.raises(FileChangedError):
-        Ingestor(odb, cache, progress=progress).hash_files(stage({"data.bin": path}))
-    assert_every_object_matches_its_name(odb)
+        Ingestor(object_store, cache, progress=progress).hash_files(stage({"data.bin": path}))
+    assert_every_object_matches_its_name(object_store)
 
 
 @pytest.mark.parametrize("how", ["append", "rewrite"])
 def test_small_file_changing_while_read(
-    odb: KeyedObjectStore, cache: HashCache, src: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    object_store: KeyedObjectStore,
+    cache: HashCache,
+    src: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
 ) -> None:
     path = write(src / "note.txt", b"x" * 100_000)
     ino = path.stat().st_ino
@@ -375,14 +385,14 @@ def test_small_file_changing_while_read(
 
     monkeypatch.setattr(os, "read", read)
     with pytest.raises(FileChangedError) as info:
-        Ingestor(odb, cache).hash_files(stage({"note.txt": path}))
+        Ingestor(object_store, cache).hash_files(stage({"note.txt": path}))
     assert done
     assert str(path) in str(info.value)
-    assert_every_object_matches_its_name(odb)
+    assert_every_object_matches_its_name(object_store)
 
 
 def test_a_rewrite_within_one_timestamp_tick_never_corrupts_the_store(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     # File timestamps are coarse (a clock tick of a few ms): a write that lands in the same
     # tick as the previous one leaves the mtime unchanged. Cairn cannot see such a change, but
@@ -398,14 +408,14 @@ def test_a_rewrite_within_one_timestamp_tick_never_corrupts_the_store(
                 f.write(bytes(64 * 1024))
             os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
-    ingestor = Ingestor(odb, None, progress=progress)
+    ingestor = Ingestor(object_store, None, progress=progress)
     [e] = ingestor.hash_files(stage({"data.bin": path}))
-    assert_every_object_matches_its_name(odb)
-    assert hash_bytes(read_back(odb, e)) == e.digest
+    assert_every_object_matches_its_name(object_store)
+    assert hash_bytes(read_back(object_store, e)) == e.digest
 
 
 def test_a_small_file_rewritten_within_one_tick_never_corrupts_the_store(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     first = write(src / "first.txt", b"first file")
     second = write(src / "second.txt", b"second file, original")
@@ -419,12 +429,12 @@ def test_a_small_file_rewritten_within_one_tick_never_corrupts_the_store(
             second.write_bytes(b"second file, REWRITTEN")
             os.utime(second, ns=(before.st_atime_ns, before.st_mtime_ns))
 
-    ingestor = Ingestor(odb, None, progress=progress)
+    ingestor = Ingestor(object_store, None, progress=progress)
     entries = ingestor.hash_files(stage({"first.txt": first, "second.txt": second}))
     assert calls
-    assert_every_object_matches_its_name(odb)
+    assert_every_object_matches_its_name(object_store)
     for e in entries:
-        assert hash_bytes(read_back(odb, e)) == e.digest
+        assert hash_bytes(read_back(object_store, e)) == e.digest
 
 
 # --- storing the tree -------------------------------------------------------------------------
@@ -479,50 +489,50 @@ def test_store_tree_writes_children_first_and_every_object(
     monkeypatch.setattr(tree, "MAX_ENTRIES", 4)
     monkeypatch.setattr(tree, "MIN_PAGE", 2)
     storage = WatchedStorage(tmp_path / "store")
-    odb = KeyedObjectStore(storage)
+    object_store = KeyedObjectStore(storage)
     files = make_files(src)
-    _, _, built = log(odb, cache, files)
+    _, _, built = log(object_store, cache, files)
     assert storage.problems == []
     assert storage.tree_writes == len(built.objects)
-    assert odb.missing(built.objects) == set()
+    assert object_store.missing(built.objects) == set()
     # the version reads back from the store alone
-    listed = dict(tree.iter_files(built.root, odb.get))
+    listed = dict(tree.iter_files(built.root, object_store.get))
     assert sorted(listed) == sorted(files)
     for path, source in files.items():
         entry = FileEntry.of(path, listed[path])
-        assert read_back(odb, entry) == source.read_bytes()
+        assert read_back(object_store, entry) == source.read_bytes()
 
 
 def test_store_tree_restores_cached_files_whose_objects_are_gone(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     files = make_files(src)
-    log(odb, cache, files)
+    log(object_store, cache, files)
     # the version was collected: every object is gone, but the hash cache still knows the files
-    for key in keys(odb):
-        odb.storage.delete(key)
-    again, entries, built = log(odb, cache, files)
+    for key in keys(object_store):
+        object_store.storage.delete(key)
+    again, entries, built = log(object_store, cache, files)
     assert again.stats.hashed_files == 0  # digests from the cache ...
     assert again.stats.new_objects > len(built.objects)  # ... and every object written again
-    assert odb.missing(built.objects) == set()
+    assert object_store.missing(built.objects) == set()
     for e in entries:
-        assert read_back(odb, e) == files[e.path].read_bytes()
-    assert_every_object_matches_its_name(odb)
+        assert read_back(object_store, e) == files[e.path].read_bytes()
+    assert_every_object_matches_its_name(object_store)
 
 
 def test_store_tree_restores_one_lost_file_next_to_a_new_one(
-    odb: KeyedObjectStore, cache: HashCache, src: Path
+    object_store: KeyedObjectStore, cache: HashCache, src: Path
 ) -> None:
     files = {
         "d/old.txt": write(src / "old.txt", b"old content"),
         "d/big.bin": write(src / "big.bin", random_bytes(CHUNK_THRESHOLD, "big")),
     }
-    _, entries, _ = log(odb, cache, files)
+    _, entries, _ = log(object_store, cache, files)
     by_path = {e.path: e for e in entries}
-    odb.delete(by_path["d/old.txt"].digest)
-    odb.delete(by_path["d/big.bin"].chunks or "")
+    object_store.delete(by_path["d/old.txt"].digest)
+    object_store.delete(by_path["d/big.bin"].chunks or "")
     files["d/new.txt"] = write(src / "new.txt", b"new content")
-    again, entries, _ = log(odb, cache, files)
+    again, entries, _ = log(object_store, cache, files)
     assert again.stats.hashed_files == 1  # the new file; the others came from the cache
     for e in entries:
-        assert read_back(odb, e) == files[e.path].read_bytes()
+        assert read_back(object_store, e) == files[e.path].read_bytes()

@@ -36,7 +36,7 @@ def random_bytes(n: int, seed: int | str) -> bytes:
 
 
 @pytest.fixture
-def odb(tmp_path: Path) -> KeyedObjectStore:
+def object_store(tmp_path: Path) -> KeyedObjectStore:
     return KeyedObjectStore(LocalStorage(tmp_path / "store"))
 
 
@@ -47,9 +47,11 @@ def cache(tmp_path: Path) -> Iterator[HashCache]:
     c.close()
 
 
-def log_file(odb: KeyedObjectStore, cache: HashCache | None, path: Path) -> tuple[FileEntry, int]:
+def log_file(
+    object_store: KeyedObjectStore, cache: HashCache | None, path: Path
+) -> tuple[FileEntry, int]:
     """Log one file as the SDK does: (its entry, the bytes of new objects stored)."""
-    ingestor = Ingestor(odb, cache)
+    ingestor = Ingestor(object_store, cache)
     [entry] = ingestor.hash_files([StagedFile(path.name, path)])
     ingestor.store_tree(tree.build([entry]))
     return entry, ingestor.stats.new_bytes
@@ -77,14 +79,14 @@ def test_a_blob_is_named_by_the_plain_blake3_of_its_bytes() -> None:
 
 
 def test_cut_points_and_the_chunk_list_are_pinned(
-    odb: KeyedObjectStore, cache: HashCache, tmp_path: Path
+    object_store: KeyedObjectStore, cache: HashCache, tmp_path: Path
 ) -> None:
     path = tmp_path / "vector.bin"
     path.write_bytes(VECTOR)
-    entry, _ = log_file(odb, cache, path)
+    entry, _ = log_file(object_store, cache, path)
     assert entry.digest == VECTOR_DIGEST and entry.size == len(VECTOR)
     assert entry.chunks == VECTOR_CHUNK_LIST
-    stored = odb.get(VECTOR_CHUNK_LIST)
+    stored = object_store.get(VECTOR_CHUNK_LIST)
     doc = json.loads(stored)
     assert [n for _d, n in doc["chunks"]] == VECTOR_CUTS
     assert doc["chunks"][0][0] == VECTOR_FIRST_CHUNK
@@ -160,11 +162,11 @@ def test_the_page_index_of_a_wide_folder_is_pinned() -> None:
 BIG = random_bytes(24 * MiB, "cdc")
 
 
-def _edits(odb: KeyedObjectStore, cache: HashCache, tmp_path: Path) -> dict[str, int]:
+def _edits(object_store: KeyedObjectStore, cache: HashCache, tmp_path: Path) -> dict[str, int]:
     """New bytes stored by logging BIG, then each edit of it."""
     path = tmp_path / "big.bin"
     path.write_bytes(BIG)
-    _, first = log_file(odb, cache, path)
+    _, first = log_file(object_store, cache, path)
     new = {"first log": first}
     middle = 12 * MiB + 12345
     for what, data in {
@@ -174,15 +176,15 @@ def _edits(odb: KeyedObjectStore, cache: HashCache, tmp_path: Path) -> dict[str,
         "1 MiB deleted in the middle": BIG[:middle] + BIG[middle + MiB :],
     }.items():
         path.write_bytes(data)
-        entry, new[what] = log_file(odb, cache, path)
+        entry, new[what] = log_file(object_store, cache, path)
         assert entry.digest == hash_bytes(data)
     return new
 
 
 def test_insertions_and_deletions_store_little(
-    odb: KeyedObjectStore, cache: HashCache, tmp_path: Path
+    object_store: KeyedObjectStore, cache: HashCache, tmp_path: Path
 ) -> None:
-    new = _edits(odb, cache, tmp_path)
+    new = _edits(object_store, cache, tmp_path)
     assert new["first log"] >= 24 * MiB
     # fixed-size cuts would store the whole 24 MiB again for the first three (see below);
     # FastCDC re-synchronises after the edit: one or two chunks (and the chunk list) are new
@@ -207,11 +209,14 @@ class _FixedCuts:
 
 
 def test_control_fixed_size_cuts_would_store_the_file_again(
-    odb: KeyedObjectStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    object_store: KeyedObjectStore,
+    cache: HashCache,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The measure above notices a broken chunker: with fixed cuts an insertion at the front
     stores the whole file again."""
     monkeypatch.setattr(chunking, "chunker", lambda: _FixedCuts())
-    new = _edits(odb, cache, tmp_path)
+    new = _edits(object_store, cache, tmp_path)
     assert new["1 byte inserted at the front"] >= 20 * MiB
     assert new["1 byte deleted at the front"] >= 20 * MiB

@@ -37,17 +37,17 @@ def _log(name: str, src: Path) -> cairn.Artifact:
 
 
 def _odb() -> LocalPackStore:
-    odb = get_backend().odb
-    assert isinstance(odb, LocalPackStore)
-    return odb
+    object_store = get_backend().object_store
+    assert isinstance(object_store, LocalPackStore)
+    return object_store
 
 
 def _gc(**kw: object) -> dict[str, Any]:
     backend = get_backend()
-    odb = _odb()
+    object_store = _odb()
     args: dict[str, object] = {"grace_seconds": 0, "dry_run": False, "settle_seconds": 0}
     args.update(kw)
-    report = collect(odb, lambda: live_objects(backend.registry), **args)  # type: ignore[arg-type]
+    report = collect(object_store, lambda: live_objects(backend.registry), **args)  # type: ignore[arg-type]
     return report.to_dict()
 
 
@@ -129,15 +129,17 @@ def test_mostly_live_pack_is_kept(
     import cairn.objects.packs.local as packdb
 
     monkeypatch.setattr(packdb, "PACK_TARGET", 1 << 40)
-    odb = _odb()
-    big = odb.add(os.urandom(100_000))
-    small = odb.add(b"small garbage")
-    odb.sync()
-    rows = {r[0]: r[1] for r in odb.index.rows()}
+    object_store = _odb()
+    big = object_store.add(os.urandom(100_000))
+    small = object_store.add(b"small garbage")
+    object_store.sync()
+    rows = {r[0]: r[1] for r in object_store.index.rows()}
     assert rows[big] == rows[small]  # one pack
-    report = collect(odb, [], leaves=[big], grace_seconds=0, dry_run=False, settle_seconds=0)
+    report = collect(
+        object_store, [], leaves=[big], grace_seconds=0, dry_run=False, settle_seconds=0
+    )
     assert report.packs_rewritten == 0 and report.packs_deleted == 0
-    assert odb.has(small)  # more than half live: left as it is
+    assert object_store.has(small)  # more than half live: left as it is
 
 
 def test_mostly_dead_pack_is_rewritten(
@@ -146,23 +148,25 @@ def test_mostly_dead_pack_is_rewritten(
     import cairn.objects.packs.local as packdb
 
     monkeypatch.setattr(packdb, "PACK_TARGET", 1 << 40)
-    odb = _odb()
-    live = odb.add(b"live" * 100)
-    dead = odb.add(os.urandom(100_000))
-    odb.sync()
-    (old_pack,) = {r[1] for r in odb.index.rows()}
-    old_size = odb.pack_path(old_pack).stat().st_size
-    dry = collect(odb, [], leaves=[live], grace_seconds=0, dry_run=True, settle_seconds=0)
-    assert dry.packs_rewritten == 1 and odb.pack_path(old_pack).exists()
-    report = collect(odb, [], leaves=[live], grace_seconds=0, dry_run=False, settle_seconds=0)
+    object_store = _odb()
+    live = object_store.add(b"live" * 100)
+    dead = object_store.add(os.urandom(100_000))
+    object_store.sync()
+    (old_pack,) = {r[1] for r in object_store.index.rows()}
+    old_size = object_store.pack_path(old_pack).stat().st_size
+    dry = collect(object_store, [], leaves=[live], grace_seconds=0, dry_run=True, settle_seconds=0)
+    assert dry.packs_rewritten == 1 and object_store.pack_path(old_pack).exists()
+    report = collect(
+        object_store, [], leaves=[live], grace_seconds=0, dry_run=False, settle_seconds=0
+    )
     assert report.packs_rewritten == 1 and report.objects_dropped == 1
-    (new_pack,) = {r[1] for r in odb.index.rows()}
+    (new_pack,) = {r[1] for r in object_store.index.rows()}
     # the dead object and its record in the pack's footer
-    assert report.bytes_freed == old_size - odb.pack_path(new_pack).stat().st_size
+    assert report.bytes_freed == old_size - object_store.pack_path(new_pack).stat().st_size
     assert report.bytes_freed == dry.bytes_freed
     assert 100_000 < report.bytes_freed < 100_100
-    assert not odb.pack_path(old_pack).exists()
-    assert odb.get(live) == b"live" * 100 and not odb.has(dead)
+    assert not object_store.pack_path(old_pack).exists()
+    assert object_store.get(live) == b"live" * 100 and not object_store.has(dead)
     reset_backends()  # another process sees the same
     assert _odb().get(live) == b"live" * 100
 
@@ -185,10 +189,10 @@ def test_grace_period_protects_recent_packs(tmp_path: Path, cairn_env: Path) -> 
 
 
 def test_crashed_writer_temp_pack_removed(tmp_path: Path, cairn_env: Path) -> None:
-    odb = _odb()
-    crashed = odb.root / "tmp" / "0123abcd.pack"
+    object_store = _odb()
+    crashed = object_store.root / "tmp" / "0123abcd.pack"
     crashed.write_bytes(b"x" * 1000)
-    fresh = odb.root / "tmp" / "4567abcd.pack"
+    fresh = object_store.root / "tmp" / "4567abcd.pack"
     fresh.write_bytes(b"y" * 10)
     now = time.time()
     os.utime(crashed, (now - 7200, now - 7200))
@@ -210,16 +214,16 @@ def test_crashed_writer_temp_pack_removed(tmp_path: Path, cairn_env: Path) -> No
 
 def test_git_diff_objects_of_runs_survive(tmp_path: Path, cairn_env: Path) -> None:
     backend = get_backend()
-    odb = _odb()
+    object_store = _odb()
     diff = b"diff --git a/x b/x\n+change\n"
-    digest = odb.add(diff)
-    garbage = odb.add(b"nobody refers to me" * 100)
-    odb.sync()
+    digest = object_store.add(diff)
+    garbage = object_store.add(b"nobody refers to me" * 100)
+    object_store.sync()
     backend.registry.create_run("p", git_commit="abc", git_dirty=True, git_diff_digest=digest)
     report = _gc()
     assert report["objects_dropped"] == 1
-    assert odb.get(digest) == diff
-    assert not odb.has(garbage)
+    assert object_store.get(digest) == diff
+    assert not object_store.has(garbage)
 
 
 @pytest.mark.parametrize("at_read", [2, 3, 4])
@@ -320,15 +324,15 @@ def test_one_gc_at_a_time(cairn_env: Path) -> None:
 
     from cairn.errors import StoreError
 
-    odb = _odb()
-    fd = os.open(odb.root / "gc.lock", os.O_RDWR | os.O_CREAT)
+    object_store = _odb()
+    fd = os.open(object_store.root / "gc.lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(StoreError, match="another gc is running"):
-            collect(odb, [], grace_seconds=0, dry_run=False)
+            collect(object_store, [], grace_seconds=0, dry_run=False)
     finally:
         os.close(fd)
-    assert collect(odb, [], grace_seconds=0, dry_run=True).packs_total == 0
+    assert collect(object_store, [], grace_seconds=0, dry_run=True).packs_total == 0
 
 
 def test_damaged_store_stops_gc_before_deleting(tmp_path: Path, cairn_env: Path) -> None:
@@ -338,11 +342,13 @@ def test_damaged_store_stops_gc_before_deleting(tmp_path: Path, cairn_env: Path)
     _log("a", _write(tmp_path / "a", big))
     _log("b", _write(tmp_path / "b", {"b.bin": os.urandom(1000)}))
     cairn.Api().artifact("p/b:v0").delete()
-    odb = _odb()
+    object_store = _odb()
     chunk_list = next(
-        r[0] for r in odb.index.rows() if odb.get(r[0]).startswith(b'{"cairn":"chunks"')
+        r[0]
+        for r in object_store.index.rows()
+        if object_store.get(r[0]).startswith(b'{"cairn":"chunks"')
     )
-    odb.delete(chunk_list)
+    object_store.delete(chunk_list)
     before = _store_bytes(cairn_env)
     with pytest.raises(StoreError, match="missing from the store"):
         _gc()
@@ -382,13 +388,13 @@ def test_the_store_counts_drops_so_loggers_know_when_to_look_again(
 ) -> None:
     src = _write(tmp_path / "d", {"a.txt": b"a" * 100, "b.txt": b"b" * 100})
     a = _log("d", src)
-    odb = _odb()
-    assert odb.generation() == 0  # nothing ever dropped: a logger trusts what it finds
+    object_store = _odb()
+    assert object_store.generation() == 0  # nothing ever dropped: a logger trusts what it finds
     a.delete()
-    assert odb.generation() == 0  # deleting a version drops no object by itself
+    assert object_store.generation() == 0  # deleting a version drops no object by itself
     report = _gc()
     assert report["packs_deleted"] == 1
-    assert odb.generation() == 1
+    assert object_store.generation() == 1
     again = _log("d", src)  # a full check this time: everything is stored again
     assert again.version == "v1"
     _check("p/d:latest", {"a.txt": b"a" * 100, "b.txt": b"b" * 100}, tmp_path / "out")

@@ -31,21 +31,21 @@ def test_a_log_whose_reused_objects_keep_being_collected_refuses_then_succeeds(
     digest = first.files()[0].digest
     first.delete()  # the blob is now referenced by no live version: gc may drop it
 
-    odb = get_backend().odb
-    real_sync = odb.sync
+    object_store = get_backend().object_store
+    real_sync = object_store.sync
 
     def sync_then_collect() -> None:
         real_sync()
-        odb.delete(digest)  # what gc does to an unreferenced object: forget its index row
+        object_store.delete(digest)  # what gc does to an unreferenced object: forget its index row
 
     (data / "config.json").write_text("{}")
     with cairn.init(project="p", job_type="t") as run:
-        monkeypatch.setattr(odb, "sync", sync_then_collect)
+        monkeypatch.setattr(object_store, "sync", sync_then_collect)
         second = cairn.Artifact("model", type="model")
         second.add_dir(data)
         with pytest.raises(ConflictError, match="log again"):
             run.log_artifact(second)
-        monkeypatch.setattr(odb, "sync", real_sync)
+        monkeypatch.setattr(object_store, "sync", real_sync)
         assert [v.version for v in cairn.Api("p").artifact_versions("model")] == []
 
         again = cairn.Artifact("model", type="model")
@@ -69,19 +69,19 @@ def test_a_log_stores_again_what_a_concurrent_gc_dropped_and_commits(
     digest = first.files()[0].digest
     first.delete()
 
-    odb = get_backend().odb
-    real_sync = odb.sync
+    object_store = get_backend().object_store
+    real_sync = object_store.sync
     collected: list[str] = []
 
     def sync_then_collect_once() -> None:
         real_sync()
         if not collected:
-            odb.delete(digest)  # a gc drops the unreferenced blob this log is reusing
+            object_store.delete(digest)  # a gc drops the unreferenced blob this log is reusing
             collected.append(digest)
 
     (data / "config.json").write_text("{}")
     with cairn.init(project="p", job_type="t") as run:
-        monkeypatch.setattr(odb, "sync", sync_then_collect_once)
+        monkeypatch.setattr(object_store, "sync", sync_then_collect_once)
         second = cairn.Artifact("model", type="model")
         second.add_dir(data)
         run.log_artifact(second)

@@ -365,8 +365,8 @@ from cairn.objects.materialize import Materializer, Wanted
 from cairn.objects.packs.local import LocalPackStore
 
 store, cache, dest, wanted, ready = sys.argv[1:6]
-odb = LocalPackStore(Path(store))
-real = odb.read_into
+object_store = LocalPackStore(Path(store))
+real = object_store.read_into
 calls = 0
 
 def slow_read_into(digest, fd, offset):  # the download itself is real; it is only slowed
@@ -378,9 +378,9 @@ def slow_read_into(digest, fd, offset):  # the download itself is real; it is on
         time.sleep(600)
     return n
 
-odb.read_into = slow_read_into
+object_store.read_into = slow_read_into
 wanted = [Wanted(*w) for w in json.loads(wanted)]
-Materializer(odb, HashCache(Path(cache)), threads=1).materialize(wanted, Path(dest))
+Materializer(object_store, HashCache(Path(cache)), threads=1).materialize(wanted, Path(dest))
 """
 
 

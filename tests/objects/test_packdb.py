@@ -17,7 +17,7 @@ from cairn.objects.packs.local import LocalPackStore
 def test_a_pack_the_disk_failed_to_write_is_never_indexed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    odb = LocalPackStore(tmp_path / "store")
+    object_store = LocalPackStore(tmp_path / "store")
     data = os.urandom(1000)
     digest = hash_bytes(data)
     real = packdb._datasync_close
@@ -27,17 +27,17 @@ def test_a_pack_the_disk_failed_to_write_is_never_indexed(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(packdb, "_datasync_close", failing)
-    assert odb.put(digest, data)
+    assert object_store.put(digest, data)
     with pytest.raises(StoreError, match="nothing of it was indexed"):
-        odb.sync()
+        object_store.sync()
     monkeypatch.setattr(packdb, "_datasync_close", real)
-    odb.sync()  # a retry must not index what the failed flush left
-    assert odb.missing([digest]) == {digest}
+    object_store.sync()  # a retry must not index what the failed flush left
+    assert object_store.missing([digest]) == {digest}
     assert not list((tmp_path / "store" / "packs").rglob("*.pack"))
 
-    assert odb.put(digest, data)  # the next log stores it again, and this time it holds
-    odb.sync()
-    odb.close()
+    assert object_store.put(digest, data)  # the next log stores it again, and this time it holds
+    object_store.sync()
+    object_store.close()
     again = LocalPackStore(tmp_path / "store")
     assert again.get(digest) == data
     again.close()
@@ -81,22 +81,22 @@ def test_a_drop_while_files_are_hashed_is_seen_before_the_commit(tmp_path: Path)
     from cairn.objects import tree
     from cairn.objects.ingest import Ingestor, StagedFile
 
-    odb = LocalPackStore(tmp_path / "store")
+    object_store = LocalPackStore(tmp_path / "store")
     data = b"old content nobody references"
     old = hash_bytes(data)
-    odb.put(old, data)
-    odb.put(hash_bytes(b"other"), b"other")
-    odb.sync()
-    odb.delete(hash_bytes(b"other"))  # an earlier drop: the count is not 0
+    object_store.put(old, data)
+    object_store.put(hash_bytes(b"other"), b"other")
+    object_store.sync()
+    object_store.delete(hash_bytes(b"other"))  # an earlier drop: the count is not 0
     src = tmp_path / "f.txt"
     src.write_bytes(data)
-    ingestor = Ingestor(odb, None)
+    ingestor = Ingestor(object_store, None)
     entries = ingestor.hash_files([StagedFile("f.txt", src)])  # finds `old` stored
     gc = LocalPackStore(tmp_path / "store")  # another process collects it now
-    gc.drop_packs([odb.locate(old)[0]])
+    gc.drop_packs([object_store.locate(old)[0]])
     gc.close()
     built = tree.build(entries)
     ingestor.store_tree(built)
-    odb.sync()
+    object_store.sync()
     assert old in ingestor.lost_since_stored(built)
-    odb.close()
+    object_store.close()

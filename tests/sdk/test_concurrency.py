@@ -123,11 +123,11 @@ def _log_again_and_check(data: Path, tmp_path: Path) -> None:
         run.log_artifact(art)
     assert art.version == "v0"
     assert art.file_count == 201
-    odb = get_backend().odb
-    referenced = referenced_objects(art.digest, odb.get)
+    object_store = get_backend().object_store
+    referenced = referenced_objects(art.digest, object_store.get)
     assert referenced <= stored_objects()
     for digest in referenced:
-        odb.get(digest, verify=True)  # present and intact
+        object_store.get(digest, verify=True)  # present and intact
     root = art.download(root=tmp_path / "dl")
     assert tree_of(root) == tree_of(data)
 

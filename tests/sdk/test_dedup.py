@@ -105,7 +105,7 @@ def test_a_changed_file_stores_only_that_file(tmp_path: Path) -> None:
     new = stored_objects() - before
     # one blob for the changed file and the new root tree: nothing else was written
     assert new == {hash_bytes(new_content), v1.digest}
-    root_tree = get_backend().odb.get(v1.digest)
+    root_tree = get_backend().object_store.get(v1.digest)
     footers = footer_bytes(set(pack_files()) - before_packs)  # each new pack lists its objects
     assert store_bytes() - before_bytes == len(new_content) + len(root_tree) + footers
     assert v0.digest in stored_objects()
@@ -122,7 +122,7 @@ def test_a_changed_file_in_a_subfolder_rewrites_only_its_path_to_the_root(tmp_pa
     v1 = _log_dir(folder)
 
     def load(digest: str) -> bytes:
-        return get_backend().odb.get(digest)
+        return get_backend().object_store.get(digest)
 
     a = tree.lookup(v1.digest, "a", load)
     deep = tree.lookup(v1.digest, "a/deep", load)

@@ -58,7 +58,7 @@ def test_a_folder_thousands_of_levels_deep(tmp_path: Path, default_ulimit: None)
     with cairn.init(project="deep") as run:
         second = run.log_artifact(src, name="deep", type="dataset")
     assert second.version == "v1"
-    changes = list(tree.diff(first.digest, second.digest, get_backend().odb.get))
+    changes = list(tree.diff(first.digest, second.digest, get_backend().object_store.get))
     assert [c.path for c in changes] == [leaf]
 
     dest = tmp_path / "dl"

@@ -208,7 +208,7 @@ def test_inside_a_git_repo_commit_dirty_flag_and_diff_are_recorded(
     assert info.git_commit == head
     assert info.git_dirty is True
     assert info.git_diff_digest is not None
-    diff = get_backend().odb.get(info.git_diff_digest).decode()
+    diff = get_backend().object_store.get(info.git_diff_digest).decode()
     assert diff == _git(repo, "diff", "HEAD") + "\n"
     assert "-print('hello')" in diff
     assert "+print('hello, world')" in diff

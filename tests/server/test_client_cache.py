@@ -359,10 +359,10 @@ def test_direct_transfers_from_a_bucket_stay_under_the_cap(
         reset_backends()
         _log("ds", data)
         reset_backends()
-        odb = get_backend().odb
-        assert isinstance(odb, HttpObjectStore) and odb.direct
+        object_store = get_backend().object_store
+        assert isinstance(object_store, HttpObjectStore) and object_store.direct
         _same_tree(data, _download("ds:v0", tmp_path / "out"))
-        assert odb.bucket_requests > 0
+        assert object_store.bucket_requests > 0
         reset_backends()
     root = _cache_root(cairn_env)
     assert cache_bytes(root) <= 3 * MB

@@ -123,7 +123,7 @@ def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Htt
         else:
             monkeypatch.delenv("CAIRN_API_KEY", raising=False)
         reset_backends()
-        return get_backend().odb
+        return get_backend().object_store
 
     return point
 
@@ -187,11 +187,11 @@ def test_direct_transfers_move_no_object_bytes_through_the_server(
     url = bucket_url(request, kind)
     server = servers.start(url)
     files = make_files(tmp_path / "data", 300, big=6 << 20)
-    odb = client(server)
+    object_store = client(server)
     assert log("p", "data", tmp_path / "data") == "v0"
-    assert odb.direct
-    assert odb.upload_requests >= 2  # the files' pack(s), then the trees and chunk lists
-    assert odb.uploaded_bytes >= sum(len(d) for d in files.values())
+    assert object_store.direct
+    assert object_store.upload_requests >= 2  # the files' pack(s), then the trees and chunk lists
+    assert object_store.uploaded_bytes >= sum(len(d) for d in files.values())
 
     reader = client(server, machine="two")  # another machine: an empty download cache
     download_and_compare("p", "data:v0", tmp_path / "out", files)
@@ -217,9 +217,9 @@ def test_proxy_mode_on_a_bucket_sends_objects_through_the_server(
     url = f"s3://{s3_service.bucket()}/cairn"
     server = servers.start(url, direct=False)
     files = make_files(tmp_path / "data", 200, big=5 << 20)
-    odb = client(server)
+    object_store = client(server)
     log("p", "data", tmp_path / "data")
-    assert not odb.direct and odb.bucket_requests == 0
+    assert not object_store.direct and object_store.bucket_requests == 0
     client(server, machine="two")
     download_and_compare("p", "data:v0", tmp_path / "out", files)
 

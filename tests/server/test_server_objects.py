@@ -219,17 +219,17 @@ def test_a_large_file_streams_through_a_server(
             art = cairn.Artifact("model", "model")
             art.add_file(big)
             run.log_artifact(art)
-        odb = get_backend().odb
-        assert odb.uploaded_bytes >= size  # type: ignore[attr-defined]
+        object_store = get_backend().object_store
+        assert object_store.uploaded_bytes >= size  # type: ignore[attr-defined]
         out = Path(cairn.Api("p").artifact("model:v0").download(tmp_path / "out"))
         assert hash_bytes((out / "model.ckpt").read_bytes()) == hash_bytes(big.read_bytes())
         # the server's memory during this is measured in bench/limits.py, not asserted here
         # a second download is served by the local cache: it works with the server gone
-        fetched = odb.download_requests  # type: ignore[attr-defined]
+        fetched = object_store.download_requests  # type: ignore[attr-defined]
         server.stop()
         again = Path(art.download(tmp_path / "again"))
         assert (again / "model.ckpt").stat().st_size == size
-        assert odb.download_requests == fetched  # type: ignore[attr-defined]
+        assert object_store.download_requests == fetched  # type: ignore[attr-defined]
     finally:
         server.stop()
 
@@ -246,14 +246,14 @@ def test_second_download_of_many_small_files_needs_no_request(
         art = cairn.Artifact("many", "dataset")
         art.add_dir(data)
         run.log_artifact(art)
-    odb = get_backend().odb
-    assert odb.upload_requests <= 3  # type: ignore[attr-defined]
+    object_store = get_backend().object_store
+    assert object_store.upload_requests <= 3  # type: ignore[attr-defined]
     first = cairn.Api("p").artifact("many:v0")
     first.download(tmp_path / "one")
-    requests = odb.download_requests  # type: ignore[attr-defined]
+    requests = object_store.download_requests  # type: ignore[attr-defined]
     assert requests <= 5  # the directories in one request, the files in a few parallel ones
     first.download(tmp_path / "two")
-    assert odb.download_requests == requests  # type: ignore[attr-defined]
+    assert object_store.download_requests == requests  # type: ignore[attr-defined]
     for i in (0, 150, 299):
         rel = f"d{i % 7}/f{i}.txt"
         assert (tmp_path / "two" / rel).read_text() == (data / rel).read_text()

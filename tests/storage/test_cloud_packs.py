@@ -38,26 +38,28 @@ def make_files(root: Path, n: int, seed: int = 7, big: int = 0) -> dict[str, byt
 
 
 def log(
-    odb: BucketPackStore | KeyedObjectStore, root: Path, files: dict[str, bytes]
+    object_store: BucketPackStore | KeyedObjectStore, root: Path, files: dict[str, bytes]
 ) -> list[FileEntry]:
-    ingestor = Ingestor(odb, None)
+    ingestor = Ingestor(object_store, None)
     entries = ingestor.hash_files([StagedFile(rel, root / rel) for rel in files])
     ingestor.store_tree(tree.build(entries))
-    odb.sync()
+    object_store.sync()
     return entries
 
 
-def download(odb: BucketPackStore, entries: list[FileEntry], dest: Path) -> dict[str, bytes]:
+def download(
+    object_store: BucketPackStore, entries: list[FileEntry], dest: Path
+) -> dict[str, bytes]:
     wanted = [Wanted(e.path, e.digest, e.size, e.chunks) for e in entries]
-    Materializer(odb, None).materialize(wanted, dest)
+    Materializer(object_store, None).materialize(wanted, dest)
     return {e.path: (dest / e.path).read_bytes() for e in entries}
 
 
 def test_many_small_files_are_a_few_objects_in_the_bucket(cloud_url: str, tmp_path: Path) -> None:
     files = make_files(tmp_path / "src", 1500, big=5 << 20)  # and one chunked file
     storage = open_storage(cloud_url)
-    odb = BucketPackStore(storage, tmp_path / "cache", pack_target=2 << 20)
-    entries = log(odb, tmp_path / "src", files)
+    object_store = BucketPackStore(storage, tmp_path / "cache", pack_target=2 << 20)
+    entries = log(object_store, tmp_path / "src", files)
 
     keys = list(storage.list())
     packs = [k for k in keys if k.startswith("packs/")]
@@ -65,7 +67,7 @@ def test_many_small_files_are_a_few_objects_in_the_bucket(cloud_url: str, tmp_pa
     assert keys == sorted(packs + indexes)
     assert 2 <= len(packs) <= 8  # ~8 MiB in 2 MiB packs, not 1,500+ objects
     assert len(indexes) == len(packs)
-    assert odb.stats["pack_puts"] == len(packs)
+    assert object_store.stats["pack_puts"] == len(packs)
 
     # every object is listed by exactly one index, and the index points into its pack
     listed: dict[str, tuple[str, int, int]] = {}
@@ -114,14 +116,16 @@ def test_an_open_store_sees_objects_written_later_by_another(
 
 
 def test_objects_are_readable_before_sync_and_after_their_pack_left(tmp_path: Path) -> None:
-    odb = BucketPackStore(open_storage("memory://"), None, pack_target=1000)
-    digests = [odb.add(bytes([i]) * 600) for i in range(10)]  # several packs seal on the way
+    object_store = BucketPackStore(open_storage("memory://"), None, pack_target=1000)
+    digests = [
+        object_store.add(bytes([i]) * 600) for i in range(10)
+    ]  # several packs seal on the way
     for i, d in enumerate(digests):
-        assert odb.get(d) == bytes([i]) * 600
-    odb.sync()
+        assert object_store.get(d) == bytes([i]) * 600
+    object_store.sync()
     for i, d in enumerate(digests):
-        assert odb.get(d) == bytes([i]) * 600
-    assert odb.missing([*digests, "blake3:" + "0" * 64]) == {"blake3:" + "0" * 64}
+        assert object_store.get(d) == bytes([i]) * 600
+    assert object_store.missing([*digests, "blake3:" + "0" * 64]) == {"blake3:" + "0" * 64}
 
 
 def test_a_failed_upload_records_nothing_and_a_retry_completes(
@@ -130,15 +134,15 @@ def test_a_failed_upload_records_nothing_and_a_retry_completes(
     bucket = s3_service.bucket()
     url = f"s3://{bucket}/p"
     files = make_files(tmp_path / "src", 50)
-    odb = BucketPackStore(open_storage(url), tmp_path / "cache")
+    object_store = BucketPackStore(open_storage(url), tmp_path / "cache")
     s3_service.boto().delete_bucket(Bucket=bucket)  # the bucket goes away mid-session
     with pytest.raises(StoreError, match="log again"):
-        log(odb, tmp_path / "src", files)
+        log(object_store, tmp_path / "src", files)
     digests = {hash_bytes(data) for data in files.values()}
-    assert odb.missing(digests) == digests  # nothing counts as stored
+    assert object_store.missing(digests) == digests  # nothing counts as stored
 
     s3_service.boto().create_bucket(Bucket=bucket)
-    entries = log(odb, tmp_path / "src", files)
+    entries = log(object_store, tmp_path / "src", files)
     again = BucketPackStore(open_storage(url), tmp_path / "fresh-cache")
     assert download(again, entries, tmp_path / "out") == files
 

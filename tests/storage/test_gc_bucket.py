@@ -71,13 +71,13 @@ def _age(bucket: str, keys: set[str], days: float = 2) -> None:
 def _gc(url: str, cache: Path, **kw: Any) -> GcReport:
     """gc as an admin runs it: its own store object and index cache, the same database."""
     registry = get_backend().registry
-    odb = BucketPackStore(open_storage(url), cache)
+    object_store = BucketPackStore(open_storage(url), cache)
     args: dict[str, Any] = {"grace_seconds": 0, "dry_run": False, "settle_seconds": 0}
     args.update(kw)
     try:
-        return collect(odb, lambda: live_objects(registry), **args)
+        return collect(object_store, lambda: live_objects(registry), **args)
     finally:
-        odb.close()
+        object_store.close()
 
 
 def _download(ref: str, where: Path) -> dict[str, bytes]:
@@ -212,9 +212,9 @@ def test_version_committed_during_gc_keeps_its_objects(
             live = [*live, root]
         return live, diffs
 
-    odb = BucketPackStore(open_storage(url), tmp_path / "c")
-    report = collect(odb, roots, grace_seconds=0, dry_run=False, settle_seconds=0)
-    odb.close()
+    object_store = BucketPackStore(open_storage(url), tmp_path / "c")
+    report = collect(object_store, roots, grace_seconds=0, dry_run=False, settle_seconds=0)
+    object_store.close()
     assert report.bytes_freed == 0 and report.objects_dropped == 0
     assert report.objects_rescued == (2 if at_read == 4 else 0)
     assert _keys(s3_service, bucket) == before  # the index is back, the pack never went
@@ -237,9 +237,9 @@ def test_a_logger_with_a_stale_index_cache_sees_the_deletion_before_committing(
     old_packs = _packs(_keys(s3_service, bucket))
     _age(bucket, old_packs)
 
-    odb = get_backend().odb
-    assert isinstance(odb, BucketPackStore)
-    real_sync = odb.sync
+    object_store = get_backend().object_store
+    assert isinstance(object_store, BucketPackStore)
+    real_sync = object_store.sync
     reports: list[GcReport] = []
 
     def sync_then_collect() -> None:
@@ -249,11 +249,11 @@ def test_a_logger_with_a_stale_index_cache_sees_the_deletion_before_committing(
 
     (data / "config.json").write_text("{}")
     with cairn.init(project="p", save_code=False) as run:
-        monkeypatch.setattr(odb, "sync", sync_then_collect)
+        monkeypatch.setattr(object_store, "sync", sync_then_collect)
         second = cairn.Artifact("model", type="dataset")
         second.add_dir(data)
         run.log_artifact(second)
-        monkeypatch.setattr(odb, "sync", real_sync)
+        monkeypatch.setattr(object_store, "sync", real_sync)
     assert reports[0].packs_deleted == 1
     assert not (old_packs & _packs(_keys(s3_service, bucket)))
     assert second.stats is not None and second.stats.new_bytes >= 50_000  # stored again

@@ -350,7 +350,7 @@ def diff(
 
     a = _open(old, project)
     b = _open(new, project)
-    load = backend().odb.get
+    load = backend().object_store.get
     changes = list(tree.diff(a.digest, b.digest, load))
     file_rows = [
         {

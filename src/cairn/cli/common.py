@@ -59,7 +59,7 @@ def iter_files(art: Artifact, prefix: str | None = None) -> Iterator[tuple[str, 
     from cairn.objects import tree
 
     start = names.check_path(prefix) if prefix else None
-    for path, entry in tree.files_below(art.digest, start, backend().odb.get):
+    for path, entry in tree.files_below(art.digest, start, backend().object_store.get):
         yield path, entry.size, entry.digest
 
 

@@ -111,7 +111,7 @@ def gc(
         from cairn.cli.common import backend
 
         b = backend()
-        packs, registry = b.odb, b.registry
+        packs, registry = b.object_store, b.registry
     if not isinstance(packs, LocalPackStore | BucketPackStore):
         output.fail("gc runs on the server / embedded local store only")
     try:

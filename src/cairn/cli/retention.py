@@ -273,11 +273,14 @@ def _gc(grace_hours: float) -> int:
     from cairn.service.liveness import live_objects
 
     b = backend()
-    if not isinstance(b.odb, LocalPackStore | BucketPackStore):
+    if not isinstance(b.object_store, LocalPackStore | BucketPackStore):
         fail("--gc needs the embedded store")
     registry = b.registry
     return collect(
-        b.odb, lambda: live_objects(registry), grace_seconds=grace_hours * 3600, dry_run=False
+        b.object_store,
+        lambda: live_objects(registry),
+        grace_seconds=grace_hours * 3600,
+        dry_run=False,
     ).bytes_freed
 
 

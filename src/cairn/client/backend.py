@@ -26,7 +26,7 @@ class RemoteBackend:
         self.url = url
         self.http = Http(url, api_key)
         self.remote_odb = HttpObjectStore(self.http, self.home / "cache" / "objects")
-        self.odb: ObjectStore = self.remote_odb
+        self.object_store: ObjectStore = self.remote_odb
         self.registry: Registry = RemoteRegistry(self.http)
         self.retention: Retention = RemoteRetention(self.http)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
@@ -35,7 +35,7 @@ class RemoteBackend:
         return f"RemoteBackend({self.url!r})"
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
-        return Ingestor(self.odb, self.hash_cache, progress=progress)
+        return Ingestor(self.object_store, self.hash_cache, progress=progress)
 
     def materializer(self, progress: ProgressFn | None = None) -> Materializer:
         return _CachedMaterializer(self.remote_odb, self.hash_cache, progress=progress)
@@ -54,13 +54,13 @@ class _CachedMaterializer(Materializer):
 
     def __init__(
         self,
-        odb: HttpObjectStore,
+        object_store: HttpObjectStore,
         hash_cache: HashCache | None,
         *,
         progress: ProgressFn | None = None,
     ) -> None:
-        super().__init__(odb, hash_cache, progress=progress)
-        self.remote = odb
+        super().__init__(object_store, hash_cache, progress=progress)
+        self.remote = object_store
 
     def materialize(self, wanted: list[Wanted], dest: Path, *, overwrite: bool = False) -> None:
         sizes = {w.digest: w.size for w in wanted if w.chunks is None}

@@ -88,7 +88,7 @@ def _live_versions(registry: Registry, project: str, name: str) -> list[tuple[in
 
 
 def added_by(
-    odb: ObjectStore,
+    object_store: ObjectStore,
     digest: str,
     trees: set[str],
     objects: set[str],
@@ -101,7 +101,7 @@ def added_by(
 
     def load(d: str) -> bytes:
         counter[0] += 1
-        return odb.get(d, verify=False)
+        return object_store.get(d, verify=False)
 
     total = 0
     for _, data, links in tree.reachable([digest], load, trees):
@@ -135,7 +135,7 @@ class AddedIndex:
     def artifact(
         self,
         registry: Registry,
-        odb: ObjectStore,
+        object_store: ObjectStore,
         project: str,
         name: str,
         budget: int | None = None,
@@ -171,7 +171,7 @@ class AddedIndex:
                 if reads[0] >= budget or (upto is not None and number > upto):
                     break
                 try:
-                    found = added_by(odb, digest, walk.trees, walk.objects, reads)
+                    found = added_by(object_store, digest, walk.trees, walk.objects, reads)
                 except (ObjectNotFoundError, ValueError):
                     found = None
                 walk.added[version_id] = found
@@ -187,10 +187,15 @@ class AddedIndex:
                 self._results.popitem(last=False)
             return Added(dict(walk.added), 0, len(versions))
 
-    def version(self, registry: Registry, odb: ObjectStore, info: VersionInfo) -> Added:
+    def version(self, registry: Registry, object_store: ObjectStore, info: VersionInfo) -> Added:
         """The figures up to ``info`` (its own: ``.get(info.id)``, when ``.known(info.id)``)."""
         return self.artifact(
-            registry, odb, info.project, info.name, budget=self.page_budget, upto=info.version
+            registry,
+            object_store,
+            info.project,
+            info.name,
+            budget=self.page_budget,
+            upto=info.version,
         )
 
 

@@ -54,8 +54,8 @@ def dashboard_router(
 
 
 def create_dashboard_app(backend: Any, access: Access | None = None) -> FastAPI:
-    """A FastAPI app serving only the dashboard over a backend with ``registry`` and ``odb``
-    (an `EmbeddedBackend`): for tests and for running it on its own."""
+    """A FastAPI app serving only the dashboard over a backend with ``registry`` and
+    ``object_store`` (an `EmbeddedBackend`): for tests and for running it on its own."""
     app = FastAPI(
         title="Cairn dashboard",
         version=__version__,
@@ -66,7 +66,7 @@ def create_dashboard_app(backend: Any, access: Access | None = None) -> FastAPI:
     app.include_router(
         dashboard_router(
             lambda request: backend.registry,
-            lambda request: backend.odb,
+            lambda request: backend.object_store,
             (lambda request: access) if access is not None else None,
         )
     )

@@ -87,27 +87,27 @@ def seek(digest: str, name: str, load: Load) -> int:
 # --- file contents ---------------------------------------------------------------------------
 
 
-def read_head(odb: ObjectStore, entry: tree.Leaf, limit: int) -> bytes:
+def read_head(object_store: ObjectStore, entry: tree.Leaf, limit: int) -> bytes:
     """The first ``limit`` bytes of a file (its first object or objects only)."""
     if isinstance(entry, tree.Ref):
         return b""
     if entry.chunks:
         out = bytearray()
-        for digest, _ in chunking.decode_chunk_list(odb.get(entry.chunks)):
-            out += odb.get(digest)
+        for digest, _ in chunking.decode_chunk_list(object_store.get(entry.chunks)):
+            out += object_store.get(digest)
             if len(out) >= limit:
                 break
         return bytes(out[:limit])
-    return odb.get(entry.digest)[:limit]
+    return object_store.get(entry.digest)[:limit]
 
 
-def iter_content(odb: ObjectStore, entry: tree.File) -> Iterator[bytes]:
+def iter_content(object_store: ObjectStore, entry: tree.File) -> Iterator[bytes]:
     """The whole file, one object (or one MiB of a blob) at a time, each verified."""
     if entry.chunks:
-        for digest, _ in chunking.decode_chunk_list(odb.get(entry.chunks)):
-            yield odb.get(digest)
+        for digest, _ in chunking.decode_chunk_list(object_store.get(entry.chunks)):
+            yield object_store.get(digest)
         return
-    data = odb.get(entry.digest)
+    data = object_store.get(entry.digest)
     for i in range(0, len(data), STREAM_BLOCK):
         yield data[i : i + STREAM_BLOCK]
 
@@ -291,7 +291,7 @@ def csv_preview(data: bytes, complete: bool, delimiter: str, rows: int = CSV_ROW
     )
 
 
-def make_preview(odb: ObjectStore, path: str, entry: tree.Leaf, render_md: Any) -> Preview:
+def make_preview(object_store: ObjectStore, path: str, entry: tree.Leaf, render_md: Any) -> Preview:
     """The preview of one file: reads at most its first PREVIEW_BYTES (first object)."""
     if isinstance(entry, tree.Ref):
         return Preview("reference", text=entry.uri)
@@ -306,7 +306,7 @@ def make_preview(odb: ObjectStore, path: str, entry: tree.Leaf, render_md: Any) 
         ext = posixpath.splitext(path.lower())[1]
         return Preview("audio", audio_type=previews.AUDIO[ext])
     if special:
-        found = previews.rich_preview(odb, special, entry)
+        found = previews.rich_preview(object_store, special, entry)
         if "error" in found:
             return Preview("binary", note=found["error"])
         return Preview(
@@ -318,21 +318,21 @@ def make_preview(odb: ObjectStore, path: str, entry: tree.Leaf, render_md: Any) 
             columns=found["columns"],
             note=found["note"],
         )
-    head = read_head(odb, entry, PREVIEW_BYTES)
+    head = read_head(object_store, entry, PREVIEW_BYTES)
     complete = len(head) >= size
     if kind in ("csv", "tsv"):
         return csv_preview(head, complete, "," if kind == "csv" else "\t")
     if not kind and looks_binary(head):
         return Preview("binary")
     if kind == "json" and size <= WHOLE_LIMIT:
-        data = head if complete else read_head(odb, entry, WHOLE_LIMIT)
+        data = head if complete else read_head(object_store, entry, WHOLE_LIMIT)
         try:
             doc = json.loads(data)
         except ValueError:
             return Preview("text", text=_decode(data[:PREVIEW_BYTES]), note="not valid JSON")
         return Preview("json", text=json.dumps(doc, indent=2, ensure_ascii=False))
     if kind == "markdown" and size <= WHOLE_LIMIT:
-        data = head if complete else read_head(odb, entry, WHOLE_LIMIT)
+        data = head if complete else read_head(object_store, entry, WHOLE_LIMIT)
         return Preview("markdown", html=str(render_md(_decode(data))), text=_decode(data))
     return Preview("text", text=_decode(head), truncated=not complete)
 

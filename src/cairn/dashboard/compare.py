@@ -44,7 +44,7 @@ def _change(c: tree.Change) -> FileChange:
     )
 
 
-def file_diff(odb: ObjectStore, old: str, new: str, offset: int, limit: int) -> FileDiff:
+def file_diff(object_store: ObjectStore, old: str, new: str, offset: int, limit: int) -> FileDiff:
     """Changes ``offset .. offset+limit`` from ``old`` to ``new``, and the totals (one walk of
     the diff, stopped after COUNT_LIMIT changes or the page, whichever comes later)."""
     page: list[FileChange] = []
@@ -52,7 +52,7 @@ def file_diff(odb: ObjectStore, old: str, new: str, offset: int, limit: int) -> 
     added = removed = 0
     n = 0
     stop = max(COUNT_LIMIT, offset + limit + 1)
-    for c in tree.diff(old, new, odb.get):
+    for c in tree.diff(old, new, object_store.get):
         if offset <= n <= offset + limit:
             page.append(_change(c))
         n += 1

@@ -217,7 +217,7 @@ class Ctx:
 
     request: Request
     registry: Registry
-    odb: ObjectStore
+    object_store: ObjectStore
     viewer: Viewer
     access: Access
     urls: render.Urls
@@ -290,7 +290,7 @@ class Ctx:
         return found
 
     def load(self, digest: str) -> bytes:
-        return self.odb.get(digest)
+        return self.object_store.get(digest)
 
     def redirect(self, url: str, flash: str | None = None) -> RedirectResponse:
         return self.site.redirect(url, flash)
@@ -315,7 +315,7 @@ def get_ctx(request: Request, viewer: Annotated[Viewer, Depends(get_viewer)]) ->
     return Ctx(
         request=request,
         registry=site.registry(request),
-        odb=site.objects(request),
+        object_store=site.objects(request),
         viewer=viewer,
         access=site.access_of(request),
         urls=site.urls,

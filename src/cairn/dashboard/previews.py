@@ -69,12 +69,12 @@ class PreviewError(Exception):
 class EntryReader(io.RawIOBase):
     """A read-only, seekable file over one stored file's objects."""
 
-    def __init__(self, odb: ObjectStore, entry: tree.File) -> None:
+    def __init__(self, object_store: ObjectStore, entry: tree.File) -> None:
         super().__init__()
-        self.odb = odb
+        self.object_store = object_store
         self.size = entry.size
         if entry.chunks:
-            parts = chunking.decode_chunk_list(odb.get(entry.chunks))
+            parts = chunking.decode_chunk_list(object_store.get(entry.chunks))
         else:
             parts = [(entry.digest, self.size)] if self.size else []
         self.digests = [d for d, _ in parts]
@@ -109,7 +109,7 @@ class EntryReader(io.RawIOBase):
     def _object(self, i: int) -> bytes:
         data = self._recent.get(i)
         if data is None:
-            data = self.odb.get(self.digests[i])  # verified against its digest
+            data = self.object_store.get(self.digests[i])  # verified against its digest
             self.fetched += len(data)
             self._recent[i] = data
             if len(self._recent) > 4:
@@ -395,9 +395,9 @@ READERS = {"parquet": parquet, "arrow": arrow, "npy": npy, "npz": npz, "safetens
 TABLE_HEADER = ["column", "type", "nulls", "min", "max"]
 
 
-def rich_preview(odb: ObjectStore, kind: str, entry: tree.File) -> dict[str, Any]:
+def rich_preview(object_store: ObjectStore, kind: str, entry: tree.File) -> dict[str, Any]:
     """The preview data of a file of one of READERS' kinds; ``error`` says why there is none."""
-    reader = EntryReader(odb, entry)
+    reader = EntryReader(object_store, entry)
     try:
         found = READERS[kind](reader)
     except PreviewError as exc:

@@ -83,11 +83,11 @@ def live_versions(registry: Registry) -> Iterator[tuple[str, str, str, list[Vers
             offset += _PAGE
 
 
-def _pack_bytes(odb: ObjectStore) -> int | None:
+def _pack_bytes(object_store: ObjectStore) -> int | None:
     """The bytes of a local store's pack files (None for other stores)."""
-    if not isinstance(odb, LocalPackStore):
+    if not isinstance(object_store, LocalPackStore):
         return None
-    return sum(size for size, _ in odb.packs().values())
+    return sum(size for size, _ in object_store.packs().values())
 
 
 class StorageIndex:
@@ -98,7 +98,7 @@ class StorageIndex:
         self._report: tuple[str, StorageReport] | None = None
         self._chunk_lists: dict[str, tuple[int, list[tuple[str, int]]]] = {}
 
-    def report(self, registry: Registry, odb: ObjectStore) -> StorageReport:
+    def report(self, registry: Registry, object_store: ObjectStore) -> StorageReport:
         started = time.monotonic()
         listing = list(live_versions(registry))
         fingerprint = hashlib.sha256()
@@ -109,24 +109,28 @@ class StorageIndex:
         with self._lock:
             if self._report is not None and self._report[0] == key:
                 return self._report[1]
-        report = self._compute(listing, odb, started)
+        report = self._compute(listing, object_store, started)
         with self._lock:
             self._report = (key, report)
         return report
 
-    def _chunk_list(self, odb: ObjectStore, digest: str) -> tuple[int, list[tuple[str, int]]]:
+    def _chunk_list(
+        self, object_store: ObjectStore, digest: str
+    ) -> tuple[int, list[tuple[str, int]]]:
         found = self._chunk_lists.get(digest)
         if found is None:
-            data = odb.get(digest, verify=False)
+            data = object_store.get(digest, verify=False)
             found = (len(data), chunking.decode_chunk_list(data))
             if len(self._chunk_lists) >= _CHUNK_LISTS:
                 self._chunk_lists.clear()
             self._chunk_lists[digest] = found
         return found
 
-    def _walk(self, odb: ObjectStore, root: str, into: dict[str, int], seen: set[str]) -> None:
+    def _walk(
+        self, object_store: ObjectStore, root: str, into: dict[str, int], seen: set[str]
+    ) -> None:
         def load(digest: str) -> bytes:
-            return odb.get(digest, verify=False)
+            return object_store.get(digest, verify=False)
 
         for digest, data, found in tree.reachable([root], load, seen):
             into[digest] = len(data)
@@ -134,7 +138,7 @@ class StorageIndex:
                 if link.kind == "blob":
                     into[link.digest] = link.size
                 elif link.kind == "chunks" and link.digest not in into:
-                    length, parts = self._chunk_list(odb, link.digest)
+                    length, parts = self._chunk_list(object_store, link.digest)
                     into[link.digest] = length
                     for d, n in parts:
                         into[d] = n
@@ -142,7 +146,7 @@ class StorageIndex:
     def _compute(
         self,
         listing: list[tuple[str, str, str, list[VersionInfo]]],
-        odb: ObjectStore,
+        object_store: ObjectStore,
         started: float,
     ) -> StorageReport:
         owner: dict[str, int] = {}  # object -> the one artifact referring to it, or -1
@@ -158,7 +162,7 @@ class StorageIndex:
             objects: dict[str, int] = {}
             seen: set[str] = set()
             for root in dict.fromkeys(v.digest for v in versions):
-                self._walk(odb, root, objects, seen)
+                self._walk(object_store, root, objects, seen)
             usage.held = sum(objects.values())
             local = in_project.setdefault(project, {})
             for digest, n in objects.items():
@@ -184,7 +188,7 @@ class StorageIndex:
             total=sum(size.values()),
             logical=logical,
             versions=count,
-            on_disk=_pack_bytes(odb),
+            on_disk=_pack_bytes(object_store),
             computed_at=datetime.now(UTC),
             seconds=time.monotonic() - started,
         )

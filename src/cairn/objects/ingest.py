@@ -125,13 +125,13 @@ def _hash_chunks(data: memoryview, cuts: list[tuple[int, int]]) -> list[str]:
 class Ingestor:
     def __init__(
         self,
-        odb: ObjectStore,
+        object_store: ObjectStore,
         cache: HashCache | None,
         *,
         threads: int | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        self.odb = odb
+        self.object_store = object_store
         self.cache = cache
         self.threads = threads or min(8, (os.cpu_count() or 2) * 2)
         self.progress = progress or (lambda files, nbytes: None)
@@ -144,7 +144,7 @@ class Ingestor:
         self._chunk_digests: set[str] = set()
         # the store's drop count before this log asked it anything: unchanged at the commit
         # means nothing this log found in the store has been dropped since
-        self._generation: int | None = odb.generation()
+        self._generation: int | None = object_store.generation()
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
@@ -241,12 +241,12 @@ class Ingestor:
         for sf in group:
             data, st = _read_all(sf.source)
             loaded.append((sf, data, hash_bytes(data), st))
-        missing = self.odb.missing({digest for _, _, digest, _ in loaded})
+        missing = self.object_store.missing({digest for _, _, digest, _ in loaded})
         entries = []
         for sf, data, digest, st in loaded:
             if digest in missing:
                 missing.discard(digest)
-                if self.odb.put(digest, data):
+                if self.object_store.put(digest, data):
                     self.stats.add(new_objects=1, new_bytes=len(data))
             self._remember(st, digest, None)
             self.stats.add(hashed_files=1, hashed_bytes=len(data))
@@ -329,7 +329,9 @@ class Ingestor:
         self._chunk_digests.update(digest for digest, _n in chunk_list)
         body = chunking.encode_chunk_list(total, chunk_list)
         chunks_digest = hash_bytes(body)
-        if self.odb.missing([chunks_digest]) and self.odb.put(chunks_digest, body):
+        if self.object_store.missing([chunks_digest]) and self.object_store.put(
+            chunks_digest, body
+        ):
             self.stats.add(new_objects=1, new_bytes=len(body))
         self.progress(1, 0)
         return format_digest(hasher.hexdigest()), chunks_digest, total
@@ -361,11 +363,11 @@ class Ingestor:
     ) -> None:
         """Store the block's missing chunks from the very bytes that were hashed (not a second
         read of the file, which may have changed since without its mtime showing it)."""
-        missing = self.odb.missing(digests)
+        missing = self.object_store.missing(digests)
         for (off, n), digest in zip(cuts, digests, strict=True):
             if digest in missing:
                 missing.discard(digest)
-                if self.odb.put(digest, data[off : off + n]):
+                if self.object_store.put(digest, data[off : off + n]):
                     self.stats.add(new_objects=1, new_bytes=n)
 
     # --- phase 2 ---------------------------------------------------------------------------
@@ -378,22 +380,22 @@ class Ingestor:
         or deletes, while its tree objects can stay indexed in a pack gc keeps whole. So every
         such file is checked (and the chunks of chunked ones), not only those below new
         trees, and anything gone is read and stored again."""
-        missing_trees = self.odb.missing(built.objects)
+        missing_trees = self.object_store.missing(built.objects)
         cached: dict[str, FileEntry] = {}
         for entries in built.files.values():
             for fe in entries:
                 if fe.ref is None and fe.path in self._unverified:
                     cached[fe.chunks or fe.digest] = fe
-        lost = self.odb.missing(cached)
+        lost = self.object_store.missing(cached)
         chunks_of: dict[str, list[str]] = {}
         for key, fe in cached.items():
             if fe.chunks and key not in lost:
-                body = self.odb.get(key)
+                body = self.object_store.get(key)
                 chunks_of[key] = [digest for digest, _n in chunking.decode_chunk_list(body)]
         if chunks_of:
             for chunks in chunks_of.values():
                 self._chunk_digests.update(chunks)
-            gone = self.odb.missing(self._chunk_digests)
+            gone = self.object_store.missing(self._chunk_digests)
             lost.update(key for key, chunks in chunks_of.items() if not gone.isdisjoint(chunks))
         for key in lost:
             self._restore(cached[key])
@@ -401,7 +403,7 @@ class Ingestor:
 
     def _write_trees(self, built: BuiltTree, missing_trees: set[str]) -> None:
         for digest in self._post_order(built):
-            if digest in missing_trees and self.odb.put(digest, built.objects[digest]):
+            if digest in missing_trees and self.object_store.put(digest, built.objects[digest]):
                 self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
         self._new_trees = missing_trees
         self.flush_cache()
@@ -415,16 +417,16 @@ class Ingestor:
         something is lost, the new tree objects are forgotten too, so that no stored tree
         claims children that are gone and the next log writes them (and the lost objects)
         again."""
-        generation = self.odb.generation()
+        generation = self.object_store.generation()
         if generation is not None and generation == self._generation:
             return set()  # nothing was dropped since store_tree looked
         needed: set[str] = set(built.objects) | self._chunk_digests
         for entries in built.files.values():
             needed.update(fe.chunks or fe.digest for fe in entries if fe.ref is None)
-        lost = self.odb.missing(needed)
+        lost = self.object_store.missing(needed)
         if lost:
             for digest in self._new_trees:
-                self.odb.delete(digest)
+                self.object_store.delete(digest)
         return lost
 
     def repair(self, built: BuiltTree) -> None:
@@ -432,7 +434,7 @@ class Ingestor:
         this log reused): check every file of the version, not only the cached ones, store
         again whatever is missing from the user's files, and write the trees again. The caller
         syncs and calls `lost_since_stored` once more."""
-        self._generation = self.odb.generation()
+        self._generation = self.object_store.generation()
         self._unverified = dict(self._staged)
         self.store_tree(built)
 
@@ -469,7 +471,7 @@ class Ingestor:
             data, _st = _read_all(sf.source)
             if hash_bytes(data) != entry.digest:
                 raise _changed(sf.source)
-            if self.odb.put(entry.digest, data):
+            if self.object_store.put(entry.digest, data):
                 self.stats.add(new_objects=1, new_bytes=len(data))
 
     def flush_cache(self) -> None:

@@ -304,13 +304,13 @@ def _plan(
 class Materializer:
     def __init__(
         self,
-        odb: ObjectStore,
+        object_store: ObjectStore,
         hash_cache: HashCache | None,
         *,
         threads: int | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        self.odb = odb
+        self.object_store = object_store
         self.hash_cache = hash_cache
         # creating files is kernel-bound; more threads than cores only contend
         self.threads = threads or (os.cpu_count() or 2)
@@ -340,7 +340,7 @@ class Materializer:
     def _write(self, plan: _Plan, dest: Path) -> None:
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            warm = getattr(self.odb, "warm", None)
+            warm = getattr(self.object_store, "warm", None)
             if warm is not None:  # look every object up in one pass, not one query per file
                 warm([w.chunks or w.digest for w in plan.todo])
             by_folder: dict[str, list[Wanted]] = {}
@@ -378,12 +378,14 @@ class Materializer:
         try:
             chunk_digests: list[str] = []
             if w.chunks is None:
-                written = self.odb.read_into(w.digest, fd, 0)
+                written = self.object_store.read_into(w.digest, fd, 0)
             else:
                 written = 0
-                chunk_digests = [d for d, _n in chunking.decode_chunk_list(self.odb.get(w.chunks))]
+                chunk_digests = [
+                    d for d, _n in chunking.decode_chunk_list(self.object_store.get(w.chunks))
+                ]
                 for digest in chunk_digests:
-                    n = self.odb.read_into(digest, fd, written)
+                    n = self.object_store.read_into(digest, fd, written)
                     written += n
                     self.progress(0, n)  # a large file's bar moves as its chunks land
             digest = _hash_fd(fd, w.size)
@@ -392,7 +394,7 @@ class Materializer:
                 # re-log of the file stores them again (and says which one it was)
                 for part in [w.digest] if w.chunks is None else [w.chunks, *chunk_digests]:
                     with contextlib.suppress(IntegrityError, ObjectNotFoundError):
-                        self.odb.get(part)
+                        self.object_store.get(part)
                 raise IntegrityError(
                     f"stored content of {w.path} is corrupt (expected {w.digest}, found "
                     f"{digest}); log the data again to repair the store",

@@ -217,10 +217,12 @@ class Api:
 
         retention = self._backend.retention
         if isinstance(retention, SqlRetention):
-            odb = self._backend.odb
+            object_store = self._backend.object_store
 
             def measure(dropped: list[str], kept: list[str], leaves: list[str]) -> tuple[int, int]:
-                return exclusive_bytes(lambda d: odb.get(d, verify=False), dropped, kept, leaves)
+                return exclusive_bytes(
+                    lambda d: object_store.get(d, verify=False), dropped, kept, leaves
+                )
 
             return retention.apply(project=project, dry_run=dry_run, measure=measure)
         return retention.apply(project=project, dry_run=dry_run)

@@ -515,7 +515,7 @@ class Artifact:
         return self._backend
 
     def _load(self, digest: str) -> bytes:
-        return self._be().odb.get(digest)
+        return self._be().object_store.get(digest)
 
     def _iter_entries(self, prefix: str | None = None) -> Iterator[tuple[str, tree.Leaf]]:
         info = self._logged()

@@ -27,7 +27,7 @@ class Backend(Protocol):
     def retention(self) -> Retention: ...
 
     @property
-    def odb(self) -> ObjectStore: ...
+    def object_store(self) -> ObjectStore: ...
 
     @property
     def home(self) -> Path: ...
@@ -50,7 +50,7 @@ class EmbeddedBackend:
         self.home = home or config.cairn_dir()
         self.home.mkdir(parents=True, exist_ok=True)
         store_url = config.store_url() or self.home / "store"
-        self.odb: ObjectStore = open_object_store(
+        self.object_store: ObjectStore = open_object_store(
             store_url, cache_dir=self.home / "cache" / "stores"
         )
         url = database_url or config.database_url()
@@ -60,15 +60,15 @@ class EmbeddedBackend:
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
-        return Ingestor(self.odb, self.hash_cache, progress=progress)
+        return Ingestor(self.object_store, self.hash_cache, progress=progress)
 
     def materializer(self, progress: ProgressFn | None = None) -> Materializer:
-        return Materializer(self.odb, self.hash_cache, progress=progress)
+        return Materializer(self.object_store, self.hash_cache, progress=progress)
 
     def close(self) -> None:
         self.registry.close()
         self.hash_cache.close()
-        self.odb.close()
+        self.object_store.close()
 
 
 _lock = threading.Lock()
@@ -109,8 +109,8 @@ class _PerProcess:
         return self._here().retention
 
     @property
-    def odb(self) -> ObjectStore:
-        return self._here().odb
+    def object_store(self) -> ObjectStore:
+        return self._here().object_store
 
     @property
     def home(self) -> Path:

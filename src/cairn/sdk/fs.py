@@ -199,7 +199,7 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
             if data is not None:
                 self._trees.move_to_end(digest)
                 return data
-        data = self._backend().odb.get(digest)
+        data = self._backend().object_store.get(digest)
         with self._lock:
             self._trees[digest] = data
             if len(self._trees) > _TREE_CACHE:
@@ -408,7 +408,9 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
         data = self.blocks.get(digest)
         if data is not None:
             return data
-        data = self._backend().odb.get(digest, verify=True)  # raises IntegrityError on a mismatch
+        data = self._backend().object_store.get(
+            digest, verify=True
+        )  # raises IntegrityError on a mismatch
         self.blocks.put(digest, data)
         return data
 

@@ -84,7 +84,7 @@ def log_version(
     try:
         return _log_version(backend, project, draft, run_id=run_id, aliases=aliases, tags=tags)
     except BaseException:
-        backend.odb.discard()
+        backend.object_store.discard()
         raise
 
 
@@ -137,22 +137,26 @@ def _log_version(
     # the same version again: nothing to store unless objects were dropped since (gc, or
     # forgotten as damaged; a server tells no drop count, so its tree objects are asked for:
     # one per folder, a request per few thousand)
-    if exists and not backend.odb.generation() and not backend.odb.missing(built.objects):
+    if (
+        exists
+        and not backend.object_store.generation()
+        and not backend.object_store.missing(built.objects)
+    ):
         ingestor.flush_cache()
         # hashing stored what the store said it lacks (a damaged file it forgot, or one a
         # server lost): send it, so that logging the data again mends the version
-        backend.odb.sync()
+        backend.object_store.sync()
     else:
         # a new version, or one whose objects may have been dropped since (gc, or forgotten
         # as damaged): store what the store lacks from the user's files
         ingestor.store_tree(built)
-        backend.odb.sync()
+        backend.object_store.sync()
         lost = ingestor.lost_since_stored(built)
         for _ in range(REPAIRS):  # a concurrent gc dropped what this log reused
             if not lost:
                 break
             ingestor.repair(built)
-            backend.odb.sync()
+            backend.object_store.sync()
             lost = ingestor.lost_since_stored(built)
         if lost:
             raise ConflictError(

@@ -351,8 +351,8 @@ def init(
     git = read_git_info() if save_code else None
     diff_digest = None
     if git is not None and git.diff:
-        diff_digest = backend.odb.add(git.diff)
-        backend.odb.sync()
+        diff_digest = backend.object_store.add(git.diff)
+        backend.object_store.sync()
     info = backend.registry.create_run(
         project,
         name=name,

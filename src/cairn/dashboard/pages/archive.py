@@ -46,19 +46,21 @@ def tar_header(path: str, size: int, mtime: datetime) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
-def tar_stream(odb: ObjectStore, root: str, path: str | None, mtime: datetime) -> Iterator[bytes]:
+def tar_stream(
+    object_store: ObjectStore, root: str, path: str | None, mtime: datetime
+) -> Iterator[bytes]:
     """The tar archive of the files at or below ``path`` of the tree ``root`` (everything when
     None), one header or one object at a time."""
 
     def load(digest: str) -> bytes:
-        return odb.get(digest)
+        return object_store.get(digest)
 
     for name, leaf in tree.files_below(root, path, load):
         if not isinstance(leaf, tree.File):
             continue  # a reference: its data is not in the store
         yield tar_header(name, leaf.size, mtime)
         sent = 0
-        for part in browse.iter_content(odb, leaf):
+        for part in browse.iter_content(object_store, leaf):
             sent += len(part)
             yield part
         if sent != leaf.size:
@@ -86,7 +88,7 @@ def archive(ctx: C, project: str, name: str, ref: str, path: str = "") -> Respon
         "X-Content-Type-Options": "nosniff",
     }
     return StreamingResponse(
-        tar_stream(ctx.odb, info.digest, path or None, info.created_at),
+        tar_stream(ctx.object_store, info.digest, path or None, info.created_at),
         media_type="application/x-tar",
         headers=headers,
     )

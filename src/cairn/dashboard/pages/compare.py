@@ -41,7 +41,7 @@ def compare_page(
                 continue
     diff = meta = pager = None
     if base is not None:
-        diff = compare.file_diff(ctx.odb, base.digest, info.digest, offset, limit)
+        diff = compare.file_diff(ctx.object_store, base.digest, info.digest, offset, limit)
         meta = compare.metadata_diff(base.metadata, info.metadata)
         pager = make_pager(ctx.request, offset, limit, len(diff.changes), diff.has_more)
     return version_page(

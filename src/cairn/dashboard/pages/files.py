@@ -53,7 +53,7 @@ def files_path(
         raise ArtifactNotFoundError(f"{info.qualified_name} has no file or folder {path!r}")
     if isinstance(entry, tree.Dir):
         return folder_view(ctx, info, path, entry.digest, offset, limit, start)
-    preview = browse.make_preview(ctx.odb, path, entry, render.markdown)
+    preview = browse.make_preview(ctx.object_store, path, entry, render.markdown)
     return version_page(
         ctx,
         info,
@@ -141,7 +141,9 @@ def raw(ctx: C, project: str, name: str, ref: str, path: str, download: bool = F
     if ctx.request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers={"ETag": headers["ETag"]})
     media = kind if inline else "application/octet-stream"
-    return StreamingResponse(browse.iter_content(ctx.odb, entry), media_type=media, headers=headers)
+    return StreamingResponse(
+        browse.iter_content(ctx.object_store, entry), media_type=media, headers=headers
+    )
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:

@@ -60,7 +60,7 @@ def storage_page(ctx: C, project: str, offset: Offset = 0, limit: int | None = N
     ctx.need(project)
     offset, limit = window(offset, limit, PAGE)
     info = project_info(ctx, project)
-    report = ctx.site.storage_index.report(ctx.registry, ctx.odb)
+    report = ctx.site.storage_index.report(ctx.registry, ctx.object_store)
     # store-wide figures only for those who may see every project: for anyone else they would
     # tell whether other projects hold the same bytes
     store_wide = ctx.viewer.is_admin

@@ -66,7 +66,7 @@ def run_page(ctx: C, project: str, run_id: str) -> Response:
     diff_text, diff_truncated, diff_error = "", False, ""
     if run.git_diff_digest:
         try:
-            data = ctx.odb.get(run.git_diff_digest)
+            data = ctx.object_store.get(run.git_diff_digest)
             diff_truncated = len(data) > DIFF_LIMIT
             diff_text = data[:DIFF_LIMIT].decode("utf-8", errors="replace")
         except ObjectNotFoundError:
@@ -112,6 +112,6 @@ def run_diff(ctx: C, project: str, run_id: str) -> Response:
     if run.project != project or not run.git_diff_digest:
         raise RunNotFoundError(f"run {run_id!r} of {project!r} has no recorded diff")
     return PlainTextResponse(
-        ctx.odb.get(run.git_diff_digest).decode("utf-8", errors="replace"),
+        ctx.object_store.get(run.git_diff_digest).decode("utf-8", errors="replace"),
         headers={"X-Content-Type-Options": "nosniff"},
     )

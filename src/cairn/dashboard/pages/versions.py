@@ -53,7 +53,9 @@ def version_page(
         can_write=ctx.can_write(info.project),
         logged_by=ctx.run(info.run_id),
         py_snippet=f'run.use_artifact("{info.qualified_name}")',
-        added=lambda: ctx.site.added_index.version(ctx.registry, ctx.odb, info),  # see added.py
+        added=lambda: ctx.site.added_index.version(
+            ctx.registry, ctx.object_store, info
+        ),  # see added.py
         cli_snippet=f"cairn artifact get {info.qualified_name}",
         **context,
     )
@@ -118,7 +120,7 @@ def artifact_page(
         versions=shown,
         pager=pager,
         run_of=ctx.run,
-        added=lambda: ctx.site.added_index.artifact(ctx.registry, ctx.odb, project, name),
+        added=lambda: ctx.site.added_index.artifact(ctx.registry, ctx.object_store, project, name),
         where=where,
         sort=sort,
         error=error,
