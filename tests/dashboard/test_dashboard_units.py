@@ -41,20 +41,25 @@ def test_fan_outs_collapse_into_nested_groups() -> None:
     graph = fan_out_graph(12)
     pic = draw(graph, set())
     kinds = sorted(n.kind for n in pic.nodes)
-    assert kinds == ["group", "group", "version"]  # data:v0 -> 12 runs -> 12 versions
+    # data:v0 -> 11 sweep runs -> 11 models; the run in an unreadable project ("no access",
+    # its job type not shown) stays on its own, with its model
+    assert kinds == ["group", "group", "hidden", "version", "version"]
     runs, models = pic.groups
-    assert runs.label == "12 runs" and models.label == "12 versions"
+    assert runs.label == "11 sweep runs" and models.label == "11 model versions"
+    hidden = next(n for n in pic.nodes if n.kind == "hidden")
     assert {(e.source, e.target) for e in pic.edges} == {
         ("version:1", runs.id),
+        ("version:1", hidden.id),
         (runs.id, models.id),
+        (hidden.id, "version:100"),
     }
-    # expanding the runs shows them (the one in an unreadable project as "no access"); their
-    # models are no longer a fan-out of one node, so they show too
+    # expanding the runs shows them; their models are no longer a fan-out of one node, so
+    # they show too
     pic = draw(graph, {runs.id})
-    assert pic.expanded == [runs.id]
+    assert pic.expanded == {runs.id: "11 sweep runs"}
     assert sum(n.kind == "run" for n in pic.nodes) == 11
-    hidden = [n for n in pic.nodes if n.kind == "hidden"]
-    assert len(hidden) == 1 and hidden[0].label == "no access"
+    hidden_nodes = [n for n in pic.nodes if n.kind == "hidden"]
+    assert len(hidden_nodes) == 1 and hidden_nodes[0].label == "no access"
     assert sum(n.kind == "version" for n in pic.nodes) == 13
     assert not pic.groups
     # every node is placed left to right by layer: dataset, runs, models
@@ -62,7 +67,20 @@ def test_fan_outs_collapse_into_nested_groups() -> None:
     assert x["version:1"] < x["run:r3"] < x["version:103"]
     assert all(e.path.startswith("M") for e in pic.edges)
     # an unknown group id in the URL changes nothing
-    assert len(draw(graph, {"gdeadbeef00"}).nodes) == 3
+    assert len(draw(graph, {"gdeadbeef00"}).nodes) == 5
+
+
+def test_a_fan_out_of_many_types_groups_the_largest_until_the_rest_fits() -> None:
+    nodes = [LineageNode("version:1", "version", "data:v0", "p", "dataset")]
+    edges = []
+    kinds = ["sweep"] * 10 + ["train"] * 3 + [f"kind{i}" for i in range(9)] + [None]
+    for i, job in enumerate(kinds):
+        nodes.append(LineageNode(f"run:r{i}", "run", f"run-{i}", "p", job, 1))
+        edges.append(LineageEdge("version:1", f"run:r{i}"))
+    pic = draw(LineageGraph("version:1", nodes, edges), set())
+    labels = sorted(n.label for n in pic.nodes if n.kind == "group")
+    # sweep first; 13 left is still too many: train; 10 left, none sharing a type: together
+    assert labels == ["10 runs", "10 sweep runs", "3 train runs"]
 
 
 def test_small_fan_out_is_not_grouped() -> None:
