@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import cairn
-from cairn.objects import tree
+from cairn.objects import fswalk, tree
 from cairn.sdk.backend import get_backend
 
 DEPTH = 1500
@@ -40,6 +40,22 @@ def _deep(root: Path, text: str) -> str:
 
 
 @pytest.fixture
+def deep_cleanup(tmp_path: Path) -> Iterator[None]:
+    """Remove the deep trees afterwards, bottom-up without recursion: Python 3.11's
+    shutil.rmtree (pytest's cleanup of old temp folders) recurses and would fail on them."""
+    yield
+    for folder, dirs, files in fswalk.walk(tmp_path, topdown=False):
+        for name in files:
+            os.unlink(os.path.join(folder, name))
+        for name in dirs:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                os.rmdir(path)
+
+
+@pytest.fixture
 def default_ulimit() -> Iterator[None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
@@ -47,7 +63,9 @@ def default_ulimit() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_folder_thousands_of_levels_deep(tmp_path: Path, default_ulimit: None) -> None:
+def test_a_folder_thousands_of_levels_deep(
+    tmp_path: Path, default_ulimit: None, deep_cleanup: None
+) -> None:
     src = tmp_path / "d"
     leaf = _deep(src, "deep")
     (src / "top.txt").write_text("top")
