@@ -4,6 +4,7 @@
     ├── InvalidInputError            bad names, paths, metadata, arguments (nothing was changed)
     │   ├── InvalidNameError         artifact/project name, type, alias or tag
     │   ├── InvalidPathError         absolute path, `..`, empty segment, two files at one path
+    │   │   └── PartConflictError    two parts of a distributed version differ at one path
     │   ├── InvalidMetadataError     metadata or config that is not JSON
     │   ├── TooManyObjectsError      a reference prefix lists more objects than allowed
     │   ├── PayloadTooLargeError     a request body or object the server will not take (413)
@@ -23,6 +24,7 @@
     ├── StateError                   the operation does not fit the object's state
     │   ├── RunFinishedError         logging to a finished run
     │   ├── ArtifactStateError       editing a logged version's files, saving a draft ...
+    │   ├── MissingPartsError        finishing a distributed version before its parts arrived
     │   └── DownloadConflictError    a download would replace a modified file, or a clash
     ├── ConflictError                a concurrent writer won; retry
     ├── PermissionDeniedError        the key or user may not do this
@@ -62,6 +64,18 @@ class InvalidNameError(InvalidInputError):
 
 class InvalidPathError(InvalidInputError):
     code = "invalid_path"
+
+
+class PartConflictError(InvalidPathError):
+    """Two parts of a distributed version put different content at one path (or a file where
+    another has a folder). ``path``: that path; ``parts``: the part ids involved."""
+
+    code = "part_conflict"
+
+    def __init__(self, message: str, path: str = "", parts: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.parts = list(parts or [])
 
 
 class InvalidMetadataError(InvalidInputError):
@@ -166,6 +180,20 @@ class RunFinishedError(StateError):
 
 class ArtifactStateError(StateError):
     code = "artifact_state"
+
+
+class MissingPartsError(StateError):
+    """``finish_artifact(expected_parts=...)`` found parts that never arrived (a worker died):
+    nothing was committed. ``missing`` and ``arrived`` are part ids."""
+
+    code = "missing_parts"
+
+    def __init__(
+        self, message: str, missing: list[str] | None = None, arrived: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
+        self.arrived = list(arrived or [])
 
 
 class DownloadConflictError(StateError):

@@ -164,6 +164,7 @@ def _only_readable_versions(w: World, who: str, answer: Any) -> None:
 
 _names = count()
 API = "/api/v1"
+PARTS = "/projects/{project}/artifacts/{name}/parts/{distributed_id}"
 # every API route: (method, path as the app declares it) -> who may call it
 API_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/health"): Route("none"),
@@ -234,6 +235,17 @@ API_MATRIX: dict[tuple[str, str], Route] = {
         "admin", 404, lambda w: {"keep_last": 5}
     ),
     ("POST", "/retention/apply"): Route("server", 403, lambda w: {"dry_run": True}),
+    # distributed versions: a part (the version's tree stands in for it), then the finish
+    ("PUT", PARTS + "/{part}"): Route(
+        "write", 403, lambda w: {"type": "dataset", "root": w.tree, "size": 9, "file_count": 2}
+    ),
+    ("GET", PARTS): Route("read"),
+    ("DELETE", PARTS): Route("write"),  # before the finish: it finishes exactly no part
+    ("POST", PARTS + "/finish"): Route(
+        "write",
+        403,
+        lambda w: {"type": "dataset", "parts": [], "digest": w.tree, "size": 9, "file_count": 2},
+    ),
     ("GET", "/users"): Route("server", 403),
     ("POST", "/users"): Route("server", 403, lambda w: {"name": f"user-{next(_names)}"}),
     ("GET", "/users/{user}/keys"): Route("self", 403),
@@ -389,6 +401,8 @@ def _fill(path: str, w: World) -> str:
         "registry": "models",
         "collection": "clf",
         "webhook_id": str(w.webhook_id),
+        "distributed_id": "job-1",
+        "part": "0",
     }
     return re.sub(r"\{([\w:]+)\}", lambda m: values[m[1]], path)
 

@@ -102,7 +102,7 @@ def gc(
     from cairn.objects.gc import collect
     from cairn.objects.packs.bucket import BucketPackStore
     from cairn.objects.packs.local import LocalPackStore
-    from cairn.service.liveness import live_objects
+    from cairn.service.liveness import expire_parts, live_objects
 
     packs: object
     if store:
@@ -115,6 +115,8 @@ def gc(
     if not isinstance(packs, LocalPackStore | BucketPackStore):
         output.fail("gc runs on the server / embedded local store only")
     try:
+        # parts of distributed versions never finished are abandoned like stale uploads
+        parts_removed = expire_parts(registry, grace * 3600, dry_run=dry_run)
         with output.status_line("gc", not json_out and not output.quiet(quiet)) as progress:
             report = collect(
                 packs,
@@ -123,6 +125,7 @@ def gc(
                 dry_run=dry_run,
                 progress=progress,
             )
+        report.parts_removed = parts_removed
     finally:
         if store:
             packs.close()
@@ -142,7 +145,7 @@ def gc(
     output.echo(
         f"{verb} {output.human_size(report.bytes_freed)}: {report.objects_dropped} objects "
         f"dropped, {report.packs_deleted} packs deleted, {report.packs_rewritten} rewritten, "
-        f"{leftovers}."
+        f"{leftovers}" + (f", {parts_removed} abandoned parts removed." if parts_removed else ".")
     )
     output.echo(
         f"Store: {output.human_size(report.store_bytes_before)} before, "

@@ -7,12 +7,14 @@ from pathlib import Path
 from cairn import config
 from cairn.client.http import Http
 from cairn.client.objects import HttpObjectStore
+from cairn.client.parts import RemoteParts
 from cairn.client.registry import RemoteRegistry
 from cairn.client.retention import RemoteRetention
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer, Wanted
 from cairn.objects.store import ObjectStore
+from cairn.service.parts import Parts
 from cairn.service.registry import Registry
 from cairn.service.retention import Retention
 
@@ -29,6 +31,7 @@ class RemoteBackend:
         self.object_store: ObjectStore = self.remote_odb
         self.registry: Registry = RemoteRegistry(self.http)
         self.retention: Retention = RemoteRetention(self.http)
+        self.parts: Parts = RemoteParts(self.http)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
 
     def __repr__(self) -> str:

@@ -458,6 +458,34 @@ class RetentionPolicy(Base):
     updated_by: Mapped[str | None] = mapped_column(sa.String(255))
 
 
+class ArtifactPart(Base):
+    """A part of a distributed version not finished yet (migration 0013): what one worker
+    stored, as the root of its own tree. ``updated_at`` is the last upsert: a part older than
+    gc's grace period is abandoned and removed by gc (`cairn.service.sql.parts`)."""
+
+    __tablename__ = "artifact_parts"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "project_id", "artifact", "distributed_id", "part", name="uq_artifact_parts_part"
+        ),
+        sa.Index("ix_artifact_parts_updated_at", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"))
+    artifact: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    type: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    distributed_id: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    part: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    root: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    file_count: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[str | None] = mapped_column(sa.String(16))
+    user: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 metadata = Base.metadata
 
 __all__ = [
@@ -465,6 +493,7 @@ __all__ = [
     "PG_ONLY_SCHEMA",
     "Alias",
     "Artifact",
+    "ArtifactPart",
     "AuditEntry",
     "Base",
     "BigId",

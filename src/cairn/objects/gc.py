@@ -66,6 +66,7 @@ class GcReport:
     orphan_packs_removed: int = 0  # unindexed packs of crashed writers (or gcs), deleted
     orphan_packs_indexed: int = 0  # ... indexed again: a live object was only there
     uploads_removed: int = 0  # bucket: direct uploads never committed, older than the grace
+    parts_removed: int = 0  # parts of distributed versions never finished, older than the grace
     objects_rescued: int = 0  # kept because a version committed during gc reached them
     store_bytes_before: int = 0
     store_bytes_after: int = 0

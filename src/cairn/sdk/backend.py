@@ -15,6 +15,7 @@ from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer
 from cairn.objects.store import ObjectStore, open_object_store
+from cairn.service.parts import Parts
 from cairn.service.registry import Registry
 from cairn.service.retention import Retention
 
@@ -25,6 +26,9 @@ class Backend(Protocol):
 
     @property
     def retention(self) -> Retention: ...
+
+    @property
+    def parts(self) -> Parts: ...
 
     @property
     def object_store(self) -> ObjectStore: ...
@@ -45,6 +49,7 @@ class EmbeddedBackend:
 
     def __init__(self, home: Path | None = None, database_url: str | None = None) -> None:
         from cairn.service.sql import SqlRegistry
+        from cairn.service.sql.parts import SqlParts
         from cairn.service.sql.retention import SqlRetention
 
         self.home = home or config.cairn_dir()
@@ -57,6 +62,7 @@ class EmbeddedBackend:
         sql = SqlRegistry(url)
         self.registry: Registry = sql
         self.retention: Retention = SqlRetention(sql.engine)
+        self.parts: Parts = SqlParts(sql)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
@@ -107,6 +113,10 @@ class _PerProcess:
     @property
     def retention(self) -> Retention:
         return self._here().retention
+
+    @property
+    def parts(self) -> Parts:
+        return self._here().parts
 
     @property
     def object_store(self) -> ObjectStore:

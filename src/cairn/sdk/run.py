@@ -26,6 +26,7 @@ from cairn.sdk.heartbeat import Heartbeat
 from cairn.sdk.log_version import log_version
 from cairn.sdk.resolve import resolve_ref
 from cairn.sdk.run_config import Config, to_config
+from cairn.service.parts import PartInfo
 
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 2.0
@@ -170,6 +171,27 @@ class Run:
         version: the aliases are applied to that one. On a run read with ``Api().run(id)``
         this adds lineage after the fact (the run may be finished)."""
         self._check_lineage()
+        artifact = self._as_draft(artifact, name, type, aliases, tags)
+        logged = log_version(
+            self._backend,
+            self.project,
+            draft_of(artifact),
+            run_id=self.id,
+            aliases=list(aliases or []),
+            tags=list(tags or []),
+        )
+        mark_logged(artifact, logged, self._backend)
+        return artifact
+
+    def _as_draft(
+        self,
+        artifact: Artifact | str | os.PathLike[str],
+        name: str | None,
+        type: str | None,
+        aliases: Sequence[str] | None,
+        tags: Sequence[str] | None,
+    ) -> Artifact:
+        """The draft ``log_artifact`` (and upsert/finish) log: a path or URI becomes one."""
         if isinstance(artifact, str) and "://" in artifact:
             art = Artifact(name or _uri_name(artifact), type or "dataset")
             art.add_reference(artifact)
@@ -189,16 +211,87 @@ class Run:
                 f"artifact {artifact.name!r} belongs to project {artifact.project!r}, this run "
                 f"to {self.project!r}"
             )
-        logged = log_version(
+        return artifact
+
+    # --- distributed versions (see cairn.sdk.parts) --------------------------------------------
+    def upsert_artifact(
+        self,
+        artifact: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: Sequence[str] | None = None,
+        distributed_id: str | None = None,
+        *,
+        part: str | None = None,
+    ) -> Artifact:
+        """Add this process's files to a version many processes build together (W&B's
+        ``upsert_artifact``): its bytes are stored now, nothing is committed until one process
+        calls `finish_artifact` with the same ``distributed_id``. ``part`` names this process's
+        share (a shard number, a task id): upserting the same part again replaces it, so a
+        retried task is harmless; without it the part is named by its content. Aliases, tags,
+        metadata and description are given to `finish_artifact`. Returns the draft, unchanged."""
+        self._check_open()
+        if distributed_id is None:
+            raise InvalidInputError(
+                "upsert_artifact needs distributed_id=..., the same string in every process "
+                "that adds to the version and in the one that finishes it"
+            )
+        artifact = self._as_draft(artifact, name, type, aliases, None)
+        if [a for a in [*(aliases or []), *artifact.aliases] if a != "latest"]:
+            raise InvalidInputError("give a distributed version's aliases to finish_artifact")
+        from cairn.sdk.parts import store_part
+
+        store_part(
             self._backend,
             self.project,
             draft_of(artifact),
+            distributed_id=distributed_id,
+            part=part,
+            run_id=self.id,
+        )
+        return artifact
+
+    def finish_artifact(
+        self,
+        artifact: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: Sequence[str] | None = None,
+        distributed_id: str | None = None,
+        *,
+        tags: Sequence[str] | None = None,
+        expected_parts: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Commit every part upserted with ``distributed_id`` as one version, this run's output
+        (W&B's ``finish_artifact``); files in ``artifact`` itself are one more part. The merge
+        moves no file bytes. ``expected_parts``: the part ids that must have arrived, else
+        `MissingPartsError` names the missing ones and nothing is committed. Two parts with
+        different content at one path raise `PartConflictError` naming it. After a finish the
+        same ``distributed_id`` starts a new version. Returns the logged artifact."""
+        self._check_lineage()
+        if distributed_id is None:
+            raise InvalidInputError(
+                "finish_artifact needs distributed_id=..., the one the parts were upserted with"
+            )
+        artifact = self._as_draft(artifact, name, type, aliases, tags)
+        from cairn.sdk.parts import finish_parts
+
+        finished = finish_parts(
+            self._backend,
+            self.project,
+            draft_of(artifact),
+            distributed_id=distributed_id,
             run_id=self.id,
             aliases=list(aliases or []),
             tags=list(tags or []),
+            expected_parts=expected_parts,
         )
-        mark_logged(artifact, logged, self._backend)
+        mark_logged(artifact, finished.logged, self._backend)
         return artifact
+
+    def artifact_parts(self, name: str, distributed_id: str) -> list[PartInfo]:
+        """The parts of a distributed version that have arrived and are not finished yet."""
+        return self._backend.parts.list(self.project, name, distributed_id=distributed_id)
 
     def use_artifact(self, artifact: str | Artifact, type: str | None = None) -> Artifact:
         """Declare an input: ``"name"``, ``"name:v3"``, ``"name:alias"`` or

@@ -28,6 +28,7 @@ from cairn.errors import CairnError, UnavailableError
 from cairn.server import (
     routes_accounts,
     routes_objects,
+    routes_parts,
     routes_registries,
     routes_registry,
     routes_retention,
@@ -224,6 +225,7 @@ def create_app(settings: ServerSettings, services: Services | None = None) -> Fa
     app.include_router(routes_registries.router, prefix=API_PREFIX)
     app.include_router(routes_webhooks.router, prefix=API_PREFIX)
     app.include_router(routes_retention.router, prefix=API_PREFIX)
+    app.include_router(routes_parts.router, prefix=API_PREFIX)
     app.include_router(server_dashboard())  # the web dashboard, at /
     return app
 

@@ -64,7 +64,10 @@ class VersionsMixin(SqlBase):
         tags: Sequence[str] = (),
         run_id: str | None = None,
         user: str | None = None,
+        within: Callable[[Session], None] | None = None,
     ) -> tuple[VersionInfo, bool]:
+        """``within`` (SQL only, not part of `Registry`): more work done first in the same
+        transaction (finishing a distributed version removes its parts there)."""
         check_project(project)
         if user is not None:
             check_str("user", user)
@@ -82,6 +85,8 @@ class VersionsMixin(SqlBase):
         want_tags = check_tags(tags)
 
         def work(s: Session) -> tuple[VersionInfo, bool]:
+            if within is not None:
+                within(s)
             run = find_run(s, run_id) if run_id is not None else None
             who = user if user is not None else (run.user if run is not None else None)
             proj = ensure_project(s, project)
