@@ -1,0 +1,197 @@
+"""The driver's side of a distributed log or download (see `cairn.distributed`)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cairn.distributed.engines import Engine, pick_engine
+from cairn.distributed.tasks import download_shard, driver_settings, store_shard
+from cairn.errors import InvalidInputError, RunFinishedError, SourceFileError
+from cairn.sdk.artifact import Artifact, logged_info
+from cairn.sdk.progress import enabled as progress_enabled
+from cairn.sdk.run import Run, current_run
+from cairn.sdk.walk import walk_files
+
+SHARDS_PER_WORKER = 4  # more shards than workers: a slow shard does not hold the others up
+Item = str | os.PathLike[str] | tuple[str | os.PathLike[str], str]
+
+
+def shard(items: Sequence[Any], count: int) -> list[list[Any]]:
+    """``items`` (already in order) cut into ``count`` contiguous runs of nearly equal length
+    (fewer when there are fewer items); contiguous runs of sorted paths keep most folders in
+    one shard, which keeps the merge small."""
+    count = max(1, min(count, len(items)))
+    size, extra = divmod(len(items), count)
+    out, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        out.append(list(items[start:end]))
+        start = end
+    return [s for s in out if s]
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A bar of files done on the driver (on a terminal, unless CAIRN_QUIET)."""
+    if not progress_enabled():
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.update(task, advance=n)
+
+
+def _run(run: Run | None) -> Run:
+    found = run if run is not None else current_run()
+    if found is None:
+        raise RunFinishedError("no active run: call cairn.init() first, or pass run=...")
+    return found
+
+
+def _items(files: Sequence[Item], root: str | os.PathLike[str] | None) -> list[tuple[str, str]]:
+    """(source, path in the version) of each item, sorted by path."""
+    base = None if root is None else os.path.abspath(os.fspath(root))
+    out: list[tuple[str, str]] = []
+    for item in files:
+        if isinstance(item, tuple):
+            source, path = os.fspath(item[0]), item[1]
+        else:
+            source = os.fspath(item)
+            if "://" in source:
+                path = source.rstrip("/").rsplit("/", 1)[-1]
+            elif base is not None:
+                path = os.path.relpath(os.path.abspath(source), base).replace(os.sep, "/")
+                if path.startswith("../"):
+                    raise InvalidInputError(f"{source} is not below root {base}")
+            else:
+                path = os.path.basename(source)
+        if "://" not in source:
+            source = os.path.abspath(source)
+        out.append((source, path))
+    out.sort(key=lambda sp: sp[1])
+    return out
+
+
+def log_files(
+    files: Sequence[Item],
+    name: str,
+    type: str = "dataset",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    run: Run | None = None,
+    client: Any = None,
+    engine: str | Engine | None = None,
+    shards: int | None = None,
+    distributed_id: str | None = None,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+    aliases: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    settings: str = "driver",
+) -> Artifact:
+    """Log files as one version of ``name``, hashed and stored by the cluster's workers.
+
+    ``files``: paths (at their path relative to ``root``, else their file name), URIs
+    (``s3://…``, logged as references, at their last segment), or (source, path) pairs.
+    ``client``: a Dask client (default: the current one), or ``engine="ray"`` for the Ray
+    cluster this process is connected to. ``shards``: how many tasks (default four per worker
+    thread or CPU). The version is the output of ``run`` (default: the current run).
+    ``settings="worker"``: workers use their own Cairn environment instead of the driver's."""
+    the_run = _run(run)
+    if settings not in ("driver", "worker"):
+        raise InvalidInputError("settings is 'driver' or 'worker'")
+    items = _items(files, root)
+    on = (
+        engine
+        if engine is not None and not isinstance(engine, str)
+        else pick_engine(client, engine)
+    )
+    count = shards if shards is not None else on.workers() * SHARDS_PER_WORKER
+    pieces = shard(items, count)
+    did = distributed_id or f"{the_run.id}-{uuid.uuid4().hex[:12]}"
+    env = driver_settings() if settings == "driver" else None
+    calls = [
+        (env, the_run.project, name, type, did, str(i), piece, the_run.id)
+        for i, piece in enumerate(pieces)
+    ]
+    with _progress(f"logging {name} on {on.name}", len(items)) as advance:
+        for i, _result in on.map(store_shard, calls):
+            advance(len(pieces[i]))
+    art = Artifact(name, type, description=description, metadata=metadata)
+    return the_run.finish_artifact(
+        art,
+        distributed_id=did,
+        aliases=aliases,
+        tags=tags,
+        expected_parts=[str(i) for i in range(len(pieces))],
+    )
+
+
+def log_dir(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    type: str = "dataset",
+    **options: Any,
+) -> Artifact:
+    """Log every file below a folder (``name`` defaults to the folder's name) as one version,
+    with the cluster's workers; the options are `log_files`'. The same folder logged by one
+    process (``run.log_artifact(path)``) gives the same version (same digest)."""
+    folder = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(folder):
+        raise SourceFileError(f"{folder} is not a folder")
+    files: list[Item] = [(src, rel) for rel, src in walk_files(Path(folder))]
+    return log_files(files, name or os.path.basename(folder), type, **options)
+
+
+def download(
+    artifact: Artifact,
+    root: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    engine: str | Engine | None = None,
+    shards: int | None = None,
+    overwrite: bool = False,
+    settings: str = "driver",
+) -> str:
+    """Write a logged version's files into ``root`` (shared by the workers, or the same path
+    on each machine) with the cluster's workers, each its shard of the files; returns the
+    absolute path."""
+    info = logged_info(artifact)
+    dest = Path(root).expanduser().absolute()
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = [f.path for f in artifact.iter_files()]
+    on = (
+        engine
+        if engine is not None and not isinstance(engine, str)
+        else pick_engine(client, engine)
+    )
+    count = shards if shards is not None else on.workers() * SHARDS_PER_WORKER
+    pieces = shard(paths, count)
+    env = driver_settings() if settings == "driver" else None
+    calls = [(env, info.id, str(dest), p[0], p[-1], overwrite) for p in pieces]
+    with _progress(f"downloading {info.name} on {on.name}", len(paths)) as advance:
+        for i, _done in on.map(download_shard, calls):
+            advance(len(pieces[i]))
+    return str(dest)
+
+
+__all__ = ["download", "log_dir", "log_files", "shard"]

@@ -1,0 +1,47 @@
+"""`cairn.distributed` on a real local Ray cluster (two CPUs: two worker processes), embedded
+and through a server whose store is an S3 bucket (the workers upload on signed URLs). One
+cluster for the module: starting Ray takes seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import require
+from tests.distributed import engine_cases
+
+pytestmark = pytest.mark.parametrize("backend_mode", ["sqlite", "postgres", "remote-bucket"])
+RAY = {"engine": "ray"}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    require(
+        importlib.util.find_spec("ray") is not None,
+        "ray is not installed (pip install 'cairn[ray]')",
+    )
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        namespace="cairn-tests",
+    )
+    yield
+    ray.shutdown()
+
+
+def test_log_dir_on_ray_equals_one_process(tmp_path: Path, ray_cluster: None) -> None:
+    engine_cases.log_dir_equals_single_process(tmp_path, RAY)
+
+
+def test_files_and_references_on_ray(tmp_path: Path, ray_cluster: None) -> None:
+    engine_cases.files_and_references(tmp_path, RAY)
+
+
+def test_conflicting_paths_on_ray(tmp_path: Path, ray_cluster: None) -> None:
+    engine_cases.conflicting_paths_are_named(tmp_path, RAY)
