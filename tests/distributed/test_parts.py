@@ -216,3 +216,16 @@ def test_pending_parts_survive_gc_and_abandoned_ones_are_removed(
         assert run.artifact_parts("data", "lost") == []
         assert gc() >= 2  # its blob and its tree
         art.verify(art.download(src / "again"))
+
+
+def test_parts_made_with_add_dir_and_a_path(src: Path) -> None:
+    train = cairn.Artifact("data", "dataset")
+    train.add_dir(src / "src" / "train", name="train")
+    rest = cairn.Artifact("data", "dataset")
+    for rel in ("README.md", "val/x.txt", "val/y.txt", "test/z.bin"):
+        rest.add_file(src / "src" / rel, name=rel)
+    with cairn.init(project="p") as run:
+        run.upsert_artifact(train, distributed_id="d", part="train")
+        run.upsert_artifact(rest, distributed_id="d", part="rest")
+        art = run.finish_artifact(cairn.Artifact("data", "dataset"), distributed_id="d")
+    assert art.digest == _single_digest(src)

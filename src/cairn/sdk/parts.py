@@ -105,8 +105,9 @@ def _store_part(
     check_part_name("distributed id", distributed_id)
     if part is not None:
         check_part_name("part id", part)
-    staged = [v for v in draft.entries if isinstance(v, StagedFile)]
-    known = [v for v in draft.entries if isinstance(v, FileEntry)]
+    entries = _draft_files(draft)
+    staged = [v for v in entries if isinstance(v, StagedFile)]
+    known = [v for v in entries if isinstance(v, FileEntry)]
     total = 0
     if progress_enabled():
         for sf in staged:
@@ -116,8 +117,8 @@ def _store_part(
                 pass  # reported with a clear message by the ingestor
     with progress_bar(f"storing {draft.name} part", len(staged), total) as advance:
         ingestor = backend.ingestor(advance)
-        entries = ingestor.hash_files(staged) + known
-    built = tree.build(entries)
+        hashed = ingestor.hash_files(staged) + known
+    built = tree.build(hashed)
     ingestor.store_tree(built)
     backend.object_store.sync()
     lost = ingestor.lost_since_stored(built)
@@ -144,6 +145,15 @@ def _store_part(
         run_id=run_id,
     )
     return StoredPart(info, ingestor.stats)
+
+
+def _draft_files(draft: Draft) -> list[StagedFile | FileEntry]:
+    """Every file of the draft: its single files and those of folders it holds whole (walked
+    now: a part is one worker's share, hashed in one go)."""
+    out: list[StagedFile | FileEntry] = list(draft.entries)
+    for folder in getattr(draft, "folders", None) or []:
+        out.extend(StagedFile(path, source) for path, source in folder.walk())
+    return out
 
 
 def _check_arrived(
@@ -201,7 +211,7 @@ def finish_parts(
         raise InvalidInputError(
             f"description must be a string, not {type(draft.description).__name__}"
         )
-    if draft.entries:
+    if draft.entries or getattr(draft, "folders", None):
         store_part(backend, project, draft, distributed_id=distributed_id, run_id=run_id)
     for _ in range(REPAIRS + 1):
         parts = backend.parts.list(project, draft.name, distributed_id=distributed_id)
