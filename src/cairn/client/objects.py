@@ -58,7 +58,7 @@ _SCAN_MAX = 1_000_000  # entries of a download's order looked at for one window 
 _STRUCTURAL = b'{"cairn":"'
 # direct transfers
 PACK_BYTES = 16 << 20  # bytes per pack uploaded to the bucket
-PACK_OBJECTS = 20_000  # objects per pack at most
+PACK_OBJECTS = 20_000  # objects per pack, and per upload request, at most
 PACK_UPLOADS = 4  # packs uploading at once (with the one filling: 80 MiB at most)
 LOCATE_BATCH = 5_000  # digests per POST /objects/locate
 RANGE_GAP = 1 << 20  # objects of a pack closer than this are read with one ranged GET
@@ -234,7 +234,7 @@ class HttpObjectStore:
             self._batch_size += len(blob)
             full = (
                 self._take()
-                if self._batch_size >= limit or (direct and len(self._batch) >= PACK_OBJECTS)
+                if self._batch_size >= limit or len(self._batch) >= PACK_OBJECTS
                 else None
             )
         if full:
@@ -299,9 +299,17 @@ class HttpObjectStore:
         """One upload request: the frames streamed from memory (retried as a whole: the
         server stores a batch entirely or not at all). In direct mode: one pack to the
         bucket."""
+        digests = [d for d, _ in batch]  # _send_pack empties the batch
         if self.direct:
             self._send_pack(batch)
-            return
+        else:
+            self._post(batch)
+        # stored on the server: the server answers for them now (a long log holds no set of
+        # every digest it sent, and what an interrupted log sent is reused by the next)
+        with self._lock:
+            self._staged.difference_update(digests)
+
+    def _post(self, batch: list[tuple[str, bytes]]) -> None:
         length = sum(len(frame_header(d, len(b))) + len(b) for d, b in batch)
 
         def body() -> Iterator[bytes]:

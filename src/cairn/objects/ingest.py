@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +23,34 @@ from cairn.core.digest import format_digest, hash_bytes, new_hasher
 from cairn.errors import FileChangedError, SourceFileError
 from cairn.objects import chunking
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
+from cairn.objects.spill import Spill
 from cairn.objects.store import ObjectStore
 from cairn.objects.tree import BuiltTree, FileEntry
 
 GROUP_FILES = 256
 GROUP_BYTES = 16 << 20
 BLOCK = 16 << 20
+STAT_SLICE = 1024  # files one thread stats at a time
 
 ProgressFn = Callable[[int, int], None]  # (files done, bytes done) increments
+# a file of a version as phase 2 sees it: its entry, the file to read it from again (None for
+# one already stored), and whether its objects are unverified
+Placed = tuple[FileEntry, "str | Path | None", bool]
+
+
+@dataclass
+class SpilledTree:
+    """A version's tree built by `tree.TreeWriter` while its files streamed by: the root and
+    totals, and every file record and tree object in spills rather than in memory.
+
+    ``files`` holds tuples (path, digest, size, chunks, ref, source, from_cache); ``trees``
+    holds (digest, body) with every object before the objects pointing to it."""
+
+    root: str
+    size: int
+    file_count: int
+    files: Spill
+    trees: Spill
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,10 @@ class StagedFile:
     #: (size, mtime in ns) when the file was added to the draft: a file that differs when it
     #: is logged is refused with FileChangedError instead of logging other content
     added: tuple[int, int] | None = None
+    #: for a file of a folder added whole: when the folder was added (ns since the epoch); a
+    #: file whose status changed after that (written, touched, replaced) is refused the same
+    #: way, without a record per file having been kept since
+    since: int | None = None
 
 
 @dataclass
@@ -112,6 +136,20 @@ def _read_all(path: str | Path) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
+def _stat_slice(staged: list[StagedFile]) -> list[os.stat_result]:
+    out = []
+    for sf in staged:
+        try:
+            out.append(os.stat(sf.source))
+        except FileNotFoundError:
+            raise SourceFileError(
+                f"file {sf.source} does not exist; check the path", str(sf.source)
+            ) from None
+        except OSError as exc:
+            raise SourceFileError(f"cannot read {sf.source}: {exc}", str(sf.source)) from None
+    return out
+
+
 def _hash_whole(hasher: Any, data: memoryview, already_hashed: int) -> None:
     """Feed the block's new bytes (those not carried over from the block before) to the
     whole-file hasher."""
@@ -145,28 +183,37 @@ class Ingestor:
         # the store's drop count before this log asked it anything: unchanged at the commit
         # means nothing this log found in the store has been dropped since
         self._generation: int | None = object_store.generation()
+        self._verify_all = False  # set by repair: check every file's objects, not the cached
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
 
     # --- phase 1 ---------------------------------------------------------------------------
     def hash_files(self, staged: list[StagedFile]) -> list[FileEntry]:
+        """The entries of ``staged``, in order; the ingestor keeps every file in memory for
+        phase 2 (`store_tree` of a `BuiltTree`)."""
         self._staged.update((sf.path, sf) for sf in staged)
-        stats: list[os.stat_result] = []
-        for sf in staged:
-            try:
-                stats.append(os.stat(sf.source))
-            except FileNotFoundError:
-                raise SourceFileError(
-                    f"file {sf.source} does not exist; check the path", str(sf.source)
-                ) from None
-            except OSError as exc:
-                raise SourceFileError(f"cannot read {sf.source}: {exc}", str(sf.source)) from None
-            st = stats[-1]
+        entries, cached = self.hash_batch(staged)
+        self._unverified.update((fe.path, self._staged[fe.path]) for fe in cached)
+        return entries
+
+    def hash_batch(self, staged: list[StagedFile]) -> tuple[list[FileEntry], list[FileEntry]]:
+        """Hash one batch of files and store their missing objects; keeps nothing per file.
+        Returns the entries of ``staged`` in order, and those whose digest came from the hash
+        cache (their objects may have been dropped from the store since)."""
+        stats = self._stat_all(staged)
+        for sf, st in zip(staged, stats, strict=True):
             if sf.added is not None and sf.added != (st.st_size, st.st_mtime_ns):
                 raise FileChangedError(
                     f"file {sf.source} changed since it was added to the artifact (size "
                     f"{sf.added[0]} -> {st.st_size} bytes, or its modification time): nothing "
                     "was logged; add it again to log its current content",
+                    str(sf.source),
+                )
+            if sf.since is not None and st.st_ctime_ns > sf.since:
+                raise FileChangedError(
+                    f"file {sf.source} changed since its folder was added to the artifact "
+                    "(written, touched or replaced after add_dir): nothing was logged; add the "
+                    "folder again to log its current content",
                     str(sf.source),
                 )
             mode = st.st_mode
@@ -183,6 +230,7 @@ class Ingestor:
         cached = self.cache.get_many(keys) if self.cache else {}
 
         results: dict[str, FileEntry] = {}
+        from_cache: list[FileEntry] = []
         todo_small: list[tuple[StagedFile, int]] = []
         todo_large: list[StagedFile] = []
         hit_files = hit_bytes = 0
@@ -190,7 +238,7 @@ class Ingestor:
             hit = cached.get(key)
             if hit is not None:
                 results[sf.path] = FileEntry(sf.path, hit.digest, st.st_size, hit.chunks)
-                self._unverified[sf.path] = sf
+                from_cache.append(results[sf.path])
                 hit_files += 1
                 hit_bytes += st.st_size
             elif st.st_size >= chunking.CHUNK_THRESHOLD:
@@ -227,7 +275,16 @@ class Ingestor:
                     for fut in futures:
                         fut.cancel()
                     raise
-        return [results[sf.path] for sf in staged]
+        return [results[sf.path] for sf in staged], from_cache
+
+    def _stat_all(self, staged: list[StagedFile]) -> list[os.stat_result]:
+        """``os.stat`` of every file, in order; a large batch from a few threads (a stat
+        releases the GIL, and on a cold cache or a network file system it waits)."""
+        if len(staged) < STAT_SLICE * 2:
+            return _stat_slice(staged)
+        slices = [staged[i : i + STAT_SLICE] for i in range(0, len(staged), STAT_SLICE)]
+        with ThreadPoolExecutor(min(4, len(slices))) as pool:
+            return [st for part in pool.map(_stat_slice, slices) for st in part]
 
     def _remember(self, st: os.stat_result, digest: str, chunks: str | None) -> None:
         with self._cache_lock:
@@ -371,7 +428,39 @@ class Ingestor:
                     self.stats.add(new_objects=1, new_bytes=n)
 
     # --- phase 2 ---------------------------------------------------------------------------
-    def store_tree(self, built: BuiltTree) -> None:
+    def _placed(self, built: BuiltTree | SpilledTree) -> Iterator[list[Placed]]:
+        """The version's files in batches, each with the file to read it from again (None for
+        a file already stored: a reference, or a file of an earlier version) and whether its
+        objects are unverified (its digest came from the hash cache, or `repair` asked)."""
+        if isinstance(built, SpilledTree):
+            for records in built.files.batches():
+                yield [
+                    (FileEntry(*r[:5]), r[5], r[6] or (self._verify_all and r[5] is not None))
+                    for r in records
+                ]
+            return
+        for entries in built.files.values():
+            batch: list[Placed] = []
+            for fe in entries:
+                sf = self._staged.get(fe.path)
+                source = sf.source if sf is not None else None
+                unverified = fe.path in self._unverified or (self._verify_all and sf is not None)
+                batch.append((fe, source, unverified))
+            yield batch
+
+    def _trees(self, built: BuiltTree | SpilledTree) -> Iterator[list[tuple[str, bytes]]]:
+        """The version's tree objects in batches, every object before the objects pointing
+        to it."""
+        if isinstance(built, SpilledTree):
+            yield from built.trees.batches()
+        else:
+            yield [(digest, built.objects[digest]) for digest in self._post_order(built)]
+
+    def trees_missing(self, built: BuiltTree | SpilledTree) -> bool:
+        """Whether the store lacks any of the version's tree objects."""
+        return any(self.object_store.missing({d for d, _ in batch}) for batch in self._trees(built))
+
+    def store_tree(self, built: BuiltTree | SpilledTree) -> None:
         """Write the tree objects the store lacks, children before parents, after making sure
         every file they list is stored.
 
@@ -380,35 +469,38 @@ class Ingestor:
         or deletes, while its tree objects can stay indexed in a pack gc keeps whole. So every
         such file is checked (and the chunks of chunked ones), not only those below new
         trees, and anything gone is read and stored again."""
-        missing_trees = self.object_store.missing(built.objects)
-        cached: dict[str, FileEntry] = {}
-        for entries in built.files.values():
-            for fe in entries:
-                if fe.ref is None and fe.path in self._unverified:
-                    cached[fe.chunks or fe.digest] = fe
-        lost = self.object_store.missing(cached)
-        chunks_of: dict[str, list[str]] = {}
-        for key, fe in cached.items():
-            if fe.chunks and key not in lost:
-                body = self.object_store.get(key)
-                chunks_of[key] = [digest for digest, _n in chunking.decode_chunk_list(body)]
-        if chunks_of:
-            for chunks in chunks_of.values():
-                self._chunk_digests.update(chunks)
-            gone = self.object_store.missing(self._chunk_digests)
-            lost.update(key for key, chunks in chunks_of.items() if not gone.isdisjoint(chunks))
-        for key in lost:
-            self._restore(cached[key])
-        self._write_trees(built, missing_trees)
-
-    def _write_trees(self, built: BuiltTree, missing_trees: set[str]) -> None:
-        for digest in self._post_order(built):
-            if digest in missing_trees and self.object_store.put(digest, built.objects[digest]):
-                self.stats.add(new_objects=1, new_bytes=len(built.objects[digest]))
-        self._new_trees = missing_trees
+        for batch in self._placed(built):
+            cached: dict[str, tuple[FileEntry, str | Path]] = {}
+            for fe, source, unverified in batch:
+                if fe.ref is None and unverified and source is not None:
+                    cached[fe.chunks or fe.digest] = (fe, source)
+            if not cached:
+                continue
+            lost = self.object_store.missing(cached)
+            chunks_of: dict[str, list[str]] = {}
+            for key, (fe, _source) in cached.items():
+                if fe.chunks and key not in lost:
+                    body = self.object_store.get(key)
+                    chunks_of[key] = [digest for digest, _n in chunking.decode_chunk_list(body)]
+            if chunks_of:
+                for chunks in chunks_of.values():
+                    self._chunk_digests.update(chunks)
+                gone = self.object_store.missing({c for cs in chunks_of.values() for c in cs})
+                lost.update(key for key, chunks in chunks_of.items() if not gone.isdisjoint(chunks))
+            for key in lost:
+                self._restore(*cached[key])
+        new_trees: set[str] = set()
+        for trees in self._trees(built):
+            missing = self.object_store.missing({d for d, _ in trees})
+            for digest, body in trees:
+                if digest in missing and digest not in new_trees:
+                    new_trees.add(digest)
+                    if self.object_store.put(digest, body):
+                        self.stats.add(new_objects=1, new_bytes=len(body))
+        self._new_trees = new_trees
         self.flush_cache()
 
-    def lost_since_stored(self, built: BuiltTree) -> set[str]:
+    def lost_since_stored(self, built: BuiltTree | SpilledTree) -> set[str]:
         """Objects the version of the last `store_tree` needs that are no longer in the store.
 
         Called after the store is synced, right before the version is committed: a `cairn gc`
@@ -420,22 +512,25 @@ class Ingestor:
         generation = self.object_store.generation()
         if generation is not None and generation == self._generation:
             return set()  # nothing was dropped since store_tree looked
-        needed: set[str] = set(built.objects) | self._chunk_digests
-        for entries in built.files.values():
-            needed.update(fe.chunks or fe.digest for fe in entries if fe.ref is None)
-        lost = self.object_store.missing(needed)
+        lost = self.object_store.missing(self._chunk_digests)
+        for trees in self._trees(built):
+            lost |= self.object_store.missing({d for d, _ in trees})
+        for placed in self._placed(built):
+            lost |= self.object_store.missing(
+                {fe.chunks or fe.digest for fe, _s, _u in placed if fe.ref is None}
+            )
         if lost:
             for digest in self._new_trees:
                 self.object_store.delete(digest)
         return lost
 
-    def repair(self, built: BuiltTree) -> None:
+    def repair(self, built: BuiltTree | SpilledTree) -> None:
         """After `lost_since_stored` found objects gone (a concurrent `cairn gc` dropped what
         this log reused): check every file of the version, not only the cached ones, store
         again whatever is missing from the user's files, and write the trees again. The caller
         syncs and calls `lost_since_stored` once more."""
         self._generation = self.object_store.generation()
-        self._unverified = dict(self._staged)
+        self._verify_all = True
         self.store_tree(built)
 
     def _post_order(self, built: BuiltTree) -> Iterable[str]:
@@ -455,22 +550,21 @@ class Ingestor:
                 stack.append((child, False))
         return order
 
-    def _restore(self, entry: FileEntry) -> None:
+    def _restore(self, entry: FileEntry, source: str | Path) -> None:
         """A cached file whose objects are gone from the store: read and store it again."""
-        sf = self._unverified[entry.path]
         if entry.chunks:
-            fd = _open(sf.source)
+            fd = _open(source)
             try:
                 st = os.fstat(fd)
-                digest, chunks_digest, _read = self._chunk_stream(fd, sf.source, st)
+                digest, chunks_digest, _read = self._chunk_stream(fd, source, st)
             finally:
                 os.close(fd)
             if (digest, chunks_digest) != (entry.digest, entry.chunks):
-                raise _changed(sf.source)
+                raise _changed(source)
         else:
-            data, _st = _read_all(sf.source)
+            data, _st = _read_all(source)
             if hash_bytes(data) != entry.digest:
-                raise _changed(sf.source)
+                raise _changed(source)
             if self.object_store.put(entry.digest, data):
                 self.stats.add(new_objects=1, new_bytes=len(data))
 

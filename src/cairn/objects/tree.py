@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -100,6 +101,8 @@ def _is_boundary(name: str) -> bool:
 
 
 def _name_json(name: str) -> str:
+    if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name:
+        return f'"{name}"'  # what json.dumps gives, without its cost (once per file)
     return json.dumps(name, ensure_ascii=False)
 
 
@@ -254,6 +257,61 @@ def build(entries: list[FileEntry]) -> BuiltTree:
 
     digest, size, count = done[id(root)]
     return BuiltTree(digest, size, count, objects, children, files)
+
+
+class TreeWriter:
+    """Build a version's tree objects from its files given in tree order (each folder's files
+    contiguous, as a depth-first walk gives them), writing each folder's objects as soon as
+    the folder is complete. Memory holds the open folders only (one per level of the current
+    path), never the whole listing."""
+
+    def __init__(self, put: Put) -> None:
+        self._put = put
+        self._names: list[str] = []  # the open folders below the root, outermost first
+        self._open: list[tuple[list[Item], list[int]]] = [([], [0, 0])]  # items, [size, count]
+
+    def add(self, entry: FileEntry) -> None:
+        *parents, leaf = entry.path.split("/")
+        common = 0
+        while (
+            common < len(self._names)
+            and common < len(parents)
+            and self._names[common] == parents[common]
+        ):
+            common += 1
+        while len(self._names) > common:
+            self._close()
+        for name in parents[common:]:
+            self._names.append(name)
+            self._open.append(([], [0, 0]))
+        items, totals = self._open[-1]
+        items.append(Item(leaf, entry_json(leaf, entry)))
+        totals[0] += entry.size
+        totals[1] += 1
+
+    def finish(self) -> tuple[str, int, int]:
+        """Write what is still open; the root's (digest, size, file count)."""
+        while self._names:
+            self._close()
+        return self._write(*self._open.pop(), "")
+
+    def _close(self) -> None:
+        name = self._names.pop()
+        digest, size, count = self._write(*self._open.pop(), "/".join([*self._names, name]))
+        items, totals = self._open[-1]
+        items.append(Item(name, dir_json(name, digest, size, count), digest))
+        totals[0] += size
+        totals[1] += count
+
+    def _write(self, items: list[Item], totals: list[int], where: str) -> tuple[str, int, int]:
+        items.sort(key=lambda item: item.name)
+        for a, b in itertools.pairwise(items):
+            if a.name == b.name:
+                path = f"{where}/{a.name}" if where else a.name
+                if a.subtree is None and b.subtree is None:
+                    raise InvalidPathError(f"two files at one path: {path!r}")
+                raise InvalidPathError(f"{path!r} is both a file and a folder")
+        return write_folder(items, self._put), totals[0], totals[1]
 
 
 # --- reading: typed entries ------------------------------------------------------------------

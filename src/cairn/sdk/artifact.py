@@ -37,7 +37,7 @@ from cairn.sdk.log_version import Draft, Logged
 from cairn.sdk.metadata import Metadata, loaded, to_metadata
 from cairn.sdk.metadata import stored as stored_metadata
 from cairn.sdk.progress import progress_bar
-from cairn.sdk.walk import walk_files
+from cairn.sdk.walk import FolderSource, walk_files
 from cairn.service.retention import ttl_seconds
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class Artifact:
         self.aliases: list[str] = []
         self.tags: list[str] = []
         self.project: str | None = None
-        self._entries: dict[str, StagedFile | FileEntry] = {}
+        self._entries = {}
         self._info: VersionInfo | None = None
         self._backend: Backend | None = None
         self._staging: Path | None = None
@@ -303,7 +303,8 @@ class Artifact:
 
     def __repr__(self) -> str:
         if self._info is None:
-            return f"<Artifact {self.name} (draft, {len(self._entries)} files)>"
+            count = len(self._files) + sum(f.files for f in self._folders)
+            return f"<Artifact {self.name} (draft, {count} files)>"
         return f"<Artifact {self._info.qualified_name} {self._info.digest[:19]}>"
 
     def _repr_html_(self) -> str:
@@ -320,17 +321,43 @@ class Artifact:
                 "call new_draft() to make a new version from it"
             )
 
+    # A draft holds files one by one (``_files``) and whole folders added with add_dir that
+    # are walked only when the version is logged (``_folders``): a folder of a million files
+    # costs no memory per file until then, and logging streams it folder by folder. A folder
+    # is expanded into single files only when another change touches a path inside it.
+    @property
+    def _entries(self) -> dict[str, StagedFile | FileEntry]:
+        """Every file of the draft, one by one (folders added with add_dir expanded)."""
+        while self._folders:
+            self._expand(self._folders[0])
+        return self._files
+
+    @_entries.setter
+    def _entries(self, value: dict[str, StagedFile | FileEntry]) -> None:
+        self._files: dict[str, StagedFile | FileEntry] = value
+        self._folders: list[FolderSource] = []
+
+    def _expand(self, folder: FolderSource) -> None:
+        self._folders.remove(folder)
+        self._add_dir_now(Path(folder.root), folder.prefix, False, since=folder.added_ns)
+
+    def _expand_overlapping(self, paths: Sequence[str]) -> None:
+        """Expand the folders a change at any of ``paths`` could clash with."""
+        for folder in list(self._folders):
+            if any(folder.overlaps(p) for p in paths):
+                self._expand(folder)
+
     def _put(self, path: str, value: StagedFile | FileEntry, overwrite: bool) -> None:
-        if not overwrite and path in self._entries:
+        if not overwrite and path in self._files:
             raise InvalidPathError(
                 f"two files at one path: {path!r} is already in artifact {self.name!r}; "
                 "pass overwrite=True to replace it or name= to put it elsewhere"
             )
-        self._entries[path] = value
+        self._files[path] = value
 
     def _check_no_clashes(self, paths: list[str]) -> None:
         """Like _check_no_clash for many new paths at once, in time linear in their number."""
-        files = set(self._entries)
+        files = set(self._files)
         folders = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
         for path in paths:
             if path in folders:
@@ -346,12 +373,12 @@ class Artifact:
         """A path may not be both a file and a folder."""
         parts = path.split("/")
         for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in self._entries:
+            if "/".join(parts[:i]) in self._files:
                 raise InvalidPathError(
                     f"{path!r} would put a file inside {'/'.join(parts[:i])!r}, which is a file"
                 )
         prefix = path + "/"
-        if any(p.startswith(prefix) for p in self._entries):
+        if any(p.startswith(prefix) for p in self._files):
             raise InvalidPathError(f"{path!r} is already a folder in artifact {self.name!r}")
 
     def add_file(
@@ -380,9 +407,10 @@ class Artifact:
                 f"file {source} is not readable; fix its permissions", str(source)
             )
         staged = StagedFile(target, str(source.absolute()), (st.st_size, st.st_mtime_ns))
-        if target not in self._entries:
+        self._expand_overlapping([target])
+        if target not in self._files:
             self._check_no_clash(target)
-        elif _same_source(self._entries[target], staged):
+        elif _same_source(self._files[target], staged):
             overwrite = True  # the same file again: nothing to decide (its size/mtime renewed)
         self._put(target, staged, overwrite)
         return None
@@ -399,22 +427,36 @@ class Artifact:
         self._draft_only()
         root = Path(local_path).absolute()
         prefix = names.check_path(name) + "/" if name else ""
+        folder = FolderSource(prefix, str(root), 0)
+        if not any(folder.overlaps(p) for p in self._files) and not any(
+            f.overlaps(prefix[:-1]) for f in self._folders
+        ):
+            # nothing else in the draft at or below this folder: keep it as one folder,
+            # checked now (every name, loops, unreadable folders) and read when it is logged
+            self._folders.append(folder.counted())
+            return
+        self._expand_overlapping([prefix[:-1]] if prefix else [""])
+        self._add_dir_now(root, prefix, overwrite)
+
+    def _add_dir_now(
+        self, root: Path, prefix: str, overwrite: bool, since: int | None = None
+    ) -> None:
         found = [(names.check_path(prefix + rel), src) for rel, src in walk_files(root)]
-        staged = {path: StagedFile(path, src, _added(src)) for path, src in found}
+        staged = {path: StagedFile(path, src, _added(src), since) for path, src in found}
         if not overwrite:
             clashes = [
                 p
                 for p, _ in found
-                if p in self._entries and not _same_source(self._entries[p], staged[p])
+                if p in self._files and not _same_source(self._files[p], staged[p])
             ]
             if clashes:
                 raise InvalidPathError(
                     f"two files at one path: {clashes[0]!r} (and {len(clashes) - 1} more) already "
                     f"in artifact {self.name!r}; pass overwrite=True or name= to put them elsewhere"
                 )
-        if self._entries:
-            self._check_no_clashes([p for p, _ in found if p not in self._entries])
-        self._entries.update(staged)
+        if self._files:
+            self._check_no_clashes([p for p, _ in found if p not in self._files])
+        self._files.update(staged)
 
     def add_reference(
         self,
@@ -434,16 +476,17 @@ class Artifact:
 
         self._draft_only()
         found = references.resolve(uri, name, checksum=checksum, max_objects=max_objects)
-        clashes = [e.path for e in found if e.path in self._entries]
+        self._expand_overlapping([e.path for e in found])
+        clashes = [e.path for e in found if e.path in self._files]
         if clashes:
             raise InvalidPathError(
                 f"two files at one path: {clashes[0]!r} is already in artifact {self.name!r}; "
                 "pass name= to put the reference elsewhere"
             )
-        if self._entries:
+        if self._files:
             self._check_no_clashes([e.path for e in found])
         for entry in found:
-            self._entries[entry.path] = entry
+            self._files[entry.path] = entry
 
     @contextmanager
     def new_file(
@@ -452,7 +495,8 @@ class Artifact:
         """Write a new file straight into the artifact: ``with art.new_file("x.json") as f:``."""
         self._draft_only()
         path = names.check_path(name)
-        if path in self._entries:
+        self._expand_overlapping([path])
+        if path in self._files:
             raise InvalidPathError(f"two files at one path: {path!r} is already in the artifact")
         self._check_no_clash(path)
         if mode not in ("w", "wb", "wt", "x", "xb", "xt"):
@@ -468,7 +512,7 @@ class Artifact:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
         with open(local, mode.replace("x", "w"), **kwargs) as f:
             yield f
-        self._entries[path] = StagedFile(path, str(local), _added(str(local)))
+        self._files[path] = StagedFile(path, str(local), _added(str(local)))
 
     def remove(self, item: str | os.PathLike[str] | ArtifactFile) -> None:
         """Remove a file, or every file under a folder, from the draft: a path inside the
@@ -482,11 +526,12 @@ class Artifact:
             raw = item
         path = names.check_path(raw)
         prefix = path + "/"
-        doomed = [p for p in self._entries if p == path or p.startswith(prefix)]
+        self._expand_overlapping([path])
+        doomed = [p for p in self._files if p == path or p.startswith(prefix)]
         if not doomed:
             raise InvalidPathError(f"{path!r} is not in artifact {self.name!r}; nothing removed")
         for p in doomed:
-            del self._entries[p]
+            del self._files[p]
 
     def new_draft(self) -> Artifact:
         """A draft holding this version's files (without downloading them), to change and log
@@ -878,7 +923,8 @@ def draft_of(artifact: Artifact) -> Draft:
         metadata=artifact.metadata,
         aliases=list(artifact.aliases),
         tags=list(artifact.tags),
-        entries=list(artifact._entries.values()),
+        entries=list(artifact._files.values()),
+        folders=list(artifact._folders),
     )
 
 

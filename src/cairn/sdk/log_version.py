@@ -17,7 +17,10 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +29,16 @@ from cairn.core.gcpause import gc_paused
 from cairn.core.records import VersionInfo
 from cairn.errors import ConflictError, InvalidInputError, InvalidNameError, NotFoundError
 from cairn.objects import tree
-from cairn.objects.ingest import IngestStats, StagedFile
-from cairn.objects.tree import FileEntry
+from cairn.objects.ingest import Ingestor, IngestStats, SpilledTree, StagedFile
+from cairn.objects.spill import Spill
+from cairn.objects.tree import BuiltTree, FileEntry
 from cairn.sdk.backend import Backend
 from cairn.sdk.metadata import stored as stored_metadata
 from cairn.sdk.progress import enabled as progress_enabled
 from cairn.sdk.progress import progress_bar
+from cairn.sdk.walk import FolderSource
 
+STREAM_BATCH = 4096  # files hashed, and their records spilled, at a time
 REPAIRS = 3  # times a log stores again what a concurrent gc dropped before giving up
 
 
@@ -47,6 +53,7 @@ class Draft:
     aliases: list[str]
     tags: list[str]
     entries: list[StagedFile | FileEntry] = field(default_factory=list)
+    folders: list[FolderSource] = field(default_factory=list)  # added whole, walked when logged
 
 
 @dataclass
@@ -116,19 +123,101 @@ def _log_version(
             f"artifact {project}/{draft.name} already exists with type {existing.type!r}, "
             f"not {draft.type!r}: log it with type={existing.type!r}, or choose another name"
         )
-    staged = [v for v in draft.entries if isinstance(v, StagedFile)]
-    known = [v for v in draft.entries if isinstance(v, FileEntry)]
-    total = 0
-    if progress_enabled():  # sizing the bar costs a stat per file: only when it is drawn
-        for sf in staged:
-            try:
-                total += os.stat(sf.source).st_size
-            except OSError:
-                pass  # reported with a clear message by the ingestor
-    with progress_bar(f"logging {draft.name}", len(staged), total) as advance:
-        ingestor = backend.ingestor(advance)
-        entries = ingestor.hash_files(staged) + known
-    built = tree.build(entries)
+    built: BuiltTree | SpilledTree
+    if draft.folders:
+        files = sum(f.files for f in draft.folders) + len(draft.entries)
+        with progress_bar(f"logging {draft.name}", files, None) as advance:
+            ingestor = backend.ingestor(advance)
+            built = _stream(ingestor, draft)
+    else:
+        staged = [v for v in draft.entries if isinstance(v, StagedFile)]
+        known = [v for v in draft.entries if isinstance(v, FileEntry)]
+        total = 0
+        if progress_enabled():  # sizing the bar costs a stat per file: only when it is drawn
+            for sf in staged:
+                try:
+                    total += os.stat(sf.source).st_size
+                except OSError:
+                    pass  # reported with a clear message by the ingestor
+        with progress_bar(f"logging {draft.name}", len(staged), total) as advance:
+            ingestor = backend.ingestor(advance)
+            entries = ingestor.hash_files(staged) + known
+        built = tree.build(entries)
+    try:
+        return _store_and_commit(
+            backend, project, draft, ingestor, built, run_id, aliases, all_tags, metadata
+        )
+    finally:
+        if isinstance(built, SpilledTree):
+            built.files.close()
+            built.trees.close()
+
+
+def _stream(ingestor: Ingestor, draft: Draft) -> SpilledTree:
+    """Hash the draft's files in tree order, a batch at a time, building the tree as folders
+    complete; per-file records go to spills, so memory does not grow with the file count."""
+    tree.check_paths(v for v in draft.entries if isinstance(v, FileEntry))
+    walks: list[Iterator[tuple[str, StagedFile | FileEntry]]] = [
+        _walk(folder) for folder in draft.folders
+    ]
+    if draft.entries:
+        walks.append(iter(sorted(((v.path, v) for v in draft.entries), key=_tree_order)))
+    merged = walks[0] if len(walks) == 1 else heapq.merge(*walks, key=_tree_order)
+    files, trees = Spill(), Spill()
+    objects: list[tuple[str, bytes]] = []
+    writer = tree.TreeWriter(lambda digest, body, _refs: objects.append((digest, body)))
+    try:
+        while batch := list(itertools.islice(merged, STREAM_BATCH)):
+            staged = [v for _p, v in batch if isinstance(v, StagedFile)]
+            entries, from_cache = ingestor.hash_batch(staged)
+            cached = {fe.path for fe in from_cache}
+            hashed = iter(entries)
+            records: list[tuple[Any, ...]] = []
+            for _path, v in batch:
+                if isinstance(v, StagedFile):
+                    fe = next(hashed)
+                    records.append((*_fields(fe), str(v.source), fe.path in cached))
+                else:
+                    fe = v
+                    records.append((*_fields(fe), None, False))
+                writer.add(fe)
+            files.append(records)
+            trees.append(objects)
+            objects.clear()
+            ingestor.flush_cache()
+        root, size, count = writer.finish()
+        trees.append(objects)
+    except BaseException:
+        files.close()
+        trees.close()
+        raise
+    return SpilledTree(root, size, count, files, trees)
+
+
+def _walk(folder: FolderSource) -> Iterator[tuple[str, StagedFile | FileEntry]]:
+    for path, source in folder.walk():
+        yield path, StagedFile(path, source, since=folder.added_ns)
+
+
+def _tree_order(item: tuple[str, object]) -> list[str]:
+    return item[0].split("/")
+
+
+def _fields(fe: FileEntry) -> tuple[str, str, int, str | None, dict[str, Any] | None]:
+    return (fe.path, fe.digest, fe.size, fe.chunks, fe.ref)
+
+
+def _store_and_commit(
+    backend: Backend,
+    project: str,
+    draft: Draft,
+    ingestor: Ingestor,
+    built: BuiltTree | SpilledTree,
+    run_id: str | None,
+    aliases: list[str],
+    all_tags: list[str],
+    metadata: Any,
+) -> Logged:
     try:
         backend.registry.resolve(project, draft.name, built.root)
         exists = True
@@ -137,11 +226,7 @@ def _log_version(
     # the same version again: nothing to store unless objects were dropped since (gc, or
     # forgotten as damaged; a server tells no drop count, so its tree objects are asked for:
     # one per folder, a request per few thousand)
-    if (
-        exists
-        and not backend.object_store.generation()
-        and not backend.object_store.missing(built.objects)
-    ):
+    if exists and not backend.object_store.generation() and not ingestor.trees_missing(built):
         ingestor.flush_cache()
         # hashing stored what the store said it lacks (a damaged file it forgot, or one a
         # server lost): send it, so that logging the data again mends the version

@@ -5,10 +5,50 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from operator import attrgetter
 from pathlib import Path
 
+from cairn.core.names import check_path
 from cairn.errors import SourceFileError
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """A folder added to a draft whole (``add_dir``), walked again when the draft is logged."""
+
+    prefix: str  # where its files go inside the artifact: '' (the root) or 'name/'
+    root: str  # the folder on disk, absolute
+    files: int  # how many files it held when it was added
+    added_ns: int = 0  # when it was added (a file whose status changed since is refused)
+
+    def overlaps(self, path: str) -> bool:
+        """Whether a file or folder at ``path`` ('' for the root) could clash with a file of
+        this folder."""
+        if not self.prefix or not path:
+            return True
+        folder = self.prefix[:-1]
+        return path == folder or path.startswith(self.prefix) or folder.startswith(path + "/")
+
+    def counted(self) -> FolderSource:
+        """This folder after a full walk: every name checked, every problem (a loop, a
+        folder that cannot be read, a socket) raised now rather than when it is logged."""
+        added = time.time_ns()
+        n = 0
+        for _path, _source in self.walk():
+            n += 1
+        return replace(self, files=n, added_ns=added)
+
+    def walk(self) -> Iterator[tuple[str, str]]:
+        """(path inside the artifact, file on disk) for each file, folders contiguous and
+        names sorted within each folder (the order of a tree)."""
+        prefix = self.prefix
+        for rel, source in walk_files(Path(self.root)):
+            if "\\" in rel:
+                check_path(prefix + rel)  # raises the usual InvalidPathError
+            yield prefix + rel, source
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, str]]:
@@ -29,10 +69,13 @@ def walk_files(root: Path) -> Iterator[tuple[str, str]]:
     yield from _walk(str(root), "", {(root_st.st_dev, root_st.st_ino)})
 
 
+_NAME = attrgetter("name")
+
+
 def _listing(folder: str) -> Iterator[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_NAME)
     except PermissionError:
         raise SourceFileError(
             f"folder {folder} is not readable; fix its permissions", folder

@@ -33,6 +33,7 @@ from cairn.objects.packs.index import PackIndex
 from cairn.storage.local import syncfs
 
 PACK_TARGET = 64 << 20
+INDEX_EVERY = 50_000  # objects written by one log before they are indexed mid-log
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 
 Write = Callable[[int, int], None]  # (pack fd, offset): write an object's bytes there
@@ -265,7 +266,7 @@ class LocalPackStore:
                 offset += n
 
         with self._lock, self._writing():
-            return self._writer.append(digest, len(data), write)
+            return self._append(digest, len(data), write)
 
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
         """Store ``length`` bytes of open file ``fd`` at ``offset``, copied inside the kernel."""
@@ -274,7 +275,16 @@ class LocalPackStore:
             _copy(fd, offset, out, out_offset, length)
 
         with self._lock, self._writing():
-            return self._writer.append(digest, length, write)
+            return self._append(digest, length, write)
+
+    def _append(self, digest: str, length: int, write: Write) -> bool:
+        written = self._writer.append(digest, length, write)
+        if len(self._writer.pending) >= INDEX_EVERY:
+            # a log of millions of objects: index what it wrote so far, so that memory stays
+            # bounded and a log interrupted now (Ctrl-C, a crash) leaves these objects for the
+            # next log to reuse (unreferenced, gc reclaims them after its grace period)
+            self._index_written_now(replace=False)
+        return written
 
     def add(self, data: bytes) -> str:
         digest = hash_bytes(data)

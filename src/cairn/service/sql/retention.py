@@ -67,7 +67,9 @@ from cairn.service.validate import check_int, check_str
 log = logging.getLogger("cairn.retention")
 
 #: PostgreSQL advisory lock key held by the one running evaluation ("cairnret" in ASCII)
-ADVISORY_KEY = 0x636169726E726574
+# the evaluator lock, one per schema: deployments sharing one PostgreSQL database in separate
+# schemas do not wait for each other
+_LOCK_KEY = "hashtext('cairn.retention.' || current_schema())"
 #: who a server's scheduled evaluation acts as (":" is in no user name)
 SCHEDULE_USER = "schedule:retention"
 
@@ -542,20 +544,18 @@ class SqlRetention:
             return
         with self.engine.connect() as conn:
             if wait:
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_KEY})
+                conn.execute(sa.text(f"SELECT pg_advisory_lock({_LOCK_KEY})"))
                 got = True
             else:
                 got = bool(
-                    conn.execute(
-                        sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}
-                    ).scalar()
+                    conn.execute(sa.text(f"SELECT pg_try_advisory_lock({_LOCK_KEY})")).scalar()
                 )
             conn.commit()
             try:
                 yield got
             finally:
                 if got:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                    conn.execute(sa.text(f"SELECT pg_advisory_unlock({_LOCK_KEY})"))
                     conn.commit()
 
     def apply(
@@ -790,4 +790,4 @@ class RetentionScheduler:
             self._thread.join(30)
 
 
-__all__ = ["ADVISORY_KEY", "SCHEDULE_USER", "RetentionScheduler", "SqlRetention"]
+__all__ = ["SCHEDULE_USER", "RetentionScheduler", "SqlRetention"]
