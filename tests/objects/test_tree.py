@@ -539,3 +539,38 @@ def test_tree_digests_are_pinned(
     built = tree.build(pinned_entries())
     assert (built.root, len(built.objects)) == ("blake3:" + root, objects)
     assert (built.size, built.file_count) == (92927353, 9033)
+
+
+def _written(entries: list[FileEntry]) -> tuple[str, int, int, dict[str, bytes]]:
+    objects: dict[str, bytes] = {}
+    writer = tree.TreeWriter(lambda digest, body, _refs: objects.setdefault(digest, body))
+    for entry in sorted(entries, key=lambda e: e.path.split("/")):
+        writer.add(entry)
+    return (*writer.finish(), objects)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    paths=st.sets(
+        st.lists(st.sampled_from(["a", "b", "a.b", "a-", "é", "Z"]), min_size=1, max_size=4).map(
+            "/".join
+        ),
+        max_size=40,
+    )
+)
+def test_the_streaming_writer_makes_the_tree_build_makes(paths: set[str]) -> None:
+    # keep paths that do not put a file where another path needs a folder
+    kept = [p for p in paths if not any(q.startswith(p + "/") for q in paths)]
+    entries = [FileEntry(p, hash_bytes(p.encode()), len(p)) for p in kept]
+    built = tree.build(entries)
+    root, size, count, objects = _written(entries)
+    assert (root, size, count) == (built.root, built.size, built.file_count)
+    assert objects == built.objects
+
+
+def test_the_streaming_writer_refuses_two_files_at_one_path_and_a_file_that_is_a_folder() -> None:
+    d = hash_bytes(b"x")
+    with pytest.raises(InvalidPathError, match="two files at one path: 'a/b'"):
+        _written([FileEntry("a/b", d, 1), FileEntry("a/b", d, 1)])
+    with pytest.raises(InvalidPathError, match="'a/b' is both a file and a folder"):
+        _written([FileEntry("a/b", d, 1), FileEntry("a/b/c", d, 1)])
