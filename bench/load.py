@@ -72,6 +72,22 @@ def fresh_database(kind: str, folder: Path) -> tuple[str, Any]:
     return url, drop
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server and its worker processes: what
+    an operation costs the server, whatever else shares the machine."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def seed(url: str, key: str, artifacts: int, work: Path) -> None:
     env = {**os.environ, "CAIRN_URL": url, "CAIRN_API_KEY": key, "CAIRN_QUIET": "1",
            "CAIRN_DIR": str(work / "client")}  # fmt: skip
@@ -173,7 +189,7 @@ def main() -> None:
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--artifacts", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", metavar="SVG", help="py-spy record the server into SVG")
+    parser.add_argument("--profile", metavar="SVG", help="py-spy record the server into SVG (or collapsed stacks, for a .txt)")
     parser.add_argument("--server-arg", action="append", default=[])
     args = parser.parse_args()
 
@@ -211,10 +227,12 @@ def main() -> None:
         if args.profile:
             spy = subprocess.Popen(
                 ["py-spy", "record", "--subprocesses", "--pid", str(server.pid), "-o",
-                 args.profile, "--duration", str(int(args.seconds)), "--nonblocking"],
+                 args.profile, "--duration", str(int(args.seconds)), "--nonblocking",
+                 *(["--format", "raw"] if args.profile.endswith(".txt") else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         load_before = os.getloadavg()
+        cpu_before = server_cpu(server.pid)
         queue: Any = mp.Queue()
         per = [args.clients // args.procs + (i < args.clients % args.procs)
                for i in range(args.procs)]  # fmt: skip
@@ -233,6 +251,7 @@ def main() -> None:
         for p in procs:
             p.join()
         elapsed = time.monotonic() - began
+        cpu = server_cpu(server.pid) - cpu_before
         load_after = os.getloadavg()
     finally:
         if spy is not None:
@@ -255,6 +274,9 @@ def main() -> None:
         print(f"  {kind:8} n={len(times):6}  p50 {percentile(times, 0.5) * 1000:7.1f} ms  "
               f"p95 {percentile(times, 0.95) * 1000:7.1f} ms  "
               f"p99 {percentile(times, 0.99) * 1000:7.1f} ms")  # fmt: skip
+    print(f"server CPU {cpu:.1f} s: {cpu * 1000 / max(len(results), 1):.2f} ms per operation, "
+          f"so {os.cpu_count()} cores given to the server alone serve "
+          f"{(os.cpu_count() or 1) * len(results) / max(cpu, 1e-9):.0f} operations/s")  # fmt: skip
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"(1 min; {os.cpu_count()} cores)")  # fmt: skip
 
