@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from cairn import config
@@ -51,9 +52,9 @@ class RemoteBackend:
 
 
 class _CachedMaterializer(Materializer):
-    """Downloads through the cache of downloaded objects: the cache is told what the files
-    are, so that a capped one fetches a window ahead and keeps what the download still needs
-    (`HttpObjectStore.download`)."""
+    """Downloads through the cache of downloaded objects: the cache is told what the files of
+    each batch are, so that a capped one fetches a window ahead and keeps what the download
+    still needs (`HttpObjectStore.download`)."""
 
     def __init__(
         self,
@@ -65,11 +66,11 @@ class _CachedMaterializer(Materializer):
         super().__init__(object_store, hash_cache, progress=progress)
         self.remote = object_store
 
-    def materialize(self, wanted: list[Wanted], dest: Path, *, overwrite: bool = False) -> None:
-        sizes = {w.digest: w.size for w in wanted if w.chunks is None}
-        lists = {w.chunks for w in wanted if w.chunks is not None}
-        with self.remote.download(sizes, lists):
-            super().materialize(wanted, dest, overwrite=overwrite)
+    def _fetching(self, todo: list[Wanted]) -> contextlib.AbstractContextManager[object]:
+        # one download session per batch: what the cache tracks for it stays batch-sized
+        sizes = {w.digest: w.size for w in todo if w.chunks is None}
+        lists = {w.chunks for w in todo if w.chunks is not None}
+        return self.remote.download(sizes, lists)
 
 
 __all__ = ["RemoteBackend"]

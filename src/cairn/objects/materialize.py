@@ -30,12 +30,13 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,10 @@ TMP_SUFFIX = ".cairn-tmp"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _MAX_OPEN_FOLDERS = 256  # folder descriptors one opener keeps open at most
+# files planned and written at a time: what a download holds does not grow with the version
+BATCH = 4096
+_FOLDERS_KEPT = 4096  # folder states kept between batches (beyond the current one's ancestors)
+_CONFLICTS_KEPT = 1000  # conflicts an error keeps (all are counted; its message lists 20)
 
 # what stands in the way, by kind; with overwrite=True all but "folder" are replaced
 MODIFIED = "modified"  # a file whose content differs from the version and from any download
@@ -75,14 +80,54 @@ class Wanted:
     chunks: str | None
 
 
+# the files of a download: a list, or a function that walks them afresh each time
+Files = Iterable[Wanted] | Callable[[], Iterable[Wanted]]
+
+
 @dataclass
 class _Plan:
+    """What one batch of a download has to do, and what stands in its way."""
+
     todo: list[Wanted] = field(default_factory=list)
     in_place: list[Wanted] = field(default_factory=list)
     replace: set[str] = field(default_factory=set)  # paths (files or folders) to remove first
     new: set[str] = field(default_factory=set)  # files absent when planned
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, kind)
     hashed: list[tuple[StatKey, CachedDigest]] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)  # seen first in this batch, top down
+    file_in_the_way: dict[str, os.stat_result] = field(default_factory=dict)  # of a folder
+
+
+@dataclass
+class _Conflicts:
+    """The conflicts of a whole download: the first few kept to list, all of them counted."""
+
+    kept: list[tuple[str, str]] = field(default_factory=list)
+    count: int = 0
+    never_replaced: bool = False
+
+    def add(self, conflicts: list[tuple[str, str]]) -> None:
+        self.count += len(conflicts)
+        room = _CONFLICTS_KEPT - len(self.kept)
+        if room > 0:
+            self.kept.extend(conflicts[:room])
+        self.never_replaced |= any(kind in _NEVER_REPLACED for _p, kind in conflicts)
+
+
+def _source(files: Files) -> Callable[[], Iterable[Wanted]]:
+    """``files`` as something that can be walked twice (a check, then the writes)."""
+    if callable(files):
+        return files
+    if iter(files) is files:  # a one-shot iterator: it has to be kept to be walked twice
+        files = list(files)
+    kept = files
+    return lambda: kept
+
+
+def _batches(files: Iterable[Wanted], size: int) -> Iterator[list[Wanted]]:
+    it = iter(files)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
 
 
 def tmp_name(name: str) -> str:
@@ -118,15 +163,13 @@ def remove_stale_tmp(folder: str | Path) -> int:
     locked). Returns how many were removed."""
     removed = 0
     try:
-        with os.scandir(folder) as found:
-            entries = list(found)
+        with os.scandir(folder) as found:  # only temp names are kept: a huge folder is not held
+            temps = [e.path for e in found if e.name.endswith(TMP_SUFFIX) and e.name[0] == "."]
     except (FileNotFoundError, NotADirectoryError):
         return 0
-    for entry in entries:
-        if not (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
-            continue
+    for path in temps:
         try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             continue
         try:
@@ -135,8 +178,8 @@ def remove_stale_tmp(folder: str | Path) -> int:
             os.close(fd)
             continue  # being written right now
         try:
-            if os.stat(entry.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                os.unlink(entry.path)
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.unlink(path)
                 removed += 1
         except FileNotFoundError:
             pass
@@ -145,95 +188,218 @@ def remove_stale_tmp(folder: str | Path) -> int:
     return removed
 
 
+def _is_normal(path: str) -> bool:
+    """``check_path(path) == path``, without building the parts (called once per file)."""
+    if not path or path[0] == "/" or path[-1] == "/" or "//" in path:
+        return False
+    if "\x00" in path or "\\" in path:
+        return False
+    if "." in path:
+        padded = f"/{path}/"
+        return "/./" not in padded and "/../" not in padded
+    return True
+
+
+def _make_dest(dest: Path) -> bool:
+    """Make ``dest`` (and its parents); True when it was absent or empty: nothing can be in the
+    way of the download, which then needs no check before writing."""
+    try:
+        dest.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise _disk_full(exc, dest, None) from None
+        raise
+    if not dest.is_dir():
+        raise DownloadConflictError(
+            f"{dest} is a file, not a folder: download somewhere else", conflicts=[("", FILE)]
+        )
+    with os.scandir(dest) as entries:
+        return next(entries, None) is None
+
+
+_DIR = "dir"  # a folder on disk, made by the user or an earlier download
+_MISSING = "missing"  # absent, or below a folder that is absent or in the way
+_BLOCKED = "blocked"  # a symlink or a file where the version has a folder
+_MADE = "made"  # made by this download (nothing below it yet)
+
+
+class _Folders:
+    """What stands where the version needs folders, looked at one level at a time (reads only;
+    the dead temp files in each folder found are removed). Kept for a bounded number of folders:
+    a version comes in path order, so once the files of a folder are passed only its ancestors
+    come up again; a folder forgotten anyway is only looked at again."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.state: dict[str, str] = {"": _DIR}
+        remove_stale_tmp(root)
+
+    def of(self, folder: str, plan: _Plan) -> str:
+        """The state of ``folder``; the folders first seen are added to ``plan.folders`` (top
+        down), what is in their way to its conflicts or ``file_in_the_way``."""
+        state = self.state.get(folder)
+        if state is not None:
+            return state
+        below: list[str] = []  # no recursion: a folder thousands of levels deep is like any
+        at = folder
+        while at not in self.state:
+            below.append(at)
+            at = os.path.dirname(at)
+        for path in reversed(below):
+            self.state[path] = self._look(path, self.state[os.path.dirname(path)], plan)
+            plan.folders.append(path)
+        return self.state[folder]
+
+    def _look(self, folder: str, parent: str, plan: _Plan) -> str:
+        if parent != _DIR:
+            return _MISSING  # below a folder to be made (or refused)
+        try:
+            st = os.lstat(self.root + folder)
+        except FileNotFoundError:
+            return _MISSING
+        if stat.S_ISDIR(st.st_mode):
+            remove_stale_tmp(self.root + folder)
+            return _DIR
+        if stat.S_ISLNK(st.st_mode):
+            plan.conflicts.append((folder, SYMLINK))
+        else:
+            plan.file_in_the_way[folder] = st
+        return _BLOCKED
+
+    def trim(self, at: str) -> None:
+        """Forget every folder but ``at`` and its ancestors, once many are known."""
+        if len(self.state) <= _FOLDERS_KEPT:
+            return
+        kept = {"": _DIR}
+        while at:
+            if at in self.state:
+                kept[at] = self.state[at]
+            at = os.path.dirname(at)
+        self.state = kept
+
+
 def prepare(
     dest: Path,
-    wanted: list[Wanted],
+    wanted: Files,
     hash_cache: HashCache | None,
     *,
     overwrite: bool,
     threads: int = 2,
     folders_only: Sequence[str] = (),
-) -> _Plan:
+) -> None:
     """Check a download into ``dest`` before anything is written: raise `DownloadConflictError`
-    listing what is in the way, else make the folders (never through a symlink) and return what
-    to write. ``folders_only``: more paths whose parent folders are needed (their own place is
-    not checked)."""
-    for w in wanted:
-        # paths come from tree objects, which anyone able to write objects can craft: never
-        # let one name a place outside ``dest`` ('../x', '/etc/x')
-        if check_path(w.path) != w.path:
-            raise InvalidPathError(f"artifact path {w.path!r} is not in normal form ('a/b')")
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise DownloadConflictError(
-            f"{dest} is a file, not a folder: download somewhere else", conflicts=[("", FILE)]
-        ) from None
-    except OSError as exc:
-        if exc.errno in _FULL:
-            raise _disk_full(exc, dest, wanted) from None
-        raise
-    root = str(dest) + "/"
-    parents = {os.path.dirname(w.path) for w in wanted}
-    parents |= {os.path.dirname(check_path(p)) for p in folders_only}
-    folders = sorted({f for p in parents - {""} for f in _ancestors(p)})
-    plan = _plan(wanted, root, folders, hash_cache, threads)
-    blocking = [c for c in plan.conflicts if not overwrite or c[1] in _NEVER_REPLACED]
-    if blocking:
-        raise _conflict_error(dest, blocking, overwrite)
-    if plan.hashed and hash_cache:
-        hash_cache.put_many(plan.hashed)
-    if overwrite:
-        plan.replace |= {p for p, _kind in plan.conflicts}
+    listing what is in the way, else make the folders (never through a symlink). ``wanted``:
+    the files (a list, or a function that walks them afresh: it is walked twice, a batch at a
+    time); ``folders_only``: more paths whose parent folders are needed (their own place is not
+    checked). The files themselves are the caller's to write."""
+    source = _source(wanted)
+    _make_dest(dest)
+    extra = [os.path.dirname(check_path(p)) for p in folders_only]
+    _check(source, dest, hash_cache, overwrite=overwrite, threads=threads, extra_folders=extra)
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        folders = _Folders(str(dest) + "/")
         with _FolderOpener(root_fd) as opener:
-            for folder in folders:
-                opener.make(folder, replace=folder in plan.replace)
+            for batch in _batches(source(), BATCH):
+                plan = _plan(batch, folders, hash_cache, threads, trim=True)
+                _make_folders(opener, folders, plan, overwrite)
+            _make_folders(opener, folders, _plan_folders(folders, extra, hash_cache), overwrite)
     except OSError as exc:
         if exc.errno in _FULL:
-            raise _disk_full(exc, dest, plan.todo) from None
+            raise _disk_full(exc, dest, None) from None
         raise
     finally:
         os.close(root_fd)
+
+
+@dataclass
+class _Checked:
+    """What the check of a download found to do."""
+
+    todo: int = 0  # files to write
+    in_place: int = 0  # files already right
+    in_place_bytes: int = 0
+
+
+def _check(
+    source: Callable[[], Iterable[Wanted]],
+    dest: Path,
+    hash_cache: HashCache | None,
+    *,
+    overwrite: bool,
+    threads: int,
+    extra_folders: Sequence[str] = (),
+) -> _Checked:
+    """The first pass of a download into a folder that has content: walk the version a batch at
+    a time (reads only) and raise `DownloadConflictError` if anything is in the way, before
+    anything is written. Only the first conflicts are kept to list; all are counted."""
+    folders = _Folders(str(dest) + "/")
+    found = _Conflicts()
+    checked = _Checked()
+    replace = False
+
+    def tally(plan: _Plan) -> None:
+        nonlocal replace
+        found.add([c for c in plan.conflicts if not overwrite or c[1] in _NEVER_REPLACED])
+        replace |= bool(plan.conflicts or plan.replace)
+        if plan.hashed and hash_cache:  # a truth about the user's files, kept either way
+            hash_cache.put_many(plan.hashed)
+        checked.todo += len(plan.todo)
+        checked.in_place += len(plan.in_place)
+        checked.in_place_bytes += sum(w.size for w in plan.in_place)
+
+    for batch in _batches(source(), BATCH):
+        tally(_plan(batch, folders, hash_cache, threads, trim=True))
+    tally(_plan_folders(folders, extra_folders, hash_cache))
+    if found.count:
+        raise _conflict_error(dest, found, overwrite)
+    if replace:
+        checked.todo = max(checked.todo, 1)  # something is in the way of a folder: a write
+    return checked
+
+
+def _plan_folders(folders: _Folders, paths: Sequence[str], hash_cache: HashCache | None) -> _Plan:
+    """The plan of folders needed beside the files (`prepare`'s ``folders_only``)."""
+    plan = _Plan()
+    for folder in paths:
+        if folder:
+            folders.of(folder, plan)
+    _resolve_files_in_the_way(plan, {}, hash_cache)
     return plan
+
+
+def _make_folders(opener: _FolderOpener, folders: _Folders, plan: _Plan, overwrite: bool) -> None:
+    """Make the folders of ``plan`` that are not on disk (after its check)."""
+    replace = plan.replace | {p for p, _kind in plan.conflicts} if overwrite else plan.replace
+    for folder in plan.folders:
+        if folders.state.get(folder, _DIR) != _DIR:
+            opener.make(folder, replace=folder in replace)
+            folders.state[folder] = _MADE
 
 
 def _plan(
     wanted: list[Wanted],
-    root: str,
-    folders: list[str],
+    folders: _Folders,
     hash_cache: HashCache | None,
     threads: int,
+    *,
+    trim: bool = False,
 ) -> _Plan:
-    """What a download has to do, and what stands in the way (reads only)."""
+    """What one batch of a download has to do, and what stands in the way (reads only)."""
     plan = _Plan()
-    # the state of every folder the version needs: "dir", "missing", or a blocked one
-    state: dict[str, str] = {"": "dir"}
-    file_in_the_way: dict[str, os.stat_result] = {}
-    for folder in folders:
-        parent = state[os.path.dirname(folder)]
-        if parent != "dir":
-            state[folder] = "missing"  # below a folder to be made (or refused)
-            continue
-        try:
-            st = os.lstat(root + folder)
-        except FileNotFoundError:
-            state[folder] = "missing"
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            state[folder] = "dir"
-            remove_stale_tmp(root + folder)
-        elif stat.S_ISLNK(st.st_mode):
-            state[folder] = "blocked"
-            plan.conflicts.append((folder, SYMLINK))
-        else:
-            state[folder] = "blocked"
-            file_in_the_way[folder] = st
-    remove_stale_tmp(root)
+    root = folders.root
+    if trim and wanted:
+        folders.trim(os.path.dirname(wanted[0].path))
     regular: dict[str, os.stat_result] = {}
     for w in wanted:
-        if state[os.path.dirname(w.path)] != "dir":
+        # paths come from tree objects, which anyone able to write objects can craft: never
+        # let one name a place outside ``dest`` ('../x', '/etc/x')
+        if not _is_normal(w.path):
+            raise InvalidPathError(f"artifact path {w.path!r} is not in normal form ('a/b')")
+        if folders.of(os.path.dirname(w.path), plan) != _DIR:
             plan.todo.append(w)
             plan.new.add(w.path)
             continue
@@ -258,14 +424,10 @@ def _plan(
                 plan.conflicts.append((w.path, "empty folder"))
         else:
             plan.conflicts.append((w.path, "special file"))
-    keys = {p: stat_key(st) for p, st in [*regular.items(), *file_in_the_way.items()]}
-    cached = hash_cache.get_many(list(keys.values())) if hash_cache else {}
-    # files in the way of a folder: replaced when Cairn knows them, else a clash
-    for folder in file_in_the_way:
-        if keys[folder] in cached:
-            plan.replace.add(folder)
-        else:
-            plan.conflicts.append((folder, FILE))
+    if not regular and not plan.file_in_the_way:
+        return plan
+    keys = {p: stat_key(st) for p, st in regular.items()}
+    cached = _resolve_files_in_the_way(plan, keys, hash_cache)
     to_hash: list[Wanted] = []
     for w in wanted:
         st_or_none = regular.get(w.path)
@@ -301,7 +463,26 @@ def _plan(
     return plan
 
 
+def _resolve_files_in_the_way(
+    plan: _Plan, keys: dict[str, StatKey], hash_cache: HashCache | None
+) -> dict[StatKey, CachedDigest]:
+    """Look ``keys`` (and the files in the way of folders) up in the hash cache; a file in the
+    way of a folder is replaced when Cairn knows it, else it is a clash."""
+    blocking = {p: stat_key(st) for p, st in plan.file_in_the_way.items()}
+    every = [*keys.values(), *blocking.values()]
+    cached = hash_cache.get_many(every) if hash_cache and every else {}
+    for folder, key in blocking.items():
+        if key in cached:
+            plan.replace.add(folder)
+        else:
+            plan.conflicts.append((folder, FILE))
+    return cached
+
+
 class Materializer:
+    """Writes a version's files into a folder, a batch of files at a time: the memory it needs
+    does not grow with the number of files (`BATCH`)."""
+
     def __init__(
         self,
         object_store: ObjectStore,
@@ -317,31 +498,76 @@ class Materializer:
         self.progress = progress or (lambda files, nbytes: None)
         self._placed: list[tuple[StatKey, CachedDigest]] = []
 
-    def materialize(self, wanted: list[Wanted], dest: Path, *, overwrite: bool = False) -> None:
+    def materialize(self, wanted: Files, dest: Path, *, overwrite: bool = False) -> None:
         """Write ``wanted`` into ``dest``. Refuses (`DownloadConflictError`, nothing written)
-        when a modified file, a symlink or a clash is in the way, unless ``overwrite``."""
-        plan = prepare(dest, wanted, self.hash_cache, overwrite=overwrite, threads=self.threads)
-        for w in plan.in_place:
-            self.progress(1, w.size)
-        if not plan.todo:
-            return
+        when a modified file, a symlink or a clash is in the way, unless ``overwrite``.
+
+        ``wanted``: the files, as a list or as a function that walks them afresh each time it
+        is called (a version's tree walk): into a folder with content the files are walked
+        twice, once to check everything before writing anything and once to write, a batch at
+        a time, so that a version of millions of files is never held whole."""
+        source = _source(wanted)
+        fresh = _make_dest(dest)
+        if not fresh:  # something may be in the way: check everything first
+            checked = _check(
+                source, dest, self.hash_cache, overwrite=overwrite, threads=self.threads
+            )
+            if not checked.todo:  # every file in place: the second pass has nothing to do
+                self.progress(checked.in_place, checked.in_place_bytes)
+                return
+        done = [0]  # bytes of the batches done
         try:
-            self._write(plan, dest)
+            self._write(source, dest, overwrite, done)
         except OSError as exc:
             if exc.errno in _FULL:
-                raise _disk_full(exc, dest, plan.todo) from None
+                raise _disk_full(exc, dest, _left(source, done[0])) from None
             raise
-        finally:
-            if self.hash_cache and self._placed:
-                self.hash_cache.put_many(self._placed, racy_ok=True)
-            self._placed = []
 
     # --- writing -------------------------------------------------------------------------------
-    def _write(self, plan: _Plan, dest: Path) -> None:
+    def _write(
+        self,
+        source: Callable[[], Iterable[Wanted]],
+        dest: Path,
+        overwrite: bool,
+        done: list[int],
+    ) -> None:
+        folders = _Folders(str(dest) + "/")
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        pool = ThreadPoolExecutor(self.threads)
         try:
+            with _FolderOpener(root_fd) as opener:
+                for batch in _batches(source(), BATCH):
+                    plan = _plan(batch, folders, self.hash_cache, self.threads, trim=True)
+                    # checked before; what is in the way now came during the download
+                    blocking = [
+                        c for c in plan.conflicts if not overwrite or c[1] in _NEVER_REPLACED
+                    ]
+                    if blocking:
+                        found = _Conflicts()
+                        found.add(blocking)
+                        raise _conflict_error(dest, found, overwrite, during=True)
+                    if plan.hashed and self.hash_cache:
+                        self.hash_cache.put_many(plan.hashed)
+                    if overwrite:
+                        plan.replace |= {p for p, _kind in plan.conflicts}
+                    _make_folders(opener, folders, plan, overwrite)
+                    if plan.in_place:
+                        self.progress(len(plan.in_place), sum(w.size for w in plan.in_place))
+                    if plan.todo:
+                        self._write_batch(plan, root_fd, pool)
+                    done[0] += sum(w.size for w in batch)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            os.close(root_fd)
+
+    def _fetching(self, todo: list[Wanted]) -> contextlib.AbstractContextManager[object]:
+        """Held while a batch is written (a backend that fetches objects says what it needs)."""
+        return contextlib.nullcontext()
+
+    def _write_batch(self, plan: _Plan, root_fd: int, pool: ThreadPoolExecutor) -> None:
+        with self._fetching(plan.todo):
             warm = getattr(self.object_store, "warm", None)
-            if warm is not None:  # look every object up in one pass, not one query per file
+            if warm is not None:  # look the batch's objects up in one pass, not one per file
                 warm([w.chunks or w.digest for w in plan.todo])
             by_folder: dict[str, list[Wanted]] = {}
             for w in plan.todo:
@@ -361,16 +587,19 @@ class Materializer:
                     for w in group:
                         self._place(w, dir_fd, w.path in plan.new, w.path in plan.replace)
 
-            pool = ThreadPoolExecutor(self.threads)
+            futures = [pool.submit(place_group, group) for group in groups]
             try:
-                for _ in pool.map(place_group, groups):
-                    pass
+                for future in futures:
+                    future.result()
             except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure
+                for future in futures:  # stop at the first failure
+                    future.cancel()
+                wait(futures)
                 raise
-            pool.shutdown()
-        finally:
-            os.close(root_fd)
+            finally:
+                if self.hash_cache and self._placed:
+                    self.hash_cache.put_many(self._placed, racy_ok=True)
+                self._placed = []
 
     def _place(self, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
         name = os.path.basename(w.path)
@@ -551,25 +780,27 @@ _WHAT = {
 
 
 def _conflict_error(
-    dest: Path, conflicts: list[tuple[str, str]], overwrite: bool
+    dest: Path, found: _Conflicts, overwrite: bool, *, during: bool = False
 ) -> DownloadConflictError:
+    conflicts = found.kept
     lines = [f"{path or '.'}: {_WHAT.get(kind, kind)}" for path, kind in conflicts[:20]]
-    more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+    n = found.count
+    more = f"\n  ... and {n - len(lines)} more" if n > len(lines) else ""
     if overwrite:
         advice = "move these folders away yourself (Cairn never removes a folder with content)"
-    elif any(kind in _NEVER_REPLACED for _p, kind in conflicts):
+    elif found.never_replaced:
         advice = (
             "pass overwrite=True (`--force`) to replace files and links, move folders away "
             "yourself, or download somewhere else"
         )
     else:
-        advice = (
-            "pass overwrite=True (`--force`) to replace them, or download somewhere else; "
-            "nothing was written"
-        )
-    n = len(conflicts)
+        advice = "pass overwrite=True (`--force`) to replace them, or download somewhere else"
+        if not during:
+            advice += "; nothing was written"
+    if during:
+        advice = "they appeared during the download; " + advice
     return DownloadConflictError(
-        f"{n} path{'s' if n != 1 else ''} in {dest} would be lost by the download:\n  "
+        f"{n:,} path{'s' if n != 1 else ''} in {dest} would be lost by the download:\n  "
         + "\n  ".join(lines)
         + more
         + f"\n{advice}",
@@ -577,16 +808,25 @@ def _conflict_error(
     )
 
 
-def _disk_full(exc: OSError, dest: Path, todo: list[Wanted]) -> DiskFullError:
-    need = sum(w.size for w in todo)
+def _left(source: Callable[[], Iterable[Wanted]], done: int) -> int | None:
+    """The bytes of the files still to write, once a download stopped (a walk of them)."""
+    try:
+        return max(0, sum(w.size for w in source()) - done)
+    except Exception:  # only for the message
+        return None
+
+
+def _disk_full(exc: OSError, dest: Path, need: int | None) -> DiskFullError:
     try:
         free = shutil.disk_usage(dest).free
         where = f"{free:,} bytes free"
     except OSError:
         where = "free space unknown"
+    if need is not None:
+        where += f", the files still to write total {need:,} bytes"
     return DiskFullError(
         f"disk full while downloading into {dest} ({os.strerror(exc.errno or errno.ENOSPC)}; "
-        f"{where}, the files still to write total {need:,} bytes); nothing partial was left: "
+        f"{where}); nothing partial was left: "
         "free space on that filesystem or download somewhere else, then download again",
         path=str(dest),
     )

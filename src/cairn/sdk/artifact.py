@@ -29,7 +29,7 @@ from cairn.errors import (
 from cairn.objects import fswalk, tree
 from cairn.objects.hashcache import stat_key
 from cairn.objects.ingest import IngestStats, StagedFile
-from cairn.objects.materialize import Wanted
+from cairn.objects.materialize import Files, Wanted
 from cairn.objects.tree import FileEntry
 from cairn.sdk import context
 from cairn.sdk.backend import Backend, get_backend
@@ -631,9 +631,17 @@ class Artifact:
         return config.artifact_dir() / f"{info.name}:{info.label}"
 
     @gc_paused
-    def _materialize(self, wanted: list[Wanted], dest: Path, overwrite: bool) -> None:
-        total = sum(w.size for w in wanted)
-        with progress_bar(f"downloading {self.name}", len(wanted), total) as advance:
+    def _materialize(
+        self,
+        wanted: Files,
+        dest: Path,
+        overwrite: bool,
+        totals: tuple[int, int] | None = None,
+    ) -> None:
+        if totals is None:
+            assert isinstance(wanted, list)
+            totals = (len(wanted), sum(w.size for w in wanted))
+        with progress_bar(f"downloading {self.name}", *totals) as advance:
             self._be().materializer(advance).materialize(wanted, dest, overwrite=overwrite)
 
     def download(
@@ -664,16 +672,35 @@ class Artifact:
         skips vanished ones with a warning).
         """
         dest = self._download_root(root)
-        wanted: list[Wanted] = []
         refs: list[tuple[str, tree.Ref]] = []
-        for p, e in self._iter_entries(path_prefix):
-            if isinstance(e, tree.Ref):
-                refs.append((p, e))
-            else:
-                wanted.append(Wanted(p, e.digest, e.size, e.chunks))
-        self._materialize(wanted, dest, overwrite)
+        walks = 0
+
+        def files() -> Iterator[Wanted]:
+            # the version's tree, walked folder by folder each time the download asks (once
+            # to check what is in the way, once to write): never held whole
+            nonlocal walks
+            walks += 1
+            first = walks == 1
+            for p, e in self._iter_entries(path_prefix):
+                if isinstance(e, tree.Ref):
+                    if first:
+                        refs.append((p, e))
+                else:
+                    yield Wanted(p, e.digest, e.size, e.chunks)
+
+        self._materialize(files, dest, overwrite, self._totals(path_prefix))
         self._fetch_references(refs, dest, allow_missing_references, overwrite)
         return str(dest)
+
+    def _totals(self, prefix: str | None) -> tuple[int, int]:
+        """(files, bytes) at or below ``prefix``, from the tree (references included)."""
+        info = self._logged()
+        if not prefix:
+            return info.file_count, info.size
+        entry = tree.lookup(info.digest, names.check_path(prefix), self._load)
+        if entry is None:
+            return 0, 0
+        return (entry.count if isinstance(entry, tree.Dir) else 1), entry.size
 
     @gc_paused
     def checkout(self, root: str | os.PathLike[str] | None = None) -> str:
