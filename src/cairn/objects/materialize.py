@@ -58,6 +58,9 @@ _GROUP = 32  # files placed per task
 TMP_SUFFIX = ".cairn-tmp"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNNAMED_FLAGS = (
+    os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") else 0
+)  # a file with no name yet (Linux): see Materializer._open_unnamed
 _MAX_OPEN_FOLDERS = 256  # folder descriptors one opener keeps open at most
 # files planned and written at a time: what a download holds does not grow with the version
 BATCH = 4096
@@ -460,6 +463,9 @@ def _plan(
             else:
                 plan.todo.append(w)
                 plan.conflicts.append((w.path, MODIFIED))
+    if plan.new and len(plan.new) < len(plan.todo):  # written in the order they come
+        todo = {id(w) for w in plan.todo}
+        plan.todo = [w for w in wanted if id(w) in todo]
     return plan
 
 
@@ -497,6 +503,7 @@ class Materializer:
         self.threads = threads or (os.cpu_count() or 2)
         self.progress = progress or (lambda files, nbytes: None)
         self._placed: list[tuple[StatKey, CachedDigest]] = []
+        self._unnamed = _UNNAMED_FLAGS != 0 and os.path.isdir("/proc/self/fd")
 
     def materialize(self, wanted: Files, dest: Path, *, overwrite: bool = False) -> None:
         """Write ``wanted`` into ``dest``. Refuses (`DownloadConflictError`, nothing written)
@@ -601,9 +608,26 @@ class Materializer:
                     self.hash_cache.put_many(self._placed, racy_ok=True)
                 self._placed = []
 
+    def _open_unnamed(self, dir_fd: int) -> int | None:
+        """An unnamed file in the folder (``O_TMPFILE``), for a file whose name is free: it
+        gets its name only once complete and verified (`_link_in_place`), and vanishes with
+        the process if that never happens. None where the filesystem cannot."""
+        if not self._unnamed:
+            return None
+        try:
+            return os.open(".", _UNNAMED_FLAGS, 0o644, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise
+            self._unnamed = False  # EOPNOTSUPP, EISDIR (an old kernel) ...: temp names
+            return None
+
     def _place(self, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
         name = os.path.basename(w.path)
-        fd, tmp = open_tmp(dir_fd, name)
+        tmp: str | None = None
+        fd = self._open_unnamed(dir_fd) if new else None
+        if fd is None:
+            fd, tmp = open_tmp(dir_fd, name)
         try:
             chunk_digests: list[str] = []
             if w.chunks is None:
@@ -630,16 +654,36 @@ class Materializer:
                     path=w.path,
                     digest=w.digest,
                 )
-            _put_in_place(tmp, name, dir_fd, w.path, new, replace)
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if tmp is None:
+                _link_in_place(fd, name, dir_fd, w.path)
+                st = os.fstat(fd)  # after the link, which moved its ctime
+            else:
+                _put_in_place(tmp, name, dir_fd, w.path, new, replace)
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
             raise
         finally:
             os.close(fd)
         self._placed.append((stat_key(st), CachedDigest(w.digest, w.chunks)))
         self.progress(1, w.size if w.chunks is None else 0)
+
+
+def _link_in_place(fd: int, name: str, dir_fd: int, path: str) -> None:
+    """Give the unnamed file ``fd`` its name, which must still be free: a path the user made
+    meanwhile is not replaced (the link fails instead, atomically)."""
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+    except FileExistsError:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        kind = MODIFIED if stat.S_ISREG(st.st_mode) else SYMLINK
+        kind = FOLDER if stat.S_ISDIR(st.st_mode) else kind
+        raise DownloadConflictError(
+            f"{path} appeared while it was downloaded: move it away and download again",
+            conflicts=[(path, kind)],
+        ) from None
 
 
 def _put_in_place(tmp: str, name: str, dir_fd: int, path: str, new: bool, replace: bool) -> None:
