@@ -163,7 +163,7 @@ def test_a_bad_path_late_in_the_version_writes_nothing_outside(
     store: ObjectStore, cache: HashCache, tmp_path: Path
 ) -> None:
     blob = one_blob(store, b"x\n")
-    files = version(blob) + [Wanted("zz/../../escaped.bin", blob.digest, blob.size, None)]
+    files = [*version(blob), Wanted("zz/../../escaped.bin", blob.digest, blob.size, None)]
     dest = tmp_path / "download"
     with pytest.raises(InvalidPathError):
         Materializer(store, cache).materialize(files, dest)
