@@ -36,7 +36,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -485,6 +485,15 @@ def _resolve_files_in_the_way(
     return cached
 
 
+@dataclass
+class _Running:
+    """A batch being written."""
+
+    plan: _Plan
+    futures: list[Future[None]]
+    stack: contextlib.ExitStack
+
+
 class Materializer:
     """Writes a version's files into a folder, a batch of files at a time: the memory it needs
     does not grow with the number of files (`BATCH`)."""
@@ -541,8 +550,11 @@ class Materializer:
         folders = _Folders(str(dest) + "/")
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         pool = ThreadPoolExecutor(self.threads)
+        running: _Running | None = None  # the batch being written
         try:
             with _FolderOpener(root_fd) as opener:
+                # the next batch is walked, planned and its folders made while the one before
+                # is written; one batch is written at a time
                 for batch in _batches(source(), BATCH):
                     plan = _plan(batch, folders, self.hash_cache, self.threads, trim=True)
                     # checked before; what is in the way now came during the download
@@ -559,11 +571,20 @@ class Materializer:
                         plan.replace |= {p for p, _kind in plan.conflicts}
                     _make_folders(opener, folders, plan, overwrite)
                     if plan.in_place:
-                        self.progress(len(plan.in_place), sum(w.size for w in plan.in_place))
+                        in_place = sum(w.size for w in plan.in_place)
+                        self.progress(len(plan.in_place), in_place)
+                        done[0] += in_place
+                    if running is not None:
+                        self._finish(running, done)
+                        running = None
                     if plan.todo:
-                        self._write_batch(plan, root_fd, pool)
-                    done[0] += sum(w.size for w in batch)
+                        running = self._start(plan, root_fd, pool)
+                if running is not None:
+                    self._finish(running, done)
+                    running = None
         finally:
+            if running is not None:  # stopped by an error: let the writes in flight end
+                self._stop(running)
             pool.shutdown(wait=True, cancel_futures=True)
             os.close(root_fd)
 
@@ -571,8 +592,11 @@ class Materializer:
         """Held while a batch is written (a backend that fetches objects says what it needs)."""
         return contextlib.nullcontext()
 
-    def _write_batch(self, plan: _Plan, root_fd: int, pool: ThreadPoolExecutor) -> None:
-        with self._fetching(plan.todo):
+    def _start(self, plan: _Plan, root_fd: int, pool: ThreadPoolExecutor) -> _Running:
+        """Start writing a batch's files (a few threads, ``_GROUP`` files per task)."""
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(self._fetching(plan.todo))
             warm = getattr(self.object_store, "warm", None)
             if warm is not None:  # look the batch's objects up in one pass, not one per file
                 warm([w.chunks or w.digest for w in plan.todo])
@@ -595,18 +619,39 @@ class Materializer:
                         self._place(w, dir_fd, w.path in plan.new, w.path in plan.replace)
 
             futures = [pool.submit(place_group, group) for group in groups]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                for future in futures:  # stop at the first failure
-                    future.cancel()
-                wait(futures)
-                raise
-            finally:
-                if self.hash_cache and self._placed:
-                    self.hash_cache.put_many(self._placed, racy_ok=True)
-                self._placed = []
+        except BaseException:
+            stack.close()
+            raise
+        return _Running(plan, futures, stack)
+
+    def _finish(self, running: _Running, done: list[int]) -> None:
+        """Wait for a batch's files; at the first failure, stop the rest and raise it."""
+        try:
+            for future in running.futures:
+                future.result()
+        except BaseException:
+            for future in running.futures:
+                future.cancel()
+            wait(running.futures)
+            raise
+        finally:
+            self._record()
+            running.stack.close()
+        done[0] += sum(w.size for w in running.plan.todo)
+
+    def _stop(self, running: _Running) -> None:
+        for future in running.futures:
+            future.cancel()
+        wait(running.futures)
+        self._record()
+        with contextlib.suppress(Exception):  # an error is on its way already
+            running.stack.close()
+
+    def _record(self) -> None:
+        """Remember the files placed (one batch's) in the hash cache."""
+        if self.hash_cache and self._placed:
+            self.hash_cache.put_many(self._placed, racy_ok=True)
+        self._placed = []
 
     def _open_unnamed(self, dir_fd: int) -> int | None:
         """An unnamed file in the folder (``O_TMPFILE``), for a file whose name is free: it
