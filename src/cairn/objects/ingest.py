@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class StagedFile:
     added: tuple[int, int] | None = None
     #: for a file of a folder added whole: when the folder was added (ns since the epoch); a
     #: file whose status changed after that (written, touched, replaced) is refused the same
-    #: way, without a record per file having been kept since
+    #: way, without a record per file having been kept since (a ctime later than the clock
+    #: says now, from a file server whose clock runs ahead, is let through: it cannot be told
+    #: from a change, and refusing it would refuse every fresh file on that server)
     since: int | None = None
 
 
@@ -201,6 +204,7 @@ class Ingestor:
         Returns the entries of ``staged`` in order, and those whose digest came from the hash
         cache (their objects may have been dropped from the store since)."""
         stats = self._stat_all(staged)
+        now = time.time_ns()  # a ctime later than this is a file system clock ahead of ours
         for sf, st in zip(staged, stats, strict=True):
             if sf.added is not None and sf.added != (st.st_size, st.st_mtime_ns):
                 raise FileChangedError(
@@ -209,7 +213,7 @@ class Ingestor:
                     "was logged; add it again to log its current content",
                     str(sf.source),
                 )
-            if sf.since is not None and st.st_ctime_ns > sf.since:
+            if sf.since is not None and sf.since < st.st_ctime_ns <= now:
                 raise FileChangedError(
                     f"file {sf.source} changed since its folder was added to the artifact "
                     "(written, touched or replaced after add_dir): nothing was logged; add the "
