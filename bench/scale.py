@@ -65,6 +65,14 @@ with cairn.init(project="bench", job_type="scale-" + op, save_code=False) as run
         art = run.use_artifact(sys.argv[2])
         art.download(root=sys.argv[3])
         out = {"files": art.file_count}
+    elif op == "download-refused":
+        from cairn.errors import DownloadConflictError
+        art = run.use_artifact(sys.argv[2])
+        try:
+            art.download(root=sys.argv[3])
+            out = {"refused": 0}
+        except DownloadConflictError as exc:
+            out = {"refused": len(exc.conflicts)}
 out["seconds"] = time.perf_counter() - t
 print(json.dumps(out))
 """
@@ -99,7 +107,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-cp", action="store_true", help="leave out cat and cp -r")
-    ap.add_argument("--steps", default="log,relog,change,diff,list,download,again")
+    ap.add_argument("--steps", default="log,relog,change,diff,list,download,again,refused")
     a = ap.parse_args()
     data = a.data.resolve()
     work = (a.work or data.parent / (data.name + "-work")).resolve()
@@ -148,6 +156,19 @@ def main() -> None:
         if "again" in steps:
             again = best(a.runs, op("download", "many:latest", str(dest)), env)
             row("download again (all in place)", again)
+            # the fair reference for it: a stat walk of the same folder, as warm as it was
+            walked = best(a.runs, [PY, "-c", STAT_WALK, str(dest)])
+            row("stat walk of the downloaded folder, reference", walked)
+        if "refused" in steps:  # the check pass alone: one modified file, in the last folder
+            last = dest / sorted(os.listdir(dest))[-1]
+            victim = last / sorted(os.listdir(last))[-1]
+            victim.write_bytes(b"edited by the user\n")
+            r = run(op("download-refused", "many:latest", str(dest)), env)
+            row(
+                "download over 1 modified file (refused)",
+                r,
+                f"{json.loads(r[2])['refused']} conflict",
+            )
         shutil.rmtree(dest, ignore_errors=True)
     home = work / "home"
     sizes = {

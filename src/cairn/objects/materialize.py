@@ -402,7 +402,7 @@ def _plan(
         # let one name a place outside ``dest`` ('../x', '/etc/x')
         if not _is_normal(w.path):
             raise InvalidPathError(f"artifact path {w.path!r} is not in normal form ('a/b')")
-        if folders.of(os.path.dirname(w.path), plan) != _DIR:
+        if folders.of(w.path.rpartition("/")[0], plan) != _DIR:
             plan.todo.append(w)
             plan.new.add(w.path)
             continue
@@ -602,7 +602,7 @@ class Materializer:
                 warm([w.chunks or w.digest for w in plan.todo])
             by_folder: dict[str, list[Wanted]] = {}
             for w in plan.todo:
-                by_folder.setdefault(os.path.dirname(w.path), []).append(w)
+                by_folder.setdefault(w.path.rpartition("/")[0], []).append(w)
             # a few dozen files per task: a Future per file costs more Python time than placing
             # a small file does, and that time holds the GIL
             groups = [
