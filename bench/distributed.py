@@ -132,11 +132,27 @@ class Server:
         self.proc.wait()
 
 
-def log_once(data: Path, engine: str, options: dict[str, Any]) -> tuple[float, str, int]:
+def log_once(
+    data: Path, engine: str, options: dict[str, Any], download: Path | None = None
+) -> tuple[float, str, int, float, list[float]]:
+    """(seconds, digest, files, seconds of the finish: merging the parts and committing, and
+    the seconds of a download into ``download`` when asked)."""
     import cairn
     import cairn.distributed
     from cairn.sdk.backend import reset_backends
+    from cairn.sdk.run import Run
 
+    finish = Run.finish_artifact
+    spent = [0.0]
+
+    def timed(self: Run, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return finish(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - began
+
+    Run.finish_artifact = timed  # type: ignore[method-assign]
     reset_backends()
     started = time.perf_counter()
     with cairn.init(project="bench", job_type=engine) as run:
@@ -145,8 +161,62 @@ def log_once(data: Path, engine: str, options: dict[str, Any]) -> tuple[float, s
         else:
             art = cairn.distributed.log_dir(data, "many", **options)
     seconds = time.perf_counter() - started
+    Run.finish_artifact = finish  # type: ignore[method-assign]
+    if download is not None:
+        began = time.perf_counter()
+        if engine == "single":
+            art.download(download)
+        else:
+            cairn.distributed.download(art, download, **options)
+        spent.append(time.perf_counter() - began)
     reset_backends()
-    return seconds, art.digest, art.file_count
+    return seconds, art.digest, art.file_count, spent[0], spent[1:]
+
+
+def merge_bench(files: int, parts: int, flat: bool) -> dict[str, Any]:
+    """The finish's merge alone, on synthetic entries (no file is read): ``files`` files in
+    folders of 1,000 (or one flat folder) cut into ``parts`` contiguous parts, each built as
+    its own tree; then the parts' trees merged. Compared with building the whole tree at once
+    (what one process does)."""
+    import tracemalloc
+
+    from cairn.core.digest import hash_bytes
+    from cairn.objects import tree, treemerge
+
+    entries = []
+    for i in range(files):
+        path = f"item-{i:08d}.bin" if flat else f"shard-{i // 1000:05d}/item-{i:08d}.bin"
+        entries.append(tree.FileEntry(path, hash_bytes(str(i).encode()), 100 + i % 900))
+    started = time.perf_counter()
+    whole = tree.build(entries)
+    build_s = time.perf_counter() - started
+    store: dict[str, bytes] = {}
+    roots = []
+    size, rest = divmod(files, parts)
+    start = 0
+    for p in range(parts):
+        end = start + size + (1 if p < rest else 0)
+        built = tree.build(entries[start:end])
+        store.update(built.objects)
+        roots.append((str(p), built.root))
+        start = end
+    del entries
+    started = time.perf_counter()
+    merged = treemerge.merge(roots, store.__getitem__)
+    merge_s = time.perf_counter() - started
+    tracemalloc.start()  # a second merge for its memory (tracing slows it several-fold)
+    treemerge.merge(roots, store.__getitem__)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert merged.root == whole.root
+    layout = "one flat folder" if flat else "folders of 1,000"
+    return {
+        "step": f"merge {parts} parts of {files:,} files ({layout})",
+        "seconds": round(merge_s, 2),
+        "build_whole_tree": round(build_s, 2),
+        "trees_written": len(merged.objects),
+        "peak_mib": round(peak / 2**20),
+    }
 
 
 def main() -> None:
@@ -157,7 +227,18 @@ def main() -> None:
     ap.add_argument("--engines", default="single,dask,ray")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--download", action="store_true", help="also download each version")
+    ap.add_argument(
+        "--merge-only",
+        action="store_true",
+        help="only time the finish's merge on synthetic entries (--files, 8 and 400 parts)",
+    )
     args = ap.parse_args()
+    if args.merge_only:
+        for parts in (8, 400):
+            for flat in (False, True):
+                print(json.dumps(merge_bench(args.files, parts, flat)), flush=True)
+        return
     if not args.data.exists():
         subprocess.run(
             [sys.executable, str(GEN_MANY), str(args.data), "--files", str(args.files)], check=True
@@ -221,7 +302,10 @@ def main() -> None:
                     os.environ.pop("CAIRN_URL", None)
                 subprocess.run(["sync"], check=False)
                 try:
-                    seconds, digest, files = log_once(args.data, engine, clusters.get(engine, {}))
+                    out = work / f"out-{mode}-{engine}" if args.download else None
+                    seconds, digest, files, merge, fetched = log_once(
+                        args.data, engine, clusters.get(engine, {}), out
+                    )
                 finally:
                     if server is not None:
                         server.stop()
@@ -232,8 +316,17 @@ def main() -> None:
                     seconds=round(seconds, 2),
                     files=files,
                     rate=round(files / seconds),
+                    finish=round(merge, 2),
                     digest=digest[:19],
                 )
+                if fetched:
+                    row(
+                        step=f"download, {mode}, {who}",
+                        seconds=round(fetched[0], 2),
+                        files=files,
+                        rate=round(files / fetched[0]),
+                    )
+                    shutil.rmtree(work / f"out-{mode}-{engine}", ignore_errors=True)
                 shutil.rmtree(home, ignore_errors=True)
             assert len(digests) == 1, f"{mode}: the runs disagree: {digests}"
     finally:
@@ -247,10 +340,10 @@ def main() -> None:
             ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print("| step | seconds | files/s |")
-    print("|---|---|---|")
+    print("| step | seconds | files/s | of which the finish (merge + commit) |")
+    print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['step']} | {r['seconds']} | {r.get('rate', '')} |")
+        print(f"| {r['step']} | {r['seconds']} | {r.get('rate', '')} | {r.get('finish', '')} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -44,14 +44,20 @@ class DaskEngine:
     def map(
         self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
     ) -> Iterator[tuple[int, Any]]:
+        import dask
+
         import distributed
 
         as_completed: Any = distributed.as_completed
         tag = uuid.uuid4().hex[:12]
-        futures = [
-            self.client.submit(fn, *call, key=f"cairn-{tag}-{i}", pure=False, retries=RETRIES)
-            for i, call in enumerate(calls)
-        ]
+        # a shard's file list travels inside its task (~11 MB per 125,000 files), so that
+        # the scheduler can run the task again elsewhere when a worker dies (data scattered
+        # to a worker would die with it): Dask's warning about large graphs does not apply
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GiB"}):
+            futures = [
+                self.client.submit(fn, *call, key=f"cairn-{tag}-{i}", pure=False, retries=RETRIES)
+                for i, call in enumerate(calls)
+            ]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for future in as_completed(futures):

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from cairn.errors import PartConflictError
 from cairn.objects.tree import (
     Dir,
+    File,
     FileEntry,
     Item,
     Leaf,
     dir_json,
     entry_json,
+    file_json,
     list_dir,
     write_folder,
 )
@@ -52,6 +54,8 @@ class _Frame:
 
 
 def _leaf_json(leaf: Leaf) -> str:
+    if isinstance(leaf, File):
+        return file_json(leaf.name, leaf.digest, leaf.size, leaf.chunks)
     return entry_json(leaf.name, FileEntry.of(leaf.name, leaf))
 
 
@@ -76,6 +80,17 @@ def merge(parts: Sequence[tuple[str, str]], load: Callable[[str], bytes]) -> Mer
             for entry in list_dir(digest, load):
                 by_name.setdefault(entry.name, []).append((part, entry))
         for entry_name, found in by_name.items():
+            if len(found) == 1:  # the common case: a name only one part has
+                only = found[0][1]
+                if isinstance(only, Dir):
+                    json = dir_json(entry_name, only.digest, only.size, only.count)
+                    frame.items.append(Item(entry_name, json, only.digest))
+                    frame.count += only.count
+                else:
+                    frame.items.append(Item(entry_name, _leaf_json(only)))
+                    frame.count += 1
+                frame.size += only.size
+                continue
             where = path + entry_name
             dirs = [(p, e) for p, e in found if isinstance(e, Dir)]
             leaves = [(p, e) for p, e in found if not isinstance(e, Dir)]
