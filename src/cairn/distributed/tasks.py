@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from cairn import config
 from cairn.objects.ingest import StagedFile
 from cairn.objects.materialize import Wanted
-from cairn.objects.tree import FileEntry, Ref
+from cairn.objects.tree import Dir, FileEntry, Leaf, Ref, list_dir
 from cairn.sdk.artifact import Artifact, artifact_at
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.log_version import Draft
@@ -95,6 +95,25 @@ def store_shard(
     }
 
 
+def files_in_range(
+    root: str, load: Callable[[str], bytes], first: str, last: str
+) -> Iterator[tuple[str, Leaf]]:
+    """(path, file) of every file of the tree whose path sorts from ``first`` to ``last``,
+    reading only the folders that can hold one (in no particular order)."""
+    stack = [("", root)]
+    while stack:
+        prefix, digest = stack.pop()
+        for entry in list_dir(digest, load):
+            path = prefix + entry.name
+            if isinstance(entry, Dir):
+                below = path + "/"  # every path inside sorts right after this, before others
+                if last < below or (first > below and not first.startswith(below)):
+                    continue
+                stack.append((below, entry.digest))
+            elif first <= path <= last:
+                yield path, entry
+
+
 def download_shard(
     settings: Mapping[str, str] | None,
     version_id: int,
@@ -109,11 +128,7 @@ def download_shard(
     art = artifact_at(backend.registry.get_version(version_id), backend)
     wanted: list[Wanted] = []
     refs: list[tuple[str, Ref]] = []
-    for path, entry in art._iter_entries():
-        if path < first:
-            continue
-        if path > last:
-            break
+    for path, entry in files_in_range(art.digest, art._load, first, last):
         if isinstance(entry, Ref):
             refs.append((path, entry))
         else:

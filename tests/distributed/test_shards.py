@@ -1,0 +1,37 @@
+"""Cutting a file list into shards, and finding a shard's files in a stored tree (no cluster)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from cairn.core.digest import hash_bytes
+from cairn.distributed import shard
+from cairn.distributed.tasks import files_in_range
+from cairn.objects import tree
+
+pytestmark = pytest.mark.parametrize("backend_mode", ["sqlite"])  # no backend needed
+
+PATHS = sorted(
+    ["a-b", "a.txt", "a0", "b/c", "a/x", "a/y/z", "a/y-1", "a/y/0", "b-", "c/d/e/f", "é/1"]
+    + [f"wide/{i:05d}" for i in range(5000)]  # a folder cut into pages
+)
+
+
+def test_shards_are_contiguous_and_cover_everything(backend_mode: str) -> None:
+    items = list(range(10))
+    assert shard(items, 3) == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert shard(items, 20) == [[i] for i in items]
+    assert shard([], 4) == []
+    assert shard(items, 0) == [items]
+
+
+def test_files_in_a_range_of_paths(backend_mode: str) -> None:
+    built = tree.build([tree.FileEntry(p, hash_bytes(p.encode()), 1) for p in PATHS])
+    load = built.objects.__getitem__
+    assert [p for p, _ in tree.iter_files(built.root, load)] == PATHS  # the order shards use
+    bounds = [p for i, p in enumerate(PATHS) if i % 397 == 0 or i < 14] + [PATHS[-1]]
+    for first, last in itertools.combinations_with_replacement(bounds, 2):
+        found = sorted(p for p, _ in files_in_range(built.root, load, first, last))
+        assert found == [p for p in PATHS if first <= p <= last], (first, last)
