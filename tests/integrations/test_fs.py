@@ -142,6 +142,17 @@ def test_a_ranged_read_fetches_only_the_chunks_it_covers(
     if backend_mode.startswith("remote"):  # what came over the wire, by the client's count
         assert 0 < getattr(object_store, "downloaded_bytes", 0) <= 4 << 20
 
+    # an open file reads no further than asked either (no 4 MiB buffer filled past the read)
+    chunks_read.clear()
+    object_store.get = counting_get  # type: ignore[method-assign]
+    try:
+        with fs.open(path, "rb") as f:
+            f.seek(4_000_000)
+            assert f.read(100) == logged["big"][4_000_000:4_000_100]
+    finally:
+        del object_store.get
+    assert 1 <= len(chunks_read) <= 2
+
 
 @pytest.mark.parametrize("backend_mode", ["sqlite"])  # corrupts the local store's pack files
 def test_a_corrupt_chunk_is_refused(logged: dict[str, Any]) -> None:
