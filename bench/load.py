@@ -189,7 +189,11 @@ def main() -> None:
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--artifacts", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", metavar="SVG", help="py-spy record the server into SVG (or collapsed stacks, for a .txt)")
+    parser.add_argument(
+        "--profile",
+        metavar="SVG",
+        help="py-spy record the server into SVG (or collapsed stacks, for a .txt)",
+    )
     parser.add_argument("--server-arg", action="append", default=[])
     args = parser.parse_args()
 

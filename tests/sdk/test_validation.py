@@ -155,7 +155,9 @@ def _with(name: str, char: str, where: float) -> str:
     return name[:at] + char + name[at:]
 
 
-@pytest.mark.parametrize(("kind", "check"), STRICT + FREE_TEXT, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("kind", "check"), STRICT + FREE_TEXT, ids=lambda v: v if isinstance(v, str) else "check"
+)
 @settings(max_examples=100, deadline=None)
 @given(name=GOOD_NAME, char=st.sampled_from(CONTROL), where=st.floats(0, 1))
 @example(name="data", char="\n", where=1.0)
