@@ -9,11 +9,6 @@ CAIRN_REQUIRE_ALL=1 (CI) and skip otherwise."""
 
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is fetched from the hub, before transformers loads
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -36,7 +31,14 @@ def _needs_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
         "torch, transformers and accelerate are not installed (scripts/setup.sh installs "
         "PyTorch's CPU wheel from /opt/wheels, then the huggingface-test extra)",
     )
+    # Nothing is fetched from the hub. huggingface_hub reads the variable once, at import, so the
+    # module constant is patched too; both are undone after each test, so other tests (cairn://
+    # through `datasets`) keep their normal mode whatever order they run in.
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 if HAVE_HF:
