@@ -13,6 +13,8 @@ seeded, one operation at a time:
 * ``fetch``: resolve, then its tree (GET /objects/D/subtree) and its files (POST
   /objects/fetch), 20 %: the bytes of a small artifact, as `download()` moves them.
 
+Latency is reported per operation (a fetch is three requests in a row) and per HTTP request.
+
 Clients are threads in ``--procs`` processes (the client side needs CPU too; everything shares
 the machine's cores). Prints operations/s, p50/p95/p99 latency per operation kind and overall,
 errors, and the machine's load average before and after. Loopback only; bounded by
@@ -106,7 +108,7 @@ for a in range({artifacts}):
             art.add_dir(folder)
             run.log_artifact(art)
 """
-    subprocess.run([PY, "-c", script], env=env, check=True)
+    subprocess.run([PY, "-c", script], env=env, check=True, cwd=work)
 
 
 def client_proc(url: str, key: str, threads: int, seconds: float, seed_: int, artifacts: int,
@@ -125,16 +127,24 @@ def client_proc(url: str, key: str, threads: int, seconds: float, seed_: int, ar
                 name = f"a{rng.randrange(artifacts)}"
                 began = time.perf_counter()
                 ok = True
+
+                def timed(method: str, path: str, **kw: Any) -> httpx.Response:
+                    start = time.perf_counter()
+                    answer = web.request(method, path, **kw)
+                    mine.append(("request", time.perf_counter() - start, answer.is_success))
+                    return answer
+
                 try:
                     if kind == "list":
-                        ok = web.get("/projects/load/artifacts").status_code == 200
+                        ok = timed("GET", "/projects/load/artifacts").status_code == 200
                     elif kind == "resolve":
-                        ok = web.get(f"/projects/load/artifacts/{name}/versions/latest").is_success
+                        path = f"/projects/load/artifacts/{name}/versions/latest"
+                        ok = timed("GET", path).is_success
                     else:
-                        v = web.get(f"/projects/load/artifacts/{name}/versions/latest")
-                        tree = web.get(f"/objects/{v.json()['digest']}/subtree")
+                        v = timed("GET", f"/projects/load/artifacts/{name}/versions/latest")
+                        tree = timed("GET", f"/objects/{v.json()['digest']}/subtree")
                         blobs = _blob_digests(tree.content)
-                        got = web.post("/objects/fetch", json={"digests": blobs})
+                        got = timed("POST", "/objects/fetch", json={"digests": blobs})
                         ok = v.is_success and tree.is_success and got.is_success and bool(blobs)
                 except httpx.HTTPError:
                     ok = False
@@ -186,6 +196,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=5, help="client processes")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--threads", type=int, default=None, help="threads per server process")
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--artifacts", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
@@ -206,7 +217,8 @@ def main() -> None:
     server = subprocess.Popen(
         [PY, "-c", "from cairn.cli.main import main; main()", "server", "--host", "127.0.0.1",
          "--port", str(port), "--database-url", url_db, "--store", str(work / "store"),
-         "--workers", str(args.workers), "--log-level", "warning", *args.server_arg],
+         "--workers", str(args.workers), "--log-level", "warning",
+         *(["--threads", str(args.threads)] if args.threads else []), *args.server_arg],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     spy = None
@@ -221,8 +233,10 @@ def main() -> None:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit((work / "server.log").read_text())
             time.sleep(0.2)
+        # a plain user, as clients are: every request also checks their role in the project
+        # (the first log creates it, with them as its admin)
         made = subprocess.run(
-            [PY, "-c", "from cairn.cli.main import main; main()", "server", "create-admin",
+            [PY, "-c", "from cairn.cli.main import main; main()", "server", "create-user",
              "bench", "--database-url", url_db],
             env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
@@ -230,7 +244,9 @@ def main() -> None:
         seed(url, key, args.artifacts, work)
         if args.profile:
             spy = subprocess.Popen(
-                ["py-spy", "record", "--subprocesses", "--pid", str(server.pid), "-o",
+                # --gil: samples of the thread holding the GIL, i.e. where the CPU goes, not
+                # the waits on PostgreSQL
+                ["py-spy", "record", "--gil", "--subprocesses", "--pid", str(server.pid), "-o",
                  args.profile, "--duration", str(int(args.seconds)), "--nonblocking",
                  *(["--format", "raw"] if args.profile.endswith(".txt") else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -268,13 +284,18 @@ def main() -> None:
         log.close()
         drop()
 
+    requests = [r for r in results if r[0] == "request"]
+    results = [r for r in results if r[0] != "request"]
     ok = [r for r in results if r[2]]
-    print(f"clients {args.clients} in {args.procs} processes, server workers {args.workers}, "
+    print(f"clients {args.clients} in {args.procs} processes, server workers {args.workers} "
+          f"(threads {args.threads or 'default'}), "
           f"{args.db}, {elapsed:.1f} s")  # fmt: skip
     print(f"operations {len(results)} ({len(results) / elapsed:.0f}/s), errors "
-          f"{len(results) - len(ok)}")  # fmt: skip
-    for kind in ("list", "resolve", "fetch", "all"):
-        times = [t for k, t, good in results if good and (kind == "all" or k == kind)]
+          f"{len(results) - len(ok)}; HTTP requests {len(requests)} "
+          f"({len(requests) / elapsed:.0f}/s)")  # fmt: skip
+    for kind in ("list", "resolve", "fetch", "all", "request"):
+        pool = requests if kind == "request" else results
+        times = [t for k, t, good in pool if good and (kind in ("all", "request") or k == kind)]
         print(f"  {kind:8} n={len(times):6}  p50 {percentile(times, 0.5) * 1000:7.1f} ms  "
               f"p95 {percentile(times, 0.95) * 1000:7.1f} ms  "
               f"p99 {percentile(times, 0.99) * 1000:7.1f} ms")  # fmt: skip

@@ -393,6 +393,7 @@ SERVER_VARIABLES = {
     "oidc_client_secret": "CAIRN_SERVER_OIDC_CLIENT_SECRET",
     "oidc_username_claim": "CAIRN_SERVER_OIDC_USERNAME_CLAIM",
     "oidc_create_users": "CAIRN_SERVER_OIDC_CREATE_USERS",
+    "threads": "CAIRN_SERVER_THREADS",
 }
 
 
@@ -419,6 +420,7 @@ class ServerEnv(TypedDict, total=False):
     oidc_client_secret: str
     oidc_username_claim: str
     oidc_create_users: bool
+    threads: int
 
 
 def server_settings() -> ServerEnv:

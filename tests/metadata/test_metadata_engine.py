@@ -137,3 +137,37 @@ def test_timestamps_are_stored_as_utc_and_read_back_aware(engine: Engine) -> Non
         session_scope(engine, write=True) as s,
     ):
         s.add(Project(name="naive", created_at=datetime(2024, 5, 1)))
+
+
+def test_postgres_connections_that_died_in_the_pool_are_replaced(postgres_url: str) -> None:
+    """A database restart kills every pooled connection; the next read and the next write run
+    on new ones instead of failing (there is no ping per checkout to catch it earlier)."""
+    eng = create_engine(postgres_url)
+    ensure_schema(eng)
+    admin = sa.create_engine(postgres_url)
+
+    def backend(s: Session) -> int:
+        return int(s.scalar(sa.text("SELECT pg_backend_pid()")))
+
+    def kill(pid: int) -> None:
+        with admin.connect() as conn:
+            assert conn.scalar(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        with admin.connect() as conn:  # wait until the backend is gone
+            while conn.scalar(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            ):
+                assert datetime.now(UTC) < deadline
+
+    try:
+        first = transaction(eng, backend, write=False)
+        kill(first)
+        second = transaction(eng, backend, write=False)
+        assert second != first
+        kill(second)
+        transaction(eng, lambda s: _add_project(s, "after-restart"))
+        names = transaction(eng, lambda s: list(s.scalars(sa.select(Project.name))), write=False)
+        assert names == ["after-restart"]
+    finally:
+        admin.dispose()
+        eng.dispose()

@@ -528,6 +528,24 @@ def test_keys_see_only_their_projects_and_revoked_keys_stop_at_once(
     assert raw(world.keys["stranger"]).call("DELETE", f"/keys/{other}").status_code == 404
 
 
+def test_a_role_change_counts_from_the_next_request(
+    world: World, raw: RawFactory, accounts: Accounts
+) -> None:
+    """The caller's role in the project a path names is read with their key, once per
+    request: a grant or a removal is never served from an older answer."""
+    stranger = raw(world.keys["stranger"])
+    resolve = "/projects/p/artifacts/data/versions/best"
+    assert stranger.get(resolve).status_code == 404
+    accounts.set_role("p", "stranger", "read")
+    assert stranger.get(resolve).status_code == 200
+    assert stranger.post("/projects/p/runs", json={}).status_code == 403
+    accounts.set_role("p", "stranger", "write")
+    assert stranger.post("/projects/p/runs", json={}).status_code == 201
+    accounts.remove_member("p", "stranger")
+    assert stranger.get(resolve).status_code == 404
+    assert stranger.post("/projects/p/runs", json={}).status_code == 403  # "belongs to others"
+
+
 def test_reader_cannot_log_alias_or_delete_through_the_sdk(
     world: World, use_server: UseServer, tmp_path: Path
 ) -> None:

@@ -131,6 +131,16 @@ def serve(
         typer.Option(min=1, help="Seconds a signed URL stays valid (direct transfers)."),
     ] = 900,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Threads per server process for requests' blocking work (database, files). "
+            "A few keep Python's interpreter lock uncontended; more suit a server that moves "
+            "bytes from a slow bucket (--no-direct).",
+        ),
+    ] = 4,
     migrate: Annotated[
         bool,
         typer.Option(
@@ -189,6 +199,7 @@ def serve(
         direct=direct,
         signed_url_ttl=signed_url_ttl,
         cache_dir=config.cairn_dir() / "cache" / "stores" if bucket else None,
+        threads=threads,
         **_environment_only(),
     )
     if not migrate:

@@ -35,6 +35,10 @@ def check_project(name: object) -> str:
     return _check("project name", name)
 
 
+def is_project_name(value: str) -> bool:
+    return _NAME_RE.fullmatch(value) is not None
+
+
 def check_artifact_name(name: object) -> str:
     return _check("artifact name", name)
 

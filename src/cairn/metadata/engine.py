@@ -74,7 +74,10 @@ def create_engine(url: str | URL) -> Engine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        # No ping on every checkout (a round trip per transaction): a connection that died
+        # while pooled (a database restart) fails its first statement, which invalidates the
+        # whole pool, and `transaction` runs the work again on a new connection.
+        return sa.create_engine(parsed)
     return sa.create_engine(parsed)
 
 
@@ -107,6 +110,24 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(**{_WRITE_OPTION: True})
 
 
+_VIEWS_ATTRIBUTE = "_cairn_views"
+
+
+def _views(engine: Engine) -> tuple[Engine, Engine]:
+    """(the engine for reads, the engine for writes). On PostgreSQL reads run in autocommit:
+    under READ COMMITTED every statement takes its own snapshot anyway, so a read transaction
+    only added a BEGIN and a COMMIT round trip. SQLite keeps its read transactions (there they
+    give one snapshot across statements)."""
+    found: tuple[Engine, Engine] | None = getattr(engine, _VIEWS_ATTRIBUTE, None)
+    if found is None:
+        reads = engine
+        if engine.dialect.name == "postgresql":
+            reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        found = (reads, writer(engine))
+        setattr(engine, _VIEWS_ATTRIBUTE, found)  # kept on the engine: made once, freed with it
+    return found
+
+
 def is_sqlite(bind: Engine | Connection | Session) -> bool:
     dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
     return dialect.name == "sqlite"
@@ -115,7 +136,7 @@ def is_sqlite(bind: Engine | Connection | Session) -> bool:
 @contextmanager
 def session_scope(engine: Engine, *, write: bool) -> Iterator[Session]:
     """One short transaction; committed when the block ends without an exception."""
-    bind = writer(engine) if write else engine
+    bind = _views(engine)[1 if write else 0]
     with Session(bind, expire_on_commit=False, autoflush=True) as session, session.begin():
         yield session
 
@@ -155,10 +176,18 @@ def transaction(engine: Engine, work: Callable[[Session], T], *, write: bool = T
     Cairn errors raised by `work` roll the transaction back and propagate unchanged.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        committing = False
         try:
             with session_scope(engine, write=write) as session:
-                return work(session)
+                result = work(session)
+                session.flush()
+                committing = True
+            return result
         except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated and not committing and attempt < MAX_ATTEMPTS:
+                # the connection was dead (the database restarted since it was pooled): the
+                # pool is now invalidated and nothing was committed, so run the work again
+                continue
             if _is_sqlite_locked(exc):
                 raise StoreError(
                     f"the metadata database {safe_url(engine.url)} stayed locked for "

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import annotated_types as at
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from cairn import config
 from cairn.errors import InvalidInputError
@@ -42,7 +43,11 @@ class ServerSettings:
     dashboard form; sign-in forms take 16 KiB); ``user_quota`` bytes each user may upload
     (0: no quota; administrators have none); ``auth_failures`` failed keys or sign-ins per
     client address within ``auth_window`` seconds before it gets 429; ``session_ttl`` seconds a
-    dashboard sign-in lasts."""
+    dashboard sign-in lasts.
+
+    ``threads``: threads per server process for the blocking part of requests (database
+    queries, files). More do not help: Python runs one at a time, and beyond a few they mostly
+    hand the interpreter lock to each other (bench/load.py, docs/server.md "Capacity")."""
 
     database_url: str
     store: Path
@@ -66,6 +71,7 @@ class ServerSettings:
     oidc_client_secret: str | None = None
     oidc_username_claim: str = "preferred_username"
     oidc_create_users: bool = False
+    threads: int = 4
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -145,7 +151,12 @@ class Services:
         self.registry.close()
 
 
-def services(request: Request) -> Services:
+# The two dependencies below are coroutines so that FastAPI runs them on the event loop: a
+# plain function would cost each request a hand-off to the thread pool and back (it showed as a
+# seventh of the server's CPU under load). Neither blocks, except an app without the `Gate`.
+
+
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
@@ -153,7 +164,7 @@ def services(request: Request) -> Services:
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer cairn_...`")
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -162,7 +173,8 @@ def principal(
     found: Principal | None = getattr(request.state, "principal", None)
     if found is None:
         token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
-        found = services(request).accounts.authenticate(token)
+        accounts = (await services(request)).accounts
+        found = await run_in_threadpool(accounts.authenticate, token)
     actor = current_actor()
     if actor is not None and found.name is not None:
         actor.user = found.name  # the audit log's "who" for this request

@@ -30,6 +30,7 @@ import anyio.to_thread
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cairn.core.names import is_project_name
 from cairn.errors import AuthenticationError, CairnError, PayloadTooLargeError
 from cairn.wire import API_PREFIX, error_body
 
@@ -179,6 +180,18 @@ def cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
+_PROJECT_PATH = API_PREFIX + "/projects/"
+
+
+def _project_of(path: str) -> str | None:
+    """The project an API path names (``/api/v1/projects/NAME/...``), whose role the key
+    lookup then reads too; None for other paths, or a name that is not one."""
+    if not path.startswith(_PROJECT_PATH):
+        return None
+    name = path[len(_PROJECT_PATH) :].split("/", 1)[0]
+    return name if is_project_name(name) else None
+
+
 def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -266,7 +279,9 @@ class Gate:
         who = client_address(scope)
         accounts = self.services.accounts
         try:
-            principal = await anyio.to_thread.run_sync(accounts.authenticate, token)
+            principal = await anyio.to_thread.run_sync(
+                accounts.authenticate, token, _project_of(scope["path"])
+            )
         except AuthenticationError as exc:
             if not token:
                 return json_error(401, exc.code, str(exc))

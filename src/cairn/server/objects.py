@@ -349,12 +349,12 @@ class ObjectService:
         blocks of about STREAM_BLOCK bytes."""
         if self.bucket is not None:
             self.bucket.warm(digests)  # read in large blocks with read-ahead
-            yield from _frames(self.bucket, digests)
+            yield from _blocks(_frames(self.bucket, digests))
             return
         reader = LocalPackStore(self.root)  # its own lookups: streams run side by side
         try:
             reader.warm(digests)
-            yield from _frames(reader, digests)
+            yield from _blocks(_frames(reader, digests))
         finally:
             reader.close()
 
@@ -363,7 +363,11 @@ class ObjectService:
     ) -> Iterator[bytes]:
         """Frames of the object ``root`` and, when it is a tree, of the tree objects below it,
         breadth-first, until ``budget`` bytes were sent (the caller checked ``root``): a client
-        listing or downloading a version gets its directories in one request, not one each."""
+        listing or downloading a version gets its directories in one request, not one each.
+        Sent in blocks of about STREAM_BLOCK bytes (each block is a hop to a worker thread)."""
+        return _blocks(self._subtree_frames(principal, root, budget))
+
+    def _subtree_frames(self, principal: Principal, root: str, budget: int) -> Iterator[bytes]:
         frontier = [root]
         sent = 0
         first = True
@@ -376,7 +380,8 @@ class ObjectService:
                 if digest not in readable:
                     continue
                 data = self.store.get(digest, verify=False)
-                yield frame_header(digest, len(data)) + data
+                yield frame_header(digest, len(data))
+                yield data
                 sent += len(data)
                 if sent >= budget:
                     return
@@ -475,12 +480,20 @@ class ObjectService:
 
 
 def _frames(reader: ObjectStore, digests: list[str]) -> Iterator[bytes]:
-    parts: list[bytes] = []
-    size = 0
     for digest in digests:
         data = reader.get(digest, verify=False)
-        parts += (frame_header(digest, len(data)), data)
-        size += len(data)
+        yield frame_header(digest, len(data))
+        yield data
+
+
+def _blocks(frames: Iterable[bytes]) -> Iterator[bytes]:
+    """The pieces of frames (headers, bodies) joined into blocks of about STREAM_BLOCK
+    bytes."""
+    parts: list[bytes] = []
+    size = 0
+    for frame in frames:
+        parts.append(frame)
+        size += len(frame)
         if size >= STREAM_BLOCK:
             yield b"".join(parts)
             parts, size = [], 0

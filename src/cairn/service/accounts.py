@@ -20,7 +20,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -68,6 +68,38 @@ _USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _RANK = {role: i for i, role in enumerate(ROLES)}
 _CHUNK = 500
 _SHOWN = 5
+# every API request runs this: built once, so SQLAlchemy does not rebuild its cache key each time
+_KEY_OWNER = (
+    sa.select(User.id, User.name, User.is_admin)
+    .join(ApiKey, ApiKey.user_id == User.id)
+    .where(ApiKey.key_hash == sa.bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+_KEY_OWNER_ROLE = sa.select(
+    User.id,
+    User.name,
+    User.is_admin,
+    sa.select(Project.id).where(Project.name == sa.bindparam("project")).scalar_subquery(),
+    sa.select(ProjectMember.role)
+    .join(Project, Project.id == ProjectMember.project_id)
+    .where(Project.name == sa.bindparam("project"), ProjectMember.user_id == User.id)
+    .scalar_subquery(),
+).where(
+    User.id
+    == sa.select(ApiKey.user_id)
+    .where(ApiKey.key_hash == sa.bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    .scalar_subquery()
+)
+_PROJECT_ROLE = (  # (project id, the user's role or None), per request on a project
+    sa.select(Project.id, ProjectMember.role)
+    .outerjoin(
+        ProjectMember,
+        sa.and_(
+            ProjectMember.project_id == Project.id,
+            ProjectMember.user_id == sa.bindparam("user_id"),
+        ),
+    )
+    .where(Project.name == sa.bindparam("project"))
+)
 
 
 def _now() -> datetime:
@@ -116,6 +148,9 @@ class Principal:
     name: str | None
     is_admin: bool
     open: bool = False
+    # (project, its id or None, the role or None) read with the key, for the project the
+    # request names: its role check then needs no query of its own
+    project_role: tuple[str, int | None, str | None] | None = field(default=None, compare=False)
 
     @staticmethod
     def anonymous() -> Principal:
@@ -357,19 +392,25 @@ class Accounts:
         self._write(work)
         return self.get_key(key_id)
 
-    def authenticate(self, token: str | None) -> Principal:
-        """The caller a request's key names. Raises AuthenticationError when the server has
-        users and the key is missing, unknown or revoked."""
+    def authenticate(self, token: str | None, project: str | None = None) -> Principal:
+        """The caller a request's key names; with ``project`` (the project the request names),
+        their role there is read in the same query. Raises AuthenticationError when the server
+        has users and the key is missing, unknown or revoked."""
 
         def work(s: Session) -> Principal:
             if token:
-                row = s.execute(
-                    sa.select(User.id, User.name, User.is_admin)
-                    .join(ApiKey, ApiKey.user_id == User.id)
-                    .where(ApiKey.key_hash == hash_key(token), ApiKey.revoked_at.is_(None))
-                ).one_or_none()
-                if row is not None:
-                    return Principal(user_id=row[0], name=row[1], is_admin=row[2])
+                key = hash_key(token)
+                if project is None:
+                    row = s.execute(_KEY_OWNER, {"key_hash": key}).one_or_none()
+                    if row is not None:
+                        return Principal(user_id=row[0], name=row[1], is_admin=row[2])
+                else:
+                    found = s.execute(
+                        _KEY_OWNER_ROLE, {"key_hash": key, "project": project}
+                    ).one_or_none()
+                    if found is not None:
+                        uid, name, admin, pid, role = found
+                        return Principal(uid, name, admin, project_role=(project, pid, role))
             if s.scalar(sa.select(User.id).limit(1)) is None:
                 return Principal.anonymous()
             if token:
@@ -396,15 +437,7 @@ class Accounts:
         if principal.is_admin:
             return self._project_id(s, project), "admin"
         row = s.execute(
-            sa.select(Project.id, ProjectMember.role)
-            .outerjoin(
-                ProjectMember,
-                sa.and_(
-                    ProjectMember.project_id == Project.id,
-                    ProjectMember.user_id == principal.user_id,
-                ),
-            )
-            .where(Project.name == project)
+            _PROJECT_ROLE, {"user_id": principal.user_id, "project": project}
         ).one_or_none()
         if row is None:
             return None, None
@@ -450,7 +483,11 @@ class Accounts:
         if principal.is_admin:
             return
         check_project(project)
-        _, role = self._read(lambda s: self._role(s, principal, project))
+        known = principal.project_role
+        if known is not None and known[0] == project:
+            role = known[2]  # read with the key, a moment ago
+        else:
+            _, role = self._read(lambda s: self._role(s, principal, project))
         if role is None:
             raise self._not_visible(principal, project)
         if _RANK[role] < _RANK[need]:
@@ -465,6 +502,9 @@ class Accounts:
         if principal.is_admin:
             return
         check_project(project)
+        known = principal.project_role
+        if known is not None and known[0] == project and known[2] in ("write", "admin"):
+            return  # read with the key, a moment ago
 
         def work(s: Session) -> str | None:
             pid, role = self._role(s, principal, project)

@@ -31,10 +31,10 @@ from cairn.service.sql.common import (
     DELETED,
     SqlBase,
     chunks,
-    escape_like,
     insert_ignore,
     utcnow,
 )
+from cairn.service.sql.lookups import quick_artifacts
 from cairn.service.sql.projects import find_project
 from cairn.service.sql.runs import find_run
 from cairn.service.validate import check_int, check_page, check_str, check_tags, listing
@@ -43,12 +43,14 @@ _SHOWN = 5  # names listed in a not-found message
 
 
 def find_artifact(s: Session, project: str, name: str) -> tuple[Project, Artifact]:
-    proj = find_project(s, project)
-    artifact = s.scalars(
-        sa.select(Artifact).where(Artifact.project_id == proj.id, Artifact.name == name)
+    found = s.execute(
+        sa.select(Project, Artifact)
+        .join(Artifact, Artifact.project_id == Project.id)
+        .where(Project.name == project, Artifact.name == name)
     ).one_or_none()
-    if artifact is not None:
-        return proj, artifact
+    if found is not None:  # one query on the common path; the rest builds the message
+        return found[0], found[1]
+    proj = find_project(s, project)
     names = list(
         s.scalars(
             sa.select(Artifact.name)
@@ -129,32 +131,29 @@ def version_infos(s: Session, versions: Sequence[Version]) -> list[VersionInfo]:
     latest: dict[int, int] = {}
     aliases: dict[int, list[str]] = defaultdict(list)
     tags: dict[int, list[str]] = defaultdict(list)
+    top = (
+        sa.select(sa.func.max(Version.version))
+        .where(Version.artifact_id == Artifact.id, Version.state == COMMITTED)
+        .scalar_subquery()
+    )
     for chunk in chunks(artifact_ids):
-        for aid, name, type_, project in s.execute(
-            sa.select(Artifact.id, Artifact.name, Artifact.type, Project.name)
+        for aid, name, type_, project, latest_version in s.execute(
+            sa.select(Artifact.id, Artifact.name, Artifact.type, Project.name, top)
             .join(Project, Project.id == Artifact.project_id)
             .where(Artifact.id.in_(chunk))
         ):
             artifacts[aid] = (project, name, type_)
-        for aid, top in s.execute(
-            sa.select(Version.artifact_id, sa.func.max(Version.version))
-            .where(Version.artifact_id.in_(chunk), Version.state == COMMITTED)
-            .group_by(Version.artifact_id)
-        ):
-            latest[aid] = top
-    for chunk in chunks(ids):
-        for vid, alias in s.execute(
-            sa.select(Alias.version_id, Alias.alias)
-            .where(Alias.version_id.in_(chunk))
-            .order_by(Alias.alias)
-        ):
-            aliases[vid].append(alias)
-        for vid, tag in s.execute(
-            sa.select(VersionTag.version_id, VersionTag.tag)
-            .where(VersionTag.version_id.in_(chunk))
-            .order_by(VersionTag.tag)
-        ):
-            tags[vid].append(tag)
+            if latest_version is not None:
+                latest[aid] = latest_version
+    for chunk in chunks(ids, 250):  # two IN lists per statement
+        labels = sa.union_all(
+            sa.select(Alias.version_id, sa.literal("a").label("kind"), Alias.alias.label("label"))
+            .where(Alias.version_id.in_(chunk)),
+            sa.select(VersionTag.version_id, sa.literal("t"), VersionTag.tag)
+            .where(VersionTag.version_id.in_(chunk)),
+        ).subquery()  # fmt: skip
+        for vid, kind, label in s.execute(sa.select(labels).order_by(labels.c.label)):
+            (aliases if kind == "a" else tags)[vid].append(label)
     result = []
     for v in versions:
         project, name, type_ = artifacts[v.artifact_id]
@@ -419,20 +418,9 @@ class ArtifactsMixin(SqlBase):
         check_page(limit, offset)
 
         def work(s: Session) -> list[ArtifactInfo]:
-            proj = find_project(s, project)
-            query = sa.select(Artifact).where(Artifact.project_id == proj.id)
-            if type is not None:
-                query = query.where(Artifact.type == type)
-            if search:
-                pattern = "%" + escape_like(search) + "%"
-                query = query.where(
-                    sa.or_(
-                        Artifact.name.ilike(pattern, escape="\\"),
-                        Artifact.description.ilike(pattern, escape="\\"),
-                    )
-                )
-            query = query.order_by(Artifact.name).limit(limit).offset(offset)
-            artifacts = s.scalars(query).all()
-            return artifact_infos(s, proj.name, artifacts)
+            found = quick_artifacts(s, project, type, search, limit, offset)
+            if not found:
+                find_project(s, project)  # tells a missing project from an empty page
+            return found
 
         return self._read(work)

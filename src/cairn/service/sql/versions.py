@@ -35,6 +35,7 @@ from cairn.service.sql.artifacts import (
 from cairn.service.sql.common import COMMITTED, DELETED, OUTPUT, SqlBase, utcnow
 from cairn.service.sql.history import add_history
 from cairn.service.sql.lineage import add_edge
+from cairn.service.sql.lookups import quick_resolve
 from cairn.service.sql.projects import ensure_project
 from cairn.service.sql.runs import find_run
 from cairn.service.validate import (
@@ -165,6 +166,9 @@ class VersionsMixin(SqlBase):
             check_alias(ref)
 
         def work(s: Session) -> VersionInfo:
+            found = quick_resolve(s, project, name, ref)
+            if found is not None:
+                return found
             _, artifact = find_artifact(s, project, name)
             live = sa.select(Version).where(
                 Version.artifact_id == artifact.id, Version.state == COMMITTED
