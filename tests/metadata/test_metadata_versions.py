@@ -375,7 +375,7 @@ def test_list_artifacts_counts_filters_searches_and_pages(
     commit(registry, digest("b"), name="mnist", size=20)
     dead = commit(registry, digest("c"), name="mnist", size=30)
     registry.delete_version(dead.id)
-    commit(registry, digest("d"), name="cifar", description="tiny images 50%_off")
+    commit(registry, digest("d"), name="cifar", description="tiny images 50%_off", size=7)
     commit(registry, digest("e"), name="resnet", type="model", description="a CNN")
 
     infos = registry.list_artifacts("proj")
@@ -389,6 +389,12 @@ def test_list_artifacts_counts_filters_searches_and_pages(
     )
     assert mnist.description == "Handwritten digits"
     assert mnist.updated_at >= mnist.created_at
+    # each artifact's own newest version, whatever the others hold
+    assert [(i.version_count, i.latest_version, i.latest_size) for i in infos] == [
+        (1, 0, 7),
+        (2, 1, 20),
+        (1, 0, 100),
+    ]
 
     assert [i.name for i in registry.list_artifacts("proj", type="model")] == ["resnet"]
     assert [i.name for i in registry.list_artifacts("proj", search="DIGITS")] == ["mnist"]

@@ -4,6 +4,7 @@ its user's projects, objects are readable only through a project, history names 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
@@ -18,6 +19,7 @@ from test_server_registry_permissions import ROUTES as REGISTRY_ROUTES
 import cairn
 from cairn.core.digest import hash_bytes
 from cairn.errors import AuthenticationError, PermissionDeniedError, ProjectNotFoundError
+from cairn.sdk.backend import get_backend
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
 from cairn.service.accounts import Accounts
@@ -526,6 +528,44 @@ def test_keys_see_only_their_projects_and_revoked_keys_stop_at_once(
     # another user's key cannot be revoked (nor its existence learned)
     other = accounts.list_keys("writer")[0].id
     assert raw(world.keys["stranger"]).call("DELETE", f"/keys/{other}").status_code == 404
+
+
+def test_a_new_users_first_run_in_a_changed_git_repo_records_its_diff(
+    accounts: Accounts,
+    use_server: UseServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user in no project yet may not upload objects, but their first run makes a project
+    theirs: the code's uncommitted changes are then stored and recorded all the same."""
+    accounts.create_user("root", admin=True)
+    accounts.create_user("newcomer")
+    key = accounts.create_key("newcomer")[1]
+    use_server(key)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args],
+            cwd=repo, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return done.stdout
+
+    git("init", "-q")
+    (repo / "train.py").write_text("lr = 0.1\n")
+    git("add", "train.py")
+    git("commit", "-q", "-m", "first")
+    (repo / "train.py").write_text("lr = 0.01\n")
+    monkeypatch.chdir(repo)
+    with cairn.init(project="fresh", job_type="train") as run:
+        pass
+    info = cairn.Api().run(run.id).info
+    assert info.git_dirty is True and info.git_diff_digest is not None
+    assert cairn.Api().run(run.id).info.project == "fresh"
+    stored = get_backend().object_store.get(info.git_diff_digest).decode()
+    assert "+lr = 0.01" in stored and stored.rstrip("\n") == git("diff", "HEAD").rstrip("\n")
+    assert accounts.roles(accounts.authenticate(key)) == {"fresh": "admin"}
 
 
 def test_a_role_change_counts_from_the_next_request(

@@ -331,23 +331,31 @@ class HttpObjectStore:
     def sync(self) -> None:
         """Send everything put so far and wait until the server has it: data first, then the
         objects that refer to it, in the order they were put."""
-        with self._lock:
-            rest = self._take()
-        if rest:
-            self._submit(rest)
-        self._wait()
-        with self._lock:
-            deferred, self._deferred = self._deferred, []
-        batch: list[tuple[str, bytes]] = []
-        size = 0
-        for digest, blob in deferred:
-            batch.append((digest, blob))
-            size += len(blob)
-            if size >= self.batch_bytes:
+        try:
+            with self._lock:
+                rest = self._take()
+            if rest:
+                self._submit(rest)
+            self._wait()
+            with self._lock:
+                deferred, self._deferred = self._deferred, []
+            batch: list[tuple[str, bytes]] = []
+            size = 0
+            for digest, blob in deferred:
+                batch.append((digest, blob))
+                size += len(blob)
+                if size >= self.batch_bytes:
+                    self._send(batch)
+                    batch, size = [], 0
+            if batch:
                 self._send(batch)
-                batch, size = [], 0
-        if batch:
-            self._send(batch)
+        except BaseException:
+            # what was put is not known to be on the server: forget it, so that putting it
+            # again sends it (rather than taking it for already on its way)
+            with self._lock:
+                self._batch, self._batch_size, self._deferred = [], 0, []
+                self._staged.clear()
+            raise
         with self._lock:
             self._staged.clear()
 

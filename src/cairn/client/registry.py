@@ -155,6 +155,7 @@ class RemoteRegistry:
         tags: Sequence[str] | None = None,
         notes: str | None = None,
         failure: str | None = None,
+        git_diff_digest: str | None = None,
     ) -> RunInfo:
         body = {
             "state": state,
@@ -163,6 +164,7 @@ class RemoteRegistry:
             "tags": _listish(tags),
             "notes": notes,
             "failure": failure,
+            "git_diff_digest": git_diff_digest,
         }
         data = self.http.json("PATCH", f"/runs/{_run_seg(run_id)}", json=body)
         return RunInfo.from_dict(data)

@@ -16,7 +16,7 @@ from typing import Any
 from cairn import config as cairn_config
 from cairn.core import names
 from cairn.core.records import LinkInfo, RunInfo, RunState, VersionInfo
-from cairn.errors import InvalidInputError, RunFinishedError
+from cairn.errors import InvalidInputError, PermissionDeniedError, RunFinishedError
 from cairn.sdk import context, lockfile
 from cairn.sdk.artifact import Artifact, artifact_at, draft_of, logged_info, mark_logged
 from cairn.sdk.backend import Backend, get_backend
@@ -443,9 +443,15 @@ def init(
     backend = get_backend()
     git = read_git_info() if save_code else None
     diff_digest = None
+    late_diff = None
     if git is not None and git.diff:
-        diff_digest = backend.object_store.add(git.diff)
-        backend.object_store.sync()
+        try:
+            diff_digest = backend.object_store.add(git.diff)
+            backend.object_store.sync()
+        except PermissionDeniedError:
+            # a server refuses objects from a user with no project yet: their first run
+            # creates the project (theirs), and then the diff is stored and recorded
+            diff_digest, late_diff = None, git.diff
     info = backend.registry.create_run(
         project,
         name=name,
@@ -459,6 +465,10 @@ def init(
         git_dirty=git.dirty if git else None,
         git_diff_digest=diff_digest,
     )
+    if late_diff is not None:
+        late = backend.object_store.add(late_diff)
+        backend.object_store.sync()
+        info = backend.registry.update_run(info.id, git_diff_digest=late)
     run = Run(info, backend, active=True)
     with context.lock():
         current = context.current()

@@ -59,6 +59,7 @@ class UpdateRun(Strict):
     tags: list[str] | None = None
     notes: str | None = None
     failure: str | None = None
+    git_diff_digest: str | None = None
 
 
 class LogMetrics(Strict):
@@ -232,7 +233,11 @@ def get_run(run_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
 
 @router.patch("/runs/{run_id}", tags=["runs"], summary="Change a run's state, summary, ...")
 def update_run(run_id: str, body: UpdateRun, svc: Svc, caller: Caller) -> dict[str, Any]:
-    _run(svc, caller, run_id, "write")
+    run = _run(svc, caller, run_id, "write")
+    if body.git_diff_digest and is_digest(body.git_diff_digest):
+        # as when a run is created with it: bound to the run's project, or refused when the
+        # caller neither uploaded it nor may read it
+        svc.objects.bind_objects(caller, run.project, [body.git_diff_digest])
     info = svc.registry.update_run(
         run_id,
         state=body.state,  # type: ignore[arg-type]  # validated by the registry
@@ -241,6 +246,7 @@ def update_run(run_id: str, body: UpdateRun, svc: Svc, caller: Caller) -> dict[s
         tags=body.tags,
         notes=body.notes,
         failure=body.failure,
+        git_diff_digest=body.git_diff_digest,
     )
     return info.to_dict()
 

@@ -66,10 +66,13 @@ class Registry(Protocol):
         tags: Sequence[str] | None = None,
         notes: str | None = None,
         failure: str | None = None,
+        git_diff_digest: str | None = None,
     ) -> RunInfo:
         """Setting a final state also sets finished_at; ``failure`` says why a run failed or
-        crashed (kept with a final state only). Raises RunFinishedError when the run is already
-        finished/failed/crashed (except updating summary/notes/tags)."""
+        crashed (kept with a final state only); ``git_diff_digest`` records the uncommitted
+        changes of the code (an object already stored) when the run was started without them.
+        Raises RunFinishedError when the run is already finished/failed/crashed (except
+        updating summary/notes/tags)."""
         ...
 
     def log_metrics(self, run_id: str, rows: Sequence[tuple[int, dict[str, Any]]]) -> None: ...

@@ -118,9 +118,11 @@ _COUNT = (
     .scalar_subquery()
 )
 _sized = aliased(Version)
-_SIZE = (
+_SIZE = (  # the newest live version's size
     sa.select(_sized.size)
-    .where(_sized.artifact_id == Artifact.id, _sized.version == _TOP)
+    .where(_sized.artifact_id == Artifact.id, _sized.state == COMMITTED)
+    .order_by(_sized.version.desc())
+    .limit(1)
     .scalar_subquery()
 )
 _ARTIFACTS = (

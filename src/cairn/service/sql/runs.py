@@ -218,6 +218,7 @@ class RunsMixin(SqlBase):
         tags: Sequence[str] | None = None,
         notes: str | None = None,
         failure: str | None = None,
+        git_diff_digest: str | None = None,
     ) -> RunInfo:
         if state is not None and state not in RUN_STATES:
             raise InvalidInputError(
@@ -231,6 +232,8 @@ class RunsMixin(SqlBase):
         if failure is not None:
             check_str("failure", failure)
             failure = failure[:MAX_FAILURE]
+        if git_diff_digest is not None:
+            check_str("git_diff_digest", git_diff_digest)
 
         def work(s: Session) -> RunInfo:
             run = find_run(s, run_id, lock="update")
@@ -259,6 +262,8 @@ class RunsMixin(SqlBase):
                 run.tags = new_tags
             if notes is not None:
                 run.notes = notes
+            if git_diff_digest is not None:
+                run.git_diff_digest = git_diff_digest
             if run.state == "running":
                 run.heartbeat_at = utcnow()  # any update, even an empty one, is a sign of life
             s.flush()
