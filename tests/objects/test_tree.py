@@ -549,6 +549,33 @@ def _written(entries: list[FileEntry]) -> tuple[str, int, int, dict[str, bytes]]
     return (*writer.finish(), objects)
 
 
+@pytest.mark.parametrize(
+    ("max_entries", "root", "objects"),
+    [
+        (4096, "6f1616702d9b44cfa1f06cfb052285180a24264fb7aaeb2160f5950c4b2cccd1", 102),
+        (8, "2839ad05725f6da4d825aba72272f8bc4903441d51aff03e505404cb35588134", 1390),
+        (4, "bd9b2b5b5a033623a8b79a06ea496600c04ca0b7760b240d1b81486500aceca8", 3112),
+    ],
+)
+def test_the_streaming_writer_pages_wide_folders_as_they_fill_into_the_pinned_digests(
+    max_entries: int, root: str, objects: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wide folder's pages are written while its entries stream by (a million-entry folder
+    holds one page in memory), into exactly the objects the whole-folder build makes."""
+    monkeypatch.setattr(tree, "MAX_ENTRIES", max_entries)
+    monkeypatch.setattr(tree, "MIN_PAGE", 256 if max_entries == 4096 else 2)
+    written: list[str] = []
+    held: list[int] = []
+    entries = sorted(pinned_entries(), key=lambda e: e.path.split("/"))
+    writer = tree.TreeWriter(lambda digest, _body, _refs: written.append(digest))
+    for entry in entries:
+        writer.add(entry)
+        held.append(max((len(f.pending) for f in writer._open), default=0))
+    top, size, count = writer.finish()
+    assert (top, len(set(written)), size, count) == ("blake3:" + root, objects, 92927353, 9033)
+    assert max(held) <= max_entries + 1  # never the 9,000 entries of the wide folder
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     paths=st.sets(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -149,35 +148,31 @@ def _page_json(first: str, digest: str, count: int) -> str:
     return f'{{"d":"{digest}","first":{_name_json(first)},"k":{count}}}'
 
 
-def write_folder(items: list[Item], put: Put) -> str:
-    """Write one folder's tree object(s) through ``put`` and return the folder's digest.
-    ``items`` are sorted by name. A folder of more than MAX_ENTRIES entries is split into
-    pages at content-defined boundaries (so inserting one name changes one page) under a
-    page index, itself split the same way when it grows too wide. Every object is put
-    before the object pointing to it."""
-    if len(items) <= MAX_ENTRIES:
-        body = _tree_body(i.json for i in items)
-        digest = hash_bytes(body)
-        put(digest, body, [i.subtree for i in items if i.subtree])
-        return digest
-    level: list[tuple[str, str, int, list[str]]] = []  # (first name, json, count, subtrees)
-    start = 0
-    for i, item in enumerate(items):
-        n = i - start + 1
-        if (n >= MIN_PAGE and _is_boundary(item.name)) or n >= MAX_ENTRIES or i == len(items) - 1:
-            chunk = items[start : i + 1]
-            body = _tree_body(c.json for c in chunk)
-            digest = hash_bytes(body)
-            put(digest, body, [c.subtree for c in chunk if c.subtree])
-            first = items[start].name
-            level.append((first, _page_json(first, digest, len(chunk)), len(chunk), [digest]))
-            start = i + 1
+_PageRef = tuple[str, str, int, list[str]]  # (first name, its json, entries, tree objects)
+
+
+def _ends_page(name: str, n: int) -> bool:
+    """Whether a page of ``n`` entries ending at ``name`` is complete: at a content-defined
+    boundary once it has MIN_PAGE entries, else at MAX_ENTRIES."""
+    return (n >= MIN_PAGE and _is_boundary(name)) or n >= MAX_ENTRIES
+
+
+def _put_page(chunk: list[Item], put: Put) -> _PageRef:
+    body = _tree_body(c.json for c in chunk)
+    digest = hash_bytes(body)
+    put(digest, body, [c.subtree for c in chunk if c.subtree])
+    first = chunk[0].name
+    return (first, _page_json(first, digest, len(chunk)), len(chunk), [digest])
+
+
+def _put_index(level: list[_PageRef], put: Put) -> str:
+    """The page index over ``level`` (split the same way when it is wider than MAX_ENTRIES);
+    its digest."""
     while len(level) > MAX_ENTRIES:
-        upper: list[tuple[str, str, int, list[str]]] = []
+        upper: list[_PageRef] = []
         start = 0
         for i, (name, _j, _k, _s) in enumerate(level):
-            n = i - start + 1
-            if (n >= MIN_PAGE and _is_boundary(name)) or n >= MAX_ENTRIES or i == len(level) - 1:
+            if _ends_page(name, i - start + 1) or i == len(level) - 1:
                 group = level[start : i + 1]
                 body = _pages_body(c[1] for c in group)
                 digest = hash_bytes(body)
@@ -191,6 +186,72 @@ def write_folder(items: list[Item], put: Put) -> str:
     digest = hash_bytes(body)
     put(digest, body, [d for c in level for d in c[3]])
     return digest
+
+
+def write_folder(items: list[Item], put: Put) -> str:
+    """Write one folder's tree object(s) through ``put`` and return the folder's digest.
+    ``items`` are sorted by name. A folder of more than MAX_ENTRIES entries is split into
+    pages at content-defined boundaries (so inserting one name changes one page) under a
+    page index, itself split the same way when it grows too wide. Every object is put
+    before the object pointing to it."""
+    if len(items) <= MAX_ENTRIES:
+        body = _tree_body(i.json for i in items)
+        digest = hash_bytes(body)
+        put(digest, body, [i.subtree for i in items if i.subtree])
+        return digest
+    level: list[_PageRef] = []
+    start = 0
+    for i, item in enumerate(items):
+        if _ends_page(item.name, i - start + 1) or i == len(items) - 1:
+            level.append(_put_page(items[start : i + 1], put))
+            start = i + 1
+    return _put_index(level, put)
+
+
+class _Folder:
+    """A folder `TreeWriter` is writing: the entries not yet in a page, and, once it has more
+    than MAX_ENTRIES (so it will be paged), the pages written so far. A folder of a million
+    entries holds at most one page's worth of them."""
+
+    __slots__ = ("count", "last", "pages", "pending", "size")
+
+    def __init__(self) -> None:
+        self.pending: list[Item] = []
+        self.pages: list[_PageRef] | None = None
+        self.last: Item | None = None
+        self.size = 0
+        self.count = 0
+
+    def add(self, item: Item, where: str, put: Put) -> None:
+        last = self.last
+        if last is not None and item.name <= last.name:
+            path = f"{where}/{item.name}" if where else item.name
+            if item.name == last.name:
+                if item.subtree is None and last.subtree is None:
+                    raise InvalidPathError(f"two files at one path: {path!r}")
+                raise InvalidPathError(f"{path!r} is both a file and a folder")
+            raise ValueError(f"entries are not in tree order at {path!r}")  # a caller's bug
+        self.last = item
+        self.pending.append(item)
+        if self.pages is None:
+            if len(self.pending) > MAX_ENTRIES:  # it will be paged: write what is complete
+                self.pages = []
+                start = 0
+                for i, held in enumerate(self.pending):
+                    if _ends_page(held.name, i - start + 1):
+                        self.pages.append(_put_page(self.pending[start : i + 1], put))
+                        start = i + 1
+                del self.pending[:start]
+        elif _ends_page(item.name, len(self.pending)):
+            self.pages.append(_put_page(self.pending, put))
+            self.pending = []
+
+    def write(self, put: Put) -> str:
+        if self.pages is None:
+            return write_folder(self.pending, put)
+        if self.pending:
+            self.pages.append(_put_page(self.pending, put))
+        return _put_index(self.pages, put)
 
 
 def check_paths(entries: Iterable[FileEntry]) -> None:
@@ -261,14 +322,15 @@ def build(entries: list[FileEntry]) -> BuiltTree:
 
 class TreeWriter:
     """Build a version's tree objects from its files given in tree order (each folder's files
-    contiguous, as a depth-first walk gives them), writing each folder's objects as soon as
-    the folder is complete. Memory holds the open folders only (one per level of the current
-    path), never the whole listing."""
+    contiguous, as a depth-first walk gives them, names sorted within a folder), writing each
+    folder's objects as soon as the folder is complete, and a large folder's pages as soon as
+    each is. Memory holds the open folders only (one per level of the current path), and of
+    each at most a page of entries, never the whole listing."""
 
     def __init__(self, put: Put) -> None:
         self._put = put
         self._names: list[str] = []  # the open folders below the root, outermost first
-        self._open: list[tuple[list[Item], list[int]]] = [([], [0, 0])]  # items, [size, count]
+        self._open: list[_Folder] = [_Folder()]
 
     def add(self, entry: FileEntry) -> None:
         *parents, leaf = entry.path.split("/")
@@ -283,35 +345,31 @@ class TreeWriter:
             self._close()
         for name in parents[common:]:
             self._names.append(name)
-            self._open.append(([], [0, 0]))
-        items, totals = self._open[-1]
-        items.append(Item(leaf, entry_json(leaf, entry)))
-        totals[0] += entry.size
-        totals[1] += 1
+            self._open.append(_Folder())
+        folder = self._open[-1]
+        folder.add(Item(leaf, entry_json(leaf, entry)), "/".join(self._names), self._put)
+        folder.size += entry.size
+        folder.count += 1
 
     def finish(self) -> tuple[str, int, int]:
         """Write what is still open; the root's (digest, size, file count)."""
         while self._names:
             self._close()
-        return self._write(*self._open.pop(), "")
+        root = self._open.pop()
+        return root.write(self._put), root.size, root.count
 
     def _close(self) -> None:
         name = self._names.pop()
-        digest, size, count = self._write(*self._open.pop(), "/".join([*self._names, name]))
-        items, totals = self._open[-1]
-        items.append(Item(name, dir_json(name, digest, size, count), digest))
-        totals[0] += size
-        totals[1] += count
-
-    def _write(self, items: list[Item], totals: list[int], where: str) -> tuple[str, int, int]:
-        items.sort(key=lambda item: item.name)
-        for a, b in itertools.pairwise(items):
-            if a.name == b.name:
-                path = f"{where}/{a.name}" if where else a.name
-                if a.subtree is None and b.subtree is None:
-                    raise InvalidPathError(f"two files at one path: {path!r}")
-                raise InvalidPathError(f"{path!r} is both a file and a folder")
-        return write_folder(items, self._put), totals[0], totals[1]
+        done = self._open.pop()
+        digest = done.write(self._put)
+        parent = self._open[-1]
+        parent.add(
+            Item(name, dir_json(name, digest, done.size, done.count), digest),
+            "/".join(self._names),
+            self._put,
+        )
+        parent.size += done.size
+        parent.count += done.count
 
 
 # --- reading: typed entries ------------------------------------------------------------------

@@ -8,7 +8,6 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from operator import attrgetter
 from pathlib import Path
 
 from cairn.core.names import check_path
@@ -69,67 +68,76 @@ def walk_files(root: Path) -> Iterator[tuple[str, str]]:
     yield from _walk(str(root), "", {(root_st.st_dev, root_st.st_ino)})
 
 
-_NAME = attrgetter("name")
+_FILE, _DIR, _OTHER = 0, 1, 2  # what a listing says an entry is, without a stat
 
 
-def _listing(folder: str) -> Iterator[os.DirEntry[str]]:
+def _listing(folder: str) -> Iterator[tuple[str, int]]:
+    """(name, kind) of the folder's entries, sorted by name. Only the names are held (and the
+    kind of the few that are not plain files): a folder of a million files costs its names,
+    not a million DirEntry objects."""
+    names: list[str] = []
+    special: dict[str, int] = {}  # folders, symlinks and anything else
     try:
         with os.scandir(folder) as it:
-            entries = sorted(it, key=_NAME)
+            for entry in it:
+                names.append(entry.name)
+                if entry.is_symlink():
+                    special[entry.name] = _OTHER
+                elif not entry.is_file(follow_symlinks=False):
+                    special[entry.name] = _DIR if entry.is_dir(follow_symlinks=False) else _OTHER
     except PermissionError:
         raise SourceFileError(
             f"folder {folder} is not readable; fix its permissions", folder
         ) from None
-    return iter(entries)
+    names.sort()
+    return ((name, special.get(name, _FILE)) for name in names)
 
 
 def _walk(folder: str, prefix: str, ancestors: set[tuple[int, int]]) -> Iterator[tuple[str, str]]:
     # depth-first with a stack of open listings, not recursion: a folder nested thousands of
     # levels deep is walked like any other
-    stack = [(_listing(folder), prefix, frozenset(ancestors))]
+    stack = [(_listing(folder), folder, prefix, frozenset(ancestors))]
     while stack:
-        entries, prefix, above = stack[-1]
-        entry = next(entries, None)
-        if entry is None:
+        entries, here, prefix, above = stack[-1]
+        found = next(entries, None)
+        if found is None:
             stack.pop()
             continue
-        rel = prefix + entry.name
-        if not entry.is_symlink():
-            if entry.is_file(follow_symlinks=False):
-                yield rel, entry.path
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                below = above | {(st.st_dev, st.st_ino)}
-                stack.append((_listing(entry.path), rel + "/", below))
-                continue
+        name, kind = found
+        rel = prefix + name
+        path = os.path.join(here, name)
+        if kind == _FILE:
+            yield rel, path
+            continue
+        if kind == _DIR:
+            st = os.stat(path, follow_symlinks=False)
+            below = above | {(st.st_dev, st.st_ino)}
+            stack.append((_listing(path), path, rel + "/", below))
+            continue
         try:
-            st = os.stat(entry.path)
+            st = os.stat(path)
         except FileNotFoundError:
             raise SourceFileError(
-                f"{entry.path} is a symlink to something that does not exist; remove or fix it",
-                entry.path,
+                f"{path} is a symlink to something that does not exist; remove or fix it",
+                path,
             ) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise SourceFileError(
-                    f"{entry.path} is a symlink loop; remove it", entry.path
-                ) from None
-            raise SourceFileError(f"cannot read {entry.path}: {exc.strerror}", entry.path) from None
+                raise SourceFileError(f"{path} is a symlink loop; remove it", path) from None
+            raise SourceFileError(f"cannot read {path}: {exc.strerror}", path) from None
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in above:
                 raise SourceFileError(
-                    f"{entry.path} is a symlink loop (it leads back to a folder above it); "
-                    "remove it",
-                    entry.path,
+                    f"{path} is a symlink loop (it leads back to a folder above it); remove it",
+                    path,
                 )
-            stack.append((_listing(entry.path), rel + "/", above | {key}))
+            stack.append((_listing(path), path, rel + "/", above | {key}))
         elif stat.S_ISREG(st.st_mode):
-            yield rel, entry.path
+            yield rel, path
         else:
             raise SourceFileError(
-                f"{entry.path} is not a regular file (a socket, FIFO or device); remove it or "
+                f"{path} is not a regular file (a socket, FIFO or device); remove it or "
                 "add the files you want one by one",
-                entry.path,
+                path,
             )
