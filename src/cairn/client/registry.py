@@ -164,8 +164,9 @@ class RemoteRegistry:
             "tags": _listish(tags),
             "notes": notes,
             "failure": failure,
-            "git_diff_digest": git_diff_digest,
         }
+        if git_diff_digest is not None:  # only when set: older servers refuse the field
+            body["git_diff_digest"] = git_diff_digest
         data = self.http.json("PATCH", f"/runs/{_run_seg(run_id)}", json=body)
         return RunInfo.from_dict(data)
 
