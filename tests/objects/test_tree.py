@@ -520,14 +520,15 @@ def pinned_entries() -> list[FileEntry]:
     return [*out, FileEntry("refs/a.csv", hash_bytes(b"r"), 5, ref=ref.ref)]
 
 
-@pytest.mark.parametrize(
-    ("max_entries", "root", "objects"),
-    [
-        (4096, "6f1616702d9b44cfa1f06cfb052285180a24264fb7aaeb2160f5950c4b2cccd1", 102),
-        (8, "2839ad05725f6da4d825aba72272f8bc4903441d51aff03e505404cb35588134", 1390),
-        (4, "bd9b2b5b5a033623a8b79a06ea496600c04ca0b7760b240d1b81486500aceca8", 3112),
-    ],
-)
+# (MAX_ENTRIES, root digest, distinct objects) of pinned_entries(), made by the tree code of 0971987
+PINNED = [
+    (4096, "6f1616702d9b44cfa1f06cfb052285180a24264fb7aaeb2160f5950c4b2cccd1", 102),
+    (8, "2839ad05725f6da4d825aba72272f8bc4903441d51aff03e505404cb35588134", 1390),
+    (4, "bd9b2b5b5a033623a8b79a06ea496600c04ca0b7760b240d1b81486500aceca8", 3112),
+]
+
+
+@pytest.mark.parametrize(("max_entries", "root", "objects"), PINNED)
 def test_tree_digests_are_pinned(
     max_entries: int, root: str, objects: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -549,14 +550,7 @@ def _written(entries: list[FileEntry]) -> tuple[str, int, int, dict[str, bytes]]
     return (*writer.finish(), objects)
 
 
-@pytest.mark.parametrize(
-    ("max_entries", "root", "objects"),
-    [
-        (4096, "6f1616702d9b44cfa1f06cfb052285180a24264fb7aaeb2160f5950c4b2cccd1", 102),
-        (8, "2839ad05725f6da4d825aba72272f8bc4903441d51aff03e505404cb35588134", 1390),
-        (4, "bd9b2b5b5a033623a8b79a06ea496600c04ca0b7760b240d1b81486500aceca8", 3112),
-    ],
-)
+@pytest.mark.parametrize(("max_entries", "root", "objects"), PINNED)
 def test_the_streaming_writer_pages_wide_folders_as_they_fill_into_the_pinned_digests(
     max_entries: int, root: str, objects: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
