@@ -73,11 +73,9 @@ def create_engine(url: str | URL) -> Engine:
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
         _configure_sqlite(engine)
         return engine
-    if backend == "postgresql":
-        # No ping on every checkout (a round trip per transaction): a connection that died
-        # while pooled (a database restart) fails its first statement, which invalidates the
-        # whole pool, and `transaction` runs the work again on a new connection.
-        return sa.create_engine(parsed)
+    # PostgreSQL: no ping on every checkout (a round trip per transaction): a connection that
+    # died while pooled (a database restart) fails its first statement, which invalidates the
+    # whole pool, and `transaction` runs the work again on a new connection.
     return sa.create_engine(parsed)
 
 

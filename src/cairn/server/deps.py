@@ -173,7 +173,7 @@ async def principal(
     found: Principal | None = getattr(request.state, "principal", None)
     if found is None:
         token = credentials.credentials if credentials else request.headers.get("x-cairn-key")
-        accounts = (await services(request)).accounts
+        accounts: Accounts = request.app.state.services.accounts
         found = await run_in_threadpool(accounts.authenticate, token)
     actor = current_actor()
     if actor is not None and found.name is not None:

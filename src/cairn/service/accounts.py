@@ -78,7 +78,6 @@ _KEY_OWNER_ROLE = sa.select(
     User.id,
     User.name,
     User.is_admin,
-    sa.select(Project.id).where(Project.name == sa.bindparam("project")).scalar_subquery(),
     sa.select(ProjectMember.role)
     .join(Project, Project.id == ProjectMember.project_id)
     .where(Project.name == sa.bindparam("project"), ProjectMember.user_id == User.id)
@@ -148,9 +147,9 @@ class Principal:
     name: str | None
     is_admin: bool
     open: bool = False
-    # (project, its id or None, the role or None) read with the key, for the project the
-    # request names: its role check then needs no query of its own
-    project_role: tuple[str, int | None, str | None] | None = field(default=None, compare=False)
+    # (project, the role there or None) read with the key, for the project the request names:
+    # its role check then needs no query of its own
+    project_role: tuple[str, str | None] | None = field(default=None, compare=False)
 
     @staticmethod
     def anonymous() -> Principal:
@@ -409,8 +408,8 @@ class Accounts:
                         _KEY_OWNER_ROLE, {"key_hash": key, "project": project}
                     ).one_or_none()
                     if found is not None:
-                        uid, name, admin, pid, role = found
-                        return Principal(uid, name, admin, project_role=(project, pid, role))
+                        uid, name, admin, role = found
+                        return Principal(uid, name, admin, project_role=(project, role))
             if s.scalar(sa.select(User.id).limit(1)) is None:
                 return Principal.anonymous()
             if token:
@@ -485,7 +484,7 @@ class Accounts:
         check_project(project)
         known = principal.project_role
         if known is not None and known[0] == project:
-            role = known[2]  # read with the key, a moment ago
+            role = known[1]  # read with the key, a moment ago
         else:
             _, role = self._read(lambda s: self._role(s, principal, project))
         if role is None:
@@ -503,7 +502,7 @@ class Accounts:
             return
         check_project(project)
         known = principal.project_role
-        if known is not None and known[0] == project and known[2] in ("write", "admin"):
+        if known is not None and known[0] == project and known[1] in ("write", "admin"):
             return  # read with the key, a moment ago
 
         def work(s: Session) -> str | None:

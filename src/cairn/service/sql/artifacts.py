@@ -5,7 +5,6 @@ fixed number of queries per list."""
 from __future__ import annotations
 
 import difflib
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, cast
@@ -24,7 +23,6 @@ from cairn.metadata.tables import (
     History,
     Project,
     Version,
-    VersionTag,
 )
 from cairn.service.sql.common import (
     COMMITTED,
@@ -34,7 +32,12 @@ from cairn.service.sql.common import (
     insert_ignore,
     utcnow,
 )
-from cairn.service.sql.lookups import quick_artifacts
+from cairn.service.sql.lookups import (
+    NEWEST_LIVE,
+    artifact_infos,
+    quick_artifacts,
+    version_labels,
+)
 from cairn.service.sql.projects import find_project
 from cairn.service.sql.runs import find_run
 from cairn.service.validate import check_int, check_page, check_str, check_tags, listing
@@ -129,16 +132,11 @@ def version_infos(s: Session, versions: Sequence[Version]) -> list[VersionInfo]:
     artifact_ids = sorted({v.artifact_id for v in versions})
     artifacts: dict[int, tuple[str, str, str]] = {}
     latest: dict[int, int] = {}
-    aliases: dict[int, list[str]] = defaultdict(list)
-    tags: dict[int, list[str]] = defaultdict(list)
-    top = (
-        sa.select(sa.func.max(Version.version))
-        .where(Version.artifact_id == Artifact.id, Version.state == COMMITTED)
-        .scalar_subquery()
-    )
+    aliases: dict[int, list[str]] = {}
+    tags: dict[int, list[str]] = {}
     for chunk in chunks(artifact_ids):
         for aid, name, type_, project, latest_version in s.execute(
-            sa.select(Artifact.id, Artifact.name, Artifact.type, Project.name, top)
+            sa.select(Artifact.id, Artifact.name, Artifact.type, Project.name, NEWEST_LIVE)
             .join(Project, Project.id == Artifact.project_id)
             .where(Artifact.id.in_(chunk))
         ):
@@ -146,14 +144,9 @@ def version_infos(s: Session, versions: Sequence[Version]) -> list[VersionInfo]:
             if latest_version is not None:
                 latest[aid] = latest_version
     for chunk in chunks(ids, 250):  # two IN lists per statement
-        labels = sa.union_all(
-            sa.select(Alias.version_id, sa.literal("a").label("kind"), Alias.alias.label("label"))
-            .where(Alias.version_id.in_(chunk)),
-            sa.select(VersionTag.version_id, sa.literal("t"), VersionTag.tag)
-            .where(VersionTag.version_id.in_(chunk)),
-        ).subquery()  # fmt: skip
-        for vid, kind, label in s.execute(sa.select(labels).order_by(labels.c.label)):
-            (aliases if kind == "a" else tags)[vid].append(label)
+        found_aliases, found_tags = version_labels(s, chunk)
+        aliases.update(found_aliases)
+        tags.update(found_tags)
     result = []
     for v in versions:
         project, name, type_ = artifacts[v.artifact_id]
@@ -178,33 +171,6 @@ def version_infos(s: Session, versions: Sequence[Version]) -> list[VersionInfo]:
             )
         )
     return result
-
-
-def artifact_stats(
-    s: Session, artifact_ids: Sequence[int]
-) -> dict[int, tuple[int, int | None, int | None]]:
-    """artifact id -> (live version count, latest live version, its size)."""
-    stats: dict[int, tuple[int, int | None, int | None]] = {}
-    for chunk in chunks(artifact_ids):
-        live = (
-            sa.select(
-                Version.artifact_id.label("artifact_id"),
-                sa.func.count().label("n"),
-                sa.func.max(Version.version).label("top"),
-            )
-            .where(Version.artifact_id.in_(chunk), Version.state == COMMITTED)
-            .group_by(Version.artifact_id)
-            .subquery()
-        )
-        rows = s.execute(
-            sa.select(live.c.artifact_id, live.c.n, live.c.top, Version.size).join(
-                Version,
-                sa.and_(Version.artifact_id == live.c.artifact_id, Version.version == live.c.top),
-            )
-        )
-        for aid, n, top, size in rows:
-            stats[aid] = (n, top, size)
-    return stats
 
 
 def missing_ref_message(s: Session, project: str, artifact: Artifact, ref: str) -> str:
@@ -249,37 +215,6 @@ def missing_ref_message(s: Session, project: str, artifact: Artifact, ref: str) 
     )
 
 
-def artifact_infos(s: Session, project: str, artifacts: Sequence[Artifact]) -> list[ArtifactInfo]:
-    """ArtifactInfo for each artifact, with a fixed number of queries for the whole list."""
-    stats = artifact_stats(s, [a.id for a in artifacts])
-    tags: dict[int, list[str]] = defaultdict(list)
-    for chunk in chunks([a.id for a in artifacts]):
-        for aid, tag in s.execute(
-            sa.select(ArtifactTag.artifact_id, ArtifactTag.tag)
-            .where(ArtifactTag.artifact_id.in_(chunk))
-            .order_by(ArtifactTag.tag)
-        ):
-            tags[aid].append(tag)
-    result = []
-    for a in artifacts:
-        count, latest, latest_size = stats.get(a.id, (0, None, None))
-        result.append(
-            ArtifactInfo(
-                project=project,
-                name=a.name,
-                type=a.type,
-                created_at=a.created_at,
-                updated_at=a.updated_at,
-                version_count=count,
-                latest_version=latest,
-                latest_size=latest_size,
-                description=a.description,
-                tags=tags[a.id],
-            )
-        )
-    return result
-
-
 def _record(
     s: Session,
     artifact: Artifact,
@@ -318,7 +253,7 @@ class ArtifactsMixin(SqlBase):
 
         def work(s: Session) -> ArtifactInfo:
             proj, artifact = find_artifact(s, project, name)
-            return artifact_infos(s, proj.name, [artifact])[0]
+            return artifact_infos(s, proj.name, [artifact.id])[0]
 
         return self._read(work)
 
@@ -397,7 +332,7 @@ class ArtifactsMixin(SqlBase):
             if changed:
                 artifact.updated_at = now
             s.flush()
-            return artifact_infos(s, proj.name, [artifact])[0]
+            return artifact_infos(s, proj.name, [artifact.id])[0]
 
         return self._write(work)
 

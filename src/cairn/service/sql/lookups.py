@@ -13,6 +13,7 @@ the ORM path, which tells *why* (no such project, artifact or version, with sugg
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from cairn.metadata.tables import Alias, Artifact, ArtifactTag, Project, Version
 from cairn.service.sql.common import COMMITTED, escape_like
 
 _newest = aliased(Version)
-_TOP = (
+NEWEST_LIVE = (  # an artifact's newest live version number, per row of Artifact
     sa.select(sa.func.max(_newest.version))
     .where(_newest.artifact_id == Artifact.id, _newest.state == COMMITTED)
     .scalar_subquery()
@@ -43,7 +44,7 @@ _BASE = (
         Artifact.name,
         Artifact.type,
         Project.name,
-        _TOP,
+        NEWEST_LIVE,
     )
     .join(Artifact, Artifact.id == Version.artifact_id)
     .join(Project, Project.id == Artifact.project_id)
@@ -62,13 +63,22 @@ _ALIAS = _BASE.join(
     Alias, sa.and_(Alias.version_id == Version.id, Alias.artifact_id == Artifact.id)
 ).where(Alias.alias == sa.bindparam("ref"))
 _LABELS = sa.union_all(
-    sa.select(Alias.alias.label("label"), sa.literal("a").label("kind")).where(
-        Alias.version_id == sa.bindparam("version_id")
+    sa.select(Alias.version_id, sa.literal("a").label("kind"), Alias.alias.label("label")).where(
+        Alias.version_id.in_(sa.bindparam("ids", expanding=True))
     ),
-    sa.select(VersionTag.tag, sa.literal("t")).where(
-        VersionTag.version_id == sa.bindparam("version_id")
+    sa.select(VersionTag.version_id, sa.literal("t"), VersionTag.tag).where(
+        VersionTag.version_id.in_(sa.bindparam("ids", expanding=True))
     ),
 ).order_by("label")
+
+
+def version_labels(s: Session, ids: list[int]) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """(aliases, tags) of each of the versions ``ids`` (at most a few hundred), sorted."""
+    aliases: dict[int, list[str]] = {i: [] for i in ids}
+    tags: dict[int, list[str]] = {i: [] for i in ids}
+    for vid, kind, label in s.execute(_LABELS, {"ids": ids}):
+        (aliases if kind == "a" else tags)[vid].append(label)
+    return aliases, tags
 
 
 def quick_resolve(s: Session, project: str, name: str, ref: str) -> VersionInfo | None:
@@ -88,10 +98,7 @@ def quick_resolve(s: Session, project: str, name: str, ref: str) -> VersionInfo 
         return None
     (vid, number, digest, size, files, description, meta, created, run_id, artifact, type_,
      project_name, newest) = row  # fmt: skip
-    aliases = ["latest"] if number == newest else []
-    tags: list[str] = []
-    for label, kind in s.execute(_LABELS, {"version_id": vid}):
-        (aliases if kind == "a" else tags).append(label)
+    aliases, tags = version_labels(s, [vid])
     return VersionInfo(
         id=vid,
         project=project_name,
@@ -103,8 +110,8 @@ def quick_resolve(s: Session, project: str, name: str, ref: str) -> VersionInfo 
         file_count=files,
         description=description,
         metadata=meta,
-        aliases=aliases,
-        tags=tags,
+        aliases=(["latest"] if number == newest else []) + aliases[vid],
+        tags=tags[vid],
         created_at=created,
         run_id=run_id,
         state="committed",
@@ -125,21 +132,21 @@ _SIZE = (  # the newest live version's size
     .limit(1)
     .scalar_subquery()
 )
-_ARTIFACTS = (
-    sa.select(
-        Artifact.id,
-        Artifact.name,
-        Artifact.type,
-        Artifact.created_at,
-        Artifact.updated_at,
-        Artifact.description,
-        _COUNT,
-        _TOP,
-        _SIZE,
-    )
-    .join(Project, Project.id == Artifact.project_id)
-    .where(Project.name == sa.bindparam("project"))
+_ARTIFACT_ROWS = sa.select(
+    Artifact.id,
+    Artifact.name,
+    Artifact.type,
+    Artifact.created_at,
+    Artifact.updated_at,
+    Artifact.description,
+    _COUNT,
+    NEWEST_LIVE,
+    _SIZE,
 )
+_ARTIFACTS = _ARTIFACT_ROWS.join(Project, Project.id == Artifact.project_id).where(
+    Project.name == sa.bindparam("project")
+)
+_ARTIFACTS_BY_ID = _ARTIFACT_ROWS.where(Artifact.id.in_(sa.bindparam("ids", expanding=True)))
 _ARTIFACT_TAGS = (
     sa.select(ArtifactTag.artifact_id, ArtifactTag.tag)
     .where(ArtifactTag.artifact_id.in_(sa.bindparam("ids", expanding=True)))
@@ -178,7 +185,16 @@ def quick_artifacts(
     params = {"project": project, "type": type, "limit": limit, "offset": offset}
     if search:
         params["pattern"] = "%" + escape_like(search) + "%"
-    rows = s.execute(statement, params).all()
+    return _artifact_infos(s, project, s.execute(statement, params).all())
+
+
+def artifact_infos(s: Session, project: str, ids: list[int]) -> list[ArtifactInfo]:
+    """ArtifactInfo of the project's artifacts ``ids`` (at most a few hundred), in that order."""
+    rows = {row[0]: row for row in s.execute(_ARTIFACTS_BY_ID, {"ids": ids})}
+    return _artifact_infos(s, project, [rows[i] for i in ids])
+
+
+def _artifact_infos(s: Session, project: str, rows: Sequence[Any]) -> list[ArtifactInfo]:
     tags: dict[int, list[str]] = {row[0]: [] for row in rows}
     if rows:
         for aid, tag in s.execute(_ARTIFACT_TAGS, {"ids": list(tags)}):
@@ -200,4 +216,10 @@ def quick_artifacts(
     ]
 
 
-__all__ = ["quick_artifacts", "quick_resolve"]
+__all__ = [
+    "NEWEST_LIVE",
+    "artifact_infos",
+    "quick_artifacts",
+    "quick_resolve",
+    "version_labels",
+]
