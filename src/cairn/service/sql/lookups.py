@@ -13,7 +13,7 @@ the ORM path, which tells *why* (no such project, artifact or version, with sugg
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,21 +62,32 @@ _DIGEST = (
 _ALIAS = _BASE.join(
     Alias, sa.and_(Alias.version_id == Version.id, Alias.artifact_id == Artifact.id)
 ).where(Alias.alias == sa.bindparam("ref"))
-_LABELS = sa.union_all(
-    sa.select(Alias.version_id, sa.literal("a").label("kind"), Alias.alias.label("label")).where(
-        Alias.version_id.in_(sa.bindparam("ids", expanding=True))
-    ),
-    sa.select(VersionTag.version_id, sa.literal("t"), VersionTag.tag).where(
-        VersionTag.version_id.in_(sa.bindparam("ids", expanding=True))
-    ),
-).order_by("label")
+
+
+def _labels(matches: Callable[[Any], Any]) -> sa.CompoundSelect[int, str, str]:
+    """(version id, "a" or "t", alias or tag) of the versions ``matches`` picks, by label."""
+    return sa.union_all(
+        sa.select(Alias.version_id, sa.literal("a").label("kind"), Alias.alias.label("label"))
+        .where(matches(Alias.version_id)),
+        sa.select(VersionTag.version_id, sa.literal("t"), VersionTag.tag)
+        .where(matches(VersionTag.version_id)),
+    ).order_by("label")  # fmt: skip
+
+
+# one version (a resolve: a plain comparison, no list to expand per call), or many
+_LABELS_OF_ONE = _labels(lambda column: column == sa.bindparam("id"))
+_LABELS_OF_MANY = _labels(lambda column: column.in_(sa.bindparam("ids", expanding=True)))
 
 
 def version_labels(s: Session, ids: list[int]) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     """(aliases, tags) of each of the versions ``ids`` (at most a few hundred), sorted."""
     aliases: dict[int, list[str]] = {i: [] for i in ids}
     tags: dict[int, list[str]] = {i: [] for i in ids}
-    for vid, kind, label in s.execute(_LABELS, {"ids": ids}):
+    if len(ids) == 1:
+        rows = s.execute(_LABELS_OF_ONE, {"id": ids[0]})
+    else:
+        rows = s.execute(_LABELS_OF_MANY, {"ids": ids})
+    for vid, kind, label in rows:
         (aliases if kind == "a" else tags)[vid].append(label)
     return aliases, tags
 
