@@ -48,6 +48,7 @@ from cairn.core import names
 from cairn.core.records import VersionInfo
 from cairn.errors import ArtifactStateError, CairnError, InvalidInputError, NotFoundError
 from cairn.objects import chunking, tree
+from cairn.sdk import arrow_exit
 from cairn.sdk.backend import Backend, get_backend
 from cairn.sdk.resolve import resolve_ref
 
@@ -131,6 +132,7 @@ class CairnFileSystem(AbstractFileSystem):  # type: ignore[misc]
         self._inflight: dict[str, Future[bytes]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
+        arrow_exit.watch(self)
 
     # --- paths --------------------------------------------------------------------------------
     @classmethod
