@@ -70,3 +70,40 @@ def test_versions_logged_before_the_server_are_readable_by_members(
     finally:
         reset_backends()
         server.stop()
+
+
+def test_a_store_missing_many_versions_names_ten_and_counts_the_rest(
+    cairn_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server started over a database whose store lost its objects starts, names the first
+    ten versions it cannot serve and counts the rest in one line (not one line per version)."""
+    import logging
+    import shutil
+
+    database_url = f"sqlite:///{cairn_env / 'cairn.db'}"
+    monkeypatch.setenv("CAIRN_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAIRN_QUIET", "1")
+    with cairn.init(project="team", save_code=False) as run:
+        for n in range(13):
+            art = cairn.Artifact(f"part-{n}", type="dataset")
+            with art.new_file("n.txt") as f:
+                f.write(str(n))
+            run.log_artifact(art)
+    run_context._current = None
+    reset_backends()
+    shutil.rmtree(cairn_env / "store")
+
+    with caplog.at_level(logging.WARNING, logger="cairn.server"):
+        server = ServerThread(ServerSettings(database_url, cairn_env / "store")).start()
+        server.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "cairn.server"]
+    named = [line for line in lines if "cannot bind" in line]
+    assert len(named) == 10
+    assert any(
+        "3 more versions logged without a server could not be bound (13 in all)" in line
+        and "cairn check --store" in line
+        for line in lines
+    ), lines

@@ -23,6 +23,7 @@ from cairn.service.accounts import Principal
 log = logging.getLogger("cairn.server")
 
 _SERVER = Principal(user_id=None, name="server", is_admin=True)
+_NAMED = 10  # failures named one by one at start; the rest are counted
 
 
 def bind_unbound(objects: ObjectService) -> int:
@@ -49,11 +50,21 @@ def bind_unbound_links(objects: ObjectService) -> int:
 def _bind_each(todo: list[tuple[str, str]], bind: Callable[[str, str], object], what: str) -> int:
     if todo:
         log.info("binding the objects of %d %s", len(todo), what)
-    done = 0
+    done = failed = 0
     for owner, root in todo:
         try:
             bind(owner, root)
             done += 1
         except CairnError as exc:
-            log.warning("%s: cannot bind %s (%s): %s", owner, root, what, exc)
+            failed += 1
+            if failed <= _NAMED:
+                log.warning("%s: cannot bind %s (%s): %s", owner, root, what, exc)
+    if failed > _NAMED:
+        log.warning(
+            "%d more %s could not be bound (%d in all): `cairn check --store STORE` names "
+            "the versions whose objects are missing",
+            failed - _NAMED,
+            what,
+            failed,
+        )
     return done
