@@ -73,6 +73,26 @@ with cairn.init(project="bench", job_type="scale-" + op, save_code=False) as run
             out = {"refused": 0}
         except DownloadConflictError as exc:
             out = {"refused": len(exc.conflicts)}
+if op == "browse":  # the dashboard's file browser, served from this store by a real server
+    import statistics, httpx
+    from cairn import config
+    from cairn.server.deps import ServerSettings
+    from cairn.server.testing import ServerThread
+    base = f"/p/bench/a/{sys.argv[2].replace(':', '/v/')}/files"
+    settings = ServerSettings(config.database_url(), config.cairn_dir() / "store")
+    server = ServerThread(settings).start()
+    with httpx.Client(base_url=server.url, timeout=600, follow_redirects=True) as http:
+        for label, path in (("root", base), ("folder", f"{base}/{sys.argv[3]}"),
+                            ("folder, by name", f"{base}/{sys.argv[3]}?start={sys.argv[4]}"),
+                            ("deep page", f"{base}/{sys.argv[3]}?offset={sys.argv[5]}")):
+            times = []
+            for i in range(6):
+                t1 = time.perf_counter()
+                http.get(path).raise_for_status()
+                times.append(time.perf_counter() - t1)
+            out[label + " first ms"] = round(times[0] * 1000, 1)
+            out[label + " median ms"] = round(statistics.median(times[1:]) * 1000, 1)
+    server.stop()
 out["seconds"] = time.perf_counter() - t
 with open("/proc/self/status") as status:  # this program's own peak (see run())
     out["peak_kib"] = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
@@ -160,6 +180,19 @@ def main() -> None:
     if "list" in steps:
         folder = sorted(os.listdir(data))[len(os.listdir(data)) // 2]
         row("list one folder", best(a.runs, op("list", "many:latest", folder), env))
+    if "browse" in steps:  # the first answer of each page is reported apart (cold caches)
+        top = sorted(os.listdir(data))
+        folder = top[len(top) // 2] if (data / top[len(top) // 2]).is_dir() else ""
+        inside = sorted(os.listdir(data / folder))
+        r = run(
+            op("browse", "many:latest", folder, inside[len(inside) // 2], str(len(inside) // 2)),
+            env,
+        )
+        row(
+            "dashboard file browser",
+            r,
+            json.dumps({k: v for k, v in json.loads(r[2]).items() if "ms" in k}),
+        )
     if "download" in steps:
         dest = work / "download"
         row("download into an empty folder", run(op("download", "many:latest", str(dest)), env))
