@@ -4,6 +4,12 @@ columns measured in the same run (a Python stat walk, `cat` of every file, `cp -
 
     python ../shared/bench/gen_many.py /work/benchdata/many1m            # 1,000,000 files
     .venv/bin/python bench/scale.py /work/benchdata/many1m [--runs 3] [--skip-cp]
+    .venv/bin/python bench/scale.py DATA --via server   # through `cairn server` on loopback
+    .venv/bin/python bench/scale.py DATA --via bucket   # embedded, the store in moto's S3
+
+``--via server`` runs `cairn server` (SQLite, a store folder, open mode) in a process of its
+own and reports its peak RSS at the end; ``--via bucket`` starts moto's S3 server and sets
+``CAIRN_STORE=s3://…`` (packs in the bucket, the index cached locally).
 
 Steps run against a fresh CAIRN_DIR under --work (default: next to the data). Cheap steps are
 repeated --runs times and the best is reported (the machine is shared: the load average at
@@ -19,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -131,6 +138,37 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
+def via(mode: str, work: Path, env: dict[str, str]) -> Callable[[], None]:
+    """Point the steps' ``env`` at a server or a bucket store; returns what stops it."""
+    if mode == "embedded":
+        return lambda: None
+    from s3 import Server, make_bucket, start_moto  # bench/s3.py
+
+    if mode == "server":
+        server = Server(str(work / "server-store"), work, direct=True)
+        env["CAIRN_URL"] = server.url
+
+        def stop_server() -> None:
+            with open(f"/proc/{server.proc.pid}/status") as status:
+                peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+            print(f"server peak RSS: {peak // 1024} MiB")
+            server.stop()
+
+        return stop_server
+    keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    os.environ.update(keys, AWS_REGION="us-east-1")
+    moto, endpoint = start_moto()
+    make_bucket(endpoint, "scale")
+    env.update(keys, AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
+    env["CAIRN_STORE"] = "s3://scale/store"
+
+    def stop_moto() -> None:
+        moto.terminate()
+        moto.wait()
+
+    return stop_moto
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", type=Path)
@@ -138,6 +176,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-cp", action="store_true", help="leave out cat and cp -r")
     ap.add_argument("--steps", default="log,relog,change,diff,list,download,again,refused")
+    ap.add_argument("--via", choices=["embedded", "server", "bucket"], default="embedded")
     a = ap.parse_args()
     data = a.data.resolve()
     work = (a.work or data.parent / (data.name + "-work")).resolve()
@@ -145,6 +184,7 @@ def main() -> None:
     work.mkdir(parents=True)
     env = {**os.environ, "CAIRN_DIR": str(work / "home"), "CAIRN_QUIET": "1"}
     env.pop("CAIRN_URL", None)
+    stop_services = via(a.via, work, env)
     steps = a.steps.split(",")
     rows: list[tuple[str, str, str, str]] = []
 
@@ -225,6 +265,7 @@ def main() -> None:
         print(f"| {what} | {secs} | {rss} | {note} |")
     print()
     print(f"store folders under CAIRN_DIR: {json.dumps(sizes)} ({files} files)")
+    stop_services()
     shutil.rmtree(work, ignore_errors=True)
 
 
