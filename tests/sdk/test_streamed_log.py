@@ -161,3 +161,52 @@ def test_an_interrupted_log_of_many_files_is_resumed_by_the_next(
     assert art.stats.hashed_files == 200
     assert art.stats.new_objects < 320
     assert tree_of(art.download(root=tmp_path / "dl")) == files
+
+
+@pytest.mark.parametrize("backend_mode", ["remote"])
+def test_tree_objects_waiting_for_their_data_spill_to_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a server, a log keeps the trees it put until the data they name is sent; past
+    a limit they wait in a temporary file (a million files' trees were ~120 MB of memory) and
+    still reach the server after their data, in order."""
+    from cairn.client import deferred
+    from cairn.objects.spill import Spill
+
+    files = {f"d{i // 10:02d}/f{i}.txt": f"file {i}\n".encode() for i in range(300)}
+    data = make_tree(tmp_path / "data", files)
+    monkeypatch.setattr(deferred, "IN_MEMORY_BYTES", 512)
+    spilled: list[int] = []
+    real_append = Spill.append
+
+    def counting(self: Spill, batch: list[object]) -> None:
+        spilled.append(len(batch))
+        real_append(self, batch)
+
+    monkeypatch.setattr(Spill, "append", counting)
+    with cairn.init(project="proj") as run:
+        art = cairn.Artifact("folders", type="dataset")
+        art.add_dir(data)
+        run.log_artifact(art)
+    assert len(spilled) > 5  # 31 tree objects of ~400 bytes: most went to the file
+    assert tree_of(art.download(root=tmp_path / "dl")) == files
+    with cairn.init(project="proj") as run:
+        again = cairn.Artifact("folders", type="dataset")
+        again.add_dir(data)
+        run.log_artifact(again)
+    assert again.version == art.version  # nothing changed: the same version
+
+
+def test_deferred_objects_come_back_in_order_across_the_spill() -> None:
+    from cairn.client.deferred import Deferred
+
+    held = Deferred(in_memory_bytes=100)
+    objects = [(f"blake3:{i:064x}", bytes([i % 256]) * (i % 70)) for i in range(200)]
+    for digest, blob in objects:
+        held.add(digest, blob)
+        assert held._held_bytes < 100  # never more than the limit in memory
+    assert held.spilled > 150
+    assert list(held.items()) == objects
+    assert list(held.items()) == objects  # read again: the same
+    held.close()
+    assert not held and list(held.items()) == []

@@ -42,6 +42,7 @@ import httpx
 from cairn import config
 from cairn.client import cache_limit
 from cairn.client.cache_limit import CachePackStore, Eviction, Pins
+from cairn.client.deferred import Deferred
 from cairn.client.http import Http
 from cairn.core.digest import hash_bytes
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
@@ -152,7 +153,7 @@ class HttpObjectStore:
         self._mode_lock = threading.Lock()
         self._batch: list[tuple[str, bytes]] = []
         self._batch_size = 0
-        self._deferred: list[tuple[str, bytes]] = []
+        self._deferred = Deferred()
         self._staged: set[str] = set()  # put since the last sync
         self._inflight: list[Future[None]] = []
         self._slots: threading.BoundedSemaphore | None = None
@@ -228,7 +229,7 @@ class HttpObjectStore:
             self._staged.add(digest)
             blob = bytes(data)  # the caller may reuse its buffer
             if _structural(blob):
-                self._deferred.append((digest, blob))
+                self._deferred.add(digest, blob)
                 return True
             self._batch.append((digest, blob))
             self._batch_size += len(blob)
@@ -338,22 +339,26 @@ class HttpObjectStore:
                 self._submit(rest)
             self._wait()
             with self._lock:
-                deferred, self._deferred = self._deferred, []
-            batch: list[tuple[str, bytes]] = []
-            size = 0
-            for digest, blob in deferred:
-                batch.append((digest, blob))
-                size += len(blob)
-                if size >= self.batch_bytes:
+                deferred, self._deferred = self._deferred, Deferred()
+            try:
+                batch: list[tuple[str, bytes]] = []
+                size = 0
+                for digest, blob in deferred.items():
+                    batch.append((digest, blob))
+                    size += len(blob)
+                    if size >= self.batch_bytes:
+                        self._send(batch)
+                        batch, size = [], 0
+                if batch:
                     self._send(batch)
-                    batch, size = [], 0
-            if batch:
-                self._send(batch)
+            finally:
+                deferred.close()
         except BaseException:
             # what was put is not known to be on the server: forget it, so that putting it
             # again sends it (rather than taking it for already on its way)
             with self._lock:
-                self._batch, self._batch_size, self._deferred = [], 0, []
+                self._batch, self._batch_size = [], 0
+                self._drop_deferred()
                 self._staged.clear()
             raise
         with self._lock:
@@ -1016,8 +1021,13 @@ class HttpObjectStore:
         """Drop what was not sent yet (requests in flight complete: the server stores each
         whole or not at all)."""
         with self._lock:
-            self._batch, self._batch_size, self._deferred = [], 0, []
+            self._batch, self._batch_size = [], 0
+            self._drop_deferred()
             self._staged.clear()
+
+    def _drop_deferred(self) -> None:
+        self._deferred.close()
+        self._deferred = Deferred()
 
     def generation(self) -> int | None:
         return None  # the server's drops are not counted here: a logger checks again
@@ -1039,7 +1049,8 @@ class HttpObjectStore:
         with self._lock:
             pool, self._pool = self._pool, None
             bucket, self._bucket_client = self._bucket_client, None
-            self._batch, self._batch_size, self._deferred = [], 0, []
+            self._batch, self._batch_size = [], 0
+            self._drop_deferred()
             self._staged.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
