@@ -60,6 +60,26 @@ def test_init_log_summary_finish_records_everything() -> None:
     assert cairn.Api().run(run.id).info.finished_at == info.finished_at
 
 
+def test_many_runs_looked_up_at_once() -> None:
+    """A page naming many runs (the dashboard's versions list) gets them in one call: each
+    run's record from its own project, ids of no run left out, duplicates once."""
+    a = cairn.init(project="proj", job_type="prep", name="a-run")
+    a.finish()
+    b = cairn.init(project="other", job_type="train", name="b-run")
+    b.finish()
+    registry = get_backend().registry
+    found = registry.get_runs([a.id, b.id, "nosuchrun", a.id])
+    assert sorted(found) == sorted([a.id, b.id])
+    assert (found[a.id].project, found[a.id].name, found[a.id].job_type) == (
+        "proj",
+        "a-run",
+        "prep",
+    )
+    assert (found[b.id].project, found[b.id].state) == ("other", "finished")
+    assert found[b.id] == registry.get_run(b.id)
+    assert registry.get_runs([]) == {}
+
+
 def test_config_changed_during_the_run_is_saved_at_finish() -> None:
     run = cairn.init(project="proj", config={"lr": 0.1})
     run.config["epochs"] = 3

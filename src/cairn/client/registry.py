@@ -184,6 +184,15 @@ class RemoteRegistry:
     def get_run(self, run_id: str) -> RunInfo:
         return RunInfo.from_dict(self._get(f"/runs/{_run_seg(run_id)}"))
 
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunInfo]:
+        found: dict[str, RunInfo] = {}
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                found[run_id] = self.get_run(run_id)
+            except RunNotFoundError:
+                pass
+        return found
+
     def list_runs(
         self,
         project: str,

@@ -12,7 +12,7 @@ dependencies run, so `get_ctx` can build the `Ctx` without closures.
 
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
@@ -288,6 +288,15 @@ class Ctx:
                 self.cache[key] = None
         found: RunInfo | None = self.cache[key]
         return found
+
+    def prefetch_runs(self, run_ids: Iterable[str | None]) -> None:
+        """Look the runs a page names up in one query, for `run` to find in the cache."""
+        wanted = [i for i in dict.fromkeys(run_ids) if i and "run:" + i not in self.cache]
+        if not wanted:
+            return
+        found = self.registry.get_runs(wanted)
+        for run_id in wanted:
+            self.cache["run:" + run_id] = found.get(run_id)
 
     def load(self, digest: str) -> bytes:
         return self.object_store.get(digest)

@@ -79,6 +79,11 @@ class Registry(Protocol):
 
     def get_run(self, run_id: str) -> RunInfo: ...
 
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunInfo]:
+        """The runs with these ids, by id (ids of no run are left out): one query for a page
+        that names many runs."""
+        ...
+
     def list_runs(
         self,
         project: str,

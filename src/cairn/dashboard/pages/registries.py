@@ -143,6 +143,7 @@ def collection_page(
         error = str(exc)
     filtered = bool(where.strip() or sort.strip())
     shown = links[:limit]
+    ctx.prefetch_runs(x.run_id for x in shown)
     total = coll.version_count if not filtered else None
     pager = make_pager(ctx.request, offset, limit, len(shown), len(links) > limit, total)
     spans, held, at_time, at_error = _timeline(ctx, registry, collection, at)

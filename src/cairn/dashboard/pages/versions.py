@@ -106,6 +106,7 @@ def artifact_page(
     total = None if filtered else art.version_count
     pager = make_pager(ctx.request, offset, limit, len(shown), len(versions) > limit, total)
     spans, held, at_time, at_error = _alias_timeline(ctx, project, name, at)
+    ctx.prefetch_runs(v.run_id for v in shown)
     return ctx.page(
         "artifact.html",
         status=400 if error or at_error else 200,
@@ -362,6 +363,7 @@ def history(
     pager = make_pager(
         ctx.request, offset, limit, len(shown), offset + len(shown) < len(entries), len(entries)
     )
+    ctx.prefetch_runs(e.run_id for e in shown)
     return version_page(
         ctx,
         info,

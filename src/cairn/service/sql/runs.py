@@ -15,7 +15,7 @@ from cairn import config
 from cairn.core.names import check_project
 from cairn.core.records import MetricRow, RunInfo, RunState
 from cairn.errors import InvalidInputError, RunFinishedError, RunNotFoundError
-from cairn.metadata.tables import Run, RunMetric
+from cairn.metadata.tables import Project, Run, RunMetric
 from cairn.service.sql.common import SqlBase, utcnow
 from cairn.service.sql.projects import ensure_project, find_project, project_name
 from cairn.service.validate import (
@@ -300,6 +300,21 @@ class RunsMixin(SqlBase):
         def work(s: Session) -> RunInfo:
             run = find_run(s, run_id)
             return run_info(run, project_name(s, run.project_id))
+
+        return self._read(work)
+
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunInfo]:
+        wanted = sorted({i for i in run_ids if isinstance(i, str)})
+        if not wanted:
+            return {}
+
+        def work(s: Session) -> dict[str, RunInfo]:
+            rows = s.execute(
+                sa.select(Run, Project.name)
+                .join(Project, Project.id == Run.project_id)
+                .where(Run.id.in_(wanted))
+            ).all()
+            return {run.id: run_info(run, project) for run, project in rows}
 
         return self._read(work)
 
