@@ -128,6 +128,26 @@ def test_objects_are_readable_before_sync_and_after_their_pack_left(tmp_path: Pa
     assert object_store.missing([*digests, "blake3:" + "0" * 64]) == {"blake3:" + "0" * 64}
 
 
+def test_a_long_log_holds_only_the_locations_of_packs_still_on_their_way(
+    tmp_path: Path,
+) -> None:
+    """A log of many objects records each pack in the local index once its upload is done,
+    not all of them at the end: what it holds in memory stays bounded. A second store (a
+    later process) finds every object."""
+    object_store = BucketPackStore(open_storage("memory://"), tmp_path / "cache", pack_target=4000)
+    most_held = 0
+    digests = []
+    for i in range(600):
+        digests.append(object_store.add(i.to_bytes(4, "big") * 100))
+        most_held = max(most_held, len(object_store._pending))
+    assert most_held < 150  # a few packs of 10 objects in flight, never all 600
+    object_store.sync()
+    assert not object_store._pending
+    assert object_store.missing(digests) == set()
+    for i in (0, 299, 599):
+        assert object_store.get(digests[i]) == i.to_bytes(4, "big") * 100
+
+
 def test_a_failed_upload_records_nothing_and_a_retry_completes(
     s3_service: S3Emulator, tmp_path: Path
 ) -> None:

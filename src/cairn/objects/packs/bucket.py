@@ -371,11 +371,25 @@ class BucketPackStore:
         self._buf_pack = uuid.uuid4().hex
         self._buf_entries = []
         previous, self._last_upload = self._last_upload, upload
+        self._record_uploaded()
         self._slots.acquire()
         if self._upload_pool is None:
             self._upload_pool = ThreadPoolExecutor(MAX_UPLOADS, thread_name_prefix="cairn-pack")
         future = self._upload_pool.submit(self._upload, upload, previous)
         self._uploads.append((upload, future))
+
+    def _record_uploaded(self) -> None:
+        """Record the packs whose upload finished (in order, up to the first still on its way
+        or failed) in the local index, so that a log of millions of objects does not hold
+        every object's location until its end (caller holds the lock)."""
+        while self._uploads:
+            upload, future = self._uploads[0]
+            if not future.done() or upload.error is not None or future.exception() is not None:
+                return
+            self._uploads.pop(0)
+            self._record(upload.pack, upload.size, upload.entries)
+            for digest, _, _ in upload.entries:
+                self._pending.pop(digest, None)
 
     def _upload(self, upload: _Upload, previous: _Upload | None) -> None:
         try:
