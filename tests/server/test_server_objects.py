@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from cairn.objects.packs.format import read_footer
 from cairn.sdk.backend import get_backend, reset_backends
 from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
+from cairn.service.accounts import Accounts
 from cairn.wire import OBJECTS_TYPE, frame_header
 
 RawFactory = Callable[[str | None], Raw]
@@ -257,6 +258,101 @@ def test_second_download_of_many_small_files_needs_no_request(
     for i in (0, 150, 299):
         rel = f"d{i % 7}/f{i}.txt"
         assert (tmp_path / "two" / rel).read_text() == (data / rel).read_text()
+
+
+def test_a_version_is_bound_children_first_in_batches_and_a_cut_bind_resumes(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit binds the version's objects to its project in small transactions, never
+    holding one record per file: file data first, every tree only after everything below
+    it, so a bind cut short (here: the server fails in the third transaction) leaves only
+    complete subtrees bound, and the retried commit finishes it. A reader then downloads
+    every file."""
+    from cairn.server import objects as server_objects
+
+    monkeypatch.setattr(server_objects, "_BIND_BATCH", 7)
+    monkeypatch.setattr(server_objects, "_BIND_GROUP", 2)
+    data = tmp_path / "data"
+    files = {f"a/b{i % 4}/f{i}.txt": f"file {i}\n" for i in range(40)}
+    files["x/same/one.txt"] = files["x/y/z/same/one.txt"] = "the same folder twice\n"
+    for rel, text in files.items():
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text(text)
+    (data / "big.bin").write_bytes(os.urandom(CHUNK_THRESHOLD + (1 << 20)))  # a chunk list
+    server = ServerThread(ServerSettings(postgres_url, tmp_path / "store")).start()
+    try:
+        _bind_and_read(server, files, data, tmp_path, monkeypatch)
+    finally:
+        reset_backends()
+        server.stop()
+
+
+def _bind_and_read(
+    server: ServerThread,
+    files: dict[str, str],
+    data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cairn.errors import CairnError
+    from cairn.objects import chunking, tree
+
+    accounts: Accounts = server.app.state.services.accounts
+
+    def use_server(key: str) -> None:
+        monkeypatch.setenv("CAIRN_URL", server.url)
+        monkeypatch.setenv("CAIRN_API_KEY", key)
+        reset_backends()
+
+    calls: list[list[str]] = []
+    real_bind = accounts.bind
+
+    def spy(project_id: int, digests: Iterable[str]) -> None:
+        batch = list(digests)
+        if len(calls) == 2 and not getattr(spy, "failed", False):
+            spy.failed = True  # type: ignore[attr-defined]
+            raise RuntimeError("the server died in the third transaction")
+        calls.append(batch)
+        real_bind(project_id, batch)
+
+    monkeypatch.setattr(accounts, "bind", spy)
+    accounts.create_user("writer")
+    accounts.set_role("p", "writer", "write", create=True)
+    use_server(accounts.create_key("writer")[1])
+    art = cairn.Artifact("data", "dataset")
+    art.add_dir(data)
+    with cairn.init(project="p") as run:
+        try:
+            run.log_artifact(art)
+        except CairnError:
+            run.log_artifact(art)  # the commit is retried by hand if the client gave up
+    assert getattr(spy, "failed", False)
+    assert max(len(batch) for batch in calls) <= 7
+
+    store = server.app.state.services.objects.store
+    bound_in = {}
+    for n, batch in enumerate(calls):
+        for digest in batch:
+            bound_in.setdefault(digest, n)
+    assert art.digest in bound_in
+    for digest, n in bound_in.items():
+        body = store.get(digest)
+        if body.startswith(b'{"cairn":"chunks"'):
+            below = [d for d, _size in chunking.decode_chunk_list(body)]
+        elif body.startswith(b'{"cairn":"'):
+            below = [link.digest for link in tree.children(body)]
+        else:
+            continue
+        for child in below:  # bound before it, or with it, by this bind or an earlier one
+            assert bound_in.get(child, -1) <= n, (digest, child)
+
+    accounts.create_user("reader")
+    accounts.set_role("p", "reader", "read")
+    use_server(accounts.create_key("reader")[1])
+    got = Path(cairn.Api("p").artifact("data:latest").download(tmp_path / "got"))
+    for rel, text in files.items():
+        assert (got / rel).read_text() == text
+    assert (got / "big.bin").read_bytes() == (data / "big.bin").read_bytes()
 
 
 if sys.platform != "linux":  # pragma: no cover - /proc and SIGKILL timing

@@ -93,6 +93,28 @@ def _missing_error(
     return exc
 
 
+_BIND_BATCH = 10_000  # objects bound per transaction
+_BIND_GROUP = 32  # tree objects whose children are checked together
+
+
+def _children_first(root: str, below_of: dict[str, list[str]]) -> Iterator[str]:
+    """The tree objects of ``below_of`` reachable from ``root``, each after every one below it
+    (post-order, without recursion: a folder may be thousands of levels deep)."""
+    if root not in below_of:
+        return
+    visited = {root}
+    stack = [(root, iter(below_of[root]))]
+    while stack:
+        node, rest = stack[-1]
+        child = next(rest, None)
+        if child is None:
+            stack.pop()
+            yield node
+        elif child not in visited:
+            visited.add(child)
+            stack.append((child, iter(below_of.get(child, ()))))
+
+
 class ObjectService:
     """The server's object store behind per-caller access (see the module doc)."""
 
@@ -407,9 +429,12 @@ class ObjectService:
         project_id = self.accounts.project_id(project)
         if project_id is None:  # pragma: no cover - the caller created it
             raise InvalidInputError(f"project {project!r} does not exist")
-        to_bind = self._unheld(principal, root, lambda ds: self.accounts.bound(project_id, ds))
-        self.accounts.bind(project_id, to_bind)
-        return len(to_bind)
+        return self._bind_walk(
+            principal,
+            root,
+            lambda ds: self.accounts.bound(project_id, ds),
+            lambda ds: self.accounts.bind(project_id, ds),
+        )
 
     def bind_link(self, principal: Principal, registry: str, root: str) -> int:
         """Record every object of the version rooted at ``root`` as held by ``registry`` (it
@@ -419,36 +444,92 @@ class ObjectService:
         registry_id = self.accounts.registry_id(registry)
         if registry_id is None:
             raise InvalidInputError(f"registry {registry!r} does not exist")
-        to_bind = self._unheld(
-            principal, root, lambda ds: self.accounts.registry_bound(registry_id, ds)
+        return self._bind_walk(
+            principal,
+            root,
+            lambda ds: self.accounts.registry_bound(registry_id, ds),
+            lambda ds: self.accounts.bind_registry(registry_id, ds),
         )
-        self.accounts.bind_registry(registry_id, to_bind)
-        return len(to_bind)
 
-    def _unheld(
-        self, principal: Principal, root: str, held: Callable[[Iterable[str]], set[str]]
-    ) -> set[str]:
-        """The objects of the version rooted at ``root`` that ``held`` does not name, walking
-        down only below those (what is held has everything below it held too). Raises
-        ObjectNotFoundError naming objects that are missing or not the principal's to use."""
-        # kind of each object to look at: 't' tree/pages, 'c' chunk list, 'b' blob
-        frontier: dict[str, str] = {root: "t"}
-        found: set[str] = set()
-        while frontier:
-            known = held(frontier)
-            todo = {d: k for d, k in frontier.items() if d not in known and d not in found}
-            if not todo:
-                break
-            bad = self.missing(principal, todo, fresh=True)
+    def _bind_walk(
+        self,
+        principal: Principal,
+        root: str,
+        held: Callable[[Iterable[str]], set[str]],
+        bind: Callable[[list[str]], None],
+    ) -> int:
+        """Bind the objects of the version rooted at ``root`` that ``held`` does not name,
+        walking down only below those (what is held has everything below it held too), in
+        memory bounded by the number of folders, not files.
+
+        Objects are bound children first, in batches: file data (and a large file's chunk
+        list once its chunks are) as the walk finds it, the tree objects at the end, deepest
+        first. So at every commit a bound tree has everything below it bound, and a bind cut
+        short leaves only complete subtrees bound, which the next walk skips. Every object is
+        checked (present, and the principal's to use) before it is bound; the first that is
+        not raises ObjectNotFoundError (a bind never adds what failed the check)."""
+        pending: list[str] = []
+        pending_set: set[str] = set()
+        bound = 0
+
+        def flush() -> None:
+            nonlocal pending, pending_set, bound
+            if pending:
+                bind(pending)
+                bound += len(pending)
+                pending, pending_set = [], set()
+
+        def add(digests: Iterable[str]) -> None:
+            for digest in digests:
+                if digest not in pending_set:
+                    pending.append(digest)
+                    pending_set.add(digest)
+                    if len(pending) >= _BIND_BATCH:
+                        flush()
+
+        def unheld(group: dict[str, str]) -> dict[str, str]:
+            """What of ``group`` is to bind (neither held nor waiting to be), after the check."""
+            known = held(group)
+            todo = {d: k for d, k in group.items() if d not in known and d not in pending_set}
+            bad = self.missing(principal, todo, fresh=True) if todo else set()
             if bad:
                 raise _missing_error(bad, "of this version are")
-            found.update(todo)
-            frontier = {}
-            self._prefetch([d for d, kind in todo.items() if kind != "b"])
-            for digest, kind in todo.items():
-                if kind != "b":
-                    frontier.update(self._children(digest, kind))
-        return found
+            return todo
+
+        # tree objects to bind, each with the tree objects below it that are to bind too:
+        # one entry per folder (or page), never one per file
+        below_of: dict[str, list[str]] = {}
+        level = list(unheld({root: "t"}))
+        while level:
+            after: list[str] = []
+            for start in range(0, len(level), _BIND_GROUP):
+                group = level[start : start + _BIND_GROUP]
+                self._prefetch(group)
+                children_of = {digest: self._children(digest, "t") for digest in group}
+                found: dict[str, str] = {}
+                for children in children_of.values():
+                    found.update(children)
+                todo = unheld({d: k for d, k in found.items() if d not in below_of})
+                add(d for d, k in todo.items() if k == "b")
+                lists = [d for d, k in todo.items() if k == "c"]
+                self._prefetch(lists)
+                for chunk_list in lists:
+                    add(unheld(self._children(chunk_list, "c")))  # its chunks, then itself
+                    add([chunk_list])
+                for digest, children in children_of.items():
+                    below_of[digest] = [
+                        d for d, k in children.items() if k == "t" and (d in todo or d in below_of)
+                    ]
+                for digest, kind in todo.items():
+                    if kind == "t" and digest not in below_of:
+                        below_of[digest] = []
+                        after.append(digest)
+            level = after
+        flush()
+        for digest in _children_first(root, below_of):
+            add([digest])
+        flush()
+        return bound
 
     def bind_objects(self, principal: Principal, project: str, digests: Iterable[str]) -> None:
         """Bind single objects (a run's code diff) to the project."""
