@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import queue
 import random
 import signal
 import subprocess
@@ -46,7 +47,11 @@ def test_processes_logging_one_artifact_get_distinct_consecutive_versions(
         p.start()
     try:
         for _ in procs:
-            ready.get(timeout=120)  # every process has imported Cairn and started its run
+            try:
+                ready.get(timeout=120)  # every process has imported Cairn and started its run
+            except queue.Empty:
+                failed = [results.get(timeout=1) for _ in range(results.qsize())]
+                pytest.fail(f"a worker did not start its run within 120 s: {failed}")
         start.set()
         outcomes = dict(results.get(timeout=120) for _ in procs)
     finally:
