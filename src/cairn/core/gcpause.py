@@ -46,7 +46,7 @@ def _leave() -> None:
             _saved = None
 
 
-def gc_paused(func: Callable[P, R]) -> Callable[P, R]:
+def gc_relaxed(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         _enter()

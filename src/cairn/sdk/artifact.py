@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from cairn import config
 from cairn.core import names
-from cairn.core.gcpause import gc_paused
+from cairn.core.gcpause import gc_relaxed
 from cairn.core.records import HistoryEntry, LineageGraph, LinkInfo, VersionInfo
 from cairn.errors import (
     ArtifactStateError,
@@ -415,7 +415,7 @@ class Artifact:
         self._put(target, staged, overwrite)
         return None
 
-    @gc_paused
+    @gc_relaxed
     def add_dir(
         self,
         local_path: str | os.PathLike[str],
@@ -630,7 +630,7 @@ class Artifact:
             return Path(root).expanduser().absolute()
         return config.artifact_dir() / f"{info.name}:{info.label}"
 
-    @gc_paused
+    @gc_relaxed
     def _materialize(
         self,
         wanted: Files,
@@ -702,7 +702,7 @@ class Artifact:
             return 0, 0
         return (entry.count if isinstance(entry, tree.Dir) else 1), entry.size
 
-    @gc_paused
+    @gc_relaxed
     def checkout(self, root: str | os.PathLike[str] | None = None) -> str:
         """Make ``root`` hold exactly this version: download it, and remove every file (and
         symlink) below ``root`` that is not in the version, then the folders left empty.
@@ -773,7 +773,7 @@ class Artifact:
             )
         return files[0].download(root, overwrite=overwrite)
 
-    @gc_paused
+    @gc_relaxed
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Check that ``root`` holds exactly this version's files with the right content, and
         that referenced objects are unchanged at their sources (metadata only, nothing is

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cairn import config
-from cairn.core.gcpause import gc_paused
+from cairn.core.gcpause import gc_relaxed
 from cairn.objects.hashcache import HashCache
 from cairn.objects.ingest import Ingestor, ProgressFn
 from cairn.objects.materialize import Materializer
@@ -147,7 +147,7 @@ def get_backend() -> Backend:
     url, api_key = config.server_url(), config.api_key()
     key = (str(home), database_url, url, api_key)
 
-    @gc_paused  # imports SQLAlchemy or httpx: thousands of objects, no garbage
+    @gc_relaxed  # imports SQLAlchemy or httpx: thousands of objects, no garbage
     def make() -> Backend:
         if url:
             from cairn.client.backend import RemoteBackend

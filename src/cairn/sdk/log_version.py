@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn.core import names
-from cairn.core.gcpause import gc_paused
+from cairn.core.gcpause import gc_relaxed
 from cairn.core.records import VersionInfo
 from cairn.errors import ConflictError, InvalidInputError, InvalidNameError, NotFoundError
 from cairn.objects import tree
@@ -95,7 +95,7 @@ def log_version(
         raise
 
 
-@gc_paused
+@gc_relaxed
 def _log_version(
     backend: Backend,
     project: str,

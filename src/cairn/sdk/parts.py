@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cairn.core import names
-from cairn.core.gcpause import gc_paused
+from cairn.core.gcpause import gc_relaxed
 from cairn.errors import (
     ConflictError,
     InvalidInputError,
@@ -89,7 +89,7 @@ def store_part(
         raise
 
 
-@gc_paused
+@gc_relaxed
 def _store_part(
     backend: Backend,
     project: str,
@@ -248,7 +248,7 @@ def finish_parts(
     )
 
 
-@gc_paused
+@gc_relaxed
 def _merge_and_store(backend: Backend, parts: list[PartInfo]) -> treemerge.MergedTree:
     """Merge the parts' trees and store the tree objects the merge wrote (children first);
     what a concurrent gc dropped meanwhile is stored again."""
