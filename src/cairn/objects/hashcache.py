@@ -16,7 +16,7 @@ from pathlib import Path
 
 # a file modified within this window of being hashed may change again within the same
 # timestamp tick; such files are not cached (git's "racy clean" problem)
-_RACY_NS = 1_000_000_000
+RACY_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,24 @@ _SCHEMA = (
     " mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
     " PRIMARY KEY (dev, ino))"
 )
+# whole folders of plain files a log stored (`cairn.objects.folders`), per store
+_FOLDERS = (
+    "CREATE TABLE IF NOT EXISTS folders (store TEXT NOT NULL, path TEXT NOT NULL,"
+    " sig TEXT NOT NULL, tree TEXT NOT NULL, size INTEGER NOT NULL, count INTEGER NOT NULL,"
+    " generation INTEGER NOT NULL, PRIMARY KEY (store, path))"
+)
+
+
+@dataclass(frozen=True)
+class CachedFolder:
+    """A folder on disk as a log stored it: its signature, its tree object, the total size
+    and number of its files, and the store's drop count when it was stored."""
+
+    sig: str
+    tree: str
+    size: int
+    count: int
+    generation: int
 
 
 def stat_key(st: os.stat_result) -> StatKey:
@@ -47,6 +65,7 @@ class HashCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._db.execute(_FOLDERS)
         except sqlite3.DatabaseError:
             # a damaged cache is only a lost optimisation: start a new one
             self._db.close()
@@ -55,6 +74,7 @@ class HashCache:
                 path, timeout=30, check_same_thread=False, isolation_level=None
             )
             self._db.execute(_SCHEMA)
+            self._db.execute(_FOLDERS)
         self._db.execute("CREATE INDEX IF NOT EXISTS files_ino ON files (ino)")
 
     def get_many(self, keys: list[StatKey]) -> dict[StatKey, CachedDigest]:
@@ -86,21 +106,40 @@ class HashCache:
             # any write moves mtime to "now"; an mtime older than a tick therefore cannot
             # come back unchanged after a later write (and ctime in the key catches an mtime
             # put back by hand)
-            if racy_ok or now - k[3] > _RACY_NS
+            if racy_ok or now - k[3] > RACY_NS
         ]
+        self._insert("files", rows)
+
+    def _insert(self, table: str, rows: list[tuple[object, ...]]) -> None:
         if not rows:
             return
         with self._lock:
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows
                 )
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError:
                 # another process holds the cache for long: skip, it is only a cache
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+
+    def get_folder(self, store: str, path: str) -> CachedFolder | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sig, tree, size, count, generation FROM folders"
+                " WHERE store = ? AND path = ?",
+                (store, path),
+            ).fetchone()
+        return CachedFolder(*row) if row else None
+
+    def put_folders(self, store: str, folders: list[tuple[str, CachedFolder]]) -> None:
+        """Remember (folder on disk, what it was stored as) for ``store``."""
+        self._insert(
+            "folders",
+            [(store, path, f.sig, f.tree, f.size, f.count, f.generation) for path, f in folders],
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -23,7 +23,15 @@ from typing import Any
 from cairn.core.digest import format_digest, hash_bytes, new_hasher
 from cairn.errors import FileChangedError, SourceFileError
 from cairn.objects import chunking
-from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
+from cairn.objects.folders import Stated
+from cairn.objects.hashcache import (
+    RACY_NS,
+    CachedDigest,
+    CachedFolder,
+    HashCache,
+    StatKey,
+    stat_key,
+)
 from cairn.objects.spill import Spill
 from cairn.objects.store import ObjectStore
 from cairn.objects.tree import BuiltTree, FileEntry
@@ -52,6 +60,9 @@ class SpilledTree:
     file_count: int
     files: Spill
     trees: Spill
+    #: the whole folders hashed file by file, to remember once the version is committed:
+    #: (folder on disk, its signature, tree, size, file count, newest mtime)
+    folders: list[tuple[str, str, str, int, int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,9 @@ class StagedFile:
     #: says now, from a file server whose clock runs ahead, is let through: it cannot be told
     #: from a change, and refusing it would refuse every fresh file on that server)
     since: int | None = None
+    #: the file's status when its folder was stated whole (`cairn.objects.folders`), so that
+    #: it is not asked again
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -79,6 +93,8 @@ class IngestStats:
     hashed_bytes: int = 0
     new_objects: int = 0
     new_bytes: int = 0
+    #: folders taken whole from an earlier log, none of their files looked up or read
+    unchanged_folders: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -142,6 +158,9 @@ def _read_all(path: str | Path) -> tuple[bytes, os.stat_result]:
 def _stat_slice(staged: list[StagedFile]) -> list[os.stat_result]:
     out = []
     for sf in staged:
+        if sf.stat is not None:
+            out.append(sf.stat)
+            continue
         try:
             out.append(os.stat(sf.source))
         except FileNotFoundError:
@@ -171,9 +190,13 @@ class Ingestor:
         *,
         threads: int | None = None,
         progress: ProgressFn | None = None,
+        store_key: str | None = None,
     ) -> None:
         self.object_store = object_store
         self.cache = cache
+        # names the store in the hash cache's record of whole folders; None: no folder is
+        # taken whole
+        self.store_key = store_key
         self.threads = threads or min(8, (os.cpu_count() or 2) * 2)
         self.progress = progress or (lambda files, nbytes: None)
         self.stats = IngestStats()
@@ -189,6 +212,59 @@ class Ingestor:
         self._verify_all = False  # set by repair: check every file's objects, not the cached
         self._new_cache: list[tuple[StatKey, CachedDigest]] = []
         self._cache_lock = threading.Lock()
+        self._reused = 0  # whole folders taken from an earlier log
+
+    # --- whole folders (cairn.objects.folders) ---------------------------------------------
+    def take_folder(self, stated: Stated, since: int | None) -> CachedFolder | None:
+        """The stored tree of a folder no file of which changed since a log stored it, or
+        None (then its files are hashed one by one)."""
+        if self.cache is None or self.store_key is None or self._generation is None:
+            return None
+        if since is not None and stated.newest > since:
+            now = time.time_ns()
+            if any(since < st.st_ctime_ns <= now for st in stated.stats):
+                return None  # hashed file by file, which refuses the changed file
+        hit = self.cache.get_folder(self.store_key, stated.listed.root)
+        if hit is None or hit.sig != stated.sig or hit.generation != self._generation:
+            return None
+        if self.object_store.missing([hit.tree]):  # a store made again at the same place
+            return None
+        self._reused += 1
+        self.stats.add(files=hit.count, bytes=hit.size, unchanged_folders=1)
+        self.progress(hit.count, hit.size)
+        return hit
+
+    def folders_dropped(self) -> bool:
+        """Whether this log took whole folders and the store dropped objects since it began:
+        the files below those folders are not known to be stored any more, so the log must
+        be done again file by file. The tree objects it wrote are forgotten then, so that
+        none claims children that may be gone."""
+        if not self._reused or self.object_store.generation() == self._generation:
+            return False
+        for digest in self._new_trees:
+            self.object_store.delete(digest)
+        return True
+
+    def remember_folders(self, built: BuiltTree | SpilledTree) -> None:
+        """After the version is committed: remember the whole folders it stored, unless the
+        store dropped objects meanwhile, or a file was modified too recently to tell a later
+        write within the same timestamp tick (the hash cache's rule: any later write moves
+        the mtime past this one, and ctime in the signature catches an mtime put back)."""
+        if not isinstance(built, SpilledTree) or not built.folders:
+            return
+        if self.cache is None or self.store_key is None or self._generation is None:
+            return
+        if self.object_store.generation() != self._generation:
+            return
+        now = time.time_ns()
+        self.cache.put_folders(
+            self.store_key,
+            [
+                (root, CachedFolder(sig, tree, size, count, self._generation))
+                for root, sig, tree, size, count, newest in built.folders
+                if now - newest > RACY_NS
+            ],
+        )
 
     # --- phase 1 ---------------------------------------------------------------------------
     def hash_files(self, staged: list[StagedFile]) -> list[FileEntry]:
@@ -284,7 +360,7 @@ class Ingestor:
     def _stat_all(self, staged: list[StagedFile]) -> list[os.stat_result]:
         """``os.stat`` of every file, in order; a large batch from a few threads (a stat
         releases the GIL, and on a cold cache or a network file system it waits)."""
-        if len(staged) < STAT_SLICE * 2:
+        if sum(sf.stat is None for sf in staged) < STAT_SLICE * 2:
             return _stat_slice(staged)
         slices = [staged[i : i + STAT_SLICE] for i in range(0, len(staged), STAT_SLICE)]
         with ThreadPoolExecutor(min(4, len(slices))) as pool:

@@ -325,15 +325,41 @@ class TreeWriter:
     contiguous, as a depth-first walk gives them, names sorted within a folder), writing each
     folder's objects as soon as the folder is complete, and a large folder's pages as soon as
     each is. Memory holds the open folders only (one per level of the current path), and of
-    each at most a page of entries, never the whole listing."""
+    each at most a page of entries, never the whole listing.
 
-    def __init__(self, put: Put) -> None:
+    ``closed(path, digest, size, count)``, if given, is told each folder below the root as it
+    is written."""
+
+    def __init__(
+        self, put: Put, closed: Callable[[str, str, int, int], None] | None = None
+    ) -> None:
         self._put = put
+        self._closed = closed
         self._names: list[str] = []  # the open folders below the root, outermost first
         self._open: list[_Folder] = [_Folder()]
 
     def add(self, entry: FileEntry) -> None:
         *parents, leaf = entry.path.split("/")
+        folder = self._enter(parents)
+        folder.add(Item(leaf, entry_json(leaf, entry)), "/".join(self._names), self._put)
+        folder.size += entry.size
+        folder.count += 1
+
+    def add_folder(self, path: str, digest: str, size: int, count: int) -> None:
+        """Put a whole folder already stored (its tree object ``digest``) at ``path``, in tree
+        order like a file."""
+        *parents, leaf = path.split("/")
+        folder = self._enter(parents)
+        folder.add(
+            Item(leaf, dir_json(leaf, digest, size, count), digest),
+            "/".join(self._names),
+            self._put,
+        )
+        folder.size += size
+        folder.count += count
+
+    def _enter(self, parents: list[str]) -> _Folder:
+        """Close the open folders not on ``parents`` and open those missing; the innermost."""
         common = 0
         while (
             common < len(self._names)
@@ -346,10 +372,7 @@ class TreeWriter:
         for name in parents[common:]:
             self._names.append(name)
             self._open.append(_Folder())
-        folder = self._open[-1]
-        folder.add(Item(leaf, entry_json(leaf, entry)), "/".join(self._names), self._put)
-        folder.size += entry.size
-        folder.count += 1
+        return self._open[-1]
 
     def finish(self) -> tuple[str, int, int]:
         """Write what is still open; the root's (digest, size, file count)."""
@@ -359,9 +382,11 @@ class TreeWriter:
         return root.write(self._put), root.size, root.count
 
     def _close(self) -> None:
-        name = self._names.pop()
         done = self._open.pop()
         digest = done.write(self._put)
+        if self._closed is not None:
+            self._closed("/".join(self._names), digest, done.size, done.count)
+        name = self._names.pop()
         parent = self._open[-1]
         parent.add(
             Item(name, dir_json(name, digest, done.size, done.count), digest),

@@ -64,9 +64,14 @@ class EmbeddedBackend:
         self.retention: Retention = SqlRetention(sql.engine)
         self.parts: Parts = SqlParts(sql)
         self.hash_cache = HashCache(self.home / "cache" / "hashes.db")
+        # names the store in the hash cache's record of whole folders (objects/folders.py)
+        local = isinstance(store_url, Path) or "://" not in store_url
+        self._store_key = str(Path(store_url).resolve()) if local else str(store_url)
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
-        return Ingestor(self.object_store, self.hash_cache, progress=progress)
+        return Ingestor(
+            self.object_store, self.hash_cache, progress=progress, store_key=self._store_key
+        )
 
     def materializer(self, progress: ProgressFn | None = None) -> Materializer:
         return Materializer(self.object_store, self.hash_cache, progress=progress)

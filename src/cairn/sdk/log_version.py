@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from cairn.core.gcpause import gc_relaxed
 from cairn.core.records import VersionInfo
 from cairn.errors import ConflictError, InvalidInputError, InvalidNameError, NotFoundError
 from cairn.objects import tree
+from cairn.objects.folders import Listed, stat_folder
 from cairn.objects.ingest import Ingestor, IngestStats, SpilledTree, StagedFile
 from cairn.objects.spill import Spill
 from cairn.objects.tree import BuiltTree, FileEntry
@@ -126,9 +126,20 @@ def _log_version(
     built: BuiltTree | SpilledTree
     if draft.folders:
         files = sum(f.files for f in draft.folders) + len(draft.entries)
-        with progress_bar(f"logging {draft.name}", files, None) as advance:
-            ingestor = backend.ingestor(advance)
-            built = _stream(ingestor, draft)
+        for whole in (True, False):
+            with progress_bar(f"logging {draft.name}", files, None) as advance:
+                ingestor = backend.ingestor(advance)
+                built = _stream(ingestor, draft, whole=whole)
+            try:
+                return _store_and_commit(
+                    backend, project, draft, ingestor, built, run_id, aliases, all_tags, metadata
+                )
+            except _FoldersDropped:
+                continue  # log again, every file looked at
+            finally:
+                built.files.close()
+                built.trees.close()
+        raise AssertionError("a log without whole folders cannot drop them")
     else:
         staged = [v for v in draft.entries if isinstance(v, StagedFile)]
         known = [v for v in draft.entries if isinstance(v, FileEntry)]
@@ -153,50 +164,107 @@ def _log_version(
             built.trees.close()
 
 
-def _stream(ingestor: Ingestor, draft: Draft) -> SpilledTree:
+def _stream(ingestor: Ingestor, draft: Draft, *, whole: bool = True) -> SpilledTree:
     """Hash the draft's files in tree order, a batch at a time, building the tree as folders
-    complete; per-file records go to spills, so memory does not grow with the file count."""
+    complete; per-file records go to spills, so memory does not grow with the file count.
+    With ``whole``, a folder of plain files unchanged since a log stored it is taken whole
+    (`cairn.objects.folders`)."""
     tree.check_paths(v for v in draft.entries if isinstance(v, FileEntry))
-    walks: list[Iterator[tuple[str, StagedFile | FileEntry]]] = [
-        _walk(folder) for folder in draft.folders
+    walks: list[Iterator[tuple[str, StagedFile | FileEntry | Listed]]] = [
+        _walk(folder, whole) for folder in draft.folders
     ]
     if draft.entries:
         walks.append(iter(sorted(((v.path, v) for v in draft.entries), key=_tree_order)))
     merged = walks[0] if len(walks) == 1 else heapq.merge(*walks, key=_tree_order)
     files, trees = Spill(), Spill()
     objects: list[tuple[str, bytes]] = []
-    writer = tree.TreeWriter(lambda digest, body, _refs: objects.append((digest, body)))
+    # folders being hashed file by file, remembered whole once written: path -> (folder on
+    # disk, signature, newest mtime)
+    hashing: dict[str, tuple[str, str, int]] = {}
+    folders: list[tuple[str, str, str, int, int, int]] = []
+
+    def closed(path: str, digest: str, size: int, count: int) -> None:
+        found = hashing.pop(path, None)
+        if found is not None:
+            root, sig, newest = found
+            folders.append((root, sig, digest, size, count, newest))
+
+    writer = tree.TreeWriter(lambda digest, body, _refs: objects.append((digest, body)), closed)
+    batch: list[StagedFile | FileEntry] = []
+
+    def flush() -> None:
+        staged = [v for v in batch if isinstance(v, StagedFile)]
+        entries, from_cache = ingestor.hash_batch(staged)
+        cached = {fe.path for fe in from_cache}
+        hashed = iter(entries)
+        records: list[tuple[Any, ...]] = []
+        for v in batch:
+            if isinstance(v, StagedFile):
+                fe = next(hashed)
+                records.append((*_fields(fe), str(v.source), fe.path in cached))
+            else:
+                fe = v
+                records.append((*_fields(fe), None, False))
+            writer.add(fe)
+        files.append(records)
+        trees.append(objects)
+        objects.clear()
+        batch.clear()
+        ingestor.flush_cache()
+
     try:
-        while batch := list(itertools.islice(merged, STREAM_BATCH)):
-            staged = [v for _p, v in batch if isinstance(v, StagedFile)]
-            entries, from_cache = ingestor.hash_batch(staged)
-            cached = {fe.path for fe in from_cache}
-            hashed = iter(entries)
-            records: list[tuple[Any, ...]] = []
-            for _path, v in batch:
-                if isinstance(v, StagedFile):
-                    fe = next(hashed)
-                    records.append((*_fields(fe), str(v.source), fe.path in cached))
+        for path, v in merged:
+            if isinstance(v, Listed):
+                since = _since(draft, path)
+                stated = stat_folder(v) if whole else None
+                taken = ingestor.take_folder(stated, since) if stated is not None else None
+                if taken is not None:
+                    if batch:
+                        flush()
+                    writer.add_folder(path, taken.tree, taken.size, taken.count)
+                    continue
+                if stated is not None:
+                    hashing[path] = (v.root, stated.sig, stated.newest)
+                    batch.extend(
+                        StagedFile(f"{path}/{n}", os.path.join(v.root, n), since=since, stat=st)
+                        for n, st in zip(v.names, stated.stats, strict=True)
+                    )
                 else:
-                    fe = v
-                    records.append((*_fields(fe), None, False))
-                writer.add(fe)
-            files.append(records)
-            trees.append(objects)
-            objects.clear()
-            ingestor.flush_cache()
+                    batch.extend(
+                        StagedFile(f"{path}/{n}", os.path.join(v.root, n), since=since)
+                        for n in v.names
+                    )
+            else:
+                batch.append(v)
+            if len(batch) >= STREAM_BATCH:
+                flush()
+        if batch:
+            flush()
         root, size, count = writer.finish()
         trees.append(objects)
     except BaseException:
         files.close()
         trees.close()
         raise
-    return SpilledTree(root, size, count, files, trees)
+    return SpilledTree(root, size, count, files, trees, folders)
 
 
-def _walk(folder: FolderSource) -> Iterator[tuple[str, StagedFile | FileEntry]]:
-    for path, source in folder.walk():
-        yield path, StagedFile(path, source, since=folder.added_ns)
+def _since(draft: Draft, path: str) -> int | None:
+    for folder in draft.folders:
+        if path.startswith(folder.prefix):
+            return folder.added_ns
+    return None
+
+
+def _walk(
+    folder: FolderSource, whole: bool
+) -> Iterator[tuple[str, StagedFile | FileEntry | Listed]]:
+    for found in folder.walk_folders(whole=whole):
+        if isinstance(found, Listed):
+            yield found.path, found
+        else:
+            path, source = found
+            yield path, StagedFile(path, source, since=folder.added_ns)
 
 
 def _tree_order(item: tuple[str, object]) -> list[str]:
@@ -248,6 +316,8 @@ def _store_and_commit(
                 f"{len(lost)} stored object(s) this log reuses were removed by a concurrent "
                 f"`cairn gc` {REPAIRS + 1} times in a row; nothing was logged, log again"
             )
+    if ingestor.folders_dropped():
+        raise _FoldersDropped
     info, created = backend.registry.commit_version(
         project,
         draft.name,
@@ -261,7 +331,13 @@ def _store_and_commit(
         tags=all_tags,
         run_id=run_id,
     )
+    ingestor.remember_folders(built)
     return Logged(info, created, ingestor.stats)
+
+
+class _FoldersDropped(Exception):
+    """A concurrent `cairn gc` dropped objects while a log took whole folders from an
+    earlier one: what is below them is not known to be stored any more."""
 
 
 __all__ = ["REPAIRS", "Draft", "Logged", "log_version"]
