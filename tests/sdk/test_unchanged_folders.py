@@ -14,7 +14,8 @@ import pytest
 from sdk_helpers import make_tree, store_dir, tree_of
 
 import cairn
-from cairn.objects import ingest
+from cairn.errors import DownloadConflictError
+from cairn.objects import folders, ingest, tree
 from cairn.sdk.backend import get_backend, reset_backends
 
 FILES = {f"{folder}/{i:03}.txt": f"{folder} {i}\n" for folder in ("a", "b", "c") for i in range(30)}
@@ -183,3 +184,74 @@ def test_a_store_made_again_at_the_same_place_is_not_trusted(
     assert art.stats.unchanged_folders == 0
     assert art.stats.hashed_files == 0  # file digests are still known; objects stored again
     assert tree_of(art.download(root=tmp_path / "out")) == tree_of(data)
+
+
+def _spy_in_place(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """What each download decided about each folder: skipped whole (True) or walked."""
+    seen: dict[str, bool] = {}
+    check = folders.Downloaded.in_place
+
+    def in_place(self: folders.Downloaded, path: str, entry: tree.Dir) -> bool:
+        seen[path] = check(self, path, entry)
+        return seen[path]
+
+    monkeypatch.setattr(folders.Downloaded, "in_place", in_place)
+    return seen
+
+
+def test_a_download_again_skips_the_folders_it_left_in_place(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend_mode: str
+) -> None:
+    art = _log(data)
+    out = tmp_path / "out"
+    seen = _spy_in_place(monkeypatch)
+    art.download(root=out)
+    assert seen == {"a": False, "b": False, "c": False}
+    seen.clear()
+    assert art.download(root=out) == str(out)
+    assert seen == {"a": True, "b": True, "c": True}
+    assert tree_of(out) == tree_of(data)
+    # the folder it was logged from holds the same files: nothing to do there either (a
+    # log through a server records no folders: the first download there checks each file)
+    seen.clear()
+    art.download(root=data)
+    assert seen == dict.fromkeys("abc", _embedded(backend_mode))
+    assert tree_of(data) == tree_of(out)
+
+
+@pytest.mark.parametrize("change", ["edit", "remove", "add", "replace-with-folder"])
+def test_a_download_again_notices_every_change_in_a_skipped_folder(
+    data: Path, tmp_path: Path, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    art = _log(data)
+    out = tmp_path / "out"
+    art.download(root=out)
+    seen = _spy_in_place(monkeypatch)
+    target = out / "b" / "007.txt"
+    if change == "edit":
+        target.write_text("b 9\n")  # same size; the download must not overwrite it silently
+        with pytest.raises(DownloadConflictError) as info:
+            art.download(root=out)
+        assert info.value.conflicts == [("b/007.txt", "modified")]
+        assert target.read_text() == "b 9\n"
+        art.download(root=out, overwrite=True)
+    elif change == "remove":
+        target.unlink()
+        art.download(root=out)
+    elif change == "add":
+        (out / "b" / "mine.txt").write_text("the user's own file\n")
+        art.download(root=out)
+        assert (out / "b" / "mine.txt").read_text() == "the user's own file\n"
+        (out / "b" / "mine.txt").unlink()
+    else:
+        target.unlink()
+        target.mkdir()
+        with pytest.raises(DownloadConflictError):
+            art.download(root=out)
+        target.rmdir()
+        art.download(root=out)
+    assert seen["a"] and seen["c"] and not seen["b"]
+    assert tree_of(out) == tree_of(data)
+    seen.clear()
+    art.download(root=out)  # b is recorded again now that it holds exactly its files
+    assert seen == {"a": True, "b": True, "c": True}

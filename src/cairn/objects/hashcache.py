@@ -77,6 +77,7 @@ class HashCache:
             self._db.execute(_SCHEMA)
             self._db.execute(_FOLDERS)
         self._db.execute("CREATE INDEX IF NOT EXISTS files_ino ON files (ino)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS folders_path ON folders (path)")
 
     def get_many(self, keys: list[StatKey]) -> dict[StatKey, CachedDigest]:
         found: dict[StatKey, CachedDigest] = {}
@@ -134,6 +135,15 @@ class HashCache:
                 (store, path),
             ).fetchone()
         return CachedFolder(*row) if row else None
+
+    def folder_holds(self, path: str, tree: str) -> set[str]:
+        """The signatures with which the folder ``path`` was seen holding exactly the files of
+        ``tree`` (logged from there, or downloaded there), whatever the store."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sig FROM folders WHERE path = ? AND tree = ?", (path, tree)
+            ).fetchall()
+        return {sig for (sig,) in rows}
 
     def put_folders(self, store: str, folders: list[tuple[str, CachedFolder]]) -> None:
         """Remember (folder on disk, what it was stored as) for ``store``."""

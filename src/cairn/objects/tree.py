@@ -573,11 +573,15 @@ def _in_path_order(entries: Iterable[Entry]) -> Iterator[Entry]:
 
 
 def iter_entries(
-    digest: str, load: Callable[[str], bytes], prefix: str = ""
+    digest: str,
+    load: Callable[[str], bytes],
+    prefix: str = "",
+    prune: Callable[[str, Dir], bool] | None = None,
 ) -> Iterator[tuple[str, Entry]]:
     """Yield (path, entry) for every entry below the object, depth first, in path order (the
     files come out as ``sorted()`` of their paths). Directory entries are yielded too, just
-    before their contents. Iterative: any depth of nesting works."""
+    before their contents; the contents of one for which ``prune(path, dir)`` is true are
+    not. Iterative: any depth of nesting works."""
     stack: list[tuple[str, Iterator[Entry]]] = [(prefix, _in_path_order(_iter_dir(digest, load)))]
     while stack:
         base, it = stack[-1]
@@ -587,7 +591,7 @@ def iter_entries(
             continue
         path = base + entry.name
         yield path, entry
-        if isinstance(entry, Dir):
+        if isinstance(entry, Dir) and not (prune is not None and prune(path, entry)):
             stack.append((path + "/", _in_path_order(_iter_dir(entry.digest, load))))
 
 

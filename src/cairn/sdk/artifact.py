@@ -27,6 +27,7 @@ from cairn.errors import (
     SourceFileError,
 )
 from cairn.objects import fswalk, tree
+from cairn.objects.folders import Downloaded
 from cairn.objects.hashcache import stat_key
 from cairn.objects.ingest import IngestStats, StagedFile
 from cairn.objects.materialize import Files, Wanted
@@ -637,12 +638,19 @@ class Artifact:
         dest: Path,
         overwrite: bool,
         totals: tuple[int, int] | None = None,
+        placed: Downloaded | None = None,
     ) -> None:
         if totals is None:
             assert isinstance(wanted, list)
             totals = (len(wanted), sum(w.size for w in wanted))
         with progress_bar(f"downloading {self.name}", *totals) as advance:
-            self._be().materializer(advance).materialize(wanted, dest, overwrite=overwrite)
+            materializer = self._be().materializer(advance)
+            if placed is not None:
+                placed.cache = materializer.hash_cache
+                placed.progress = advance
+            materializer.materialize(wanted, dest, overwrite=overwrite)
+            if placed is not None:
+                placed.remember()
 
     def download(
         self,
@@ -674,6 +682,17 @@ class Artifact:
         dest = self._download_root(root)
         refs: list[tuple[str, tree.Ref]] = []
         walks = 0
+        # a folder already holding exactly its files is skipped whole (objects/folders.py)
+        placed = Downloaded(str(dest)) if not path_prefix else None
+
+        def entries() -> Iterator[tuple[str, tree.Entry]]:
+            if placed is None:
+                yield from self._iter_entries(path_prefix)
+                return
+            placed.walk()
+            for p, e in tree.iter_entries(self._logged().digest, self._load, prune=placed.in_place):
+                placed.saw(p, e)
+                yield p, e
 
         def files() -> Iterator[Wanted]:
             # the version's tree, walked folder by folder each time the download asks (once
@@ -681,14 +700,14 @@ class Artifact:
             nonlocal walks
             walks += 1
             first = walks == 1
-            for p, e in self._iter_entries(path_prefix):
+            for p, e in entries():
                 if isinstance(e, tree.Ref):
                     if first:
                         refs.append((p, e))
-                else:
+                elif isinstance(e, tree.File):
                     yield Wanted(p, e.digest, e.size, e.chunks)
 
-        self._materialize(files, dest, overwrite, self._totals(path_prefix))
+        self._materialize(files, dest, overwrite, self._totals(path_prefix), placed)
         self._fetch_references(refs, dest, allow_missing_references, overwrite)
         return str(dest)
 

@@ -37,8 +37,8 @@ class FolderSource:
         folder that cannot be read, a socket) raised now rather than when it is logged."""
         added = time.time_ns()
         n = 0
-        for _path, _source in self.walk():
-            n += 1
+        for found in self.walk_folders(whole=True):  # a folder of plain files counts at once
+            n += len(found.names) if isinstance(found, Listed) else 1
         return replace(self, files=n, added_ns=added)
 
     def walk(self) -> Iterator[tuple[str, str]]:
