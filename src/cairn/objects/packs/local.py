@@ -338,7 +338,9 @@ class LocalPackStore:
         if not self._writer.sealed:
             return []
         syncfs(self.root)
-        rows = [(d, p, o, n) for d, (p, o, n) in self._writer.pending.items()]
+        # in digest order: SQLite inserts neighbouring keys page by page (random order costs
+        # about 1.6x as much at a million objects)
+        rows = sorted((d, p, o, n) for d, (p, o, n) in self._writer.pending.items())
         self.index.add(rows, replace=replace)
         self._writer.take()  # indexed: forget them here (kept above if indexing failed)
         return rows
