@@ -214,6 +214,7 @@ API_MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/versions/{version_id}/lineage"): Route("read"),
     ("GET", "/root-digests"): Route("server", 403),
     ("POST", "/objects/missing"): Route("any", 200, lambda w: {"digests": [w.tree]}),
+    ("GET", "/store/generation"): Route("any", 200),
     ("POST", "/objects"): Route("writer-somewhere", 403, content=_framed),
     ("PUT", "/objects/{digest}"): Route("writer-somewhere", 403, content=_fresh_object),
     ("GET", "/objects/{digest}"): Route("read"),

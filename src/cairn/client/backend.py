@@ -39,7 +39,9 @@ class RemoteBackend:
         return f"RemoteBackend({self.url!r})"
 
     def ingestor(self, progress: ProgressFn | None = None) -> Ingestor:
-        return Ingestor(self.object_store, self.hash_cache, progress=progress)
+        # whole folders are recorded per server (and taken only when the caller may see
+        # their tree: `Ingestor.take_folder` asks the server)
+        return Ingestor(self.object_store, self.hash_cache, progress=progress, store_key=self.url)
 
     def materializer(self, progress: ProgressFn | None = None) -> Materializer:
         return _CachedMaterializer(self.remote_odb, self.hash_cache, progress=progress)

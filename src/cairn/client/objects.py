@@ -1030,7 +1030,14 @@ class HttpObjectStore:
         self._deferred = Deferred()
 
     def generation(self) -> int | None:
-        return None  # the server's drops are not counted here: a logger checks again
+        """The server store's drop count; None when it does not count drops (a bucket), or
+        from a server older than the route (a logger then checks everything again)."""
+        try:
+            data = self.http.json("GET", "/store/generation")
+        except NotFoundError:
+            return None
+        value = data.get("generation") if isinstance(data, dict) else None
+        return value if isinstance(value, int) else None
 
     # --- not over HTTP --------------------------------------------------------------------------
     def delete(self, digest: str) -> None:

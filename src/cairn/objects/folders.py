@@ -8,8 +8,9 @@ finds the same signature, while the store has dropped nothing since, puts that t
 version as it is: no hash-cache lookup, tree entry or per-file record for any of its files,
 only the stat of each, which any log needs.
 
-Only stores that count their drops (`ObjectStore.generation` is not None: a local store)
-qualify: elsewhere a tree object found in the store says nothing of the files below it.
+Only stores that count their drops (`ObjectStore.generation` is not None: a local store, or a
+server whose store is one) qualify: elsewhere a tree object found in the store says nothing of
+the files below it.
 
 Downloads use the same records the other way round (`Downloaded`): a folder of the version
 whose place in the download folder has a signature recorded with that folder's tree (by a log

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn.core.digest import format_digest, hash_bytes, new_hasher
-from cairn.errors import FileChangedError, SourceFileError
+from cairn.errors import FileChangedError, SourceFileError, StoreError
 from cairn.objects import chunking
 from cairn.objects.folders import Stated
 from cairn.objects.hashcache import (
@@ -241,9 +241,18 @@ class Ingestor:
         none claims children that may be gone."""
         if not self._reused or self.object_store.generation() == self._generation:
             return False
-        for digest in self._new_trees:
-            self.object_store.delete(digest)
+        self._forget_new_trees()
         return True
+
+    def _forget_new_trees(self) -> None:
+        """Forget the tree objects this log wrote. A server does not let a client delete: the
+        log that follows checks every file and every tree of the version again and stores
+        what is gone, so the trees left there claim nothing missing once it is done."""
+        for digest in self._new_trees:
+            try:
+                self.object_store.delete(digest)
+            except StoreError:
+                return
 
     def remember_folders(self, built: BuiltTree | SpilledTree) -> None:
         """After the version is committed: remember the whole folders it stored, unless the
@@ -600,8 +609,7 @@ class Ingestor:
                 {fe.chunks or fe.digest for fe, _s, _u in placed if fe.ref is None}
             )
         if lost:
-            for digest in self._new_trees:
-                self.object_store.delete(digest)
+            self._forget_new_trees()
         return lost
 
     def repair(self, built: BuiltTree | SpilledTree) -> None:

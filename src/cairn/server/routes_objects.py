@@ -216,6 +216,15 @@ async def put_object(digest: str, request: Request, svc: Svc, caller: Caller) ->
     return {"received": 1, "stored_bytes": sum(charged.values())}
 
 
+@router.get("/store/generation", summary="How many times the store dropped objects")
+def store_generation(svc: Svc, caller: Caller) -> dict[str, Any]:
+    """The store's drop count (gc, or objects forgotten as damaged), null when the store does
+    not count them (packs on a bucket). A client that finds it unchanged knows that nothing it
+    saw in the store since has gone: a log then takes folders unchanged since an earlier log
+    whole (docs/architecture.md, "Whole folders")."""
+    return {"generation": svc.objects.store.generation()}
+
+
 @router.get(
     "/objects/{digest}",
     summary="Download one object",
