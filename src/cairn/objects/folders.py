@@ -26,7 +26,6 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from cairn.core.digest import hash_bytes
 from cairn.core.names import check_path
@@ -109,6 +108,15 @@ def stat_listing(path: str, root: str) -> Stated | None:
     return stat_folder(Listed(path, root, names))
 
 
+@dataclass
+class _Seen:
+    """A folder of the version as a download's walk saw it."""
+
+    dir: Dir
+    files: int = 0  # files directly in it
+    plain: bool = True  # whether it holds plain files only (no folder, no reference)
+
+
 #: the store a download's records name: what the folder holds is known, not that any store
 #: holds it (a log never takes such a record)
 DOWNLOADED = ""
@@ -126,9 +134,7 @@ class Downloaded:
         self.progress: ProgressFn = lambda files, nbytes: None
         self._dest = dest
         self._in_place: dict[str, bool] = {}
-        # the version's folders seen by the last walk: path -> [tree, size, file count,
-        # files directly in it, whether it holds plain files only]
-        self._seen: dict[str, list[Any]] = {}
+        self._seen: dict[str, _Seen] = {}  # the version's folders the last walk saw
 
     def in_place(self, path: str, entry: Dir) -> bool:
         """Whether the folder at ``path`` holds exactly ``entry``'s files (asked once)."""
@@ -163,11 +169,11 @@ class Downloaded:
         up = self._seen.get(path.rpartition("/")[0])
         if up is not None:
             if isinstance(entry, File):
-                up[3] += 1
+                up.files += 1
             else:
-                up[4] = False
+                up.plain = False
         if isinstance(entry, Dir) and not self._in_place.get(path, False):
-            self._seen[path] = [entry.digest, entry.size, entry.count, 0, True]
+            self._seen[path] = _Seen(entry)
 
     def remember(self) -> None:
         """After the download: record each folder of plain files of the version that its
@@ -176,15 +182,18 @@ class Downloaded:
         if self.cache is None:
             return
         rows = []
-        for path, (tree, size, count, files, plain) in self._seen.items():
-            if not plain or files != count or count > MAX_FILES:
+        for path, seen in self._seen.items():
+            count = seen.dir.count
+            if not seen.plain or seen.files != count or count > MAX_FILES:
                 continue
             root = os.path.join(self._dest, path)
             stated = stat_listing(path, root)
             # as many plain files as the folder has, all of which the download put there:
             # nothing else is in it
             if stated is not None and len(stated.listed.names) == count:
-                rows.append((root, CachedFolder(stated.sig, tree, size, count, -1)))
+                rows.append(
+                    (root, CachedFolder(stated.sig, seen.dir.digest, seen.dir.size, count, -1))
+                )
         self.cache.put_folders(DOWNLOADED, rows)
 
 

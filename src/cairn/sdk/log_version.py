@@ -170,7 +170,7 @@ def _stream(ingestor: Ingestor, draft: Draft, *, whole: bool = True) -> SpilledT
     With ``whole``, a folder of plain files unchanged since a log stored it is taken whole
     (`cairn.objects.folders`)."""
     tree.check_paths(v for v in draft.entries if isinstance(v, FileEntry))
-    walks: list[Iterator[tuple[str, StagedFile | FileEntry | Listed]]] = [
+    walks: list[Iterator[tuple[str, StagedFile | FileEntry | _Whole]]] = [
         _walk(folder, whole) for folder in draft.folders
     ]
     if draft.entries:
@@ -214,9 +214,9 @@ def _stream(ingestor: Ingestor, draft: Draft, *, whole: bool = True) -> SpilledT
 
     try:
         for path, v in merged:
-            if isinstance(v, Listed):
-                since = _since(draft, path)
-                stated = stat_folder(v) if whole else None
+            if isinstance(v, _Whole):
+                listed, since, at = v.listed, v.since, v.listed.root
+                stated = stat_folder(listed)
                 taken = ingestor.take_folder(stated, since) if stated is not None else None
                 if taken is not None:
                     if batch:
@@ -224,15 +224,15 @@ def _stream(ingestor: Ingestor, draft: Draft, *, whole: bool = True) -> SpilledT
                     writer.add_folder(path, taken.tree, taken.size, taken.count)
                     continue
                 if stated is not None:
-                    hashing[path] = (v.root, stated.sig, stated.newest)
+                    hashing[path] = (at, stated.sig, stated.newest)
                     batch.extend(
-                        StagedFile(f"{path}/{n}", os.path.join(v.root, n), since=since, stat=st)
-                        for n, st in zip(v.names, stated.stats, strict=True)
+                        StagedFile(f"{path}/{n}", os.path.join(at, n), since=since, stat=st)
+                        for n, st in zip(listed.names, stated.stats, strict=True)
                     )
                 else:
                     batch.extend(
-                        StagedFile(f"{path}/{n}", os.path.join(v.root, n), since=since)
-                        for n in v.names
+                        StagedFile(f"{path}/{n}", os.path.join(at, n), since=since)
+                        for n in listed.names
                     )
             else:
                 batch.append(v)
@@ -249,19 +249,21 @@ def _stream(ingestor: Ingestor, draft: Draft, *, whole: bool = True) -> SpilledT
     return SpilledTree(root, size, count, files, trees, folders)
 
 
-def _since(draft: Draft, path: str) -> int | None:
-    for folder in draft.folders:
-        if path.startswith(folder.prefix):
-            return folder.added_ns
-    return None
+@dataclass(frozen=True)
+class _Whole:
+    """A folder of plain files the walk hands over as one item, with when its source folder
+    was added (`StagedFile.since`)."""
+
+    listed: Listed
+    since: int
 
 
 def _walk(
     folder: FolderSource, whole: bool
-) -> Iterator[tuple[str, StagedFile | FileEntry | Listed]]:
+) -> Iterator[tuple[str, StagedFile | FileEntry | _Whole]]:
     for found in folder.walk_folders(whole=whole):
         if isinstance(found, Listed):
-            yield found.path, found
+            yield found.path, _Whole(found, folder.added_ns)
         else:
             path, source = found
             yield path, StagedFile(path, source, since=folder.added_ns)
