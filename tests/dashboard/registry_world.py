@@ -125,15 +125,49 @@ def build(server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World
 
 @contextmanager
 def running_world(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str | None = None,
 ) -> Iterator[World]:
-    """The world on a server over SQLite or PostgreSQL (``request.param``)."""
-    if request.param == "sqlite":
+    """The world on a server over SQLite or PostgreSQL (``kind``, else ``request.param``)."""
+    if (kind or request.param) == "sqlite":
         url = f"sqlite:///{tmp_path / 'server.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
     with start_server(url, tmp_path, monkeypatch) as server:
         yield build(server, tmp_path, monkeypatch)
+        reset_backends()
+
+
+@contextmanager
+def shared_running_world(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """`running_world` built once for the tests of a module that only read it (a
+    module-scoped fixture): its own CAIRN_DIR and working directory, as tests/conftest.py's
+    `cairn_env` gives each test; the environment is restored once it is built."""
+    root = tmp_path_factory.mktemp("world")
+    if kind == "sqlite":
+        url = f"sqlite:///{root / 'server.db'}"
+    else:
+        url = request.getfixturevalue("module_postgres_url")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CAIRN_DIR", str(root / "cairn-home"))
+        for var in ("CAIRN_DATABASE_URL", "CAIRN_URL", "CAIRN_API_KEY", "CAIRN_PROJECT"):
+            mp.delenv(var, raising=False)
+        (root / "work").mkdir()
+        mp.chdir(root / "work")
+        server = start_server(url, root, mp).start()
+        try:
+            world = build(server, root, mp)
+        except BaseException:
+            server.stop()
+            raise
+    try:
+        yield world
+    finally:
+        server.stop()
         reset_backends()
 
 
@@ -181,5 +215,6 @@ __all__ = [
     "browser_page",
     "build",
     "running_world",
+    "shared_running_world",
     "start_server",
 ]

@@ -1,25 +1,16 @@
 """The audit log page in a real headless Chromium against a real `cairn server` (SQLite and
 PostgreSQL): server administrators filter it by user, project, action and time, page through
-it and export it as JSON lines; everyone else gets a 403."""
+it and export it as JSON lines; everyone else gets a 403. Both tests only read (sign-ins aside):
+they share one world per database (`shared_world`, dashboard/conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from registry_world import World, between, browser_page, running_world
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def world(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[World]:
-    with running_world(request, tmp_path, monkeypatch) as running:
-        yield running
+from registry_world import World, between, browser_page
 
 
 def expect(locator: Any) -> Any:

@@ -1,25 +1,18 @@
 """Registry pages in a real headless Chromium against a real `cairn server` (SQLite and
 PostgreSQL): the list of registries, a registry's collections, a collection's versions (links to
 the real versions), the filter box (the CLI's --where language) on collection and artifact
-version lists, the alias timeline with "as of", where a version is linked, and who sees what."""
+version lists, the alias timeline with "as of", where a version is linked, and who sees what.
+
+The tests that only read share one world per database (`shared_world`, dashboard/conftest.py);
+those that change it are marked ``changes_world`` and get a fresh one."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_world import World, between, browser_page, running_world
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def world(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[World]:
-    with running_world(request, tmp_path, monkeypatch) as running:
-        yield running
+from registry_world import World, between, browser_page
 
 
 def expect(locator: Any) -> Any:
@@ -205,6 +198,7 @@ def test_version_page_shows_where_it_is_linked(world: World, browser: Any) -> No
         assert "Not linked into any registry you can see" in page_text
 
 
+@pytest.mark.changes_world
 def test_link_set_aliases_and_unlink(world: World, browser: Any) -> None:
     """A member links a version, sets and removes a collection alias and unlinks; a protected
     alias is refused to a member with a 403 (nothing changes); a viewer edits nothing."""
@@ -276,6 +270,7 @@ def test_link_set_aliases_and_unlink(world: World, browser: Any) -> None:
         assert registry.resolve_link("models", "classifier", "production").version == 1
 
 
+@pytest.mark.changes_world
 def test_registry_admin_edits_members_and_protected_aliases(world: World, browser: Any) -> None:
     registry = world.server.app.state.services.registry
     with browser_page(browser, world, "root") as page:
