@@ -3,7 +3,7 @@ document, pagination, and requests that fail without changing anything."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,9 +18,25 @@ from cairn.errors import (
     RunFinishedError,
     StateError,
 )
+from cairn.server.deps import ServerSettings
 from cairn.server.testing import ServerThread
 
 RawFactory = Callable[[str | None], Raw]
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    module_postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """One server (as conftest's `server`) for the error-shape cases: each request fails and
+    changes nothing, which each case checks, so they share it."""
+    store = tmp_path_factory.mktemp("server") / "server-store"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CAIRN_QUIET", "1")
+        server = ServerThread(ServerSettings(database_url=module_postgres_url, store=store))
+        server.start()
+    yield server
+    server.stop()
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -76,20 +92,23 @@ def test_health_and_openapi_document(raw: RawFactory) -> None:
     ],
 )
 def test_every_error_has_one_json_shape(
-    raw: RawFactory,
+    shared_server: ServerThread,
     method: str,
     path: str,
     kwargs: dict[str, Any],
     status: int,
     code: str,
 ) -> None:
-    api = raw(None)
-    response = api.call(method, path, **kwargs)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert error_of(response)["code"] == code
-    # nothing was created by any of them
-    assert api.get("/projects").json()["items"] == []
+    api = Raw(shared_server.url, None)
+    try:
+        response = api.call(method, path, **kwargs)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert error_of(response)["code"] == code
+        # nothing was created by any of them
+        assert api.get("/projects").json()["items"] == []
+    finally:
+        api.close()
 
 
 def test_status_codes_a_client_can_act_on(raw: RawFactory) -> None:
