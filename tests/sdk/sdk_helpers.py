@@ -14,7 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cairn import config
+
+# For a test whose behaviour is the SDK's, not the database's: embedded on SQLite runs the
+# embedded code path and [remote] runs PostgreSQL's SQL (a server on PostgreSQL), so embedded
+# on PostgreSQL adds nothing to it. Each file's themes keep a test on all three backends.
+SQLITE_AND_REMOTE = pytest.mark.parametrize("backend_mode", ["sqlite", "remote"])
 
 # metadata that JSON cannot hold, by name (NaN and ±Inf are accepted, as by run.log)
 NOT_JSON: dict[str, Any] = {

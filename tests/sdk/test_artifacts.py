@@ -1,4 +1,8 @@
-"""Artifacts: filling a draft, logging versions, and what a logged version knows."""
+"""Artifacts: filling a draft, logging versions, and what a logged version knows.
+
+What the SDK checks or does on its own (drafts, refused arguments, the garbage collector) runs on
+SQLite and remote (`SQLITE_AND_REMOTE`); versions, aliases and types run on embedded PostgreSQL
+too."""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sdk_helpers import make_tree, store_unchanged, tree_of, write
+from sdk_helpers import SQLITE_AND_REMOTE, make_tree, store_unchanged, tree_of, write
 
 import cairn
 from cairn.core.digest import is_digest
 from cairn.errors import ArtifactStateError, InvalidInputError, InvalidNameError
 
 
+@SQLITE_AND_REMOTE
 def test_draft_is_filled_with_files_folders_and_new_files(tmp_path: Path) -> None:
     src = make_tree(
         tmp_path / "src",
@@ -165,6 +170,7 @@ def test_an_alias_belongs_to_one_version_of_an_artifact(tmp_path: Path) -> None:
     ]
 
 
+@SQLITE_AND_REMOTE
 def test_version_labels_cannot_be_given_when_logging(tmp_path: Path) -> None:
     write(tmp_path / "a.txt", "a")
     art = cairn.Artifact("labels", type="dataset")
@@ -221,6 +227,7 @@ def test_a_path_is_logged_as_a_new_artifact(tmp_path: Path) -> None:
     assert Path(single.file()).read_text() == '{"cat": 0}'
 
 
+@SQLITE_AND_REMOTE
 def test_a_logged_version_cannot_change_its_files(tmp_path: Path) -> None:
     write(tmp_path / "a.txt", "a")
     art = cairn.Artifact("fixed", type="dataset")
@@ -260,6 +267,7 @@ def test_an_artifact_of_another_project_is_refused(tmp_path: Path) -> None:
         run.log_artifact(draft)
 
 
+@SQLITE_AND_REMOTE
 def test_aliases_and_tags_must_be_lists(tmp_path: Path) -> None:
     write(tmp_path / "a.txt", "a")
     with cairn.init(project="proj") as run:
@@ -269,6 +277,7 @@ def test_aliases_and_tags_must_be_lists(tmp_path: Path) -> None:
             run.log_artifact(tmp_path / "a.txt", tags="raw")  # type: ignore[arg-type]
 
 
+@SQLITE_AND_REMOTE
 def test_logging_and_downloading_leave_the_garbage_collector_as_they_found_it(
     tmp_path: Path,
 ) -> None:
@@ -291,6 +300,7 @@ def test_logging_and_downloading_leave_the_garbage_collector_as_they_found_it(
             gc.enable()
 
 
+@SQLITE_AND_REMOTE
 def test_garbage_in_cycles_made_during_bulk_work_is_collected_during_it() -> None:
     """Around a log or a download the collector runs rarely, not never: a million-file log
     through a server makes garbage in cycles with every HTTP request (it kept them all)."""

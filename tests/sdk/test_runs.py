@@ -1,4 +1,7 @@
-"""Runs: init, log, summary, finish, what a run records, and the git state of the code."""
+"""Runs: init, log, summary, finish, what a run records, and the git state of the code.
+
+Tests of what the SDK does (states, git state, steps, heartbeats) run on SQLite and remote
+(`SQLITE_AND_REMOTE`); each theme keeps a test on embedded PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sdk_helpers import SQLITE_AND_REMOTE
 
 import cairn
 from cairn.errors import ArtifactNotFoundError, RunFinishedError
@@ -80,6 +84,7 @@ def test_many_runs_looked_up_at_once() -> None:
     assert registry.get_runs([]) == {}
 
 
+@SQLITE_AND_REMOTE
 def test_config_changed_during_the_run_is_saved_at_finish() -> None:
     run = cairn.init(project="proj", config={"lr": 0.1})
     run.config["epochs"] = 3
@@ -87,6 +92,7 @@ def test_config_changed_during_the_run_is_saved_at_finish() -> None:
     assert cairn.Api().run(run.id).info.config == {"lr": 0.1, "epochs": 3}
 
 
+@SQLITE_AND_REMOTE
 def test_default_project_and_generated_name(monkeypatch: pytest.MonkeyPatch) -> None:
     run = cairn.init()
     assert run.project == "default"
@@ -99,6 +105,7 @@ def test_default_project_and_generated_name(monkeypatch: pytest.MonkeyPatch) -> 
     assert [p.name for p in cairn.Api().projects()] == ["default", "from-env"]
 
 
+@SQLITE_AND_REMOTE
 def test_with_block_marks_the_run_finished() -> None:
     with cairn.init(project="proj", job_type="eval") as run:
         run.log({"x": 1})
@@ -110,6 +117,7 @@ def test_with_block_marks_the_run_finished() -> None:
     assert cairn.current_run() is None
 
 
+@SQLITE_AND_REMOTE
 def test_exception_in_with_block_marks_the_run_failed() -> None:
     with pytest.raises(ZeroDivisionError), cairn.init(project="proj") as run:
         run.log({"loss": 2.0})
@@ -122,6 +130,7 @@ def test_exception_in_with_block_marks_the_run_failed() -> None:
     assert cairn.Api().run(run.id).metrics() == [{"_step": 0, "loss": 2.0}]
 
 
+@SQLITE_AND_REMOTE
 def test_ctrl_c_in_with_block_marks_the_run_crashed() -> None:
     with pytest.raises(KeyboardInterrupt), cairn.init(project="proj") as run:
         raise KeyboardInterrupt
@@ -146,6 +155,7 @@ def test_a_failed_run_records_the_exception_a_finished_one_nothing() -> None:
     assert cairn.Api().run(ok.id).state == "finished"
 
 
+@SQLITE_AND_REMOTE
 def test_an_uncaught_exception_outside_a_with_block_is_recorded(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(
@@ -163,6 +173,7 @@ def test_an_uncaught_exception_outside_a_with_block_is_recorded(tmp_path: Path) 
     assert read.failure == "RuntimeError: CUDA out of memory"
 
 
+@SQLITE_AND_REMOTE
 def test_a_new_init_finishes_the_previous_run() -> None:
     first = cairn.init(project="proj")
     second = cairn.init(project="proj")
@@ -184,6 +195,7 @@ def test_api_lists_runs_newest_first_and_by_job_type() -> None:
     assert api.run(ids[0]).job_type == "prep"
 
 
+@SQLITE_AND_REMOTE
 def test_outside_a_git_repo_no_code_version_is_recorded() -> None:
     with cairn.init(project="proj") as run:
         pass
@@ -234,6 +246,7 @@ def test_inside_a_git_repo_commit_dirty_flag_and_diff_are_recorded(
     assert "+print('hello, world')" in diff
 
 
+@SQLITE_AND_REMOTE
 def test_save_code_false_records_no_git_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,6 +262,7 @@ def test_save_code_false_records_no_git_state(
     assert cairn.Api().run(run.id).info.git_commit is None
 
 
+@SQLITE_AND_REMOTE
 def test_finish_with_a_non_zero_exit_code_marks_the_run_failed() -> None:
     run = cairn.init(project="proj")
     cairn.finish(exit_code=1)
@@ -269,6 +283,7 @@ def test_metrics_are_flushed_in_batches_and_read_back_in_step_order() -> None:
     assert cairn.Api().run(run.id).info.summary == {"i": 449, "half": 224.5}
 
 
+@SQLITE_AND_REMOTE
 def test_steps_may_not_go_back() -> None:
     with cairn.init(project="proj") as run:
         run.log({"a": 1}, step=3)
@@ -278,6 +293,7 @@ def test_steps_may_not_go_back() -> None:
     assert [r["_step"] for r in run.metrics()] == [3, 4]
 
 
+@SQLITE_AND_REMOTE
 def test_a_run_read_back_from_the_registry_is_read_only() -> None:
     run = cairn.init(project="proj")
     view = cairn.Api().run(run.id)
@@ -293,6 +309,7 @@ def test_a_run_read_back_from_the_registry_is_read_only() -> None:
     assert cairn.Api().run(run.id).state == "finished"
 
 
+@SQLITE_AND_REMOTE
 def test_a_diverging_loss_is_logged_and_the_run_still_finishes() -> None:
     run = cairn.init(project="proj", job_type="training")
     run.log({"loss": 0.5})
@@ -326,6 +343,7 @@ def _start_a_run_that_hangs(tmp_path: Path) -> tuple[subprocess.Popen[str], str]
     return proc, run_id
 
 
+@SQLITE_AND_REMOTE
 def test_a_killed_run_is_reported_crashed_once_its_heartbeat_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

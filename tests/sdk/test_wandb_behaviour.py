@@ -1,5 +1,8 @@
 """What a W&B user's artifact code relies on (issue 15): aliases set on a draft, `latest` in
-the aliases asked for, and the other behaviours W&B documents for its public SDK."""
+the aliases asked for, and the other behaviours W&B documents for its public SDK.
+
+What a draft does before it is logged runs on SQLite and remote (`SQLITE_AND_REMOTE`); lookups,
+aliases, checkout, references and lineage run on embedded PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
-from sdk_helpers import make_tree, store_unchanged, tree_of, write
+from sdk_helpers import SQLITE_AND_REMOTE, make_tree, store_unchanged, tree_of, write
 
 import cairn
 from cairn.errors import (
@@ -27,6 +30,7 @@ def _draft(tmp_path: Path, content: str = "rows", name: str = "ds") -> cairn.Art
     return art
 
 
+@SQLITE_AND_REMOTE
 def test_aliases_set_on_a_draft_are_applied(tmp_path: Path) -> None:
     art = _draft(tmp_path)
     art.aliases = ["best"]
@@ -40,6 +44,7 @@ def test_aliases_set_on_a_draft_are_applied(tmp_path: Path) -> None:
     assert cairn.Api("proj").artifact("ds:prod").version == "v0"
 
 
+@SQLITE_AND_REMOTE
 def test_a_bad_alias_on_a_draft_is_refused_before_anything_is_logged(tmp_path: Path) -> None:
     art = _draft(tmp_path)
     art.aliases = ["v3"]
@@ -62,6 +67,7 @@ def test_latest_is_accepted_in_the_aliases(tmp_path: Path) -> None:
     assert cairn.Api("proj").artifact("ds:v0").aliases == ["best"]
 
 
+@SQLITE_AND_REMOTE
 def test_the_same_file_added_twice_is_a_no_op(tmp_path: Path) -> None:
     src = write(tmp_path / "a.csv", "1,2\n")
     other = write(tmp_path / "other" / "a.csv", "3,4\n")
@@ -80,6 +86,7 @@ def test_the_same_file_added_twice_is_a_no_op(tmp_path: Path) -> None:
     assert tree_of(art.download()) == {"a.csv": b"1,2\n", "sub/a.csv": b"3,4\n"}
 
 
+@SQLITE_AND_REMOTE
 def test_remove_takes_strings_paths_and_entries(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "src", {"a.csv": "a", "b/c.csv": "c", "d.csv": "d", "e/f": "f"})
     art = cairn.Artifact("ds", type="dataset")
@@ -99,6 +106,7 @@ def test_remove_takes_strings_paths_and_entries(tmp_path: Path) -> None:
         art.remove(entry)
 
 
+@SQLITE_AND_REMOTE
 def test_a_file_changed_between_add_and_log_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "data.csv", "1,2\n")
     art = cairn.Artifact("ds", type="dataset")
@@ -129,6 +137,7 @@ def test_a_file_changed_between_add_and_log_is_refused(tmp_path: Path) -> None:
     }
 
 
+@SQLITE_AND_REMOTE
 def test_download_returns_an_absolute_path_and_honours_cairn_artifact_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +208,7 @@ def test_lookups_by_path_names_and_update_time(tmp_path: Path) -> None:
     assert stored.updated_at == stored.history()[-1].at
 
 
+@SQLITE_AND_REMOTE
 def test_save_on_a_draft_logs_it(tmp_path: Path) -> None:
     alone = _draft(tmp_path, "alone")
     alone.aliases = ["best"]
@@ -215,6 +225,7 @@ def test_save_on_a_draft_logs_it(tmp_path: Path) -> None:
     assert inside.version == "v1"
 
 
+@SQLITE_AND_REMOTE
 def test_use_artifact_on_a_draft_logs_it_then_uses_it(tmp_path: Path) -> None:
     with cairn.init(project="proj", job_type="train") as run:
         draft = _draft(tmp_path, "input")
