@@ -1,4 +1,8 @@
-"""Using and downloading versions: references, download folders, verify, single files."""
+"""Using and downloading versions: references, download folders, verify, single files.
+
+What happens in the download folder (where it is, verify, rewrites, copies) runs on SQLite and
+remote (`SQLITE_AND_REMOTE`); references, listings and single files run on embedded PostgreSQL
+too."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sdk_helpers import make_tree, tree_of, write
+from sdk_helpers import SQLITE_AND_REMOTE, make_tree, tree_of, write
 
 import cairn
 from cairn.core.digest import hash_bytes
@@ -45,6 +49,7 @@ def test_use_artifact_resolves_every_kind_of_reference(versions: list[cairn.Arti
         assert tree_of(used.download()) == FILES_V0
 
 
+@SQLITE_AND_REMOTE
 def test_download_defaults_to_artifacts_name_version(versions: list[cairn.Artifact]) -> None:
     with cairn.init(project="data-proj") as run:
         art = run.use_artifact("ds:fresh")
@@ -57,6 +62,7 @@ def test_download_defaults_to_artifacts_name_version(versions: list[cairn.Artifa
     assert sorted(os.listdir("artifacts")) == ["ds:v0", "ds:v1"]
 
 
+@SQLITE_AND_REMOTE
 def test_download_to_a_chosen_root(versions: list[cairn.Artifact], tmp_path: Path) -> None:
     root = tmp_path / "elsewhere" / "deep"
     path = versions[0].download(root=root)
@@ -72,6 +78,7 @@ def test_download_of_a_path_prefix(versions: list[cairn.Artifact], tmp_path: Pat
 
 
 @pytest.mark.parametrize("damage", ["modify", "modify-same-size", "remove", "add"])
+@SQLITE_AND_REMOTE
 def test_verify_detects_every_change_to_a_downloaded_folder(
     versions: list[cairn.Artifact], tmp_path: Path, damage: str
 ) -> None:
@@ -151,6 +158,7 @@ def test_file_refuses_a_multi_file_artifact(versions: list[cairn.Artifact]) -> N
     assert not Path("artifacts").exists()
 
 
+@SQLITE_AND_REMOTE
 def test_a_second_download_of_the_same_version_rewrites_nothing(
     versions: list[cairn.Artifact], tmp_path: Path
 ) -> None:
@@ -175,6 +183,7 @@ def test_a_second_download_of_the_same_version_rewrites_nothing(
     assert tree_of(root) == FILES_V1
 
 
+@SQLITE_AND_REMOTE
 def test_downloaded_files_are_independent_writable_copies(
     versions: list[cairn.Artifact], tmp_path: Path
 ) -> None:
@@ -185,6 +194,7 @@ def test_downloaded_files_are_independent_writable_copies(
     versions[0].verify(b)
 
 
+@SQLITE_AND_REMOTE
 def test_an_edit_that_keeps_size_and_mtime_is_still_detected(
     versions: list[cairn.Artifact], tmp_path: Path
 ) -> None:

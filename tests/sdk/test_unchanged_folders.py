@@ -2,7 +2,10 @@
 next log (objects/folders.py): no file of it is looked up or read again. Every change a user can
 make to such a folder (a file edited, even with its modification time put back, one added, one
 removed, one renamed) still makes the version it should, and a store that dropped objects since
-(gc) or was made again at the same place is never trusted for what it no longer holds."""
+(gc) or was made again at the same place is never trusted for what it no longer holds.
+
+The folder records are the client's: the tables of changes run on SQLite and remote
+(`SQLITE_AND_REMOTE`); the rest runs on embedded PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sdk_helpers import make_tree, store_dir, tree_of
+from sdk_helpers import SQLITE_AND_REMOTE, make_tree, store_dir, tree_of
 
 import cairn
 from cairn.errors import DownloadConflictError
@@ -105,6 +108,7 @@ def test_an_unchanged_folder_is_taken_whole_and_the_version_is_the_same(
     "change",
     ["edit", "edit-same-size-and-mtime", "add", "remove", "rename"],
 )
+@SQLITE_AND_REMOTE
 def test_every_change_inside_a_folder_makes_the_right_version(
     data: Path, tmp_path: Path, change: str, backend_mode: str
 ) -> None:
@@ -231,6 +235,7 @@ def test_a_download_again_skips_the_folders_it_left_in_place(
 
 
 @pytest.mark.parametrize("change", ["edit", "remove", "add", "replace-with-folder"])
+@SQLITE_AND_REMOTE
 def test_a_download_again_notices_every_change_in_a_skipped_folder(
     data: Path, tmp_path: Path, change: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
