@@ -1,6 +1,10 @@
 """Bad input: each is refused with a typed error from cairn.errors and a message saying what
 to do, and leaves the store as it was (no new version, no new object). Checks that never reach
-the store are in test_validation.py."""
+the store are in test_validation.py.
+
+Files that are missing, change while read or clash, and values JSON cannot hold, are found by
+the SDK: those run on SQLite and remote (`SQLITE_AND_REMOTE`); names, references, finished runs
+and damaged objects run on embedded PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -10,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sdk_helpers import NOT_JSON, object_location, store_unchanged, tree_of, write
+from sdk_helpers import (
+    NOT_JSON,
+    SQLITE_AND_REMOTE,
+    object_location,
+    store_unchanged,
+    tree_of,
+    write,
+)
 
 import cairn
 from cairn.errors import (
@@ -69,6 +80,7 @@ def test_invalid_project_names_and_references(run: cairn.Run) -> None:
     assert run.used_artifacts() == []
 
 
+@SQLITE_AND_REMOTE
 def test_a_missing_file(run: cairn.Run, tmp_path: Path, data: Path) -> None:
     art = cairn.Artifact("ds", type="dataset")
     with pytest.raises(SourceFileError, match="does not exist; check the path"):
@@ -158,6 +170,7 @@ def test_an_unreadable_file(
         secret.chmod(0o600)
 
 
+@SQLITE_AND_REMOTE
 def test_metadata_that_is_not_json(run: cairn.Run, data: Path) -> None:
     v0 = run.use_artifact("ds:v0")
     for metadata in NOT_JSON.values():
@@ -193,6 +206,7 @@ def test_metadata_that_is_not_json(run: cairn.Run, data: Path) -> None:
     assert [h.field for h in v0.history()] == ["created"]
 
 
+@SQLITE_AND_REMOTE
 def test_config_and_metrics_that_are_not_json(run: cairn.Run) -> None:
     runs_before = [r.id for r in cairn.Api().runs("proj")]
     with pytest.raises(InvalidMetadataError, match="config"):
@@ -221,6 +235,7 @@ def test_unknown_versions_aliases_and_artifacts(run: cairn.Run) -> None:
     assert run.used_artifacts() == []
 
 
+@SQLITE_AND_REMOTE
 def test_two_files_at_one_path(run: cairn.Run, tmp_path: Path, data: Path) -> None:
     other = write(tmp_path / "other" / "a.csv", "other content")
     art = cairn.Artifact("ds", type="dataset")
@@ -264,6 +279,7 @@ def test_logging_to_a_finished_run(run: cairn.Run, data: Path) -> None:
     assert cairn.Api().run(run.id).metrics() == []
 
 
+@SQLITE_AND_REMOTE
 def test_a_large_file_that_changes_while_it_is_read(
     run: cairn.Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -294,6 +310,7 @@ def test_a_large_file_that_changes_while_it_is_read(
     assert Path(art.file(root=tmp_path / "dl")).read_bytes() == path.read_bytes()
 
 
+@SQLITE_AND_REMOTE
 def test_a_small_file_that_changes_while_it_is_read(
     run: cairn.Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -368,6 +385,7 @@ def test_a_corrupted_tree_object_is_detected(run: cairn.Run, tmp_path: Path) -> 
     assert [f.path for f in cairn.Api("proj").artifact("treed:v0").files()] == ["a.txt"]
 
 
+@SQLITE_AND_REMOTE
 def test_a_new_file_whose_writer_fails_is_not_added(run: cairn.Run) -> None:
     art = cairn.Artifact("ds", type="dataset")
     with pytest.raises(ZeroDivisionError), art.new_file("half.txt") as f:
