@@ -126,6 +126,18 @@ def _changed(path: str | Path) -> FileChangedError:
     )
 
 
+def _check_as_walked(sf: StagedFile, opened: os.stat_result) -> None:
+    """The file as opened is the one whose status the walk (or the batch's stat) saw: one
+    written in between is refused, as if it had changed while being read."""
+    seen = sf.stat
+    if seen is not None and (
+        opened.st_size != seen.st_size
+        or opened.st_mtime_ns != seen.st_mtime_ns
+        or opened.st_ctime_ns != seen.st_ctime_ns
+    ):
+        raise _changed(sf.source)
+
+
 def _check_unchanged(fd: int, before: os.stat_result, read: int, path: str | Path) -> None:
     after = os.fstat(fd)
     if (
@@ -386,6 +398,7 @@ class Ingestor:
         loaded: list[tuple[StagedFile, bytes, str, os.stat_result]] = []
         for sf in group:
             data, st = _read_all(sf.source)
+            _check_as_walked(sf, st)
             loaded.append((sf, data, hash_bytes(data), st))
         missing = self.object_store.missing({digest for _, _, digest, _ in loaded})
         entries = []
@@ -404,6 +417,7 @@ class Ingestor:
         fd = _open(sf.source)
         try:
             st = os.fstat(fd)
+            _check_as_walked(sf, st)
             digest, chunks_digest, read = self._chunk_stream(fd, sf.source, st)
         finally:
             os.close(fd)
