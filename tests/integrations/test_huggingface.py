@@ -31,6 +31,7 @@ def _needs_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
         "torch, transformers and accelerate are not installed (scripts/setup.sh installs "
         "PyTorch's CPU wheel from /opt/wheels, then the huggingface-test extra)",
     )
+    _import_hf()  # before the offline settings below, as when it was imported at collection
     # Nothing is fetched from the hub. huggingface_hub reads the variable once, at import, so the
     # module constant is patched too; both are undone after each test, so other tests (cairn://
     # through `datasets`) keep their normal mode whatever order they run in.
@@ -41,7 +42,14 @@ def _needs_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
-if HAVE_HF:
+def _import_hf() -> None:
+    """Import PyTorch and transformers (~7 s) when a test of this file first runs, not when the
+    file is collected: every test process collects every file, most run none of these."""
+    global torch, Tokenizer, models, pre_tokenizers, AutoModelForSequenceClassification
+    global AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    global Trainer, TrainerCallback, TrainingArguments, CairnCallback, Reviews
+    if "Reviews" in globals():  # imported already (it is bound last)
+        return
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -57,32 +65,6 @@ if HAVE_HF:
 
     from cairn.integrations.huggingface import CairnCallback
 
-    def _tokenizer() -> PreTrainedTokenizerFast:
-        tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tok,
-            pad_token="[PAD]",
-            unk_token="[UNK]",
-            cls_token="[CLS]",
-            sep_token="[SEP]",
-        )
-
-    def _model() -> BertForSequenceClassification:
-        torch.manual_seed(0)
-        config = BertConfig(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=16,
-            num_labels=2,
-        )
-        model = BertForSequenceClassification(config)
-        model.bert.embeddings.requires_grad_(False)  # fine-tuning with frozen embeddings
-        return model
-
     class Reviews(torch.utils.data.Dataset[dict[str, Any]]):
         def __init__(self, tokenizer: PreTrainedTokenizerFast, n: int) -> None:
             texts = [("good movie", 1), ("great film", 1), ("bad movie", 0), ("awful film", 0)]
@@ -97,6 +79,34 @@ if HAVE_HF:
 
         def __getitem__(self, i: int) -> dict[str, Any]:
             return self.items[i]
+
+
+def _tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+
+
+def _model() -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
+    model = BertForSequenceClassification(config)
+    model.bert.embeddings.requires_grad_(False)  # fine-tuning with frozen embeddings
+    return model
 
 
 def _trainer(
