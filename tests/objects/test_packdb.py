@@ -100,3 +100,22 @@ def test_a_drop_while_files_are_hashed_is_seen_before_the_commit(tmp_path: Path)
     object_store.sync()
     assert old in ingestor.lost_since_stored(built)
     object_store.close()
+
+
+def test_put_many_fills_and_seals_packs_as_puts_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousands-object put_many spans several packs and more buffers than one system call
+    takes: every object is found in the right place afterwards, from another instance."""
+    monkeypatch.setattr(packdb, "PACK_TARGET", 256 << 10)
+    objs = [(b"%d:" % i) + os.urandom(i % 700) for i in range(3000)]
+    items = [(hash_bytes(o), o) for o in objs]
+    store = LocalPackStore(tmp_path / "store")
+    assert all(store.put_many(items[:1500]))
+    assert all(store.put_many(items[1500:]))
+    store.sync()
+    packs = list((tmp_path / "store" / "packs").rglob("*.pack"))
+    assert len(packs) >= sum(map(len, objs)) // (256 << 10)
+    other = LocalPackStore(tmp_path / "store")
+    assert other.missing(d for d, _ in items) == set()
+    assert all(other.get(d) == o for d, o in items)

@@ -263,6 +263,23 @@ def test_put_twice_before_sync_stores_once(impl: Impl) -> None:
     assert store.get(digest) == data
 
 
+def test_put_many_answers_as_each_put_would(impl: Impl) -> None:
+    store = impl.open()
+    before, a, b = _obj(20), _obj(21), _obj(22, 0)
+    store.put(*before)
+    buf = bytearray(b"0123456789" * 100)
+    view = (hash_bytes(bytes(buf[100:600])), memoryview(buf)[100:600])
+    written = store.put_many([a, before, b, a, view])
+    assert written == [True, False, True, False, True]
+    buf[:] = b"x" * len(buf)  # the caller's buffer, reused once put_many returns
+    store.sync()
+    assert store.missing([a[0], b[0], view[0], before[0]]) == set()
+    other = impl.open()
+    assert other.get(a[0]) == a[1] and other.get(b[0]) == b[1] and other.get(before[0]) == before[1]
+    assert other.get(view[0]) == b"0123456789" * 50
+    assert store.put_many([]) == []
+
+
 def test_put_of_a_stored_object_keeps_its_bytes(impl: Impl) -> None:
     store = impl.open()
     digest, data = _obj(3)

@@ -31,7 +31,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -219,6 +219,9 @@ class HttpObjectStore:
         return result
 
     # --- uploads --------------------------------------------------------------------------------
+    def put_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]:
+        return [self.put(digest, data) for digest, data in items]
+
     def put(self, digest: str, data: bytes | memoryview) -> bool:
         self._raise_failure()
         direct = self.direct

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +30,9 @@ class KeyedObjectStore:
     def put(self, digest: str, data: bytes | memoryview) -> bool:
         """Store ``data`` under its (already computed) digest. True when bytes were written."""
         return self.storage.put(object_key(digest), data)
+
+    def put_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]:
+        return [self.put(digest, data) for digest, data in items]
 
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
         """Store bytes of an open file under their (already computed) digest."""

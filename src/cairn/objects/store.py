@@ -29,7 +29,7 @@ server and gc share.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -59,6 +59,8 @@ class ObjectStore(Protocol):
     def missing(self, digests: Iterable[str]) -> set[str]: ...
 
     def put(self, digest: str, data: bytes | memoryview) -> bool: ...
+
+    def put_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]: ...
 
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool: ...
 

@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -339,6 +339,9 @@ class BucketPackStore:
             if len(self._buf) >= self.pack_target:
                 self._seal()
         return True
+
+    def put_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]:
+        return [self.put(digest, data) for digest, data in items]
 
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
         buf = bytearray(length)

@@ -22,7 +22,7 @@ import fcntl
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from cairn.objects.packs.index import PackIndex
 from cairn.storage.local import syncfs
 
 PACK_TARGET = 64 << 20
+_IOV_MAX = 1024  # buffers one pwritev takes (Linux)
 INDEX_EVERY = 50_000  # objects written by one log before they are indexed mid-log
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 
@@ -67,12 +68,8 @@ class _PackWriter:
         if digest in self.pending:
             return False
         if self.fd is None:
-            self.name = uuid.uuid4().hex + ".pack"
-            self.fd = os.open(
-                self.root / "tmp" / self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444
-            )
-            self.size = 0
-            self.entries = []
+            self._open_pack()
+        assert self.fd is not None
         offset = self.size
         write(self.fd, offset)
         self.size += length
@@ -81,6 +78,48 @@ class _PackWriter:
         if self.size >= PACK_TARGET:
             self.seal()
         return True
+
+    def append_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]:
+        """`append` of each object, the objects that land in one pack written with one
+        ``pwritev`` (small files: a system call per object cost as much as the bytes)."""
+        written = [False] * len(items)
+        run: list[bytes | memoryview] = []
+        placed: list[Entry] = []
+        in_run: set[str] = set()
+
+        def write_run() -> None:
+            if placed:
+                assert self.fd is not None
+                _writev_all(self.fd, run, placed[0][1])
+                for digest, offset, length in placed:
+                    self.pending[digest] = (self.name, offset, length)
+                run.clear()
+                placed.clear()
+                in_run.clear()
+
+        for i, (digest, data) in enumerate(items):
+            if digest in self.pending or digest in in_run:
+                continue
+            in_run.add(digest)
+            if self.fd is None:
+                self._open_pack()
+            placed.append((digest, self.size, len(data)))
+            self.entries.append(placed[-1])
+            run.append(data)
+            self.size += len(data)
+            written[i] = True
+            if self.size >= PACK_TARGET or len(run) >= _IOV_MAX:
+                write_run()
+                if self.size >= PACK_TARGET:
+                    self.seal()
+        write_run()
+        return written
+
+    def _open_pack(self) -> None:
+        self.name = uuid.uuid4().hex + ".pack"
+        self.fd = os.open(self.root / "tmp" / self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+        self.size = 0
+        self.entries = []
 
     def seal(self) -> None:
         """Close the open pack and move it into packs/ (not yet indexed)."""
@@ -154,10 +193,14 @@ class _PackWriter:
     def take(self) -> list[Row]:
         """The rows of everything sealed, handed to the index (and forgotten here)."""
         rows = [(d, pack, off, n) for d, (pack, off, n) in self.pending.items()]
+        self.forget_taken()
+        return rows
+
+    def forget_taken(self) -> None:
+        """Forget everything sealed: the owner has indexed it."""
         self.pending.clear()
         self.sealed.clear()
         self._release()
-        return rows
 
     def _release(self) -> None:
         for fd in self._held.values():
@@ -268,6 +311,13 @@ class LocalPackStore:
         with self._lock, self._writing():
             return self._append(digest, len(data), write)
 
+    def put_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]:
+        with self._lock, self._writing():
+            written = self._writer.append_many(items)
+            if len(self._writer.pending) >= INDEX_EVERY:
+                self._index_written_now(replace=False)
+            return written
+
     def put_range(self, digest: str, fd: int, offset: int, length: int) -> bool:
         """Store ``length`` bytes of open file ``fd`` at ``offset``, copied inside the kernel."""
 
@@ -342,7 +392,7 @@ class LocalPackStore:
         # about 1.6x as much at a million objects)
         rows = sorted((d, p, o, n) for d, (p, o, n) in self._writer.pending.items())
         self.index.add(rows, replace=replace)
-        self._writer.take()  # indexed: forget them here (kept above if indexing failed)
+        self._writer.forget_taken()  # indexed: forget them here (kept if indexing failed)
         return rows
 
     def sync(self) -> None:
@@ -643,6 +693,18 @@ def _datasync_close(fd: int) -> None:
 
 def _mib(n: int) -> str:
     return f"{max(1, -(-n // (1 << 20)))} MiB"
+
+
+def _writev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None:
+    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    while views:
+        n = os.pwritev(fd, views, offset)
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:
