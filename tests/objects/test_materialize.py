@@ -297,13 +297,18 @@ def test_clashes_are_typed_errors(store: ObjectStore, cache: HashCache, tmp_path
         Materializer(store, cache).materialize(wanted, dest / "a.txt")
 
 
-@pytest.mark.parametrize("which", ["train/part-0.csv", "model/weights.bin"])
+# a file read whole and hashed in memory (up to 1 MiB), one copied in the kernel and read back,
+# and a chunked one
+_CORRUPTIBLE = {**CONTENT, "model/head.bin": random_bytes(2 * MiB + 5, "h")}
+
+
+@pytest.mark.parametrize("which", ["train/part-0.csv", "model/head.bin", "model/weights.bin"])
 def test_a_corrupt_object_is_detected_and_leaves_no_file(
     store: ObjectStore, cache: HashCache, tmp_path: Path, which: str
 ) -> None:
-    wanted = log_version(store, tmp_path, {which: CONTENT[which], "ok.txt": b"fine"})
+    wanted = log_version(store, tmp_path, {which: _CORRUPTIBLE[which], "ok.txt": b"fine"})
     # a small file's one object, or one chunk in the middle of a chunked file
-    data = CONTENT[which]
+    data = _CORRUPTIBLE[which]
     corrupt(
         tmp_path / "store", data if len(data) < CHUNK_THRESHOLD else data[6 * MiB : 6 * MiB + 4096]
     )
