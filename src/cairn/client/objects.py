@@ -45,6 +45,7 @@ from cairn.client.cache_limit import CachePackStore, Eviction, Pins
 from cairn.client.deferred import Deferred
 from cairn.client.http import Http
 from cairn.core.digest import hash_bytes
+from cairn.core.fileio import pwrite_all
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
 from cairn.objects import chunking, tree
 from cairn.wire import OBJECTS_TYPE, FrameParser, frame_header
@@ -691,7 +692,7 @@ class HttpObjectStore:
                 n = self.cache.read_into(digest, out_fd, out_offset)
             except ObjectNotFoundError:  # evicted by another process meanwhile
                 data = self._fetch_one(digest)
-                _write_all(out_fd, data, out_offset)
+                pwrite_all(out_fd, data, out_offset)
                 n = len(data)
         self._consumed(digest)
         return n
@@ -1074,14 +1075,6 @@ class HttpObjectStore:
             self._flush_cache()
         self._pins.close()
         self.cache.close()
-
-
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 def _coalesce(objects: dict[str, Location]) -> list[Range]:

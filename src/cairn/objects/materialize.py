@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes, new_hasher
+from cairn.core.fileio import pwrite_all
 from cairn.core.names import check_path
 from cairn.errors import (
     DiskFullError,
@@ -512,7 +513,7 @@ class Materializer:
     ) -> None:
         self.object_store = object_store
         self.hash_cache = hash_cache
-        # for the chunks of large files; whole files are created by one thread (`_start`)
+        # threads placing files, except groups of tiny files, which one thread creates (`_start`)
         self.threads = threads or (os.cpu_count() or 2)
         self.progress = progress or (lambda files, nbytes: None)
         self._placed: list[tuple[StatKey, CachedDigest]] = []
@@ -697,7 +698,7 @@ class Materializer:
             if w.chunks is None and w.size <= _IN_MEMORY:
                 # hashed as read, not read back: the bytes written are these bytes
                 data = self.object_store.get(w.digest, verify=False)
-                written = _pwrite_all(fd, data)
+                written = pwrite_all(fd, data, 0)
                 found = hash_bytes(data)
             elif w.chunks is None:
                 written = self.object_store.read_into(w.digest, fd, 0)
@@ -944,13 +945,6 @@ def _disk_full(exc: OSError, dest: Path, need: int | None) -> DiskFullError:
         "free space on that filesystem or download somewhere else, then download again",
         path=str(dest),
     )
-
-
-def _pwrite_all(fd: int, data: bytes) -> int:
-    view, done = memoryview(data), 0
-    while done < len(data):
-        done += os.pwrite(fd, view[done:], done)
-    return done
 
 
 def _hash_path(path: str) -> str:

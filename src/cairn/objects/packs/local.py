@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes
+from cairn.core.fileio import pwrite_all
 from cairn.errors import DiskFullError, IntegrityError, ObjectNotFoundError, StoreError
 from cairn.objects.packs.format import Entry, Location, Row, encode_footer, read_footer
 from cairn.objects.packs.index import PackIndex
@@ -129,7 +130,7 @@ class _PackWriter:
         self.fd = None
         final = self.pack_path(name)
         try:
-            _write_all(fd, encode_footer(name, self.size, self.entries), self.size)
+            pwrite_all(fd, encode_footer(name, self.size, self.entries), self.size)
             final.parent.mkdir(exist_ok=True)
         except OSError:
             os.close(fd)
@@ -705,14 +706,6 @@ def _writev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None
             views.pop(0)
         if n:
             views[0] = views[0][n:]
-
-
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 def _fsync_dir(path: Path) -> None:
