@@ -56,8 +56,7 @@ from cairn.objects.store import ObjectStore
 
 ProgressFn = Callable[[int, int], None]
 _GROUP = 32  # files placed per task
-# a group of files this small on average is created by one thread: creating them is most of the
-# work, and two threads creating files on ext4 doubled the kernel's time (see `_start`)
+# groups of files this small on average are created by one thread per folder (see `_start`)
 _TINY_AVERAGE = 16 << 10
 _IN_MEMORY = 1 << 20  # a file up to this size is read whole from the store, then written
 TMP_SUFFIX = ".cairn-tmp"
@@ -554,7 +553,8 @@ class Materializer:
     ) -> None:
         folders = _Folders(str(dest) + "/")
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        pools = (ThreadPoolExecutor(1), ThreadPoolExecutor(self.threads))
+        lanes = [ThreadPoolExecutor(1) for _ in range(self.threads)]
+        pools = (lanes, ThreadPoolExecutor(self.threads))
         running: _Running | None = None  # the batch being written
         try:
             with _FolderOpener(root_fd) as opener:
@@ -590,7 +590,7 @@ class Materializer:
         finally:
             if running is not None:  # stopped by an error: let the writes in flight end
                 self._stop(running)
-            for pool in pools:
+            for pool in [*pools[0], pools[1]]:
                 pool.shutdown(wait=True, cancel_futures=True)
             os.close(root_fd)
 
@@ -599,12 +599,17 @@ class Materializer:
         return contextlib.nullcontext()
 
     def _start(
-        self, plan: _Plan, root_fd: int, pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor]
+        self,
+        plan: _Plan,
+        root_fd: int,
+        pools: tuple[list[ThreadPoolExecutor], ThreadPoolExecutor],
     ) -> _Running:
-        """Start writing a batch's files, ``_GROUP`` files per task: groups of tiny files on
-        one thread (a download of 200,000 files of ~540 bytes took 8.4 s on one, 16-17 s on
-        two: creating a file is kernel work, and two threads doubled the kernel's time), the
-        others on a few (20,000 files of 4-64 KiB: 2.5-2.9 s on two, 3.2-4.1 s on one)."""
+        """Start writing a batch's files, ``_GROUP`` files per task. Tiny files (creating them
+        is most of the work, and it is the kernel's) go to one lane (thread) per folder, the
+        lanes balanced by file count: two threads creating files in one folder wait on that
+        folder's lock (a download of 200,000 files of ~540 bytes took 8.4 s on one thread,
+        16-17 s on two sharing folders). Larger files go to a pool of a few threads (20,000
+        files of 4-64 KiB: 2.5-2.9 s on two, 3.2-4.1 s on one)."""
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(self._fetching(plan.todo))
@@ -629,15 +634,20 @@ class Materializer:
                     for w in group:
                         self._place(w, dir_fd, w.path in plan.new, w.path in plan.replace)
 
-            small, large = pools
-            futures = [
-                (
-                    small
-                    if sum(w.size for w in group[1]) < _TINY_AVERAGE * len(group[1])
-                    else large
-                ).submit(place_group, group)
-                for group in groups
-            ]
+            lanes, large = pools
+            load = [0] * len(lanes)
+            lane_of: dict[str, int] = {}
+            futures = []
+            for group in groups:
+                folder, files = group
+                if sum(w.size for w in files) >= _TINY_AVERAGE * len(files):
+                    futures.append(large.submit(place_group, group))
+                    continue
+                lane = lane_of.get(folder)
+                if lane is None:
+                    lane = lane_of[folder] = load.index(min(load))
+                load[lane] += len(files)
+                futures.append(lanes[lane].submit(place_group, group))
         except BaseException:
             stack.close()
             raise
