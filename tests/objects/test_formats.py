@@ -220,3 +220,50 @@ def test_control_fixed_size_cuts_would_store_the_file_again(
     new = _edits(object_store, cache, tmp_path)
     assert new["1 byte inserted at the front"] >= 20 * MiB
     assert new["1 byte deleted at the front"] >= 20 * MiB
+
+
+def test_a_hash_cache_in_the_first_layout_keeps_its_records_when_opened(tmp_path: Path) -> None:
+    """Caches written by earlier releases (a rowid table keyed by (dev, ino) with an index on
+    ino) are converted on open, every record kept: a million-file dataset is not read again,
+    and the next log is answered from the cache as before."""
+    import sqlite3
+
+    path = tmp_path / "cache" / "hashes.db"
+    path.parent.mkdir()
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"data" * 100)
+    st = src.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE files (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,"
+        " ctime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT, PRIMARY KEY (dev, ino))"
+    )
+    old.execute("CREATE INDEX files_ino ON files (ino)")
+    old.executemany(
+        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(*key, hash_bytes(b"data" * 100), None), (1, 2, 3, 4, 5, "blake3:" + "0" * 64, "x")],
+    )
+    old.commit()
+    old.close()
+
+    cache = HashCache(path)
+    try:
+        found = cache.get_many([key, (1, 2, 3, 4, 5)])
+        assert found[key].digest == hash_bytes(b"data" * 100)
+        assert found[(1, 2, 3, 4, 5)].chunks == "x"
+        # and a log of the file is answered by it: nothing read
+        object_store = KeyedObjectStore(LocalStorage(tmp_path / "store"))
+        object_store.put(hash_bytes(b"data" * 100), b"data" * 100)
+        ingestor = Ingestor(object_store, cache)
+        [entry] = ingestor.hash_files([StagedFile("f.bin", src)])
+        assert entry.digest == hash_bytes(b"data" * 100)
+        assert ingestor.stats.hashed_files == 0
+    finally:
+        cache.close()
+    db = sqlite3.connect(path)
+    (layout,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone()
+    indexes = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    db.close()
+    assert "WITHOUT ROWID" in layout
+    assert ("files_ino",) not in indexes

@@ -28,11 +28,15 @@ class CachedDigest:
 
 StatKey = tuple[int, int, int, int, int]
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS files (dev INTEGER, ino INTEGER, size INTEGER,"
-    " mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT NOT NULL, chunks TEXT,"
-    " PRIMARY KEY (dev, ino))"
+# one B-tree keyed by inode (what lookups ask by): a row costs ~120 bytes and one insert; the
+# first layout (a rowid table, its (dev, ino) key and an index on ino) cost ~140 bytes and
+# three, and is converted when a cache in it is opened (`_convert`)
+_FILES = (
+    " (dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,"
+    " mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, digest TEXT NOT NULL, chunks TEXT,"
+    " PRIMARY KEY (ino, dev)) WITHOUT ROWID"
 )
+_SCHEMA = "CREATE TABLE IF NOT EXISTS files" + _FILES
 # whole folders of plain files a log stored (`cairn.objects.folders`), per store
 _FOLDERS = (
     "CREATE TABLE IF NOT EXISTS folders (store TEXT NOT NULL, path TEXT NOT NULL,"
@@ -76,8 +80,35 @@ class HashCache:
             )
             self._db.execute(_SCHEMA)
             self._db.execute(_FOLDERS)
-        self._db.execute("CREATE INDEX IF NOT EXISTS files_ino ON files (ino)")
+        self._convert()
         self._db.execute("CREATE INDEX IF NOT EXISTS folders_path ON folders (path)")
+
+    def _layout(self) -> str:
+        row = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone()
+        return str(row[0]) if row else ""
+
+    def _convert(self) -> None:
+        """A cache in the first layout is rewritten in the current one, its records kept (a
+        million-file dataset would otherwise be read again). If another process holds the
+        cache, it is left as it is: both layouts answer the same queries."""
+        if "WITHOUT ROWID" in self._layout().upper():
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            if "WITHOUT ROWID" not in self._layout().upper():  # not converted meanwhile
+                self._db.execute("CREATE TABLE files_new" + _FILES)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO files_new SELECT dev, ino, size, mtime_ns,"
+                    " ctime_ns, digest, chunks FROM files WHERE dev IS NOT NULL"
+                    " AND ino IS NOT NULL AND size IS NOT NULL AND mtime_ns IS NOT NULL"
+                    " AND ctime_ns IS NOT NULL"
+                )
+                self._db.execute("DROP TABLE files")  # and its index on ino
+                self._db.execute("ALTER TABLE files_new RENAME TO files")
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
 
     def get_many(self, keys: list[StatKey]) -> dict[StatKey, CachedDigest]:
         found: dict[StatKey, CachedDigest] = {}
