@@ -15,7 +15,7 @@ Object batches (``application/x-cairn-objects``): a sequence of frames, each a h
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from cairn.core.digest import is_digest
@@ -129,6 +129,25 @@ def frame_header(digest: str, length: int) -> bytes:
     return f"{digest} {length}\n".encode("ascii")
 
 
+STREAM_BLOCK = 1 << 20  # bytes per block of an object stream
+
+
+def in_blocks(pieces: Iterable[bytes], block: int = STREAM_BLOCK) -> Iterator[bytes]:
+    """The pieces of frames (headers, bodies) joined into blocks of about ``block`` bytes: a
+    stream of small objects is then a write (on loopback a packet, on the other end an event,
+    on a server a hop to a worker thread) per block, not two per object."""
+    parts: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        parts.append(piece)
+        size += len(piece)
+        if size >= block:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
 class FrameParser:
     """Cuts a stream of bytes into (digest, bytes) frames as the bytes arrive, holding at most
     one object in memory. Raises InvalidInputError for a malformed header and
@@ -205,9 +224,11 @@ class FrameParser:
 __all__ = [
     "API_PREFIX",
     "OBJECTS_TYPE",
+    "STREAM_BLOCK",
     "FrameParser",
     "error_body",
     "exception_from",
     "frame_header",
+    "in_blocks",
     "status_for",
 ]

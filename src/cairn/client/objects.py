@@ -48,7 +48,7 @@ from cairn.core.digest import hash_bytes
 from cairn.core.fileio import pwrite_all
 from cairn.errors import IntegrityError, NotFoundError, ObjectNotFoundError, StoreError
 from cairn.objects import chunking, tree
-from cairn.wire import OBJECTS_TYPE, FrameParser, frame_header
+from cairn.wire import OBJECTS_TYPE, FrameParser, frame_header, in_blocks
 
 BATCH_BYTES = 16 << 20  # bytes per upload request
 PARALLEL = 4  # upload and download requests in flight
@@ -325,7 +325,7 @@ class HttpObjectStore:
         self.http.request(
             "POST",
             "/objects",
-            content=body,
+            content=lambda: in_blocks(body()),
             headers={"Content-Type": OBJECTS_TYPE, "Content-Length": str(length)},
             retry=True,
         )

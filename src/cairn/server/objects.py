@@ -61,11 +61,10 @@ from cairn.objects.packs.format import pack_key, upload_key
 from cairn.objects.packs.local import LocalPackStore
 from cairn.objects.store import ObjectStore, open_object_store
 from cairn.service.accounts import Accounts, Principal
-from cairn.wire import frame_header
+from cairn.wire import frame_header, in_blocks
 
 _SHOWN = 5
 SUBTREE_BUDGET = 8 << 20  # bytes of tree objects sent ahead in one request
-STREAM_BLOCK = 1 << 20  # bytes per block of a download stream
 REFRESH_AGE = 5.0  # seconds: an existence check lists the bucket's indexes at most this often
 MAX_SLOTS = 64  # upload URLs per request
 _SLOT = re.compile(r"[0-9a-f]{32}")
@@ -371,12 +370,12 @@ class ObjectService:
         blocks of about STREAM_BLOCK bytes."""
         if self.bucket is not None:
             self.bucket.warm(digests)  # read in large blocks with read-ahead
-            yield from _blocks(_frames(self.bucket, digests))
+            yield from in_blocks(_frames(self.bucket, digests))
             return
         reader = LocalPackStore(self.root)  # its own lookups: streams run side by side
         try:
             reader.warm(digests)
-            yield from _blocks(_frames(reader, digests))
+            yield from in_blocks(_frames(reader, digests))
         finally:
             reader.close()
 
@@ -387,7 +386,7 @@ class ObjectService:
         breadth-first, until ``budget`` bytes were sent (the caller checked ``root``): a client
         listing or downloading a version gets its directories in one request, not one each.
         Sent in blocks of about STREAM_BLOCK bytes (each block is a hop to a worker thread)."""
-        return _blocks(self._subtree_frames(principal, root, budget))
+        return in_blocks(self._subtree_frames(principal, root, budget))
 
     def _subtree_frames(self, principal: Principal, root: str, budget: int) -> Iterator[bytes]:
         frontier = [root]
@@ -565,21 +564,6 @@ def _frames(reader: ObjectStore, digests: list[str]) -> Iterator[bytes]:
         data = reader.get(digest, verify=False)
         yield frame_header(digest, len(data))
         yield data
-
-
-def _blocks(frames: Iterable[bytes]) -> Iterator[bytes]:
-    """The pieces of frames (headers, bodies) joined into blocks of about STREAM_BLOCK
-    bytes."""
-    parts: list[bytes] = []
-    size = 0
-    for frame in frames:
-        parts.append(frame)
-        size += len(frame)
-        if size >= STREAM_BLOCK:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)
 
 
 def _owner(principal: Principal) -> str:
