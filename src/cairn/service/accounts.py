@@ -67,6 +67,7 @@ KEY_PREFIX = "cairn_"
 _USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _RANK = {role: i for i, role in enumerate(ROLES)}
 _CHUNK = 500
+_STATISTICS_AFTER = 10_000  # rows inserted at once after which PostgreSQL's statistics are checked
 _SHOWN = 5
 # every API request runs this: built once, so SQLAlchemy does not rebuild its cache key each time
 _KEY_OWNER = (
@@ -707,6 +708,24 @@ class Accounts:
 
         if rows:
             self._write(work)
+            if len(rows) >= _STATISTICS_AFTER:
+                self._refresh_statistics(model.__tablename__, len(rows))
+
+    def _refresh_statistics(self, table: str, inserted: int) -> None:
+        """On PostgreSQL, ``ANALYZE`` a table whose statistics do not yet count as many rows as
+        were just inserted (a new server's first large bind). Planned from statistics of an
+        empty table, each check of which of 500 digests a project holds scanned the table or
+        the whole project (26-41 ms instead of 0.9 ms): binding a 200,000-file version took
+        minutes. Autovacuum would analyze it only after the commit that ends the bind."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect() as conn:
+            known = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+            ).scalar()
+            if known is not None and float(known) < inserted:
+                conn.execute(sa.text(f"ANALYZE {table}"))  # a model's name, not input
+                conn.commit()
 
     def unbound(self) -> list[tuple[str, str]]:
         """(project, root digest) of every committed version whose project does not hold its
