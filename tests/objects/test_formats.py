@@ -267,3 +267,25 @@ def test_a_hash_cache_in_the_first_layout_keeps_its_records_when_opened(tmp_path
     db.close()
     assert "WITHOUT ROWID" in layout
     assert ("files_ino",) not in indexes
+
+
+def test_the_hash_cache_lists_the_folders_below_a_path_and_no_others(tmp_path: Path) -> None:
+    from cairn.objects.hashcache import CachedFolder
+
+    cache = HashCache(tmp_path / "hashes.db")
+    try:
+        paths = ["/data/a", "/data/a/x", "/data/a/x/y", "/data/ab", "/data/a-b", "/data/b"]
+        cache.put_folders("store", [(p, CachedFolder("sig", f"tree {p}", 1, 1, 0)) for p in paths])
+        cache.put_folders("other", [("/data/a/z", CachedFolder("sig", "tree other", 1, 1, 0))])
+        assert sorted(cache.folder_trees("store", "/data/a", 10)) == [
+            "tree /data/a",
+            "tree /data/a/x",
+            "tree /data/a/x/y",
+        ]
+        assert sorted(cache.folder_trees("store", "/data/a/", 10)) == sorted(
+            cache.folder_trees("store", "/data/a", 10)
+        )
+        assert len(cache.folder_trees("store", "/data", 2)) == 2  # at most the limit
+        assert len(cache.folder_trees("store", "/", 10)) == 6
+    finally:
+        cache.close()

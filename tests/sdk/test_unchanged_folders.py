@@ -104,6 +104,34 @@ def test_an_unchanged_folder_is_taken_whole_and_the_version_is_the_same(
     assert tree_of(again.download(root=tmp_path / "out")) == tree_of(data)
 
 
+@SQLITE_AND_REMOTE
+def test_a_relog_asks_the_store_about_its_folders_once_not_once_a_folder(
+    tmp_path: Path, backend_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a server each question is a request: a re-log of a dataset of many folders
+    asks whether their trees are still stored all at once (a thousand folders were a
+    thousand requests, 40% of a re-log), and still takes every one whole."""
+    many = {f"d{folder:02}/{i}.txt": f"{folder} {i}\n" for folder in range(40) for i in range(3)}
+    root = make_tree(tmp_path / "many", many)
+    _age(root)
+    first = _log(root)
+    store_type = type(get_backend().object_store)
+    asked: list[int] = []
+    real_missing = store_type.missing
+
+    def missing(self: object, digests: object) -> set[str]:
+        wanted = list(digests)  # type: ignore[call-overload]
+        asked.append(len(wanted))
+        return real_missing(self, wanted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_type, "missing", missing)
+    again = _log(root)
+    assert again.digest == first.digest
+    assert again.stats.unchanged_folders == 40
+    assert again.stats.hashed_files == 0
+    assert len(asked) <= 3, asked  # not 40
+
+
 @pytest.mark.parametrize(
     "change",
     ["edit", "edit-same-size-and-mtime", "add", "remove", "rename"],

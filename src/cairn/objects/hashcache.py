@@ -176,6 +176,20 @@ class HashCache:
             ).fetchall()
         return {sig for (sig,) in rows}
 
+    def folder_trees(self, store: str, root: str, limit: int) -> list[str]:
+        """The tree objects of at most ``limit`` folders at or below ``root`` recorded for
+        ``store``."""
+        root = root.rstrip("/") or "/"
+        below = root if root == "/" else root + "/"
+        with self._lock:
+            rows = self._db.execute(
+                # below/ .. below0: every path that starts with below ('0' follows '/')
+                "SELECT tree FROM folders WHERE store = ? AND (path = ? OR (path >= ?"
+                " AND path < ?)) LIMIT ?",
+                (store, root, below, below[:-1] + "0", limit),
+            ).fetchall()
+        return [tree for (tree,) in rows]
+
     def put_folders(self, store: str, folders: list[tuple[str, CachedFolder]]) -> None:
         """Remember (folder on disk, what it was stored as) for ``store``."""
         self._insert(

@@ -170,6 +170,8 @@ def _stream(ingestor: Ingestor, draft: Draft, *, whole: bool = True) -> SpilledT
     With ``whole``, a folder of plain files unchanged since a log stored it is taken whole
     (`cairn.objects.folders`)."""
     tree.check_paths(v for v in draft.entries if isinstance(v, FileEntry))
+    if whole:
+        ingestor.expect_folders(folder.root for folder in draft.folders)
     walks: list[Iterator[tuple[str, StagedFile | FileEntry | _Whole]]] = [
         _walk(folder, whole) for folder in draft.folders
     ]
