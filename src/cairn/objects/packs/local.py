@@ -192,8 +192,10 @@ class _PackWriter:
         self._flushing = []
 
     def take(self) -> list[Row]:
-        """The rows of everything sealed, handed to the index (and forgotten here)."""
-        rows = [(d, pack, off, n) for d, (pack, off, n) in self.pending.items()]
+        """The rows of everything sealed, handed to the index (and forgotten here), in digest
+        order as `LocalPackStore` indexes them (a server's upload of 20,000 objects in random
+        order took three times as long to index)."""
+        rows = sorted((d, pack, off, n) for d, (pack, off, n) in self.pending.items())
         self.forget_taken()
         return rows
 
