@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from cairn.core.digest import hash_bytes
+from cairn.core.fileio import pwrite_all
 from cairn.errors import IntegrityError
 from cairn.objects.store import key_digest, object_key
 from cairn.storage.base import Storage
@@ -55,12 +55,7 @@ class KeyedObjectStore:
 
     def read_into(self, digest: str, out_fd: int, out_offset: int) -> int:
         data = self.get(digest, verify=False)
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(out_fd, view, out_offset)
-            view = view[n:]
-            out_offset += n
-        return len(data)
+        return pwrite_all(out_fd, data, out_offset)
 
     def open(self, digest: str) -> BinaryIO:
         return self.storage.open(object_key(digest))

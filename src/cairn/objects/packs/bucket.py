@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes
+from cairn.core.fileio import pwrite_all
 from cairn.errors import CairnError, IntegrityError, ObjectNotFoundError, StoreError
 from cairn.objects.packs.format import (
     Entry,
@@ -739,12 +740,7 @@ class BucketPackStore:
         """Write an object's bytes into ``out_fd`` at ``out_offset`` (unverified: the caller
         hashes what it wrote). Returns the length."""
         data = self._read(digest)
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(out_fd, view, out_offset)
-            view = view[n:]
-            out_offset += n
-        return len(data)
+        return pwrite_all(out_fd, data, out_offset)
 
 
 class BucketUpload:

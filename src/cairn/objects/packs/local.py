@@ -305,11 +305,7 @@ class LocalPackStore:
         """Store ``data`` under its digest. True when bytes were written."""
 
         def write(fd: int, offset: int) -> None:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, offset)
-                view = view[n:]
-                offset += n
+            pwrite_all(fd, data, offset)
 
         with self._lock, self._writing():
             return self._append(digest, len(data), write)
@@ -622,11 +618,7 @@ class LocalUpload:
 
     def put(self, digest: str, data: bytes | memoryview) -> bool:
         def write(fd: int, offset: int) -> None:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, offset)
-                view = view[n:]
-                offset += n
+            pwrite_all(fd, data, offset)
 
         with self._writing():
             return self._writer.append(digest, len(data), write)
