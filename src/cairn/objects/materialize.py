@@ -554,7 +554,7 @@ class Materializer:
         folders = _Folders(str(dest) + "/")
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         lanes = [ThreadPoolExecutor(1) for _ in range(self.threads)]
-        pools = (lanes, ThreadPoolExecutor(self.threads))
+        large = ThreadPoolExecutor(self.threads)
         running: _Running | None = None  # the batch being written
         try:
             with _FolderOpener(root_fd) as opener:
@@ -583,14 +583,14 @@ class Materializer:
                         self._finish(running, done)
                         running = None
                     if plan.todo:
-                        running = self._start(plan, root_fd, pools)
+                        running = self._start(plan, root_fd, lanes, large)
                 if running is not None:
                     self._finish(running, done)
                     running = None
         finally:
             if running is not None:  # stopped by an error: let the writes in flight end
                 self._stop(running)
-            for pool in [*pools[0], pools[1]]:
+            for pool in [*lanes, large]:
                 pool.shutdown(wait=True, cancel_futures=True)
             os.close(root_fd)
 
@@ -602,7 +602,8 @@ class Materializer:
         self,
         plan: _Plan,
         root_fd: int,
-        pools: tuple[list[ThreadPoolExecutor], ThreadPoolExecutor],
+        lanes: list[ThreadPoolExecutor],
+        large: ThreadPoolExecutor,
     ) -> _Running:
         """Start writing a batch's files, ``_GROUP`` files per task. Tiny files (creating them
         is most of the work, and it is the kernel's) go to one lane (thread) per folder, the
@@ -634,7 +635,6 @@ class Materializer:
                     for w in group:
                         self._place(w, dir_fd, w.path in plan.new, w.path in plan.replace)
 
-            lanes, large = pools
             load = [0] * len(lanes)
             lane_of: dict[str, int] = {}
             futures = []

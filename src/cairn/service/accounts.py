@@ -720,8 +720,9 @@ class Accounts:
         """On PostgreSQL, ``ANALYZE`` a table whose statistics do not yet count as many rows as
         were just inserted (a new server's first large bind). Planned from statistics of an
         empty table, each check of which of 500 digests a project holds scanned the table or
-        the whole project (26-41 ms instead of 0.9 ms): binding a 200,000-file version took
-        minutes. Autovacuum would analyze it only after the commit that ends the bind."""
+        the whole project (26-41 ms instead of 0.9 ms): 15.7 s of checks for 200,000 objects
+        instead of 2.6 s. Autovacuum would analyze it only after the commit that ends the
+        bind."""
         if self.engine.dialect.name != "postgresql":
             return
         with self.engine.connect() as conn:
