@@ -132,11 +132,50 @@ class Server:
         self.proc.wait()
 
 
+class PeakMemory:
+    """Peak RSS of this process (the driver) and of the largest other process below it (a
+    worker; ``skip``: pids of the server and the emulator), sampled every 0.2 s while open."""
+
+    def __init__(self, skip: set[int]) -> None:
+        import threading
+
+        self.skip = skip
+        self.driver = self.worker = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            self.driver = max(self.driver, me.memory_info().rss)
+            for child in me.children(recursive=True):
+                if child.pid in self.skip:
+                    continue
+                try:
+                    self.worker = max(self.worker, child.memory_info().rss)
+                except psutil.Error:
+                    pass  # ended meanwhile
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def log_once(
-    data: Path, engine: str, options: dict[str, Any], download: Path | None = None
-) -> tuple[float, str, int, float, list[float]]:
-    """(seconds, digest, files, seconds of the finish: merging the parts and committing, and
-    the seconds of a download into ``download`` when asked)."""
+    data: Path,
+    engine: str,
+    options: dict[str, Any],
+    download: Path | None = None,
+    skip: set[int] | None = None,
+) -> tuple[float, str, int, float, list[float], PeakMemory]:
+    """(seconds, digest, files, seconds of the finish: merging the parts and committing, the
+    seconds of a download into ``download`` when asked, and the log's peak memory)."""
     import cairn
     import cairn.distributed
     from cairn.sdk.backend import reset_backends
@@ -155,7 +194,7 @@ def log_once(
     Run.finish_artifact = timed  # type: ignore[method-assign]
     reset_backends()
     started = time.perf_counter()
-    with cairn.init(project="bench", job_type=engine) as run:
+    with PeakMemory(skip or set()) as peak, cairn.init(project="bench", job_type=engine) as run:
         if engine == "single":
             art = run.log_artifact(data, name="many")
         else:
@@ -170,7 +209,7 @@ def log_once(
             cairn.distributed.download(art, download, **options)
         spent.append(time.perf_counter() - began)
     reset_backends()
-    return seconds, art.digest, art.file_count, spent[0], spent[1:]
+    return seconds, art.digest, art.file_count, spent[0], spent[1:], peak
 
 
 def merge_bench(files: int, parts: int, flat: bool) -> dict[str, Any]:
@@ -303,8 +342,9 @@ def main() -> None:
                 subprocess.run(["sync"], check=False)
                 try:
                     out = work / f"out-{mode}-{engine}" if args.download else None
-                    seconds, digest, files, merge, fetched = log_once(
-                        args.data, engine, clusters.get(engine, {}), out
+                    skip = {p.proc.pid for p in (moto, server) if p is not None}
+                    seconds, digest, files, merge, fetched, peak = log_once(
+                        args.data, engine, clusters.get(engine, {}), out, skip
                     )
                 finally:
                     if server is not None:
@@ -318,6 +358,8 @@ def main() -> None:
                     rate=round(files / seconds),
                     finish=round(merge, 2),
                     digest=digest[:19],
+                    driver_mib=peak.driver >> 20,
+                    worker_mib=peak.worker >> 20 if engine != "single" else None,
                 )
                 if fetched:
                     row(
@@ -340,10 +382,18 @@ def main() -> None:
             ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print("| step | seconds | files/s | of which the finish (merge + commit) |")
-    print("|---|---|---|---|")
+    print("| step | seconds | files/s | of which the finish (merge + commit) | peak RSS MiB |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['step']} | {r['seconds']} | {r.get('rate', '')} | {r.get('finish', '')} |")
+        rss = ""
+        if "driver_mib" in r:
+            rss = f"driver {r['driver_mib']}"
+            if r.get("worker_mib") is not None:
+                rss += f", worker {r['worker_mib']}"
+        print(
+            f"| {r['step']} | {r['seconds']} | {r.get('rate', '')} | {r.get('finish', '')} "
+            f"| {rss} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -74,3 +74,63 @@ def conflicting_paths_are_named(tmp_path: Path, options: dict[str, Any]) -> None
             )
         # nothing committed: the parts wait (for a fix, or for gc)
         assert [p.part for p in run.artifact_parts("clash", "clash-1")] == ["0", "1"]
+
+
+class _Counting:
+    """The engine the options name, counting how many calls it has drawn from the driver and
+    not yet answered (the driver makes a shard's file list only when it is drawn)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.most_unanswered = 0
+        self.answered = 0
+
+    def workers(self) -> int:
+        return int(self.inner.workers())
+
+    def map(self, fn: Any, calls: Any) -> Any:
+        drawn = 0
+
+        def counted() -> Any:
+            nonlocal drawn
+            for call in calls:
+                drawn += 1
+                self.most_unanswered = max(self.most_unanswered, drawn - self.answered)
+                yield call
+
+        for i, result in self.inner.map(fn, counted()):
+            self.answered += 1
+            yield i, result
+
+
+def many_shards_are_cut_as_the_engine_asks(
+    tmp_path: Path, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder cut into many more shards than the cluster runs at once: the driver hands the
+    engine a shard only when a worker is about to want one, and the version is the same."""
+    from cairn.distributed import driver, engines
+
+    folder = tmp_path / "wide"
+    for i in range(240):
+        path = folder / f"part-{i // 50}" / f"{i:04}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"row {i}\n".encode() * (i % 7 + 1))
+    monkeypatch.setattr(driver, "SHARD_FILES", 10)  # as 50,000 files a shard at scale
+    with cairn.init(project="p") as run:
+        single = run.log_artifact(folder, name="single")
+        engine = _Counting(cairn.distributed.pick_engine(**options))
+        art = cairn.distributed.log_dir(folder, "wide", engine=engine, distributed_id="w-1")
+        assert art.digest == single.digest and art.file_count == 240
+        assert engine.answered == 24  # 240 files, 10 a shard
+        # the next shard is drawn as a result comes back, before it is handed over: one more
+        # than the window can be drawn and unanswered at that moment
+        assert engine.most_unanswered <= engines.window(engine.workers()) + 1
+        assert run.artifact_parts("wide", "w-1") == []
+        # a download is cut the same way: only each shard's first and last path travel
+        engine = _Counting(cairn.distributed.pick_engine(**options))
+        out = cairn.distributed.download(art, tmp_path / "out", engine=engine)
+        assert engine.answered == 24
+        assert engine.most_unanswered <= engines.window(engine.workers()) + 1
+        art.verify(out)
+        assert (Path(out) / "part-4" / "0239.txt").read_bytes() == b"row 239\n" * (239 % 7 + 1)

@@ -40,6 +40,14 @@ def test_files_and_references_on_dask(tmp_path: Path, dask_client: Any) -> None:
     engine_cases.files_and_references(tmp_path, {"client": dask_client})
 
 
+def test_many_shards_on_dask_are_cut_as_they_are_wanted(
+    tmp_path: Path, dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine_cases.many_shards_are_cut_as_the_engine_asks(
+        tmp_path, {"client": dask_client}, monkeypatch
+    )
+
+
 def test_conflicting_paths_on_dask(tmp_path: Path, dask_client: Any) -> None:
     engine_cases.conflicting_paths_are_named(tmp_path, {"client": dask_client})
 

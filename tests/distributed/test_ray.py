@@ -43,5 +43,11 @@ def test_files_and_references_on_ray(tmp_path: Path, ray_cluster: None) -> None:
     engine_cases.files_and_references(tmp_path, RAY)
 
 
+def test_many_shards_on_ray_are_cut_as_they_are_wanted(
+    tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine_cases.many_shards_are_cut_as_the_engine_asks(tmp_path, RAY, monkeypatch)
+
+
 def test_conflicting_paths_on_ray(tmp_path: Path, ray_cluster: None) -> None:
     engine_cases.conflicting_paths_are_named(tmp_path, RAY)

@@ -8,6 +8,7 @@ import pytest
 
 from cairn.core.digest import hash_bytes
 from cairn.distributed import shard
+from cairn.distributed.driver import shard_size
 from cairn.distributed.tasks import files_in_range
 from cairn.objects import tree
 
@@ -25,6 +26,18 @@ def test_shards_are_contiguous_and_cover_everything(backend_mode: str) -> None:
     assert shard(items, 20) == [[i] for i in items]
     assert shard([], 4) == []
     assert shard(items, 0) == [items]
+
+
+def test_shard_sizes_keep_workers_and_the_driver_bounded(backend_mode: str) -> None:
+    # a small folder: four shards a worker
+    assert shard_size(1_000, 8, 2) == 125
+    assert shard_size(3, 8, 2) == 1
+    # a million files on two workers: at most 50,000 files a shard (a worker's records)
+    assert shard_size(1_000_000, 8, 2) == 50_000
+    # on 100 workers, 200 shards are in flight: at most 2,000 files each (400,000 in all)
+    assert shard_size(10_000_000, 400, 100) == 2_000
+    # a count the user chose is kept
+    assert shard_size(1_000_000, 5, 2, capped=False) == 200_000
 
 
 def test_files_in_a_range_of_paths(backend_mode: str) -> None:

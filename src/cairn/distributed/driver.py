@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cairn.distributed.engines import Engine, pick_engine
+from cairn.distributed.engines import Engine, pick_engine, window
 from cairn.distributed.tasks import download_shard, driver_settings, store_shard
 from cairn.errors import InvalidInputError, RunFinishedError, SourceFileError
 from cairn.sdk.artifact import Artifact, logged_info
 from cairn.sdk.progress import enabled as progress_enabled
 from cairn.sdk.run import Run, current_run
-from cairn.sdk.walk import walk_files
+from cairn.sdk.walk import FolderSource, walk_files
 
 SHARDS_PER_WORKER = 4  # more shards than workers: a slow shard does not hold the others up
+# A worker holds its shard's file records while it stores them, and the driver holds the file
+# lists of the shards submitted and unfinished (`engines.window`): shards are cut smaller than
+# SHARDS_PER_WORKER would make them when either would pass these bounds.
+SHARD_FILES = 50_000
+IN_FLIGHT_FILES = 400_000
 Item = str | os.PathLike[str] | tuple[str | os.PathLike[str], str]
 
 
@@ -33,6 +39,22 @@ def shard(items: Sequence[Any], count: int) -> list[list[Any]]:
         out.append(list(items[start:end]))
         start = end
     return [s for s in out if s]
+
+
+def shard_size(total: int, count: int, workers: int, *, capped: bool = True) -> int:
+    """Files per shard: ``total`` cut into ``count`` shards; with ``capped`` (the count was not
+    the user's), no more than SHARD_FILES, nor more than the driver's in-flight bound allows."""
+    size = max(1, -(-total // max(1, count)))
+    if capped:
+        size = min(size, SHARD_FILES, max(1_000, IN_FLIGHT_FILES // window(workers)))
+    return size
+
+
+def _cut(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in runs of ``size``, made one at a time (as the engine asks for them)."""
+    it = iter(items)
+    while piece := list(itertools.islice(it, size)):
+        yield piece
 
 
 @contextmanager
@@ -116,33 +138,74 @@ def log_files(
     cluster this process is connected to. ``shards``: how many tasks (default four per worker
     thread or CPU). The version is the output of ``run`` (default: the current run).
     ``settings="worker"``: workers use their own Cairn environment instead of the driver's."""
+    items = _items(files, root)
+    return _log(
+        iter(items),
+        len(items),
+        name,
+        type,
+        run=run,
+        client=client,
+        engine=engine,
+        shards=shards,
+        distributed_id=distributed_id,
+        description=description,
+        metadata=metadata,
+        aliases=aliases,
+        tags=tags,
+        settings=settings,
+    )
+
+
+def _log(
+    items: Iterator[tuple[str, str]],
+    total: int,
+    name: str,
+    type: str,
+    *,
+    run: Run | None = None,
+    client: Any = None,
+    engine: str | Engine | None = None,
+    shards: int | None = None,
+    distributed_id: str | None = None,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+    aliases: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    settings: str = "driver",
+) -> Artifact:
+    """`log_files` of ``total`` (source, path) items, cut into shards as the engine asks for
+    them: the driver holds the file lists of the unfinished shards only."""
     the_run = _run(run)
     if settings not in ("driver", "worker"):
         raise InvalidInputError("settings is 'driver' or 'worker'")
-    items = _items(files, root)
     on = (
         engine
         if engine is not None and not isinstance(engine, str)
         else pick_engine(client, engine)
     )
-    count = shards if shards is not None else on.workers() * SHARDS_PER_WORKER
-    pieces = shard(items, count)
+    workers = on.workers()
+    count = shards if shards is not None else workers * SHARDS_PER_WORKER
+    size = shard_size(total, count, workers, capped=shards is None)
     did = distributed_id or f"{the_run.id}-{uuid.uuid4().hex[:12]}"
     env = driver_settings() if settings == "driver" else None
-    calls = [
-        (env, the_run.project, name, type, did, str(i), piece, the_run.id)
-        for i, piece in enumerate(pieces)
-    ]
-    with _progress(f"logging {name} on {on.name}", len(items)) as advance:
-        for i, _result in on.map(store_shard, calls):
-            advance(len(pieces[i]))
+    parts: list[str] = []
+
+    def calls() -> Iterator[tuple[Any, ...]]:
+        for i, piece in enumerate(_cut(items, size)):
+            parts.append(str(i))
+            yield (env, the_run.project, name, type, did, str(i), piece, the_run.id)
+
+    with _progress(f"logging {name} on {on.name}", total) as advance:
+        for _i, result in on.map(store_shard, calls()):
+            advance(int(result["files"]))
     art = Artifact(name, type, description=description, metadata=metadata)
     return the_run.finish_artifact(
         art,
         distributed_id=did,
         aliases=aliases,
         tags=tags,
-        expected_parts=[str(i) for i in range(len(pieces))],
+        expected_parts=parts,
     )
 
 
@@ -158,8 +221,11 @@ def log_dir(
     folder = os.path.abspath(os.fspath(path))
     if not os.path.isdir(folder):
         raise SourceFileError(f"{folder} is not a folder")
-    files: list[Item] = [(src, rel) for rel, src in walk_files(Path(folder))]
-    return log_files(files, name or os.path.basename(folder), type, **options)
+    # counted first (names only, every problem raised before a task runs), then walked again
+    # as the shards are cut: the driver never holds the whole listing
+    total = FolderSource("", folder, 0).counted().files
+    items = ((source, rel) for rel, source in walk_files(Path(folder)))
+    return _log(items, total, name or os.path.basename(folder), type, **options)
 
 
 def download(
@@ -178,19 +244,23 @@ def download(
     info = logged_info(artifact)
     dest = Path(root).expanduser().absolute()
     dest.mkdir(parents=True, exist_ok=True)
-    paths = [f.path for f in artifact.iter_files()]
     on = (
         engine
         if engine is not None and not isinstance(engine, str)
         else pick_engine(client, engine)
     )
-    count = shards if shards is not None else on.workers() * SHARDS_PER_WORKER
-    pieces = shard(paths, count)
+    workers = on.workers()
+    count = shards if shards is not None else workers * SHARDS_PER_WORKER
+    # only the first and last path of each shard travel; the listing is read as shards are cut
+    size = shard_size(info.file_count, count, workers, capped=shards is None)
+    paths = (f.path for f in artifact.iter_files())
     env = driver_settings() if settings == "driver" else None
-    calls = [(env, info.id, str(dest), p[0], p[-1], overwrite) for p in pieces]
-    with _progress(f"downloading {info.name} on {on.name}", len(paths)) as advance:
-        for i, _done in on.map(download_shard, calls):
-            advance(len(pieces[i]))
+    calls = (
+        (env, info.id, str(dest), piece[0], piece[-1], overwrite) for piece in _cut(paths, size)
+    )
+    with _progress(f"downloading {info.name} on {on.name}", info.file_count) as advance:
+        for _i, done in on.map(download_shard, calls):
+            advance(int(done))
     return str(dest)
 
 

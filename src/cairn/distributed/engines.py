@@ -1,11 +1,14 @@
 """The engines a distributed log or download runs its tasks on: a Dask client's futures or Ray
-tasks. Each runs a list of calls of one function and yields their results as they finish; the
+tasks. Each runs a stream of calls of one function and yields their results as they finish,
+with at most `window` calls submitted and unfinished at a time (the caller makes the next call
+only when one is wanted, so the driver's memory does not grow with the number of files); the
 engine's own retries re-run a failed task (parts are idempotent)."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from cairn.errors import InvalidInputError, MissingDependencyError
@@ -21,11 +24,18 @@ class Engine(Protocol):
         ...
 
     def map(
-        self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
+        self, fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]
     ) -> Iterator[tuple[int, Any]]:
-        """Run ``fn(*call)`` for every call on the cluster; yield (index of the call, result)
-        as each finishes. A task that fails after its retries raises here."""
+        """Run ``fn(*call)`` for every call on the cluster, taking the next call from
+        ``calls`` only when fewer than `window` are unfinished; yield (index of the call,
+        result) as each finishes. A task that fails after its retries raises here."""
         ...
+
+
+def window(workers: int) -> int:
+    """How many tasks are submitted and unfinished at a time: two per worker, so that each
+    has its next task queued when it finishes one."""
+    return max(2, 2 * workers)
 
 
 class DaskEngine:
@@ -42,28 +52,41 @@ class DaskEngine:
         return max(1, threads)
 
     def map(
-        self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
+        self, fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]
     ) -> Iterator[tuple[int, Any]]:
         import dask
 
         import distributed
 
-        as_completed: Any = distributed.as_completed
         tag = uuid.uuid4().hex[:12]
-        # a shard's file list travels inside its task (~11 MB per 125,000 files), so that
-        # the scheduler can run the task again elsewhere when a worker dies (data scattered
-        # to a worker would die with it): Dask's warning about large graphs does not apply
-        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GiB"}):
-            futures = [
-                self.client.submit(fn, *call, key=f"cairn-{tag}-{i}", pure=False, retries=RETRIES)
-                for i, call in enumerate(calls)
-            ]
-        index = {f.key: i for i, f in enumerate(futures)}
+        numbered = enumerate(calls)
+        unfinished: dict[str, tuple[int, Any]] = {}
+        as_completed: Any = distributed.as_completed
+        done = as_completed()
+        most = window(self.workers())
+
+        def top_up() -> None:
+            # a shard's file list travels inside its task, so that the scheduler can run the
+            # task again elsewhere when a worker dies (data scattered to a worker would die
+            # with it): Dask's warning about large graphs does not apply
+            with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GiB"}):
+                for i, call in itertools.islice(numbered, max(0, most - len(unfinished))):
+                    future = self.client.submit(
+                        fn, *call, key=f"cairn-{tag}-{i}", pure=False, retries=RETRIES
+                    )
+                    unfinished[future.key] = (i, future)
+                    done.add(future)
+
+        top_up()
         try:
-            for future in as_completed(futures):
-                yield index[future.key], future.result()
+            while unfinished:
+                future = next(done)
+                i, _ = unfinished.pop(future.key)
+                result = future.result()
+                top_up()
+                yield i, result
         finally:
-            self.client.cancel([f for f in futures if not f.done()])
+            self.client.cancel([f for _, f in unfinished.values()])
 
 
 class RayEngine:
@@ -78,21 +101,30 @@ class RayEngine:
         return max(1, int(resources().get("CPU", 1)))
 
     def map(
-        self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
+        self, fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]
     ) -> Iterator[tuple[int, Any]]:
         import ray
 
         remote = ray.remote(fn).options(max_retries=RETRIES, retry_exceptions=True)
-        refs = [remote.remote(*call) for call in calls]
-        index = {ref: i for i, ref in enumerate(refs)}
-        pending = list(refs)
+        numbered = enumerate(calls)
+        unfinished: dict[Any, int] = {}
+        most = window(self.workers())
+
+        def top_up() -> None:
+            for i, call in itertools.islice(numbered, max(0, most - len(unfinished))):
+                unfinished[remote.remote(*call)] = i
+
+        top_up()
         try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+            while unfinished:
+                ready, _ = ray.wait(list(unfinished), num_returns=1)
                 for ref in ready:
-                    yield index[ref], ray.get(ref)
+                    i = unfinished.pop(ref)
+                    result = ray.get(ref)
+                    top_up()
+                    yield i, result
         finally:
-            for ref in pending:
+            for ref in unfinished:
                 ray.cancel(ref)
 
 
