@@ -208,10 +208,11 @@ def write_folder(items: list[Item], put: Put) -> str:
     return _put_index(level, put)
 
 
-class _Folder:
-    """A folder `TreeWriter` is writing: the entries not yet in a page, and, once it has more
-    than MAX_ENTRIES (so it will be paged), the pages written so far. A folder of a million
-    entries holds at most one page's worth of them."""
+class FolderWriter:
+    """A folder being written (by `TreeWriter`, or a merge of parts), its entries given in name
+    order: the entries not yet in a page, and, once it has more than MAX_ENTRIES (so it will be
+    paged), the pages written so far. A folder of a million entries holds at most one page's
+    worth of them."""
 
     __slots__ = ("count", "last", "pages", "pending", "size")
 
@@ -336,7 +337,7 @@ class TreeWriter:
         self._put = put
         self._closed = closed
         self._names: list[str] = []  # the open folders below the root, outermost first
-        self._open: list[_Folder] = [_Folder()]
+        self._open: list[FolderWriter] = [FolderWriter()]
 
     def add(self, entry: FileEntry) -> None:
         *parents, leaf = entry.path.split("/")
@@ -358,7 +359,7 @@ class TreeWriter:
         folder.size += size
         folder.count += count
 
-    def _enter(self, parents: list[str]) -> _Folder:
+    def _enter(self, parents: list[str]) -> FolderWriter:
         """Close the open folders not on ``parents`` and open those missing; the innermost."""
         common = 0
         while (
@@ -371,7 +372,7 @@ class TreeWriter:
             self._close()
         for name in parents[common:]:
             self._names.append(name)
-            self._open.append(_Folder())
+            self._open.append(FolderWriter())
         return self._open[-1]
 
     def finish(self) -> tuple[str, int, int]:
@@ -545,7 +546,7 @@ def reachable(
         yield digest, data, found
 
 
-def _iter_dir(digest: str, load: Callable[[str], bytes]) -> Iterator[Entry]:
+def iter_dir(digest: str, load: Callable[[str], bytes]) -> Iterator[Entry]:
     """The direct entries of one directory object in name order, one page loaded at a time."""
     stack = [digest]
     while stack:
@@ -582,7 +583,7 @@ def iter_entries(
     files come out as ``sorted()`` of their paths). Directory entries are yielded too, just
     before their contents; the contents of one for which ``prune(path, dir)`` is true are
     not. Iterative: any depth of nesting works."""
-    stack: list[tuple[str, Iterator[Entry]]] = [(prefix, _in_path_order(_iter_dir(digest, load)))]
+    stack: list[tuple[str, Iterator[Entry]]] = [(prefix, _in_path_order(iter_dir(digest, load)))]
     while stack:
         base, it = stack[-1]
         entry = next(it, None)
@@ -592,7 +593,7 @@ def iter_entries(
         path = base + entry.name
         yield path, entry
         if isinstance(entry, Dir) and not (prune is not None and prune(path, entry)):
-            stack.append((path + "/", _in_path_order(_iter_dir(entry.digest, load))))
+            stack.append((path + "/", _in_path_order(iter_dir(entry.digest, load))))
 
 
 def iter_files(
@@ -606,7 +607,7 @@ def iter_files(
 
 def list_dir(digest: str, load: Callable[[str], bytes]) -> list[Entry]:
     """The direct entries of one directory object (pages joined), in name order."""
-    return list(_iter_dir(digest, load))
+    return list(iter_dir(digest, load))
 
 
 def _find(digest: str, name: str, load: Callable[[str], bytes]) -> Entry | None:

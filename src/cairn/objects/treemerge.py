@@ -12,45 +12,57 @@ therefore makes the merge cost a few folders, not the whole tree. No file bytes 
 Two parts with different content at one path (or a file in one where another has a folder)
 raise `PartConflictError` naming the path and the parts. The same file in several parts is
 fine. Iterative: any depth works.
+
+Memory does not grow with a folder's size: the parts' listings of a folder several parts hold
+are read a page at a time and merged in name order into a folder written a page at a time
+(`tree.FolderWriter`); the tree objects written go to a spill file, not memory. A flat folder
+of millions of files cut across parts costs a few pages per part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cairn.errors import PartConflictError
+from cairn.objects.spill import Spill
 from cairn.objects.tree import (
     Dir,
+    Entry,
     File,
     FileEntry,
+    FolderWriter,
     Item,
     Leaf,
     dir_json,
     entry_json,
     file_json,
-    list_dir,
-    write_folder,
+    iter_dir,
 )
+
+_SPILL_BATCH = 64  # tree objects (pages of up to ~400 KB) held before they go to the spill
 
 
 @dataclass
 class MergedTree:
+    """The merged version's root, and the tree objects the merge wrote (children before
+    parents): their digests in ``digests``, their bodies in ``objects`` (read back with
+    `bodies`). Close it when done."""
+
     root: str
     size: int
     file_count: int
-    objects: dict[str, bytes]  # the tree objects the merge wrote, children before parents
+    digests: list[str]
+    objects: Spill
 
+    def bodies(self) -> Iterator[tuple[str, bytes]]:
+        for batch in self.objects.batches():
+            yield from batch
 
-@dataclass
-class _Frame:
-    path: str  # "" for the root, else "a/b/"
-    name: str
-    parent: _Frame | None
-    items: list[Item] = field(default_factory=list)
-    size: int = 0
-    count: int = 0
-    todo: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    def close(self) -> None:
+        self.objects.close()
 
 
 def _leaf_json(leaf: Leaf) -> str:
@@ -64,92 +76,124 @@ def _describe(parts: list[str]) -> str:
     return shown + (f" and {len(parts) - 5} more" if len(parts) > 5 else "")
 
 
+def _tagged(
+    order: int, part: str, entries: Iterator[Entry]
+) -> Iterator[tuple[str, int, str, Entry]]:
+    for entry in entries:
+        yield entry.name, order, part, entry
+
+
+@dataclass
+class _Frame:
+    """A folder several parts hold differently, being merged: the parts' entries by name (a
+    page of each loaded at a time) and the merged folder being written."""
+
+    path: str  # "" for the root, else "a/b/"
+    name: str
+    groups: Iterator[tuple[str, list[tuple[str, Entry]]]]
+    folder: FolderWriter = field(default_factory=FolderWriter)
+
+
+def _open(
+    path: str, name: str, sources: list[tuple[str, str]], load: Callable[[str], bytes]
+) -> _Frame:
+    streams = [_tagged(i, part, iter_dir(digest, load)) for i, (part, digest) in enumerate(sources)]
+    by_name = itertools.groupby(heapq.merge(*streams), key=lambda t: t[0])
+    groups = ((n, [(part, e) for _n, _i, part, e in found]) for n, found in by_name)
+    return _Frame(path, name, groups)
+
+
 def merge(parts: Sequence[tuple[str, str]], load: Callable[[str], bytes]) -> MergedTree:
     """The tree holding the files of every part: ``parts`` are (part id, root digest)."""
-    objects: dict[str, bytes] = {}
+    spill = Spill()
+    digests: list[str] = []
+    held: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
 
     def put(digest: str, body: bytes, refs: list[str]) -> None:
-        objects.setdefault(digest, body)
-
-    def expand(
-        path: str, name: str, parent: _Frame | None, sources: list[tuple[str, str]]
-    ) -> _Frame:
-        frame = _Frame(path, name, parent)
-        by_name: dict[str, list[tuple[str, Dir | Leaf]]] = {}
-        for part, digest in sources:
-            for entry in list_dir(digest, load):
-                by_name.setdefault(entry.name, []).append((part, entry))
-        for entry_name, found in by_name.items():
-            if len(found) == 1:  # the common case: a name only one part has
-                only = found[0][1]
-                if isinstance(only, Dir):
-                    json = dir_json(entry_name, only.digest, only.size, only.count)
-                    frame.items.append(Item(entry_name, json, only.digest))
-                    frame.count += only.count
-                else:
-                    frame.items.append(Item(entry_name, _leaf_json(only)))
-                    frame.count += 1
-                frame.size += only.size
-                continue
-            where = path + entry_name
-            dirs = [(p, e) for p, e in found if isinstance(e, Dir)]
-            leaves = [(p, e) for p, e in found if not isinstance(e, Dir)]
-            if dirs and leaves:
-                raise PartConflictError(
-                    f"{where!r} is a folder in part(s) {_describe([p for p, _ in dirs])} and a "
-                    f"file in part(s) {_describe([p for p, _ in leaves])}: nothing was committed",
-                    path=where,
-                    parts=[p for p, _ in found],
-                )
-            if leaves:
-                jsons = {_leaf_json(e) for _, e in leaves}
-                if len(jsons) > 1:
-                    raise PartConflictError(
-                        f"{where!r} has different content in parts "
-                        f"{_describe(sorted({p for p, _ in leaves}))}: two workers wrote the "
-                        "same path with different bytes; nothing was committed",
-                        path=where,
-                        parts=sorted({p for p, _ in leaves}),
-                    )
-                leaf = leaves[0][1]
-                frame.items.append(Item(entry_name, jsons.pop()))
-                frame.size += leaf.size
-                frame.count += 1
-                continue
-            distinct = {e.digest: e for _, e in dirs if isinstance(e, Dir)}
-            if len(distinct) == 1:
-                d = next(iter(distinct.values()))
-                frame.items.append(
-                    Item(entry_name, dir_json(entry_name, d.digest, d.size, d.count), d.digest)
-                )
-                frame.size += d.size
-                frame.count += d.count
-            else:
-                frame.todo.append((entry_name, [(p, e.digest) for p, e in dirs]))
-        return frame
+        if digest in seen:
+            return
+        seen.add(digest)
+        digests.append(digest)
+        held.append((digest, body))
+        if len(held) >= _SPILL_BATCH:
+            spill.append(held)
+            held.clear()
 
     first_part: dict[str, str] = {}  # root -> the first part that has it
     for part, root in parts:
         first_part.setdefault(root, part)
     distinct_roots = [(part, root) for root, part in first_part.items()]
-    stack = [expand("", "", None, distinct_roots)]
-    while True:
-        frame = stack[-1]
-        if frame.todo:
-            name, sources = frame.todo.pop()
-            stack.append(expand(frame.path + name + "/", name, frame, sources))
-            continue
-        stack.pop()
-        frame.items.sort(key=lambda item: item.name)
-        digest = write_folder(frame.items, put)
-        parent = frame.parent
-        if parent is None:
-            return MergedTree(digest, frame.size, frame.count, objects)
-        parent.items.append(
-            Item(frame.name, dir_json(frame.name, digest, frame.size, frame.count), digest)
+    try:
+        stack = [_open("", "", distinct_roots, load)]
+        while True:
+            frame = stack[-1]
+            below = None
+            for entry_name, found in frame.groups:  # resumes where a subfolder stopped it
+                below = _take(frame, entry_name, found, put)
+                if below is not None:
+                    break
+            if below is not None:
+                stack.append(_open(frame.path + below[0] + "/", below[0], below[1], load))
+                continue
+            stack.pop()
+            done = frame.folder
+            digest = done.write(put)
+            if not stack:
+                spill.append(held)
+                return MergedTree(digest, done.size, done.count, digests, spill)
+            parent = stack[-1]
+            item = Item(frame.name, dir_json(frame.name, digest, done.size, done.count), digest)
+            parent.folder.add(item, parent.path.rstrip("/"), put)
+            parent.folder.size += done.size
+            parent.folder.count += done.count
+    except BaseException:
+        spill.close()
+        raise
+
+
+def _take(
+    frame: _Frame,
+    entry_name: str,
+    found: list[tuple[str, Entry]],
+    put: Callable[[str, bytes, list[str]], None],
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """Add the entry ``found`` in the parts under one name to the frame's folder; a folder the
+    parts hold differently is returned (name, [(part, digest)]) to be merged first."""
+    folder = frame.folder
+    where = frame.path + entry_name
+    dirs = [(p, e) for p, e in found if isinstance(e, Dir)]
+    leaves = [(p, e) for p, e in found if not isinstance(e, Dir)]
+    if dirs and leaves:
+        raise PartConflictError(
+            f"{where!r} is a folder in part(s) {_describe([p for p, _ in dirs])} and a "
+            f"file in part(s) {_describe([p for p, _ in leaves])}: nothing was committed",
+            path=where,
+            parts=[p for p, _ in found],
         )
-        parent.size += frame.size
-        parent.count += frame.count
+    if leaves:
+        jsons = {_leaf_json(e) for _, e in leaves}
+        if len(jsons) > 1:
+            raise PartConflictError(
+                f"{where!r} has different content in parts "
+                f"{_describe(sorted({p for p, _ in leaves}))}: two workers wrote the "
+                "same path with different bytes; nothing was committed",
+                path=where,
+                parts=sorted({p for p, _ in leaves}),
+            )
+        folder.add(Item(entry_name, jsons.pop()), frame.path.rstrip("/"), put)
+        folder.size += leaves[0][1].size
+        folder.count += 1
+        return None
+    distinct = {e.digest: e for _, e in dirs if isinstance(e, Dir)}
+    if len(distinct) > 1:
+        return entry_name, [(p, e.digest) for p, e in dirs if isinstance(e, Dir)]
+    d = next(iter(distinct.values()))
+    item = Item(entry_name, dir_json(entry_name, d.digest, d.size, d.count), d.digest)
+    folder.add(item, frame.path.rstrip("/"), put)
+    folder.size += d.size
+    folder.count += d.count
+    return None
 
 
 __all__ = ["MergedTree", "merge"]

@@ -223,6 +223,7 @@ def finish_parts(
                 f"{draft.type!r}: finish it with type={other.type!r}"
             )
         merged = _merge_and_store(backend, parts)
+        merged.close()  # its objects are stored; what the finish needs is the root
         try:
             info, created = backend.parts.finish(
                 project,
@@ -251,21 +252,23 @@ def finish_parts(
 @gc_relaxed
 def _merge_and_store(backend: Backend, parts: list[PartInfo]) -> treemerge.MergedTree:
     """Merge the parts' trees and store the tree objects the merge wrote (children first);
-    what a concurrent gc dropped meanwhile is stored again."""
+    what a concurrent gc dropped meanwhile is stored again. The caller closes the result."""
     store = backend.object_store
     merged = treemerge.merge([(p.part, p.root) for p in parts], store.get)
     try:
         for _ in range(REPAIRS + 1):
-            lacking = store.missing(merged.objects)
-            for digest in merged.objects:  # children before parents
+            lacking = store.missing(merged.digests)
+            for digest, body in merged.bodies():  # children before parents
                 if digest in lacking:
-                    store.put(digest, merged.objects[digest])
+                    store.put(digest, body)
             store.sync()
-            if not store.missing(merged.objects):
+            if not store.missing(merged.digests):
                 return merged
     except BaseException:
+        merged.close()
         store.discard()
         raise
+    merged.close()
     raise ConflictError(
         "tree objects this finish wrote were removed by a concurrent `cairn gc` several times "
         "in a row; nothing was committed, finish again"
