@@ -64,6 +64,20 @@ def test_the_merge_is_the_tree_of_all_files_whatever_the_cuts() -> None:
             merged.close()
 
 
+def test_interleaved_parts_merge_to_the_same_tree() -> None:
+    # parts need not be contiguous (a user's own split: every third file to each worker)
+    entries = [_entry(f"flat/{i:06d}") for i in range(9_000)] + [_entry("z/1"), _entry("z/2")]
+    objects: dict[str, bytes] = {}
+    parts = []
+    for i in range(3):
+        built = tree.build(entries[i::3])
+        objects.update(built.objects)
+        parts.append((str(i), built.root))
+    merged = treemerge.merge(parts, objects.__getitem__)
+    merged.close()
+    assert merged.root == tree.build(entries).root and merged.file_count == 9_002
+
+
 def test_the_same_file_in_two_parts_is_one_file_and_different_content_is_named() -> None:
     a = [_entry("d/x"), _entry("d/y")]
     b = [_entry("d/y"), _entry("d/z")]
@@ -77,17 +91,20 @@ def test_the_same_file_in_two_parts_is_one_file_and_different_content_is_named()
         treemerge.merge(parts, objects.__getitem__)
 
 
-def test_a_wide_folder_cut_across_parts_is_merged_in_little_memory() -> None:
-    # 100,000 names in one folder, in 8 parts: held whole, the merge took ~65 MiB here
+@pytest.mark.parametrize("parts", [8, 100])
+def test_a_wide_folder_cut_across_parts_is_merged_in_little_memory(parts: int) -> None:
+    # 100,000 names in one folder: held whole, the merge took ~65 MiB here; in 100 parts each
+    # part's folder is one object of 1,000 entries, read only when the merge reaches it
     entries = [
         FileEntry(f"{i:08d}.bin", hash_bytes(str(i).encode()), i % 900) for i in range(100_000)
     ]
     whole_root = tree.build(entries).root
-    parts, objects = _parts(entries, [12_500 * k for k in range(1, 8)])
+    cut = 100_000 // parts
+    sources, objects = _parts(entries, [cut * k for k in range(1, parts)])
     del entries
     tracemalloc.start()
     try:
-        merged = treemerge.merge(parts, objects.__getitem__)
+        merged = treemerge.merge(sources, objects.__getitem__)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -14,9 +14,10 @@ raise `PartConflictError` naming the path and the parts. The same file in severa
 fine. Iterative: any depth works.
 
 Memory does not grow with a folder's size: the parts' listings of a folder several parts hold
-are read a page at a time and merged in name order into a folder written a page at a time
-(`tree.FolderWriter`); the tree objects written go to a spill file, not memory. A flat folder
-of millions of files cut across parts costs a few pages per part.
+are read a page at a time, each from when the merge reaches its first name, and merged in name
+order into a folder written a page at a time (`tree.FolderWriter`); the tree objects written go
+to a spill file, not memory. A flat folder of millions of files cut across hundreds of parts
+costs a few pages.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ from cairn.objects.tree import (
     FolderWriter,
     Item,
     Leaf,
+    PageIndex,
     dir_json,
     entry_json,
     file_json,
     iter_dir,
+    parse,
 )
 
 _SPILL_BATCH = 64  # tree objects (pages of up to ~400 KB) held before they go to the spill
@@ -76,11 +79,42 @@ def _describe(parts: list[str]) -> str:
     return shown + (f" and {len(parts) - 5} more" if len(parts) > 5 else "")
 
 
-def _tagged(
-    order: int, part: str, entries: Iterator[Entry]
-) -> Iterator[tuple[str, int, str, Entry]]:
-    for entry in entries:
-        yield entry.name, order, part, entry
+def _first_name(digest: str, load: Callable[[str], bytes]) -> str | None:
+    """The first name in a folder object, from its top object alone (a paged folder's index
+    names each page's first entry); None for an empty folder."""
+    node = parse(load(digest))
+    if isinstance(node, PageIndex):
+        return node.pages[0].first if node.pages else None
+    return node.entries[0].name if node.entries else None
+
+
+def _in_name_order(
+    sources: list[tuple[str, str]], load: Callable[[str], bytes]
+) -> Iterator[tuple[str, str, Entry]]:
+    """(name, part, entry) of every entry of the sources' folders, in name order. A source is
+    read (a page at a time) only once the merge reaches its first name: parts cut from a sorted
+    list cover ranges that barely overlap, so a few are being read at any time, not all."""
+    waiting = sorted(
+        (first, order, part, digest)
+        for order, (part, digest) in enumerate(sources)
+        if (first := _first_name(digest, load)) is not None
+    )
+    waiting.reverse()  # popped from the end: smallest first name first
+    heads: list[tuple[str, int, str, Entry, Iterator[Entry]]] = []
+    while heads or waiting:
+        while waiting and (not heads or waiting[-1][0] <= heads[0][0]):
+            _first, order, part, digest = waiting.pop()
+            entries = iter_dir(digest, load)
+            entry = next(entries, None)
+            if entry is not None:
+                heapq.heappush(heads, (entry.name, order, part, entry, entries))
+        name, order, part, entry, entries = heads[0]
+        yield name, part, entry
+        following = next(entries, None)
+        if following is None:
+            heapq.heappop(heads)
+        else:
+            heapq.heapreplace(heads, (following.name, order, part, following, entries))
 
 
 @dataclass
@@ -97,9 +131,8 @@ class _Frame:
 def _open(
     path: str, name: str, sources: list[tuple[str, str]], load: Callable[[str], bytes]
 ) -> _Frame:
-    streams = [_tagged(i, part, iter_dir(digest, load)) for i, (part, digest) in enumerate(sources)]
-    by_name = itertools.groupby(heapq.merge(*streams), key=lambda t: t[0])
-    groups = ((n, [(part, e) for _n, _i, part, e in found]) for n, found in by_name)
+    by_name = itertools.groupby(_in_name_order(sources, load), key=lambda t: t[0])
+    groups = ((n, [(part, e) for _n, part, e in found]) for n, found in by_name)
     return _Frame(path, name, groups)
 
 
