@@ -69,6 +69,56 @@ def _existing_type(project: str, name: str) -> str | None:
     return None
 
 
+def _log_on_cluster(
+    run: Any,
+    art: Any,
+    folder: Path,
+    dask: str | None,
+    ray: str | None,
+    shards: int | None,
+    aliases: list[str],
+    tags: list[str],
+    metadata: dict[str, Any],
+) -> Any:
+    """The draft's folder logged by the workers of a Dask or Ray cluster
+    (`cairn.distributed.log_dir`), as the version the draft describes."""
+    import cairn.distributed
+    from cairn.errors import MissingDependencyError
+
+    options: dict[str, Any] = {
+        "run": run,
+        "shards": shards,
+        "description": art.description,
+        "metadata": metadata or None,
+        "aliases": aliases,
+        "tags": tags,
+    }
+    if dask is not None:
+        try:
+            import distributed
+        except ImportError:
+            raise MissingDependencyError(
+                "--dask needs Dask's distributed scheduler: pip install 'cairn[dask]'"
+            ) from None
+        connect: Any = distributed.Client
+        with connect(dask, timeout=30) as client:
+            return cairn.distributed.log_dir(folder, art.name, art.type, client=client, **options)
+    try:
+        import ray as ray_module
+    except ImportError:
+        raise MissingDependencyError("--ray needs Ray: pip install 'cairn[ray]'") from None
+    started = not ray_module.is_initialized()
+    if started:
+        ray_module.init(
+            address=None if ray == "local" else ray, log_to_driver=False, include_dashboard=False
+        )
+    try:
+        return cairn.distributed.log_dir(folder, art.name, art.type, engine="ray", **options)
+    finally:
+        if started:
+            ray_module.shutdown()
+
+
 def push(
     paths: Annotated[
         list[Path],
@@ -121,6 +171,37 @@ def push(
         ),
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Log one folder with the workers of the Dask cluster whose scheduler is at "
+            "ADDRESS (e.g. tcp://10.0.0.5:8786): each hashes and stores a shard of the files. "
+            "The same version as without. Needs pip install 'cairn[dask]'.",
+            show_default=False,
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="As --dask, on the Ray cluster at ADDRESS ('auto': the one this machine "
+            "belongs to; 'local': start one here). Needs pip install 'cairn[ray]'.",
+            show_default=False,
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            min=1,
+            help="With --dask or --ray: how many tasks. Default: four per worker, at most "
+            "50,000 files each.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -128,6 +209,7 @@ def push(
 
     The files are logged by a run of job type 'push'. When they are identical to an existing
     version, no new version is made (aliases and tags asked for are applied to that version).
+    With --dask or --ray, the workers of that cluster read and store the folder's files.
     """
     from cairn.cli.common import version_info, version_json
     from cairn.core import names
@@ -136,6 +218,13 @@ def push(
     from cairn.sdk.run import init
 
     output.silence(quiet)
+    if dask and ray:
+        fail("give --dask or --ray, not both", EXIT_USAGE)
+    cluster = dask is not None or ray is not None
+    if cluster and not (len(paths) == 1 and paths[0].is_dir()):
+        fail("--dask and --ray log one folder: give a single folder", EXIT_USAGE)
+    if shards is not None and not cluster:
+        fail("--shards goes with --dask or --ray", EXIT_USAGE)
     meta = parse_metadata(metadata or [])
     proj = output.resolve_project(project)
     model = model_file(paths)
@@ -179,7 +268,12 @@ def push(
 
     config = {"paths": [str(p.absolute()) for p in paths]}
     with init(project=proj, job_type="push", config=config) as run:
-        run.log_artifact(art, aliases=alias or [], tags=tag or [])
+        if cluster:
+            art = _log_on_cluster(
+                run, art, paths[0], dask, ray, shards, alias or [], tag or [], meta
+            )
+        else:
+            run.log_artifact(art, aliases=alias or [], tags=tag or [])
         history = art.history()
         created = bool(history) and history[0].field == "created" and history[0].run_id == run.id
         run_id = run.id
