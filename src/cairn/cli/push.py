@@ -109,9 +109,8 @@ def _log_on_cluster(
         raise MissingDependencyError("--ray needs Ray: pip install 'cairn[ray]'") from None
     started = not ray_module.is_initialized()
     if started:
-        ray_module.init(
-            address=None if ray == "local" else ray, log_to_driver=False, include_dashboard=False
-        )
+        # Ray reads 'auto' (the cluster this machine belongs to) and 'local' (a new one) itself
+        ray_module.init(address=ray, log_to_driver=False, include_dashboard=False)
     try:
         return cairn.distributed.log_dir(folder, art.name, art.type, engine="ray", **options)
     finally:
