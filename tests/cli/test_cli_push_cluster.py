@@ -40,13 +40,14 @@ def test_push_on_a_dask_cluster_is_the_version_one_process_makes(
     data = folder("data", _rows(40))
     single = json.loads(cli("push", str(data), "--name", "single", "--json").stdout)
     args = ["--dask", dask_address, "--shards", "3", "--alias", "best", "-m", "rows=40"]
+    args += ["--description", "forty rows"]
     out = json.loads(cli("push", str(data), *args, "--tag", "raw", "--json").stdout)
     version = out["version"]
     assert out["created"] is True
     assert version["digest"] == single["version"]["digest"]
     assert version["file_count"] == 40 and version["qualified_name"] == "default/data:v0"
     assert "best" in version["aliases"] and version["tags"] == ["raw"]
-    assert version["metadata"] == {"rows": 40}
+    assert version["metadata"] == {"rows": 40} and version["description"] == "forty rows"
     art = cairn.Api().artifact("data:best")
     producer = art.logged_by()
     assert producer is not None and producer.job_type == "push" and producer.id == out["run_id"]
@@ -88,3 +89,10 @@ def test_push_on_a_local_ray_cluster(cli: Invoke, folder: Callable[..., Path]) -
     assert out["created"] is True and out["version"]["file_count"] == 12
     assert out["version"]["digest"] == single["version"]["digest"]
     assert not ray.is_initialized()  # the cluster the push started is shut down
+    # called inside a process that already joined a Ray cluster, it cannot pick another one
+    ray.init(address="local", log_to_driver=False, include_dashboard=False)
+    try:
+        result = cli("push", str(data), "--ray", "local", code=2)
+        assert "Ray is already initialised in this process" in result.stderr
+    finally:
+        ray.shutdown()

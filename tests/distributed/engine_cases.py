@@ -134,3 +134,38 @@ def many_shards_are_cut_as_the_engine_asks(
         assert engine.most_unanswered <= engines.window(engine.workers()) + 1
         art.verify(out)
         assert (Path(out) / "part-4" / "0239.txt").read_bytes() == b"row 239\n" * (239 % 7 + 1)
+
+
+def a_failing_stream_of_calls_cancels_what_it_submitted(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    """The driver makes the calls as the engine asks for them, and making one can fail (the
+    walk meets a folder it cannot read): the error reaches the caller, and the tasks already
+    submitted that have not started are cancelled rather than left to store parts."""
+    import time
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def task(i: int, folder: str) -> int:
+        import os
+        import time
+
+        time.sleep(1.5)
+        with open(os.path.join(folder, f"done-{i}"), "w"):
+            pass
+        return i
+
+    engine = cairn.distributed.pick_engine(**options)
+    workers = engine.workers()
+
+    def calls() -> Any:
+        for i in range(workers + 1):  # one more than can start: it waits for a worker
+            yield (i, str(marks))
+        raise OSError("the walk failed")
+
+    with pytest.raises(OSError, match="the walk failed"):
+        for _ in engine.map(task, calls()):
+            pass
+    time.sleep(4)  # long enough for the waiting task to have run, had it not been cancelled
+    assert f"done-{workers}" not in {p.name for p in marks.iterdir()}

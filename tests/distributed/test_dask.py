@@ -48,6 +48,14 @@ def test_many_shards_on_dask_are_cut_as_they_are_wanted(
     )
 
 
+def test_a_failing_stream_of_calls_on_dask_cancels_what_waits(
+    tmp_path: Path, dask_client: Any
+) -> None:
+    engine_cases.a_failing_stream_of_calls_cancels_what_it_submitted(
+        tmp_path, {"client": dask_client}
+    )
+
+
 def test_conflicting_paths_on_dask(tmp_path: Path, dask_client: Any) -> None:
     engine_cases.conflicting_paths_are_named(tmp_path, {"client": dask_client})
 

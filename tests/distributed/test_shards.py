@@ -8,7 +8,7 @@ import pytest
 
 from cairn.core.digest import hash_bytes
 from cairn.distributed import shard
-from cairn.distributed.driver import shard_size
+from cairn.distributed.driver import _cut, shard_count
 from cairn.distributed.tasks import files_in_range
 from cairn.objects import tree
 
@@ -28,16 +28,31 @@ def test_shards_are_contiguous_and_cover_everything(backend_mode: str) -> None:
     assert shard(items, 0) == [items]
 
 
-def test_shard_sizes_keep_workers_and_the_driver_bounded(backend_mode: str) -> None:
-    # a small folder: four shards a worker
-    assert shard_size(1_000, 8, 2) == 125
-    assert shard_size(3, 8, 2) == 1
+def test_shard_counts_keep_workers_and_the_driver_bounded(backend_mode: str) -> None:
+    # a small folder: four shards a worker, never more shards than files
+    assert shard_count(1_000, 8, 2) == 8
+    assert shard_count(3, 8, 2) == 3
+    assert shard_count(0, 8, 2) == 0
     # a million files on two workers: at most 50,000 files a shard (a worker's records)
-    assert shard_size(1_000_000, 8, 2) == 50_000
+    assert shard_count(1_000_000, 8, 2) == 20
     # on 100 workers, 200 shards are in flight: at most 2,000 files each (400,000 in all)
-    assert shard_size(10_000_000, 400, 100) == 2_000
+    assert shard_count(10_000_000, 400, 100) == 5_000
     # a count the user chose is kept
-    assert shard_size(1_000_000, 5, 2, capped=False) == 200_000
+    assert shard_count(1_000_000, 5, 2, capped=False) == 5
+
+
+@pytest.mark.parametrize(("total", "count"), [(9, 4), (100, 40), (10, 3), (7, 7), (1, 1)])
+def test_shards_are_cut_as_asked_one_at_a_time(backend_mode: str, total: int, count: int) -> None:
+    pieces = list(_cut(iter(range(total)), total, count))
+    assert pieces == shard(list(range(total)), count)  # exactly the count asked for
+    assert len(pieces) == count
+    # files found beyond the count (made since) go in more shards; fewer end the cut early
+    assert [x for p in _cut(iter(range(total + 5)), total, count) for x in p] == list(
+        range(total + 5)
+    )
+    assert [x for p in _cut(iter(range(total - 1)), total, count) for x in p] == list(
+        range(total - 1)
+    )
 
 
 def test_files_in_a_range_of_paths(backend_mode: str) -> None:

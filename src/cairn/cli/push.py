@@ -83,7 +83,7 @@ def _log_on_cluster(
     """The draft's folder logged by the workers of a Dask or Ray cluster
     (`cairn.distributed.log_dir`), as the version the draft describes."""
     import cairn.distributed
-    from cairn.errors import MissingDependencyError
+    from cairn.errors import InvalidInputError, MissingDependencyError
 
     options: dict[str, Any] = {
         "run": run,
@@ -107,15 +107,16 @@ def _log_on_cluster(
         import ray as ray_module
     except ImportError:
         raise MissingDependencyError("--ray needs Ray: pip install 'cairn[ray]'") from None
-    started = not ray_module.is_initialized()
-    if started:
-        # Ray reads 'auto' (the cluster this machine belongs to) and 'local' (a new one) itself
-        ray_module.init(address=ray, log_to_driver=False, include_dashboard=False)
+    if ray_module.is_initialized():  # only when called inside a Python process
+        raise InvalidInputError(
+            f"Ray is already initialised in this process: --ray {ray} cannot choose the cluster"
+        )
+    # Ray reads 'auto' (the cluster this machine belongs to) and 'local' (a new one) itself
+    ray_module.init(address=ray, log_to_driver=False, include_dashboard=False)
     try:
         return cairn.distributed.log_dir(folder, art.name, art.type, engine="ray", **options)
     finally:
-        if started:
-            ray_module.shutdown()
+        ray_module.shutdown()
 
 
 def push(
@@ -217,7 +218,7 @@ def push(
     from cairn.sdk.run import init
 
     output.silence(quiet)
-    if dask and ray:
+    if dask is not None and ray is not None:
         fail("give --dask or --ray, not both", EXIT_USAGE)
     cluster = dask is not None or ray is not None
     if cluster and not (len(paths) == 1 and paths[0].is_dir()):
@@ -256,7 +257,9 @@ def push(
             "(set --name/--type to choose)"
         )
     art = Artifact(name, art_type, description=description or "", metadata=meta)
-    if len(paths) == 1 and paths[0].is_dir():
+    if cluster:
+        pass  # the cluster's driver walks the folder itself (cairn.distributed.log_dir)
+    elif len(paths) == 1 and paths[0].is_dir():
         art.add_dir(paths[0])
     else:
         for path in paths:

@@ -41,19 +41,32 @@ def shard(items: Sequence[Any], count: int) -> list[list[Any]]:
     return [s for s in out if s]
 
 
-def shard_size(total: int, count: int, workers: int, *, capped: bool = True) -> int:
-    """Files per shard: ``total`` cut into ``count`` shards; with ``capped`` (the count was not
-    the user's), no more than SHARD_FILES, nor more than the driver's in-flight bound allows."""
-    size = max(1, -(-total // max(1, count)))
+def shard_count(total: int, count: int, workers: int, *, capped: bool = True) -> int:
+    """How many shards ``total`` files are cut into: ``count`` (the user's, or four per
+    worker), or more with ``capped`` so that no shard holds more than SHARD_FILES files, nor
+    more than IN_FLIGHT_FILES spread over the shards in flight (not below 1,000 files a shard:
+    past 200 workers that bound gives way)."""
+    if total <= 0:
+        return 0
+    count = max(1, min(count, total))
     if capped:
-        size = min(size, SHARD_FILES, max(1_000, IN_FLIGHT_FILES // window(workers)))
-    return size
+        most = min(SHARD_FILES, max(1_000, IN_FLIGHT_FILES // window(workers)))
+        count = max(count, -(-total // most))
+    return count
 
 
-def _cut(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """``items`` in runs of ``size``, made one at a time (as the engine asks for them)."""
+def _cut(items: Iterable[Any], total: int, count: int) -> Iterator[list[Any]]:
+    """``items`` cut into ``count`` contiguous runs of nearly equal length (as `shard`), made
+    one at a time as the engine asks for them. ``total`` is how many were counted: items
+    beyond it (files that appeared since) go in more runs of the same length."""
     it = iter(items)
-    while piece := list(itertools.islice(it, size)):
+    size, extra = divmod(total, count) if count else (0, 0)
+    for i in range(count):
+        piece = list(itertools.islice(it, size + (1 if i < extra else 0)))
+        if not piece:
+            return
+        yield piece
+    while piece := list(itertools.islice(it, max(1, size + (1 if extra else 0)))):
         yield piece
 
 
@@ -186,13 +199,13 @@ def _log(
     )
     workers = on.workers()
     count = shards if shards is not None else workers * SHARDS_PER_WORKER
-    size = shard_size(total, count, workers, capped=shards is None)
+    count = shard_count(total, count, workers, capped=shards is None)
     did = distributed_id or f"{the_run.id}-{uuid.uuid4().hex[:12]}"
     env = driver_settings() if settings == "driver" else None
     parts: list[str] = []
 
     def calls() -> Iterator[tuple[Any, ...]]:
-        for i, piece in enumerate(_cut(items, size)):
+        for i, piece in enumerate(_cut(items, total, count)):
             parts.append(str(i))
             yield (env, the_run.project, name, type, did, str(i), piece, the_run.id)
 
@@ -252,11 +265,12 @@ def download(
     workers = on.workers()
     count = shards if shards is not None else workers * SHARDS_PER_WORKER
     # only the first and last path of each shard travel; the listing is read as shards are cut
-    size = shard_size(info.file_count, count, workers, capped=shards is None)
+    count = shard_count(info.file_count, count, workers, capped=shards is None)
     paths = (f.path for f in artifact.iter_files())
     env = driver_settings() if settings == "driver" else None
     calls = (
-        (env, info.id, str(dest), piece[0], piece[-1], overwrite) for piece in _cut(paths, size)
+        (env, info.id, str(dest), piece[0], piece[-1], overwrite)
+        for piece in _cut(paths, info.file_count, count)
     )
     with _progress(f"downloading {info.name} on {on.name}", info.file_count) as advance:
         for _i, done in on.map(download_shard, calls):

@@ -62,7 +62,7 @@ class DaskEngine:
         numbered = enumerate(calls)
         unfinished: dict[str, tuple[int, Any]] = {}
         as_completed: Any = distributed.as_completed
-        done = as_completed()
+        done = as_completed(loop=self.client.loop)  # this client's, not the default one
         most = window(self.workers())
 
         def top_up() -> None:
@@ -77,8 +77,8 @@ class DaskEngine:
                     unfinished[future.key] = (i, future)
                     done.add(future)
 
-        top_up()
         try:
+            top_up()  # the calls may fail as they are made: what was submitted is cancelled
             while unfinished:
                 future = next(done)
                 i, _ = unfinished.pop(future.key)
@@ -114,8 +114,8 @@ class RayEngine:
             for i, call in itertools.islice(numbered, max(0, most - len(unfinished))):
                 unfinished[remote.remote(*call)] = i
 
-        top_up()
         try:
+            top_up()  # the calls may fail as they are made: what was submitted is cancelled
             while unfinished:
                 ready, _ = ray.wait(list(unfinished), num_returns=1)
                 for ref in ready:
