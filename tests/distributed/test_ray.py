@@ -57,3 +57,19 @@ def test_a_failing_stream_of_calls_on_ray_cancels_what_waits(
 
 def test_conflicting_paths_on_ray(tmp_path: Path, ray_cluster: None) -> None:
     engine_cases.conflicting_paths_are_named(tmp_path, RAY)
+
+
+def test_push_inside_a_process_in_a_ray_cluster_cannot_pick_another(
+    tmp_path: Path, ray_cluster: None
+) -> None:
+    from typer.testing import CliRunner
+
+    from cairn.cli.main import app
+
+    folder = engine_cases.make_folder(tmp_path)
+    result = CliRunner().invoke(app, ["push", str(folder), "--ray", "local"])
+    assert result.exit_code == 2
+    assert "Ray is already initialised in this process" in result.output
+    import ray
+
+    assert ray.is_initialized()  # the module's cluster is left as it was
