@@ -31,14 +31,7 @@ def shard(items: Sequence[Any], count: int) -> list[list[Any]]:
     """``items`` (already in order) cut into ``count`` contiguous runs of nearly equal length
     (fewer when there are fewer items); contiguous runs of sorted paths keep most folders in
     one shard, which keeps the merge small."""
-    count = max(1, min(count, len(items)))
-    size, extra = divmod(len(items), count)
-    out, start = [], 0
-    for i in range(count):
-        end = start + size + (1 if i < extra else 0)
-        out.append(list(items[start:end]))
-        start = end
-    return [s for s in out if s]
+    return list(_cut(items, len(items), max(1, min(count, len(items)))))
 
 
 def shard_count(total: int, count: int, workers: int, *, capped: bool = True) -> int:
