@@ -49,12 +49,6 @@ def test_many_shards_on_ray_are_cut_as_they_are_wanted(
     engine_cases.many_shards_are_cut_as_the_engine_asks(tmp_path, RAY, monkeypatch)
 
 
-def test_a_failing_stream_of_calls_on_ray_cancels_what_waits(
-    tmp_path: Path, ray_cluster: None
-) -> None:
-    engine_cases.a_failing_stream_of_calls_cancels_what_it_submitted(tmp_path, RAY)
-
-
 def test_conflicting_paths_on_ray(tmp_path: Path, ray_cluster: None) -> None:
     engine_cases.conflicting_paths_are_named(tmp_path, RAY)
 
