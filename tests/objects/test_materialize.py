@@ -479,10 +479,18 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["in place", "staged"])
 @pytest.mark.parametrize("fill", ["chunked", "many small"])
 def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(
-    store: ObjectStore, cache: HashCache, tmp_path: Path, small_disk: Path, fill: str
+    store: ObjectStore,
+    cache: HashCache,
+    tmp_path: Path,
+    small_disk: Path,
+    fill: str,
+    staged: bool,
 ) -> None:
+    """In place: the files written so far are whole. Staged (a new folder): the folder is not
+    made at all, the files so far wait in the hidden folder, and the next try uses them."""
     from cairn.errors import DiskFullError
 
     if fill == "chunked":
@@ -493,15 +501,23 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (16 * MiB - sum(len(d) for d in content.values()) // 2))
     dest = small_disk / "download"
+    key = "k" if staged else None
     with pytest.raises(DiskFullError) as info:
-        Materializer(store, cache).materialize(wanted, dest)
+        Materializer(store, cache).materialize(wanted, dest, stage=key)
     message = str(info.value)
     assert "disk full" in message and str(dest) in message and "free space" in message
     assert isinstance(info.value, OSError)
-    left = files_in(dest)
+    hidden = small_disk / ".download.cairn-download-k"
+    if staged:
+        assert not dest.exists()
+        assert str(hidden) in message
+        left = files_in(hidden)
+    else:
+        left = files_in(dest)
     assert not [p for p in left if "cairn-tmp" in p]  # no temp file left behind
     for path, data in left.items():
         assert data == content[path], f"{path} is partial"  # whole files only
     filler.unlink()  # space freed: the same download completes
-    Materializer(store, cache).materialize(wanted, dest)
+    Materializer(store, cache).materialize(wanted, dest, stage=key)
     assert files_in(dest) == content
+    assert not hidden.exists()

@@ -211,3 +211,47 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_detected(
         art.download(root=root)
     art.download(root=root, overwrite=True)
     assert tree_of(root) == FILES_V1
+
+
+@SQLITE_AND_REMOTE
+def test_a_download_into_a_new_folder_stopped_half_way_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder appears only once complete; a Ctrl-C leaves the files so far in a hidden
+    folder beside it, and the next download takes them from there."""
+    from cairn.objects import materialize
+    from cairn.objects.materialize import Materializer
+
+    files = {f"part{i % 3}/{i:03}.txt": f"row {i}\n" * (i + 1) for i in range(120)}
+    with cairn.init(project="data-proj", job_type="prep") as run:
+        art = cairn.Artifact("many", type="dataset")
+        art.add_dir(make_tree(tmp_path / "src", files))
+        run.log_artifact(art)
+    place = Materializer._place
+    written: list[str] = []
+    stopping = [True]
+
+    def stop_at_50(self: Materializer, w: materialize.Wanted, *args: object) -> None:
+        if stopping[0] and len(written) == 50:
+            raise KeyboardInterrupt
+        written.append(w.path)
+        place(self, w, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Materializer, "_place", stop_at_50)
+    monkeypatch.setattr(materialize, "BATCH", 16)
+    dest = tmp_path / "out" / "many"
+    with cairn.init(project="data-proj", job_type="train") as run:
+        used = run.use_artifact("many:latest")
+        with pytest.raises(KeyboardInterrupt):
+            used.download(root=dest)
+        assert not dest.exists()
+        (hidden,) = dest.parent.iterdir()
+        assert hidden.name.startswith(".many.cairn-download-")
+        assert len(tree_of(hidden)) == 50
+        written.clear()
+        stopping[0] = False
+        assert used.download(root=dest) == str(dest)
+    assert len(written) == 70  # the 50 written before the stop were kept
+    assert tree_of(dest) == {p: c.encode() for p, c in files.items()}
+    assert os.listdir(dest.parent) == ["many"]
+    used.verify(root=str(dest))

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from cairn import config
 from cairn.core import names
+from cairn.core.digest import hash_bytes
 from cairn.core.gcpause import gc_relaxed
 from cairn.core.records import HistoryEntry, LineageGraph, LinkInfo, VersionInfo
 from cairn.errors import (
@@ -639,6 +640,7 @@ class Artifact:
         overwrite: bool,
         totals: tuple[int, int] | None = None,
         placed: Downloaded | None = None,
+        stage: str | None = None,
     ) -> None:
         if totals is None:
             assert isinstance(wanted, list)
@@ -648,7 +650,7 @@ class Artifact:
             if placed is not None:
                 placed.cache = materializer.hash_cache
                 placed.progress = advance
-            materializer.materialize(wanted, dest, overwrite=overwrite)
+            materializer.materialize(wanted, dest, overwrite=overwrite, stage=stage)
             if placed is not None:
                 placed.remember()
 
@@ -669,15 +671,17 @@ class Artifact:
         right content are left alone. ``copy`` is accepted for compatibility; it is always True.
 
         Nothing outside ``root`` is ever written (symlinked sub-folders are not followed), and
-        files are never left half-written under their own name. A file the user modified (its
-        content differs from this version's and from what Cairn last wrote or read there) is not
-        replaced: `DownloadConflictError` lists every such path, and the clashes (a folder where
-        the version has a file, a file or symlink where it has a folder), before anything is
-        written. ``overwrite=True`` replaces modified files, symlinks and empty folders in the
-        way; a folder with content is never removed. Other files in ``root`` are left alone.
-        References are fetched from their sources and checked against what was recorded: one
-        that changed or vanished raises an error naming it (``allow_missing_references=True``
-        skips vanished ones with a warning).
+        files are never left half-written under their own name. A ``root`` that does not exist
+        yet appears only once complete; a download stopped half-way resumes on the next try
+        (the files so far wait in a hidden folder beside it, ``.ROOT.cairn-download-*``). A
+        file the user modified (its content differs from this version's and from what Cairn
+        last wrote or read there) is not replaced: `DownloadConflictError` lists every such
+        path, and the clashes (a folder where the version has a file, a file or symlink where it
+        has a folder), before anything is written. ``overwrite=True`` replaces modified files,
+        symlinks and empty folders in the way; a folder with content is never removed. Other
+        files in ``root`` are left alone. References are fetched from their sources and checked
+        against what was recorded: one that changed or vanished raises an error naming it
+        (``allow_missing_references=True`` skips vanished ones with a warning).
         """
         dest = self._download_root(root)
         refs: list[tuple[str, tree.Ref]] = []
@@ -707,7 +711,9 @@ class Artifact:
                 elif isinstance(e, tree.File):
                     yield Wanted(p, e.digest, e.size, e.chunks)
 
-        self._materialize(files, dest, overwrite, self._totals(path_prefix), placed)
+        # the same files under the same name: a stopped download into a new folder resumes
+        stage = hash_bytes(f"{self._logged().digest}\0{path_prefix or ''}".encode())[7:23]
+        self._materialize(files, dest, overwrite, self._totals(path_prefix), placed, stage)
         self._fetch_references(refs, dest, allow_missing_references, overwrite)
         return str(dest)
 

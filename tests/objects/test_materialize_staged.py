@@ -1,0 +1,194 @@
+"""Downloads into a folder that does not exist yet: written whole in a hidden folder beside it,
+then renamed into place (`Materializer._write_staged`)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_materialize import files_in, log_version, random_bytes
+
+from cairn.errors import DownloadConflictError
+from cairn.objects import materialize
+from cairn.objects.hashcache import HashCache
+from cairn.objects.materialize import Materializer, Wanted
+from cairn.objects.packs.local import LocalPackStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LocalPackStore]:
+    s = LocalPackStore(tmp_path / "store")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[HashCache]:
+    c = HashCache(tmp_path / "cache" / "hashes.db")
+    yield c
+    c.close()
+
+
+PLACE = Materializer._place  # the real one, whatever a test patched in since
+CONTENT = {f"d{i % 7}/f{i:03}.bin": random_bytes(300 + i, i) for i in range(200)}
+CONTENT["big.bin"] = random_bytes(3 << 20, "big")  # not read whole into memory
+
+
+def placed_calls(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> list[str]:
+    """Record each file the download writes; raise KeyboardInterrupt (a Ctrl-C) at the file
+    after ``stop_after``."""
+    calls: list[str] = []
+
+    def counting(self: Materializer, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
+        if stop_after is not None and len(calls) >= stop_after:
+            raise KeyboardInterrupt
+        calls.append(w.path)
+        PLACE(self, w, dir_fd, new, replace)
+
+    monkeypatch.setattr(Materializer, "_place", counting)
+    monkeypatch.setattr(materialize, "BATCH", 16)  # many batches: the stop comes mid-way
+    return calls
+
+
+def test_a_new_folder_appears_only_once_every_file_is_in(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "out" / "ds"  # its parent does not exist either
+    seen: list[bool] = []
+    place = Materializer._place
+
+    def watching(self: Materializer, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
+        seen.append(os.path.lexists(dest))
+        place(self, w, dir_fd, new, replace)
+
+    monkeypatch.setattr(Materializer, "_place", watching)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert len(seen) == len(CONTENT) and not any(seen)
+    assert files_in(dest) == CONTENT
+    assert os.listdir(dest.parent) == ["ds"]  # no hidden folder left beside it
+    # what it wrote is known: the next download into it rewrites nothing
+    calls = placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert calls == []
+
+
+def test_a_stopped_download_resumes_from_its_hidden_folder(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    hidden = tmp_path / ".ds.cairn-download-k"
+    placed_calls(monkeypatch, stop_after=70)
+    with pytest.raises(KeyboardInterrupt):
+        Materializer(store, cache, threads=1).materialize(wanted, dest, stage="k")
+    assert not dest.exists()
+    left = files_in(hidden)
+    assert 0 < len(left) < len(CONTENT)
+    assert all(data == CONTENT[p] for p, data in left.items())  # whole files only
+    # a file half-written when the process died (kill -9), and a file of nobody's
+    half = sorted(left)[0]
+    (hidden / half).write_bytes(CONTENT[half][:10])
+    kept = {p: (hidden / p).stat().st_ino for p in left if p != half}
+    calls = placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert files_in(dest) == CONTENT
+    assert not hidden.exists()
+    assert sorted(calls) == sorted(set(CONTENT) - set(kept))  # only what was missing
+    assert {p: (dest / p).stat().st_ino for p in kept} == kept  # the rest was not rewritten
+
+
+def test_a_download_of_other_files_removes_a_stopped_ones_hidden_folder(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v0 = log_version(store, tmp_path, CONTENT)
+    other = {"only.txt": b"v1\n", "d0/f000.bin": b"changed"}
+    v1 = log_version(store, tmp_path, other)
+    dest = tmp_path / "ds"
+    placed_calls(monkeypatch, stop_after=40)
+    with pytest.raises(KeyboardInterrupt):
+        Materializer(store, cache, threads=1).materialize(v0, dest, stage="v0")
+    assert (tmp_path / ".ds.cairn-download-v0").is_dir()
+    placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(v1, dest, stage="v1")
+    assert files_in(dest) == other  # nothing of the stopped download came along
+    assert not [n for n in os.listdir(tmp_path) if "cairn-download" in n]
+
+
+def test_a_second_download_of_the_same_files_into_the_same_new_folder_is_refused(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    hidden = tmp_path / ".ds.cairn-download-k"
+    hidden.mkdir()
+    held = os.open(hidden, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a live download holds it
+    try:
+        with pytest.raises(DownloadConflictError, match=r"another download into .*ds is running"):
+            Materializer(store, cache).materialize(wanted, dest, stage="k")
+        assert not dest.exists()
+        # a download of other files there goes ahead, and leaves the live one's folder alone
+        Materializer(store, cache).materialize(wanted[:1], dest, stage="other")
+        assert hidden.is_dir() and files_in(dest) == {wanted[0].path: CONTENT[wanted[0].path]}
+    finally:
+        os.close(held)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert files_in(dest) == CONTENT
+
+
+def test_a_folder_made_at_the_destination_meanwhile_is_left_alone(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    place = Materializer._place
+
+    def user_makes_dest(self: Materializer, w: Wanted, dir_fd: int, new: bool, r: bool) -> None:
+        if not dest.exists():
+            dest.mkdir()
+            (dest / "notes.txt").write_text("mine")
+        place(self, w, dir_fd, new, r)
+
+    monkeypatch.setattr(Materializer, "_place", user_makes_dest)
+    with pytest.raises(DownloadConflictError, match="appeared while it was downloaded") as info:
+        Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert "move" in str(info.value)
+    assert files_in(dest) == {"notes.txt": b"mine"}
+    # moved away, the next download takes the finished files from the hidden folder
+    dest.rename(tmp_path / "mine")
+    calls = placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert files_in(dest) == CONTENT and calls == []
+
+
+def test_an_existing_folder_is_written_in_place_not_staged(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path
+) -> None:
+    """Only a folder that does not exist is staged: an existing one (a mount point, a folder
+    with its own permissions) is never replaced."""
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    dest.mkdir(mode=0o750)
+    inode = dest.stat().st_ino
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert dest.stat().st_ino == inode and (dest.stat().st_mode & 0o777) == 0o750
+    assert files_in(dest) == CONTENT
+
+
+def test_a_new_folder_with_a_name_at_the_limit_is_staged_too(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / ("é" * 127)  # 254 bytes: the hidden folder's name is shortened
+    placed_calls(monkeypatch, stop_after=30)
+    with pytest.raises(KeyboardInterrupt):
+        Materializer(store, cache, threads=1).materialize(wanted, dest, stage="k")
+    (hidden,) = [p for p in tmp_path.iterdir() if "cairn-download" in p.name]
+    assert len(hidden.name.encode()) <= 255 and not dest.exists()
+    calls = placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert files_in(dest) == CONTENT and len(calls) == len(CONTENT) - 30 and not hidden.exists()
