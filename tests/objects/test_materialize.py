@@ -507,7 +507,9 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(
     message = str(info.value)
     assert "disk full" in message and str(dest) in message and "free space" in message
     assert isinstance(info.value, OSError)
-    hidden = small_disk / ".download.cairn-download-k"
+    from cairn.objects.download_stage import stage_of
+
+    hidden = stage_of(dest, "k")
     if staged:
         assert not dest.exists()
         assert str(hidden) in message

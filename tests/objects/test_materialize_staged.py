@@ -12,7 +12,7 @@ import pytest
 from test_materialize import files_in, log_version, random_bytes
 
 from cairn.errors import DownloadConflictError
-from cairn.objects import materialize
+from cairn.objects import download_stage, materialize
 from cairn.objects.hashcache import HashCache
 from cairn.objects.materialize import Materializer, Wanted
 from cairn.objects.packs.local import LocalPackStore
@@ -35,6 +35,11 @@ def cache(tmp_path: Path) -> Iterator[HashCache]:
 PLACE = Materializer._place  # the real one, whatever a test patched in since
 CONTENT = {f"d{i % 7}/f{i:03}.bin": random_bytes(300 + i, i) for i in range(200)}
 CONTENT["big.bin"] = random_bytes(3 << 20, "big")  # not read whole into memory
+
+
+def hidden(dest: Path) -> list[Path]:
+    """The hidden folders beside ``dest``."""
+    return [p for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}.cairn-download-")]
 
 
 def placed_calls(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> list[str]:
@@ -81,22 +86,22 @@ def test_a_stopped_download_resumes_from_its_hidden_folder(
 ) -> None:
     wanted = log_version(store, tmp_path, CONTENT)
     dest = tmp_path / "ds"
-    hidden = tmp_path / ".ds.cairn-download-k"
     placed_calls(monkeypatch, stop_after=70)
     with pytest.raises(KeyboardInterrupt):
         Materializer(store, cache, threads=1).materialize(wanted, dest, stage="k")
     assert not dest.exists()
-    left = files_in(hidden)
+    (stage,) = hidden(dest)
+    left = files_in(stage)
     assert 0 < len(left) < len(CONTENT)
     assert all(data == CONTENT[p] for p, data in left.items())  # whole files only
     # a file half-written when the process died (kill -9), and a file of nobody's
     half = sorted(left)[0]
-    (hidden / half).write_bytes(CONTENT[half][:10])
-    kept = {p: (hidden / p).stat().st_ino for p in left if p != half}
+    (stage / half).write_bytes(CONTENT[half][:10])
+    kept = {p: (stage / p).stat().st_ino for p in left if p != half}
     calls = placed_calls(monkeypatch)
     Materializer(store, cache).materialize(wanted, dest, stage="k")
     assert files_in(dest) == CONTENT
-    assert not hidden.exists()
+    assert not stage.exists()
     assert sorted(calls) == sorted(set(CONTENT) - set(kept))  # only what was missing
     assert {p: (dest / p).stat().st_ino for p in kept} == kept  # the rest was not rewritten
 
@@ -111,7 +116,7 @@ def test_a_download_of_other_files_removes_a_stopped_ones_hidden_folder(
     placed_calls(monkeypatch, stop_after=40)
     with pytest.raises(KeyboardInterrupt):
         Materializer(store, cache, threads=1).materialize(v0, dest, stage="v0")
-    assert (tmp_path / ".ds.cairn-download-v0").is_dir()
+    assert len(hidden(dest)) == 1
     placed_calls(monkeypatch)
     Materializer(store, cache).materialize(v1, dest, stage="v1")
     assert files_in(dest) == other  # nothing of the stopped download came along
@@ -123,9 +128,9 @@ def test_a_second_download_of_the_same_files_into_the_same_new_folder_is_refused
 ) -> None:
     wanted = log_version(store, tmp_path, CONTENT)
     dest = tmp_path / "ds"
-    hidden = tmp_path / ".ds.cairn-download-k"
-    hidden.mkdir()
-    held = os.open(hidden, os.O_RDONLY | os.O_DIRECTORY)
+    stage = download_stage.stage_of(dest, "k")
+    stage.mkdir()
+    held = os.open(stage, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(held, fcntl.LOCK_EX)  # as a live download holds it
     try:
         with pytest.raises(DownloadConflictError, match=r"another download into .*ds is running"):
@@ -133,7 +138,7 @@ def test_a_second_download_of_the_same_files_into_the_same_new_folder_is_refused
         assert not dest.exists()
         # a download of other files there goes ahead, and leaves the live one's folder alone
         Materializer(store, cache).materialize(wanted[:1], dest, stage="other")
-        assert hidden.is_dir() and files_in(dest) == {wanted[0].path: CONTENT[wanted[0].path]}
+        assert stage.is_dir() and files_in(dest) == {wanted[0].path: CONTENT[wanted[0].path]}
     finally:
         os.close(held)
     Materializer(store, cache).materialize(wanted, dest, stage="k")
@@ -187,8 +192,90 @@ def test_a_new_folder_with_a_name_at_the_limit_is_staged_too(
     placed_calls(monkeypatch, stop_after=30)
     with pytest.raises(KeyboardInterrupt):
         Materializer(store, cache, threads=1).materialize(wanted, dest, stage="k")
-    (hidden,) = [p for p in tmp_path.iterdir() if "cairn-download" in p.name]
-    assert len(hidden.name.encode()) <= 255 and not dest.exists()
+    (stage,) = [p for p in tmp_path.iterdir() if "cairn-download" in p.name]
+    assert len(stage.name.encode()) <= 255 and not dest.exists()
     calls = placed_calls(monkeypatch)
     Materializer(store, cache).materialize(wanted, dest, stage="k")
-    assert files_in(dest) == CONTENT and len(calls) == len(CONTENT) - 30 and not hidden.exists()
+    assert files_in(dest) == CONTENT and len(calls) == len(CONTENT) - 30 and not stage.exists()
+
+
+def test_an_empty_folder_made_at_the_destination_meanwhile_is_not_replaced(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    place = Materializer._place
+
+    def user_makes_dest(self: Materializer, w: Wanted, dir_fd: int, new: bool, r: bool) -> None:
+        if not dest.exists():
+            dest.mkdir(mode=0o700)
+        place(self, w, dir_fd, new, r)
+
+    monkeypatch.setattr(Materializer, "_place", user_makes_dest)
+    inode = None
+    with pytest.raises(DownloadConflictError, match="was left alone"):
+        Materializer(store, cache).materialize(wanted, dest, stage="k")
+    inode = dest.stat().st_ino
+    assert os.listdir(dest) == [] and (dest.stat().st_mode & 0o777) == 0o700
+    # into the (existing, empty) folder, the next download writes in place, from the hidden one
+    monkeypatch.setattr(Materializer, "_place", PLACE)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert files_in(dest) == CONTENT and dest.stat().st_ino == inode
+    assert hidden(dest) == []  # of no use any more: removed
+
+
+def test_only_hidden_folders_cairn_named_are_removed(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of the user's whose name merely looks like a hidden download folder, and
+    another user's, are never removed."""
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    mine = tmp_path / ".ds.cairn-download-old-backup"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    placed_calls(monkeypatch, stop_after=20)
+    with pytest.raises(KeyboardInterrupt):
+        Materializer(store, cache, threads=1).materialize(wanted, dest, stage="v0")
+    placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(wanted[:3], dest, stage="v1")
+    assert (mine / "keep.txt").read_text() == "mine"
+    assert [p.name for p in hidden(dest)] == [mine.name]  # v0's stopped one was removed
+
+
+def test_a_stopped_downloads_folder_goes_when_the_destination_is_made_another_way(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / "ds"
+    placed_calls(monkeypatch, stop_after=20)
+    with pytest.raises(KeyboardInterrupt):
+        Materializer(store, cache, threads=1).materialize(wanted, dest, stage="k")
+    assert len(hidden(dest)) == 1
+    dest.mkdir()  # the user made it; the next download writes there, in place
+    placed_calls(monkeypatch)
+    Materializer(store, cache).materialize(wanted, dest, stage="k")
+    assert files_in(dest) == CONTENT and hidden(dest) == []
+
+
+def test_a_destination_made_by_the_time_the_lock_is_held_is_written_in_place(
+    tmp_path: Path,
+) -> None:
+    """Another download of the same files finished between the check and the lock: the
+    hidden folder made for nothing is removed and the caller writes in place."""
+    dest = tmp_path / "ds"
+    stage = download_stage.stage_of(dest, "k")
+    dest.mkdir()
+    assert download_stage.lock(stage, dest) is None
+    assert not stage.exists()
+
+
+@pytest.mark.parametrize("name", ["data\udcff", "new/.."], ids=["not UTF-8", "dot-dot"])
+def test_odd_destination_names(
+    store: LocalPackStore, cache: HashCache, tmp_path: Path, name: str
+) -> None:
+    wanted = log_version(store, tmp_path, CONTENT)
+    dest = tmp_path / name
+    Materializer(store, cache).materialize(wanted, dest, stage="k")  # "new/..": tmp_path
+    assert {p: d for p, d in files_in(dest).items() if p in CONTENT} == CONTENT
+    assert not [p for p in tmp_path.rglob("*cairn-download*")]

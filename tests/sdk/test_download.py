@@ -255,3 +255,23 @@ def test_a_download_into_a_new_folder_stopped_half_way_resumes(
     assert tree_of(dest) == {p: c.encode() for p, c in files.items()}
     assert os.listdir(dest.parent) == ["many"]
     used.verify(root=str(dest))
+
+
+def test_a_new_folder_appears_with_its_references_or_not_at_all(tmp_path: Path) -> None:
+    shared = make_tree(tmp_path / "shared", {"labels.csv": "a,b\n"})
+    with cairn.init(project="data-proj", job_type="prep") as run:
+        art = cairn.Artifact("mixed", type="dataset")
+        art.add_dir(make_tree(tmp_path / "src", {"x.txt": "x"}))
+        art.add_reference((shared / "labels.csv").as_uri(), name="labels.csv")
+        run.log_artifact(art)
+        used = run.use_artifact("mixed:latest")
+    assert tree_of(used.download(root=tmp_path / "ok")) == {"x.txt": b"x", "labels.csv": b"a,b\n"}
+    (shared / "labels.csv").unlink()
+    dest = tmp_path / "out"
+    with pytest.raises(cairn.errors.CairnError, match=r"labels\.csv"):
+        used.download(root=dest)
+    assert not dest.exists()  # not a folder without its references
+    from cairn.objects.references import ReferenceSkippedWarning
+
+    with pytest.warns(ReferenceSkippedWarning, match=r"labels\.csv"):
+        assert tree_of(used.download(root=dest, allow_missing_references=True)) == {"x.txt": b"x"}

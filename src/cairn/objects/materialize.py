@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes, new_hasher
-from cairn.core.fileio import pwrite_all
+from cairn.core.fileio import pwrite_all, rename_noreplace
 from cairn.core.names import check_path
 from cairn.errors import (
     DiskFullError,
@@ -52,7 +52,7 @@ from cairn.errors import (
     InvalidPathError,
     ObjectNotFoundError,
 )
-from cairn.objects import chunking
+from cairn.objects import chunking, download_stage
 from cairn.objects.hashcache import CachedDigest, HashCache, StatKey, stat_key
 from cairn.objects.store import ObjectStore
 
@@ -208,34 +208,6 @@ def _is_normal(path: str) -> bool:
         padded = f"/{path}/"
         return "/./" not in padded and "/../" not in padded
     return True
-
-
-def _make_parent(dest: Path) -> None:
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if exc.errno in _FULL:
-            raise _disk_full(exc, dest, None) from None
-        raise
-
-
-def _remove_stages(parent: Path, prefix: str, keep: str) -> None:
-    """Remove the hidden folders of stopped downloads of other files into the same place
-    (`Materializer._write_staged`), except one a live download holds."""
-    with os.scandir(parent) as found:  # only stage names are kept: a huge folder is not held
-        stages = [e.path for e in found if e.name.startswith(prefix) and e.name != keep]
-    for path in stages:
-        try:
-            fd = os.open(path, _DIR_FLAGS)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(path, ignore_errors=True)
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def _make_dest(dest: Path) -> bool:
@@ -551,7 +523,13 @@ class Materializer:
         self._by_name = False  # new files are created by name (a staged download's)
 
     def materialize(
-        self, wanted: Files, dest: Path, *, overwrite: bool = False, stage: str | None = None
+        self,
+        wanted: Files,
+        dest: Path,
+        *,
+        overwrite: bool = False,
+        stage: str | None = None,
+        then: Callable[[Path], None] | None = None,
     ) -> None:
         """Write ``wanted`` into ``dest``. Refuses (`DownloadConflictError`, nothing written)
         when a modified file, a symlink or a clash is in the way, unless ``overwrite``.
@@ -563,11 +541,16 @@ class Materializer:
 
         ``stage``: a name for what is downloaded (the same for the same files, different
         otherwise). With it, a ``dest`` that does not exist yet is written whole beside itself
-        and then renamed into place (`_write_staged`)."""
+        and then renamed into place (`_write_staged`). ``then`` is called with the folder the
+        files are in once they all are (before that rename), to add what is not in the store
+        (references)."""
         source = _source(wanted)
-        if stage is not None and not os.path.lexists(dest):
-            self._write_staged(source, dest, stage)
-            return
+        if stage is not None:
+            if not os.path.lexists(dest) and download_stage.can_stage(dest):
+                if self._write_staged(source, dest, stage, then):
+                    return
+            else:  # a stopped download's hidden folder beside it is of no use any more
+                download_stage.remove_stopped(dest)
         fresh = _make_dest(dest)
         if not fresh:  # something may be in the way: check everything first
             checked = _check(
@@ -575,6 +558,8 @@ class Materializer:
             )
             if not checked.todo:  # every file in place: the second pass has nothing to do
                 self.progress(checked.in_place, checked.in_place_bytes)
+                if then is not None:
+                    then(dest)
                 return
         done = [0]  # bytes of the batches done
         try:
@@ -583,41 +568,37 @@ class Materializer:
             if exc.errno in _FULL:
                 raise _disk_full(exc, dest, _left(source, done[0])) from None
             raise
+        if then is not None:
+            then(dest)
 
-    def _write_staged(self, source: Callable[[], Iterable[Wanted]], dest: Path, key: str) -> None:
+    def _write_staged(
+        self,
+        source: Callable[[], Iterable[Wanted]],
+        dest: Path,
+        key: str,
+        then: Callable[[Path], None] | None,
+    ) -> bool:
         """Download into ``dest``, which does not exist, through a hidden folder beside it
-        (``.NAME.cairn-download-KEY``) renamed to ``dest`` once every file is in and verified:
-        the folder appears whole or not at all, and as nobody looks inside the hidden one, its
-        files are created by name (an unnamed file linked into place costs 1.5-2x as much on
-        ext4). A download stopped half-way (Ctrl-C, a full disk, ``kill -9``) leaves that folder:
-        the next download of the same files into the same place resumes from it, its files
-        checked like any already in place (a half-written one is replaced); a download of
-        other files there removes it."""
-        _make_parent(dest)
-        label = dest.name
-        if len(label.encode()) > 200:  # the hidden name must fit the 255 bytes a name may have
-            label = label.encode()[:160].decode(errors="ignore") + hash_bytes(label.encode())[7:23]
-        prefix = f".{label}.cairn-download-"
-        stage = dest.parent / (prefix + key)
-        _remove_stages(dest.parent, prefix, keep=stage.name)
+        (`download_stage`) renamed to ``dest`` once every file is in and verified: the folder
+        appears whole or not at all, and as nobody looks inside the hidden one, its files are
+        created by name (an unnamed file linked into place costs 1.5-2x as much on ext4). A
+        download stopped half-way (Ctrl-C, a full disk, ``kill -9``) leaves that folder: the
+        next download of the same files into the same place resumes from it, its files checked
+        like any already in place (a half-written one is replaced); a download of other files
+        there removes it. False when ``dest`` appeared before anything was written (another
+        download of the same files just made it): the caller writes in place."""
         try:
-            stage.mkdir()
-        except FileExistsError:
-            pass
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            stage = download_stage.stage_of(dest, key)
+            download_stage.remove_stopped(dest, keep=stage)
+            lock = download_stage.lock(stage, dest)
         except OSError as exc:
             if exc.errno in _FULL:
                 raise _disk_full(exc, dest, None) from None
             raise
-        lock = os.open(stage, _DIR_FLAGS)
+        if lock is None:
+            return False
         try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DownloadConflictError(
-                    f"another download into {dest} is running (it writes {stage}): wait for "
-                    "it to end, or download somewhere else",
-                    conflicts=[],
-                ) from None
             done = [0]
             self._by_name = True
             try:
@@ -629,19 +610,24 @@ class Materializer:
                 raise
             finally:
                 self._by_name = False
+            if then is not None:
+                then(stage)
             try:
-                os.rename(stage, dest)  # replaces at most an empty folder made meanwhile
+                rename_noreplace(stage, dest)
             except OSError as exc:
+                if exc.errno in _FULL:
+                    raise _disk_full(exc, dest, None, kept=stage) from None
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
                     raise
                 raise DownloadConflictError(
-                    f"{dest} appeared while it was downloaded; the download is complete in "
-                    f"{stage}: move {dest} away and download again (it takes the files from "
-                    "there)",
+                    f"{dest} appeared while it was downloaded and was left alone; the "
+                    f"download is complete in {stage}: move {dest} away and download again "
+                    "(it takes the files from there)",
                     conflicts=[("", FOLDER if dest.is_dir() else FILE)],
                 ) from None
         finally:
             os.close(lock)
+        return True
 
     # --- writing -------------------------------------------------------------------------------
     def _write(

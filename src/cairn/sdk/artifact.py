@@ -7,7 +7,7 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from cairn import config
 from cairn.core import names
-from cairn.core.digest import hash_bytes
 from cairn.core.gcpause import gc_relaxed
 from cairn.core.records import HistoryEntry, LineageGraph, LinkInfo, VersionInfo
 from cairn.errors import (
@@ -641,6 +640,7 @@ class Artifact:
         totals: tuple[int, int] | None = None,
         placed: Downloaded | None = None,
         stage: str | None = None,
+        then: Callable[[Path], None] | None = None,
     ) -> None:
         if totals is None:
             assert isinstance(wanted, list)
@@ -650,7 +650,7 @@ class Artifact:
             if placed is not None:
                 placed.cache = materializer.hash_cache
                 placed.progress = advance
-            materializer.materialize(wanted, dest, overwrite=overwrite, stage=stage)
+            materializer.materialize(wanted, dest, overwrite=overwrite, stage=stage, then=then)
             if placed is not None:
                 placed.remember()
 
@@ -711,10 +711,13 @@ class Artifact:
                 elif isinstance(e, tree.File):
                     yield Wanted(p, e.digest, e.size, e.chunks)
 
+        def fetch_references(folder: Path) -> None:  # into the hidden folder, if staged
+            self._fetch_references(refs, folder, allow_missing_references, overwrite)
+
         # the same files under the same name: a stopped download into a new folder resumes
-        stage = hash_bytes(f"{self._logged().digest}\0{path_prefix or ''}".encode())[7:23]
-        self._materialize(files, dest, overwrite, self._totals(path_prefix), placed, stage)
-        self._fetch_references(refs, dest, allow_missing_references, overwrite)
+        stage = f"{self._logged().digest}\0{path_prefix or ''}"
+        totals = self._totals(path_prefix)
+        self._materialize(files, dest, overwrite, totals, placed, stage, fetch_references)
         return str(dest)
 
     def _totals(self, prefix: str | None) -> tuple[int, int]:
