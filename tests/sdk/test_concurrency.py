@@ -83,7 +83,14 @@ def test_processes_logging_one_artifact_get_distinct_consecutive_versions(
 
 LOG_SCRIPT = """
 import sys
+import time
 import cairn
+from cairn.objects import ingest
+
+# each file opened a little late: the log lasts seconds, so the signal the test sends once the
+# first objects are stored lands half-way even on a loaded machine
+opened = ingest._open
+ingest._open = lambda path: (time.sleep(0.02), opened(path))[1]
 
 run = cairn.init(project="proj", job_type="interrupted")
 art = cairn.Artifact("big", type="dataset")

@@ -49,7 +49,7 @@ def test_every_kind_of_change_is_audited(
     edit = ann.call("PATCH", f"/versions/{art.id}", json={"metadata": {"acc": 0.9}})
     assert edit.status_code == 200, edit.text
     # dashboard sign-ins: one with a wrong key, one with ann's
-    with httpx.Client(base_url=server.url, headers={"origin": server.url}) as browser:
+    with httpx.Client(base_url=server.url, headers={"origin": server.url}, timeout=30) as browser:
         assert (
             browser.post("/login", data={"key": "cairn_wrongkey", "next": "/"}).status_code == 401
         )
