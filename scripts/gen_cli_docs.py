@@ -28,7 +28,8 @@ HEADER = """\
 
 Every read command takes `--json` for machine-readable output on stdout. Errors are one line,
 `error: <message>`, on stderr (`cairn --debug ...` adds the traceback). Exit codes: 0 ok,
-1 error, 2 usage (bad arguments, names or paths), 3 not found, 4 verification failed.
+1 error, 2 usage (bad arguments, names or paths), 3 not found, 4 verification failed,
+130 interrupted (Ctrl-C: a push or download run again goes on from where it stopped).
 The project comes from `--project`, else `$CAIRN_PROJECT`, else `default`; a name written
 `project/name:version` carries its own project.
 """

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_helpers import Invoke
 
 import cairn
@@ -129,3 +130,33 @@ def test_verify_counts_every_difference(
     result = cli("artifact", "verify", "many", str(empty), code=4)
     assert "(25 differences)" in result.stderr
     assert "... and 5 more" in result.stdout
+
+
+def test_get_stopped_by_ctrl_c_says_so_and_goes_on_when_run_again(
+    cli: Invoke, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cairn.cli.output import EXIT_INTERRUPTED
+    from cairn.objects.materialize import Materializer, Wanted
+
+    place = Materializer._place
+    written: list[str] = []
+
+    def ctrl_c_after_one(self: Materializer, w: Wanted, *args: Any) -> None:
+        if written:
+            raise KeyboardInterrupt
+        written.append(w.path)
+        place(self, w, *args)
+
+    monkeypatch.setattr(Materializer, "_place", ctrl_c_after_one)
+    dest = tmp_path / "out"
+    result = cli("artifact", "get", "demo/data:v1", "--root", str(dest), code=EXIT_INTERRUPTED)
+    assert "interrupted" in result.stderr and "run again" in result.stderr
+    assert not dest.exists()  # the folder appears only once complete
+    monkeypatch.setattr(Materializer, "_place", place)
+    cli("artifact", "get", "demo/data:v1", "--root", str(dest))
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "a.csv",
+        "c.csv",
+        "sub/b.csv",
+    ]
+    assert [p.name for p in tmp_path.iterdir() if "cairn-download" in p.name] == []

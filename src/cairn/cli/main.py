@@ -48,6 +48,16 @@ except ImportError:  # pragma: no cover - older Typer uses Click itself
 class CairnGroup(TyperGroup):
     """The root command: turns every error into ``error: <message>`` on stderr."""
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # Typer then exits with 130 (EXIT_INTERRUPTED), silently
+            output.error_line(
+                "interrupted: what was stored or downloaded so far is kept, and a push or a "
+                "download run again goes on from there"
+            )
+            raise
+
     def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,

@@ -28,6 +28,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_INTEGRITY = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a process SIGINT stopped
 
 
 @dataclass
