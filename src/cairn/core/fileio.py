@@ -38,3 +38,20 @@ def rename_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
     os.rename(src, dst)
+
+
+def open_locked(path: str | os.PathLike[str], flags: int) -> int | None:
+    """``path`` opened with ``flags`` and locked (``flock``, exclusive) without waiting; None
+    when it cannot be opened or another process holds the lock (its writer lives)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes
+from cairn.core.fileio import open_locked
 from cairn.errors import DownloadConflictError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -99,15 +100,9 @@ def remove_stopped(dest: Path, keep: Path | None = None) -> None:
         return
     for name in names:
         path = dest.parent / name
-        try:
-            fd = os.open(path, _DIR_FLAGS)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # a live download's
+        fd = open_locked(path, _DIR_FLAGS)
+        if fd is None:
+            continue  # a live download's (or gone)
         try:
             if os.fstat(fd).st_uid == os.geteuid():
                 _remove_locked(path, fd)

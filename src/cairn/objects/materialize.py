@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.core.digest import hash_bytes, new_hasher
-from cairn.core.fileio import pwrite_all, rename_noreplace
+from cairn.core.fileio import open_locked, pwrite_all, rename_noreplace
 from cairn.core.names import check_path
 from cairn.errors import (
     DiskFullError,
@@ -178,15 +178,9 @@ def remove_stale_tmp(folder: str | Path) -> int:
     except (FileNotFoundError, NotADirectoryError):
         return 0
     for path in temps:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # being written right now
+        fd = open_locked(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if fd is None:
+            continue  # being written right now (or gone)
         try:
             if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                 os.unlink(path)
