@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,18 +42,27 @@ def hidden(dest: Path) -> list[Path]:
     return [p for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}.cairn-download-")]
 
 
+def before_each_file(monkeypatch: pytest.MonkeyPatch, before: Callable[[Wanted], None]) -> None:
+    """Call ``before`` as the download is about to write each file."""
+
+    def hooked(self: Materializer, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
+        before(w)
+        PLACE(self, w, dir_fd, new, replace)
+
+    monkeypatch.setattr(Materializer, "_place", hooked)
+
+
 def placed_calls(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> list[str]:
     """Record each file the download writes; raise KeyboardInterrupt (a Ctrl-C) at the file
     after ``stop_after``."""
     calls: list[str] = []
 
-    def counting(self: Materializer, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
+    def counting(w: Wanted) -> None:
         if stop_after is not None and len(calls) >= stop_after:
             raise KeyboardInterrupt
         calls.append(w.path)
-        PLACE(self, w, dir_fd, new, replace)
 
-    monkeypatch.setattr(Materializer, "_place", counting)
+    before_each_file(monkeypatch, counting)
     monkeypatch.setattr(materialize, "BATCH", 16)  # many batches: the stop comes mid-way
     return calls
 
@@ -64,13 +73,7 @@ def test_a_new_folder_appears_only_once_every_file_is_in(
     wanted = log_version(store, tmp_path, CONTENT)
     dest = tmp_path / "out" / "ds"  # its parent does not exist either
     seen: list[bool] = []
-    place = Materializer._place
-
-    def watching(self: Materializer, w: Wanted, dir_fd: int, new: bool, replace: bool) -> None:
-        seen.append(os.path.lexists(dest))
-        place(self, w, dir_fd, new, replace)
-
-    monkeypatch.setattr(Materializer, "_place", watching)
+    before_each_file(monkeypatch, lambda w: seen.append(os.path.lexists(dest)))
     Materializer(store, cache).materialize(wanted, dest, stage="k")
     assert len(seen) == len(CONTENT) and not any(seen)
     assert files_in(dest) == CONTENT
@@ -150,15 +153,13 @@ def test_a_folder_made_at_the_destination_meanwhile_is_left_alone(
 ) -> None:
     wanted = log_version(store, tmp_path, CONTENT)
     dest = tmp_path / "ds"
-    place = Materializer._place
 
-    def user_makes_dest(self: Materializer, w: Wanted, dir_fd: int, new: bool, r: bool) -> None:
+    def user_makes_dest(w: Wanted) -> None:
         if not dest.exists():
             dest.mkdir()
             (dest / "notes.txt").write_text("mine")
-        place(self, w, dir_fd, new, r)
 
-    monkeypatch.setattr(Materializer, "_place", user_makes_dest)
+    before_each_file(monkeypatch, user_makes_dest)
     with pytest.raises(DownloadConflictError, match="appeared while it was downloaded") as info:
         Materializer(store, cache).materialize(wanted, dest, stage="k")
     assert "move" in str(info.value)
@@ -204,15 +205,12 @@ def test_an_empty_folder_made_at_the_destination_meanwhile_is_not_replaced(
 ) -> None:
     wanted = log_version(store, tmp_path, CONTENT)
     dest = tmp_path / "ds"
-    place = Materializer._place
 
-    def user_makes_dest(self: Materializer, w: Wanted, dir_fd: int, new: bool, r: bool) -> None:
+    def user_makes_dest(w: Wanted) -> None:
         if not dest.exists():
             dest.mkdir(mode=0o700)
-        place(self, w, dir_fd, new, r)
 
-    monkeypatch.setattr(Materializer, "_place", user_makes_dest)
-    inode = None
+    before_each_file(monkeypatch, user_makes_dest)
     with pytest.raises(DownloadConflictError, match="was left alone"):
         Materializer(store, cache).materialize(wanted, dest, stage="k")
     inode = dest.stat().st_ino

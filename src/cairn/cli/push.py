@@ -257,10 +257,9 @@ def push(
             "(set --name/--type to choose)"
         )
     art = Artifact(name, art_type, description=description or "", metadata=meta)
-    if cluster:
-        pass  # the cluster's driver walks the folder itself (cairn.distributed.log_dir)
-    elif len(paths) == 1 and paths[0].is_dir():
-        art.add_dir(paths[0])
+    if len(paths) == 1 and paths[0].is_dir():
+        if not cluster:  # on a cluster, its driver walks the folder (cairn.distributed.log_dir)
+            art.add_dir(paths[0])
     else:
         for path in paths:
             if path.is_dir():

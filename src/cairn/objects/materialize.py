@@ -545,6 +545,13 @@ class Materializer:
                     return
             else:  # a stopped download's hidden folder beside it is of no use any more
                 download_stage.remove_stopped(dest)
+        self._write_in_place(source, dest, overwrite)
+        if then is not None:
+            then(dest)
+
+    def _write_in_place(
+        self, source: Callable[[], Iterable[Wanted]], dest: Path, overwrite: bool
+    ) -> None:
         fresh = _make_dest(dest)
         if not fresh:  # something may be in the way: check everything first
             checked = _check(
@@ -552,8 +559,6 @@ class Materializer:
             )
             if not checked.todo:  # every file in place: the second pass has nothing to do
                 self.progress(checked.in_place, checked.in_place_bytes)
-                if then is not None:
-                    then(dest)
                 return
         done = [0]  # bytes of the batches done
         try:
@@ -562,8 +567,6 @@ class Materializer:
             if exc.errno in _FULL:
                 raise _disk_full(exc, dest, _left(source, done[0])) from None
             raise
-        if then is not None:
-            then(dest)
 
     def _write_staged(
         self,
@@ -780,13 +783,13 @@ class Materializer:
         name = os.path.basename(w.path)
         tmp: str | None = None
         named = new and self._by_name
+        unnamed = self._open_unnamed(dir_fd) if new and not named else None
         if named:
             fd = os.open(name, _NEW_FLAGS, 0o644, dir_fd=dir_fd)
+        elif unnamed is not None:
+            fd = unnamed
         else:
-            fd_or_none = self._open_unnamed(dir_fd) if new else None
-            if fd_or_none is None:
-                fd_or_none, tmp = open_tmp(dir_fd, name)
-            fd = fd_or_none
+            fd, tmp = open_tmp(dir_fd, name)
         try:
             chunk_digests: list[str] = []
             found: str | None = None  # the digest of what was written
