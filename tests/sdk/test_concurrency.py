@@ -82,10 +82,15 @@ def test_processes_logging_one_artifact_get_distinct_consecutive_versions(
 
 
 LOG_SCRIPT = """
+import signal
 import sys
 import time
 import cairn
 from cairn.objects import ingest
+
+# Ctrl-C as in a terminal, even when the tests were started in the background (a shell's '&'
+# starts them with SIGINT ignored, which the logger would inherit)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # each file opened a little late: the log lasts seconds, so the signal the test sends once the
 # first objects are stored lands half-way even on a loaded machine
