@@ -1,5 +1,6 @@
 """One version from many workers (issue 13): a folder of many small files logged by one process
-vs by two workers on Dask and on Ray, embedded and through a server on an S3 bucket.
+vs by two workers on Dask, on Ray, or in worker processes of this machine (`processes`),
+embedded and through a server on an S3 bucket.
 
 Data: ``python3 ../shared/bench/gen_many.py DATA --files N`` (made here when DATA does not
 exist). Each run starts from a fresh ``CAIRN_DIR`` (no hash cache: every file is read and
@@ -9,7 +10,7 @@ clusters are started before the timings (their start is reported apart). Referen
 same run: a stat walk of DATA (Python ``os.scandir`` + ``stat``), and ``cat`` of every file.
 
     .venv/bin/python bench/distributed.py /work/benchdata/many100k --files 100000 \
-        [--modes embedded,server-bucket] [--engines single,dask,ray] [--workers 2]
+        [--modes embedded,server-bucket] [--engines single,dask,ray,processes] [--workers 2]
 
 Prints one line per run and a Markdown table; every run of one mode must give one digest.
 """
@@ -324,6 +325,11 @@ def main() -> None:
             step=f"ray start ({args.workers} CPUs)", seconds=round(time.perf_counter() - started, 2)
         )
         clusters["ray"] = {"engine": "ray"}
+
+    if "processes" in engines:  # started by each map: the start is in the log's time
+        from cairn.distributed import processes_engine
+
+        clusters["processes"] = {"engine": processes_engine(args.workers)}
 
     moto = Moto() if "server-bucket" in args.modes.split(",") else None
     try:

@@ -1,5 +1,6 @@
-"""`cairn push --dask ADDRESS` / `--ray ADDRESS`: a folder logged by the workers of a real local
-cluster (two worker processes) is the version one process makes."""
+"""`cairn push --dask ADDRESS` / `--ray ADDRESS` / `--workers N`: a folder logged by the workers
+of a real local cluster, or by worker processes of this machine, is the version one process
+makes."""
 
 from __future__ import annotations
 
@@ -63,8 +64,9 @@ def test_push_on_a_dask_cluster_is_the_version_one_process_makes(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dask", "tcp://127.0.0.1:1", "--ray", "auto"], "--dask or --ray, not both"),
-        (["--shards", "4"], "--shards goes with --dask or --ray"),
+        (["--dask", "tcp://127.0.0.1:1", "--ray", "auto"], "one of --dask, --ray, not several"),
+        (["--ray", "auto", "--workers", "2"], "one of --ray, --workers, not several"),
+        (["--shards", "4"], "--shards goes with --dask, --ray or --workers"),
     ],
 )
 def test_cluster_options_are_checked(
@@ -74,8 +76,26 @@ def test_cluster_options_are_checked(
     result = cli("push", str(data), *args, code=2)
     assert message in result.stderr
     two = cli("push", str(data / "a"), str(data), "--dask", "tcp://127.0.0.1:1", code=2)
-    assert "log one folder" in two.stderr
+    assert "--dask logs one folder" in two.stderr
     assert cairn.Api().projects() == []  # nothing was logged
+
+
+def test_push_with_worker_processes_is_the_version_one_process_makes(
+    cli: Invoke, folder: Callable[..., Path]
+) -> None:
+    data = folder("data", _rows(40))
+    single = json.loads(cli("push", str(data), "--name", "single", "--json").stdout)
+    args = ["--workers", "2", "--shards", "3", "--alias", "best", "--json"]
+    out = json.loads(cli("push", str(data), *args).stdout)
+    assert out["created"] is True and out["version"]["qualified_name"] == "default/data:v0"
+    assert out["version"]["digest"] == single["version"]["digest"]
+    assert out["version"]["file_count"] == 40 and "best" in out["version"]["aliases"]
+    assert out["stats"]["files"] == 40  # the workers' counts, summed
+    # one worker per core (-j 0), the same folder: no new version
+    again = cli("push", str(data), "-j", "0")
+    assert "Nothing changed" in again.stdout and "default/data:v0" in again.stdout
+    two = cli("push", str(data), str(data), "--workers", "2", code=2)
+    assert "--workers logs one folder" in two.stderr
 
 
 @pytest.mark.embedded_only("starts a Ray cluster of its own (seconds); the Dask test covers both")

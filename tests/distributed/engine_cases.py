@@ -1,5 +1,5 @@
-"""What every engine must do (tests/distributed/test_dask.py and test_ray.py run these on a real
-local cluster of two worker processes): a folder logged by the workers is the version one
+"""What every engine must do (tests/distributed/test_dask.py, test_ray.py and test_processes.py run
+these on two real worker processes): a folder logged by the workers is the version one
 process logs (same digest), downloads back on the workers, and conflicts are named."""
 
 from __future__ import annotations
@@ -136,18 +136,31 @@ def many_shards_are_cut_as_the_engine_asks(
         assert (Path(out) / "part-4" / "0239.txt").read_bytes() == b"row 239\n" * (239 % 7 + 1)
 
 
+def sleep_then_mark(i: int, folder: str) -> int:
+    """A task that takes a while, then leaves a mark that it ran."""
+    import os
+    import time
+
+    time.sleep(1.5)
+    with open(os.path.join(folder, f"done-{i}"), "w"):
+        pass
+    return i
+
+
 def a_failing_stream_of_calls_cancels_what_it_submitted(
-    tmp_path: Path, options: dict[str, Any]
+    tmp_path: Path, options: dict[str, Any], task: Any = None
 ) -> None:
     """The driver makes the calls as the engine asks for them, and making one can fail (the
     walk meets a folder it cannot read): the error reaches the caller, and the tasks already
-    submitted that have not started are cancelled rather than left to store parts."""
+    submitted that have not started are cancelled rather than left to store parts.
+    ``task``: `sleep_then_mark`, or a copy the engine can send (a local function, for engines
+    that pickle functions by value)."""
     import time
 
     marks = tmp_path / "marks"
     marks.mkdir()
 
-    def task(i: int, folder: str) -> int:
+    def local(i: int, folder: str) -> int:
         import os
         import time
 
@@ -156,6 +169,7 @@ def a_failing_stream_of_calls_cancels_what_it_submitted(
             pass
         return i
 
+    task = task or local
     engine = cairn.distributed.pick_engine(**options)
     workers = engine.workers()
 

@@ -75,13 +75,15 @@ def _log_on_cluster(
     folder: Path,
     dask: str | None,
     ray: str | None,
+    workers: int | None,
     shards: int | None,
     aliases: list[str],
     tags: list[str],
     metadata: dict[str, Any],
 ) -> Any:
-    """The draft's folder logged by the workers of a Dask or Ray cluster
-    (`cairn.distributed.log_dir`), as the version the draft describes."""
+    """The draft's folder logged by the workers of a Dask or Ray cluster, or by worker
+    processes on this machine (`cairn.distributed.log_dir`), as the version the draft
+    describes."""
     import cairn.distributed
     from cairn.errors import InvalidInputError, MissingDependencyError
 
@@ -93,6 +95,9 @@ def _log_on_cluster(
         "aliases": aliases,
         "tags": tags,
     }
+    if workers is not None:
+        engine = cairn.distributed.processes_engine(workers or None)  # 0: one per core
+        return cairn.distributed.log_dir(folder, art.name, art.type, engine=engine, **options)
     if dask is not None:
         try:
             import distributed
@@ -192,13 +197,25 @@ def push(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=0,
+            help="Log one folder with N worker processes on this machine (0: one per core), "
+            "each hashing and storing a shard of the files: for folders of hundreds of "
+            "thousands of files. The same version as without.",
+            show_default=False,
+        ),
+    ] = None,
     shards: Annotated[
         int | None,
         typer.Option(
             "--shards",
             min=1,
-            help="With --dask or --ray: how many tasks. Default: four per worker, at most "
-            "50,000 files each.",
+            help="With --dask, --ray or --workers: how many tasks. Default: four per worker, "
+            "at most 50,000 files each.",
             show_default=False,
         ),
     ] = None,
@@ -209,7 +226,8 @@ def push(
 
     The files are logged by a run of job type 'push'. When they are identical to an existing
     version, no new version is made (aliases and tags asked for are applied to that version).
-    With --dask or --ray, the workers of that cluster read and store the folder's files.
+    With --dask or --ray, the workers of that cluster read and store the folder's files;
+    with --workers, worker processes on this machine do.
     """
     from cairn.cli.common import version_info, version_json
     from cairn.core import names
@@ -218,13 +236,15 @@ def push(
     from cairn.sdk.run import init
 
     output.silence(quiet)
-    if dask is not None and ray is not None:
-        fail("give --dask or --ray, not both", EXIT_USAGE)
-    cluster = dask is not None or ray is not None
+    flags = {"--dask": dask, "--ray": ray, "--workers": workers}
+    chosen = [flag for flag, value in flags.items() if value is not None]
+    if len(chosen) > 1:
+        fail(f"give one of {', '.join(chosen)}, not several", EXIT_USAGE)
+    cluster = bool(chosen)
     if cluster and not (len(paths) == 1 and paths[0].is_dir()):
-        fail("--dask and --ray log one folder: give a single folder", EXIT_USAGE)
+        fail(f"{chosen[0]} logs one folder: give a single folder", EXIT_USAGE)
     if shards is not None and not cluster:
-        fail("--shards goes with --dask or --ray", EXIT_USAGE)
+        fail("--shards goes with --dask, --ray or --workers", EXIT_USAGE)
     meta = parse_metadata(metadata or [])
     proj = output.resolve_project(project)
     model = model_file(paths)
@@ -271,7 +291,7 @@ def push(
     with init(project=proj, job_type="push", config=config) as run:
         if cluster:
             art = _log_on_cluster(
-                run, art, paths[0], dask, ray, shards, alias or [], tag or [], meta
+                run, art, paths[0], dask, ray, workers, shards, alias or [], tag or [], meta
             )
         else:
             run.log_artifact(art, aliases=alias or [], tags=tag or [])

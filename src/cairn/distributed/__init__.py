@@ -1,5 +1,6 @@
 """Log a folder (or a list of files and URIs) as one version with many workers, and download a
-version with many workers, on the engine the job already runs on: **Dask** or **Ray**. Cairn
+version with many workers, on the engine the job already runs on: **Dask** or **Ray**, or on
+this machine's cores (``engine="processes"``: the standard library's process pool). Cairn
 brings no scheduler of its own.
 
 ```python
@@ -38,7 +39,13 @@ each worker writes its shard into ``root`` (a shared folder, or the same path on
 from __future__ import annotations
 
 from cairn.distributed.driver import download, log_dir, log_files, shard
-from cairn.distributed.engines import Engine, dask_engine, pick_engine, ray_engine
+from cairn.distributed.engines import (
+    Engine,
+    dask_engine,
+    pick_engine,
+    processes_engine,
+    ray_engine,
+)
 
 __all__ = [
     "Engine",
@@ -47,6 +54,7 @@ __all__ = [
     "log_dir",
     "log_files",
     "pick_engine",
+    "processes_engine",
     "ray_engine",
     "shard",
 ]

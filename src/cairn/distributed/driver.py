@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,9 +142,11 @@ def log_files(
     ``files``: paths (at their path relative to ``root``, else their file name), URIs
     (``s3://…``, logged as references, at their last segment), or (source, path) pairs.
     ``client``: a Dask client (default: the current one), or ``engine="ray"`` for the Ray
-    cluster this process is connected to. ``shards``: how many tasks (default four per worker
-    thread or CPU). The version is the output of ``run`` (default: the current run).
-    ``settings="worker"``: workers use their own Cairn environment instead of the driver's."""
+    cluster this process is connected to, or ``engine="processes"`` (or
+    `processes_engine(n)`) for worker processes on this machine. ``shards``: how many tasks
+    (default four per worker thread or CPU). The version is the output of ``run`` (default:
+    the current run). ``settings="worker"``: workers use their own Cairn environment instead
+    of the driver's."""
     items = _items(files, root)
     return _log(
         iter(items),
@@ -185,11 +188,7 @@ def _log(
     the_run = _run(run)
     if settings not in ("driver", "worker"):
         raise InvalidInputError("settings is 'driver' or 'worker'")
-    on = (
-        engine
-        if engine is not None and not isinstance(engine, str)
-        else pick_engine(client, engine)
-    )
+    on = pick_engine(client, engine)
     workers = on.workers()
     count = shards if shards is not None else workers * SHARDS_PER_WORKER
     count = shard_count(total, count, workers, capped=shards is None)
@@ -202,17 +201,22 @@ def _log(
             parts.append(str(i))
             yield (env, the_run.project, name, type, did, str(i), piece, the_run.id)
 
+    stored: Counter[str] = Counter()
     with _progress(f"logging {name} on {on.name}", total) as advance:
         for _i, result in on.map(store_shard, calls()):
             advance(int(result["files"]))
+            stored.update(result.get("stats", {}))
     art = Artifact(name, type, description=description, metadata=metadata)
-    return the_run.finish_artifact(
+    done = the_run.finish_artifact(
         art,
         distributed_id=did,
         aliases=aliases,
         tags=tags,
         expected_parts=parts,
     )
+    if getattr(done, "stats", None) is not None:  # the workers' counts join the driver's
+        done.stats.add(**stored)
+    return done
 
 
 def log_dir(
@@ -250,11 +254,7 @@ def download(
     info = logged_info(artifact)
     dest = Path(root).expanduser().absolute()
     dest.mkdir(parents=True, exist_ok=True)
-    on = (
-        engine
-        if engine is not None and not isinstance(engine, str)
-        else pick_engine(client, engine)
-    )
+    on = pick_engine(client, engine)
     workers = on.workers()
     count = shards if shards is not None else workers * SHARDS_PER_WORKER
     # only the first and last path of each shard travel; the listing is read as shards are cut

@@ -91,6 +91,7 @@ def store_shard(
         "files": len(items),
         "bytes": stored.info.size,
         "new_bytes": stored.stats.new_bytes,
+        "stats": {k: v for k, v in vars(stored.stats).items() if not k.startswith("_")},
         "seconds": time.monotonic() - started,
     }
 
