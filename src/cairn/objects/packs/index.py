@@ -155,7 +155,7 @@ class PackIndex:
         if not wanted:
             return set()
         with self._lock, self._guard():
-            if self.cache:
+            if self.cache or len(wanted) <= 64:  # a few packs: one look each
                 found: set[str] = set()
                 for pack in sorted(wanted):
                     row = self._db.execute(

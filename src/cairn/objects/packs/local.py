@@ -222,15 +222,17 @@ class _PackWriter:
         if name == self.name:
             self.entries = []
 
-    def abort(self) -> None:
-        """Throw away everything written and not yet indexed."""
+    def abort(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
+        """Throw away everything written and not yet indexed; the sealed packs in ``keep``
+        (indexed after all) are only forgotten."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
             (self.root / "tmp" / self.name).unlink(missing_ok=True)
         self.wait_flushes_quietly()
         for name in self.sealed:
-            self.pack_path(name).unlink(missing_ok=True)
+            if name not in keep:
+                self.pack_path(name).unlink(missing_ok=True)
         self.sealed.clear()
         self.pending.clear()
         self.entries = []
@@ -370,10 +372,22 @@ class LocalPackStore:
         it before committing, and stores them again."""
         with self._lock:
             had = bool(self._writer.pending)
-            self._writer.abort()
+            self._abort_writer()
             if had:
                 with contextlib.suppress(StoreError):
                     self.index.count_drop()
+
+    def _abort_writer(self) -> None:
+        """Throw away what was written and not indexed (the caller holds the lock). A pack
+        whose rows were committed is kept: an interrupt (Ctrl-C) can land between the index's
+        commit and the writer forgetting what it indexed, and deleting the pack then would
+        leave the index pointing at nothing."""
+        sealed = list(self._writer.sealed)
+        try:
+            keep = self.index.packs_with_rows(sealed)
+        except BaseException:
+            keep = set(sealed)  # unsure: an unindexed pack left behind is only garbage
+        self._writer.abort(keep)
 
     def _index_written(self, *, replace: bool) -> list[Row]:
         """Seal, wait for the flushes, sync the file system, then index what was written
@@ -594,7 +608,7 @@ class LocalPackStore:
             try:
                 self.sync()
             except BaseException:
-                self._writer.abort()  # nothing of it is indexed: leave nothing behind
+                self._abort_writer()  # what is not indexed: leave nothing of it behind
                 raise
             finally:
                 self._writer.wait_flushes_quietly()
