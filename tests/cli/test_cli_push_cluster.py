@@ -98,6 +98,105 @@ def test_push_with_worker_processes_is_the_version_one_process_makes(
     assert "--workers logs one folder" in two.stderr
 
 
+def test_a_first_log_of_a_big_folder_uses_worker_processes_by_default(
+    cli: Invoke, folder: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cairn.cli import push
+
+    monkeypatch.setattr(push, "AUTO_WORKERS_FILES", 30)  # as 100,000 files
+    data = folder("data", _rows(40))
+    first = cli("push", str(data), "--json")
+    out = json.loads(first.stdout)
+    assert out["engine"] == "processes" and out["created"] is True
+    assert out["stats"]["files"] == 40 and out["version"]["file_count"] == 40
+    # a re-log stays in this process, where unchanged folders are taken whole
+    (data / "split-1" / "001.txt").write_text("changed\n")
+    again = json.loads(cli("push", str(data), "--json").stdout)
+    assert again["engine"] == "single" and again["version"]["version"] == 1
+    # a person is told, and --workers 1 keeps the log in this process
+    told = cli("push", str(data), "--name", "other")
+    assert "using worker processes, one per core (--workers 1" in told.stderr
+    alone = json.loads(cli("push", str(data), "-n", "third", "-j", "1", "--json").stdout)
+    assert alone["engine"] == "single"
+    assert alone["version"]["digest"] == again["version"]["digest"]
+    small = folder("small", _rows(20))  # below the size
+    assert json.loads(cli("push", str(small), "--json").stdout)["engine"] == "single"
+
+
+def _running_in_group(group: int, wait: float = 5.0) -> list[str]:
+    """The processes of a process group still running after up to ``wait`` seconds (the
+    dead ones not yet reaped do not count): pid and command line."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append(f"{stat.parent.name} {command.decode(errors='replace')}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+@pytest.mark.embedded_only("reads the embedded database to see a shard stored")
+def test_ctrl_c_stops_the_workers_commits_nothing_and_the_next_push_goes_on(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    for i in range(40_000):  # eight shards of 5,000: two workers need a few seconds
+        if i % 1000 == 0:
+            (data / f"d{i // 1000:03}").mkdir(parents=True)
+        (data / f"d{i // 1000:03}" / f"{i}.txt").write_bytes(b"row %d\n" % i * (i % 5 + 1))
+    database = Path(os.environ["CAIRN_DIR"]) / "cairn.db"
+
+    def parts_stored() -> int:
+        try:
+            with sqlite3.connect(database) as db:
+                return int(db.execute("SELECT count(*) FROM artifact_parts").fetchone()[0])
+        except sqlite3.OperationalError:  # not made yet
+            return 0
+
+    cairn_cli = [sys.executable, "-c", "from cairn.cli.main import main; main()"]
+    push = subprocess.Popen(
+        [*cairn_cli, "push", str(data), "--name", "big", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not parts_stored() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until a worker has stored a shard
+    os.killpg(push.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    _, err = push.communicate(timeout=60)
+    assert push.returncode == 130, err.decode()
+    assert "interrupted: what was stored or downloaded so far is kept" in err.decode()
+    assert _running_in_group(push.pid) == []  # no worker left behind
+    assert cairn.Api().artifacts(type="dataset") == []  # nothing committed
+    again = subprocess.run(
+        [*cairn_cli, "push", str(data), "--name", "big", "-j", "2", "--json"],
+        capture_output=True,
+    )
+    assert again.returncode == 0, again.stderr.decode()
+    out = json.loads(again.stdout)
+    assert out["created"] is True and out["version"]["file_count"] == 40_000
+    assert out["stats"]["hashed_files"] <= 35_000  # the stopped push's shards were kept
+    assert out["stats"]["new_objects"] < 40_000
+
+
 @pytest.mark.embedded_only("starts a Ray cluster of its own (seconds); the Dask test covers both")
 def test_push_on_a_local_ray_cluster(cli: Invoke, folder: Callable[..., Path]) -> None:
     require(importlib.util.find_spec("ray") is not None, "ray is not installed")

@@ -54,6 +54,21 @@ def model_file(paths: list[Path]) -> Path | None:
     return None
 
 
+# A first log of a folder at least this big goes to worker processes, one per core, unless
+# --workers says otherwise: one process logs small files on about one core. A re-log stays
+# in one process, where folders unchanged since the last log are taken whole.
+AUTO_WORKERS_FILES = 100_000
+
+
+def _auto_workers(files: int, project: str, name: str) -> bool:
+    """Whether a folder of ``files`` files is logged by worker processes by default."""
+    from cairn.distributed.engines import available_cores
+
+    if files < AUTO_WORKERS_FILES or available_cores() < 2:
+        return False
+    return _existing_type(project, name) is None
+
+
 def _existing_type(project: str, name: str) -> str | None:
     """The type of the artifact NAME in PROJECT, or None when it does not exist yet."""
     from cairn.cli.common import backend
@@ -203,9 +218,10 @@ def push(
             "--workers",
             "-j",
             min=0,
-            help="Log one folder with N worker processes on this machine (0: one per core), "
-            "each hashing and storing a shard of the files: for folders of hundreds of "
-            "thousands of files. The same version as without.",
+            help="Log one folder with N worker processes on this machine (0: one per core; "
+            "1: this process alone), each hashing and storing a shard of the files. The same "
+            "version as without. Default: one per core for the first log of a folder of "
+            "100,000 files or more, else this process alone.",
             show_default=False,
         ),
     ] = None,
@@ -232,11 +248,11 @@ def push(
     from cairn.cli.common import version_info, version_json
     from cairn.core import names
     from cairn.errors import InvalidNameError
-    from cairn.sdk.artifact import Artifact
+    from cairn.sdk.artifact import Artifact, draft_files
     from cairn.sdk.run import init
 
     output.silence(quiet)
-    flags = {"--dask": dask, "--ray": ray, "--workers": workers}
+    flags = {"--dask": dask, "--ray": ray, "--workers": None if workers == 1 else workers}
     chosen = [flag for flag, value in flags.items() if value is not None]
     if len(chosen) > 1:
         fail(f"give one of {', '.join(chosen)}, not several", EXIT_USAGE)
@@ -280,6 +296,14 @@ def push(
     if len(paths) == 1 and paths[0].is_dir():
         if not cluster:  # on a cluster, its driver walks the folder (cairn.distributed.log_dir)
             art.add_dir(paths[0])
+            files = draft_files(art)
+            if workers is None and _auto_workers(files, proj, name):
+                workers, cluster = 0, True
+                if not json_out:
+                    output.hint(
+                        f"note: a first log of {files:,} files: using worker processes, one "
+                        "per core (--workers 1: this process alone)"
+                    )
     else:
         for path in paths:
             if path.is_dir():
@@ -287,6 +311,9 @@ def push(
             else:
                 art.add_file(path)
 
+    engine_used = "single"
+    if cluster:
+        engine_used = "dask" if dask is not None else "ray" if ray is not None else "processes"
     config = {"paths": [str(p.absolute()) for p in paths]}
     with init(project=proj, job_type="push", config=config) as run:
         if cluster:
@@ -306,7 +333,13 @@ def push(
         if stats is not None:
             counts = {k: v for k, v in vars(stats).items() if type(v) is int}
         output.print_json(
-            {"created": created, "version": version_json(info), "run_id": run_id, "stats": counts}
+            {
+                "created": created,
+                "version": version_json(info),
+                "run_id": run_id,
+                "stats": counts,
+                "engine": engine_used,
+            }
         )
         return
     if output.quiet(quiet):

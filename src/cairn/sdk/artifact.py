@@ -304,8 +304,7 @@ class Artifact:
 
     def __repr__(self) -> str:
         if self._info is None:
-            count = len(self._files) + sum(f.files for f in self._folders)
-            return f"<Artifact {self.name} (draft, {count} files)>"
+            return f"<Artifact {self.name} (draft, {draft_files(self)} files)>"
         return f"<Artifact {self._info.qualified_name} {self._info.digest[:19]}>"
 
     def _repr_html_(self) -> str:
@@ -983,6 +982,11 @@ def draft_of(artifact: Artifact) -> Draft:
     )
 
 
+def draft_files(artifact: Artifact) -> int:
+    """How many files a draft holds (its folders as counted when they were added)."""
+    return len(artifact._files) + sum(f.files for f in artifact._folders)
+
+
 def mark_logged(artifact: Artifact, logged: Logged, backend: Backend) -> None:
     """Turn the draft `artifact` into the version `log_version` made or found."""
     artifact._backend = backend
@@ -995,4 +999,12 @@ def mark_logged(artifact: Artifact, logged: Logged, backend: Backend) -> None:
         artifact._ttl_pending = None
 
 
-__all__ = ["Artifact", "ArtifactFile", "artifact_at", "draft_of", "logged_info", "mark_logged"]
+__all__ = [
+    "Artifact",
+    "ArtifactFile",
+    "artifact_at",
+    "draft_files",
+    "draft_of",
+    "logged_info",
+    "mark_logged",
+]
